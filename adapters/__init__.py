@@ -1,0 +1,1 @@
+"""Adapters that route Redis and HTTP clients through a hashring placement."""

@@ -1,0 +1,451 @@
+"""How a sharded client routes one Redis command: a *plan* of per-node parts and a merge.
+
+Everything is read from the server's own COMMAND table, through redis-py's
+``CommandsParser`` (key positions, flags) and its ``get_command_policies()`` (the request and
+response policies Redis publishes for clusters). The few rules that are ours are listed here:
+
+========================  ==================================================================
+keys on one node          sent to that node as is
+``multi_shard`` commands  MGET, MSET, DEL, UNLINK, EXISTS, TOUCH: split per node, run in
+                          parallel, answers merged in the caller's order or combined by the
+                          command's response policy (sum for DEL/EXISTS/...)
+MSETNX                    atomic: only when all its keys share a node
+other multi-key commands  refused with CrossShardError naming the nodes, before sending
+EVAL/EVALSHA/FCALL (_RO)  keys taken from ``numkeys``; keyless scripts go to the default node
+``all_shards``/``all_nodes``  every node, combined by the response policy: DBSIZE sums, PING
+                          and FLUSHALL/FLUSHDB succeed when all do, SCRIPT EXISTS ands, KEYS
+                          concatenates, RANDOMKEY picks any node's answer
+``special`` responses     INFO (and CONFIG GET): one answer per node, ``{node: answer}``
+SCAN                      through ``scan()`` / ``scan_iter()``, which walk every node
+connection state          MULTI, EXEC, WATCH, SELECT, SUBSCRIBE, ...: UnsupportedCommandError;
+                          use ``pipeline(transaction=True)`` or ``client_for(key)``
+other keyless commands    the default node (the first node by name): TIME, ECHO, CLIENT ...
+========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
+
+from hashring import (
+    CrossShardError,
+    HealthTracker,
+    Placement,
+    UnsupportedCommandError,
+    redact_url,
+)
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "SCHEMES",
+    "Command",
+    "CommandTable",
+    "Entry",
+    "Part",
+    "Plan",
+    "assemble",
+    "describe_nodes",
+    "group_per_node",
+    "missed_reads",
+    "next_scan_cursor",
+    "parser_args",
+    "plan_command",
+    "refuse_cross_node_transaction",
+    "route_owners",
+    "scan_position",
+    "script_keys",
+]
+
+CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+"""Errors that count against a node's health (the asyncio client raises the same classes)."""
+SCHEMES = ("redis://", "rediss://", "unix://")
+
+SCRIPTING = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
+ATOMIC_MULTI_KEY = frozenset({"msetnx"})
+PER_NODE = frozenset({"config get"})
+CONNECTION_STATE = frozenset(
+    {
+        "multi", "exec", "discard", "watch", "unwatch", "select", "swapdb", "monitor",
+        "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe",
+        "sunsubscribe", "reset", "quit", "hello", "auth", "client reply", "scan",
+    }
+)  # fmt: skip
+
+_FAN_OUT = (RequestPolicy.ALL_SHARDS, RequestPolicy.ALL_NODES)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One node's share of a command."""
+
+    node: str
+    args: tuple[Any, ...]
+
+
+@dataclass
+class Plan:
+    """Where a command goes and how its answers combine."""
+
+    parts: list[Part]
+    merge: Callable[[list[Any]], Any]
+    command: str
+    readonly: bool = False
+    keys: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Command:
+    """What the COMMAND table says about one command (or subcommand)."""
+
+    name: str
+    flags: frozenset[str]
+    first_key: int
+    last_key: int
+    step: int
+    request: RequestPolicy
+    response: ResponsePolicy
+    fixed_keys: bool = False
+    """Keys sit at fixed positions (first, last, step): no need to ask redis-py or the server."""
+
+    def keys_of(self, args: Sequence[Any]) -> list[Any] | None:
+        """The keys of ``args`` when their positions are fixed, else None (ask the parser)."""
+        if not self.fixed_keys:
+            return None
+        last = self.last_key if self.last_key >= 0 else len(args) + self.last_key
+        return list(args[self.first_key : last + 1 : self.step])
+
+
+class CommandTable:
+    """The server's commands, resolved once from ``CommandsParser`` data.
+
+    Args:
+        commands: ``CommandsParser.commands`` (name -> COMMAND INFO as parsed by redis-py).
+        policies: ``CommandsParser.get_command_policies()``.
+    """
+
+    def __init__(self, commands: dict[str, Any], policies: dict[str, dict[str, Any]]) -> None:
+        self._commands = commands
+        self._policies: dict[str, CommandPolicies] = {}
+        for module, entries in policies.items():
+            for name, policy in entries.items():
+                full = name if module == "core" else f"{module}.{name}"
+                self._policies[full.lower()] = policy
+        self._cache: dict[str, Command] = {}
+        self._by_first: dict[Any, Command] = {}
+
+    def describe(self, args: Sequence[Any]) -> Command:
+        """The command (or ``"name subcommand"``) that ``args`` invoke. O(1) once cached."""
+        known = self._by_first.get(args[0])
+        if known is not None:
+            return known
+        words = _text(args[0]).lower().split()
+        name = words[0]
+        if len(words) > 1:
+            name = f"{name} {words[1]}"
+        elif len(args) > 1 and f"{name} {_text(args[1]).lower()}" in self._policies:
+            name = f"{name} {_text(args[1]).lower()}"
+        cached = self._cache.get(name)
+        if cached is None:
+            cached = self._cache[name] = self._build(name)
+        info = self._commands.get(words[0], {})
+        if len(words) == 1 and not info.get("subcommands") and len(self._by_first) < 4096:
+            self._by_first[args[0]] = cached  # no subcommand can change what args[0] means
+        return cached
+
+    def _build(self, name: str) -> Command:
+        info = self._commands.get(name.split()[0], {})
+        policy = self._policies.get(name) or self._policies.get(name.split()[0])
+        request = policy.request_policy if policy else RequestPolicy.DEFAULT_KEYLESS
+        response = policy.response_policy if policy else ResponsePolicy.DEFAULT_KEYLESS
+        flags = frozenset(_text(flag) for flag in info.get("flags", ()))
+        first, step = int(info.get("first_key_pos", 0)), int(info.get("step_count", 0))
+        fixed = (
+            " " not in name
+            and first > 0
+            and step > 0
+            and not {"movablekeys", "pubsub"} & flags
+            and name not in SCRIPTING
+            and name not in CONNECTION_STATE
+        )
+        return Command(
+            name=name,
+            flags=flags,
+            first_key=first,
+            last_key=int(info.get("last_key_pos", 0)),
+            step=step,
+            request=request,
+            response=response,
+            fixed_keys=fixed,
+        )
+
+
+def script_keys(args: Sequence[Any]) -> list[Any]:
+    """Keys of EVAL/EVALSHA/FCALL-style commands: ``numkeys`` arguments after it."""
+    try:
+        count = int(args[2])
+    except (IndexError, TypeError, ValueError):
+        return []
+    return list(args[3 : 3 + count])
+
+
+def plan_command(
+    command: Command,
+    args: tuple[Any, ...],
+    keys: list[Any],
+    owners: list[str],
+    all_nodes: list[str],
+    default_node: str,
+) -> Plan:
+    """The plan for ``args``, given its ``keys`` and their ``owners`` (same order).
+
+    Raises:
+        UnsupportedCommandError: a command that holds connection state, or raw SCAN.
+        CrossShardError: keys on several nodes, and the command cannot be split.
+    """
+    name = command.name
+    if name in CONNECTION_STATE or name.split()[0] in CONNECTION_STATE:
+        hint = (
+            "use scan() or scan_iter()"
+            if name == "scan"
+            else (
+                "use pipeline(transaction=True) with keys sharing a {hash tag}, or "
+                "client_for(key) for direct access to one node"
+            )
+        )
+        raise UnsupportedCommandError(f"{name.upper()} cannot be sharded: {hint}")
+    readonly = "readonly" in command.flags
+    if keys:
+        distinct = sorted(set(owners))
+        if len(distinct) == 1:
+            return Plan([Part(distinct[0], args)], _only, name, readonly, keys)
+        if command.request is RequestPolicy.MULTI_SHARD and name not in ATOMIC_MULTI_KEY:
+            return _split(command, args, owners, readonly, keys)
+        shown = ", ".join(
+            f"{_text(k)!r} -> {o}" for k, o in list(zip(keys, owners, strict=True))[:6]
+        )
+        raise CrossShardError(
+            f"{name.upper()} touches keys on nodes {', '.join(distinct)} ({shown}) and "
+            "cannot be split; nothing was sent. Give the keys a common {hash tag} to "
+            "keep them on one node.",
+            tuple(distinct),
+        )
+    if name in PER_NODE or (
+        command.request in _FAN_OUT and command.response is ResponsePolicy.SPECIAL
+    ):
+        parts = [Part(node, args) for node in all_nodes]
+        return Plan(parts, lambda answers: dict(zip(all_nodes, answers, strict=True)), name)
+    if command.request in _FAN_OUT:
+        parts = [Part(node, args) for node in all_nodes]
+        return Plan(parts, _combiner(command.response), name, readonly)
+    return Plan([Part(default_node, args)], _only, name, readonly)
+
+
+def _split(
+    command: Command, args: tuple[Any, ...], owners: list[str], readonly: bool, keys: list[Any]
+) -> Plan:
+    """Split a multi_shard command into one part per node, keeping each key's arguments."""
+    first, step = command.first_key, max(1, command.step)
+    prefix, suffix = args[:first], args[first + len(owners) * step :]
+    groups: dict[str, list[int]] = {}
+    for index, owner in enumerate(owners):
+        groups.setdefault(owner, []).append(index)
+    nodes = sorted(groups)
+    parts = []
+    for node in nodes:
+        middle: list[Any] = []
+        for index in groups[node]:
+            start = first + index * step
+            middle.extend(args[start : start + step])
+        parts.append(Part(node, (*prefix, *middle, *suffix)))
+    if command.response is ResponsePolicy.DEFAULT_KEYED:
+
+        def merge(answers: list[Any]) -> Any:
+            ordered: list[Any] = [None] * len(owners)
+            for node, answer in zip(nodes, answers, strict=True):
+                for index, value in zip(groups[node], answer, strict=True):
+                    ordered[index] = value
+            return ordered
+
+        return Plan(parts, merge, command.name, readonly, keys)
+    return Plan(parts, _combiner(command.response), command.name, readonly, keys)
+
+
+def _combiner(policy: ResponsePolicy) -> Callable[[list[Any]], Any]:
+    if policy is ResponsePolicy.AGG_SUM:
+        return lambda answers: _elementwise(answers, sum)
+    if policy is ResponsePolicy.AGG_MIN:
+        return lambda answers: _elementwise(answers, min)
+    if policy is ResponsePolicy.AGG_MAX:
+        return lambda answers: _elementwise(answers, max)
+    if policy is ResponsePolicy.AGG_LOGICAL_AND:
+        return lambda answers: _elementwise(answers, all)
+    if policy is ResponsePolicy.AGG_LOGICAL_OR:
+        return lambda answers: _elementwise(answers, any)
+    if policy in (ResponsePolicy.ALL_SUCCEEDED, ResponsePolicy.ONE_SUCCEEDED):
+        return lambda answers: answers[0]
+    return _gather
+
+
+def _elementwise(answers: list[Any], reduce: Callable[[Any], Any]) -> Any:
+    if answers and all(isinstance(a, list) for a in answers):
+        return [reduce(column) for column in zip(*answers, strict=True)]
+    return reduce(answers)
+
+
+def _gather(answers: list[Any]) -> Any:
+    """Default keyless answers: lists are concatenated (KEYS); single values are any node's
+    non-empty answer, picked at random (RANDOMKEY)."""
+    if all(isinstance(a, (list, tuple)) for a in answers):
+        return [item for answer in answers for item in answer]
+    present = [a for a in answers if a is not None]
+    return random.choice(present) if present else None
+
+
+def _only(answers: list[Any]) -> Any:
+    return answers[0]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+#: One buffered pipeline command's share on a node: (command index, part index, part, options).
+Entry = tuple[int, int, Part, dict[str, Any]]
+
+
+def route_owners(
+    placement: Placement, health: HealthTracker, encoder: Any, keys: list[Any]
+) -> list[str]:
+    """The node of each key (placed by the bytes the client sends); with health tracking on,
+    an ejected owner is replaced by the first usable node of the key's preference list.
+
+    str keys are placed as str when the client encodes UTF-8 (the same bytes, and the
+    placement's fast path); anything else goes through the client's encoder.
+    """
+    plain = _is_utf8(encoder.encoding)
+    routed = [
+        key if plain and key.__class__ in (str, bytes) else encoder.encode(key) for key in keys
+    ]
+    if len(routed) == 1:  # the common case: skip the batch path's numpy overhead
+        owners = [placement.get_node(routed[0])]
+    else:
+        owners = placement.get_node_many(routed)
+    if health.enabled:
+        for i, owner in enumerate(owners):
+            if not health.usable(owner):
+                owners[i] = health.first_usable(placement.get_nodes(routed[i])) or owner
+    return owners
+
+
+def refuse_cross_node_transaction(plans: list[Plan]) -> None:
+    """Raises:
+    CrossShardError: the plans touch more than one node (a transaction cannot span them).
+    """
+    nodes = sorted({part.node for plan in plans for part in plan.parts})
+    if len(nodes) > 1:
+        raise CrossShardError(
+            f"a transaction must stay on one node, but its commands touch {', '.join(nodes)}; "
+            "nothing was sent. Give the keys a common {hash tag}.",
+            tuple(nodes),
+        )
+
+
+def group_per_node(plans: list[Plan], options: list[dict[str, Any]]) -> dict[str, list[Entry]]:
+    """Every part of every plan, grouped by node in buffering order. A split command's parts
+    lose the ``keys`` option (it names the whole command's keys)."""
+    per_node: dict[str, list[Entry]] = {}
+    for i, (plan, opts) in enumerate(zip(plans, options, strict=True)):
+        shared = opts if len(plan.parts) == 1 else {k: v for k, v in opts.items() if k != "keys"}
+        for j, part in enumerate(plan.parts):
+            per_node.setdefault(part.node, []).append((i, j, part, shared))
+    return per_node
+
+
+def assemble(
+    plans: list[Plan],
+    per_node: dict[str, list[Entry]],
+    node_answers: Mapping[str, list[Any]],
+    raise_on_error: bool,
+) -> list[Any]:
+    """Each command's merged answer, in buffering order; a command with a failed part gets
+    that part's exception.
+
+    Raises:
+        Exception: the first failed command's error, when ``raise_on_error`` is true.
+    """
+    answers: list[list[Any]] = [[None] * len(plan.parts) for plan in plans]
+    for node, entries in per_node.items():
+        for (i, j, _, _), answer in zip(entries, node_answers[node], strict=True):
+            answers[i][j] = answer
+    results: list[Any] = []
+    for plan, parts in zip(plans, answers, strict=True):
+        failed = next((a for a in parts if isinstance(a, Exception)), None)
+        results.append(failed if failed is not None else plan.merge(parts))
+    if raise_on_error:
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+    return results
+
+
+def parser_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` as redis-py's ``get_keys`` can read them.
+
+    It calls ``args[1].lower()`` for any keyless command that has subcommands, which on
+    Redis 7 is every command (``SELECT 1``, ``WAIT 1 0``, ``SCAN 0`` raise AttributeError
+    there): a second argument that is neither str nor bytes is passed as text (a memoryview
+    as bytes). Routing is unchanged: the encoder turns ``1`` and ``"1"`` into the same bytes.
+    """
+    if len(args) < 2 or isinstance(args[1], (str, bytes)):
+        return args
+    second = bytes(args[1]) if isinstance(args[1], memoryview) else str(args[1])
+    return (args[0], second, *args[2:])
+
+
+def describe_nodes(urls: Mapping[str, str | None]) -> str:
+    """``name=redacted-url`` (or ``name=client``) for every node, sorted by name."""
+    return ", ".join(
+        f"{name}={redact_url(url) if url else 'client'}" for name, url in sorted(urls.items())
+    )
+
+
+def scan_position(cursor: int, nodes: int) -> tuple[int, int]:
+    """A sharded SCAN cursor as (node index in name order, that node's own cursor)."""
+    cursor = int(cursor)
+    return cursor % nodes, cursor // nodes
+
+
+def next_scan_cursor(following: int, index: int, nodes: int) -> int:
+    """The sharded cursor after node ``index`` answered ``following``: its next page, else
+    the next node's start, else 0 when the last node is done."""
+    if following:
+        return int(following) * nodes + index
+    return index + 1 if index + 1 < nodes else 0
+
+
+def missed_reads(plan: Plan, value: Any, old_owner: Callable[[Any], str]) -> list[int] | None:
+    """Which of a read's keys to ask the previous topology during a migration.
+
+    Indices into ``plan.keys``: an MGET's keys that came back None, or ``[0]`` for a
+    single-key read that missed on a node that did not own the key before. None when there
+    is nothing to ask.
+    """
+    if plan.command == "mget" and isinstance(value, list):
+        return [i for i, v in enumerate(value) if v is None] or None
+    if value is None and len(plan.keys) == 1 and old_owner(plan.keys[0]) != plan.parts[0].node:
+        return [0]
+    return None
+
+
+@functools.cache
+def _is_utf8(encoding: str) -> bool:
+    """Whether a client encoding writes str keys as their UTF-8 bytes."""
+    return codecs.lookup(encoding).name == "utf-8"

@@ -1,0 +1,314 @@
+"""Sharded httpx and requests clients against plain ones, on a real local HTTP node.
+
+Run by hand (not part of the test run)::
+
+    .venv/bin/python bench/http_client.py            # full run, under a minute
+    .venv/bin/python bench/http_client.py --quick    # smoke run: 10x fewer requests
+
+The script starts its own HTTP node process (``tests/http_node.py``, through
+``tests/http_servers.py``: a free loopback port) and stops it at the end, also after an error
+or SIGTERM. To isolate the cost of routing, every sharded client has 3 nodes ``n0``, ``n1``,
+``n2`` that all point at that ONE server, and the plain clients hit the same server directly:
+both sides go over TCP on 127.0.0.1 to the same process, through the same connection pooling
+(the sharded clients' delegate pools by origin, so all 3 names share one keep-alive
+connection, as the plain client's does). Sharded requests address the logical host
+(``http://users/user:42``), plain ones the node (``http://127.0.0.1:PORT/user:42``): the node
+sees the same path, the same headers and answers the same JSON body.
+
+Clients (keys ``f"user:{i}"``, default ring placement, health tracking on):
+
+* httpx: ``httpx.Client(transport=ShardedTransport(nodes))`` with
+  ``client.get(url, extensions={"shard_key": key})``, and the same client without a key
+  (keyless: round-robin), vs a plain ``httpx.Client()`` with ``client.get(url)``.
+* requests: a ``requests.Session`` with a ``ShardedAdapter`` mounted for ``http://users/`` and
+  the key in the ``X-Shard-Key`` header; a ``ShardedSession(nodes, host="users")`` with
+  ``session.get(url, shard_key=key)``, and the same session without a key (round-robin); vs a
+  plain ``requests.Session()`` with ``session.get(url)``.
+
+What is measured (``time.perf_counter``; the garbage collector is off inside every timed
+region; every client is warmed up first, and the warm-up checks that each answer comes from
+the node with the expected path, and that keyed requests spread over all 3 node names):
+requests/s of a Python loop of N sequential GETs (N = 2,000, body read), all clients in
+interleaved rounds (6 rounds, order flipped every round), best round of each. The per-request
+overhead is ``sharded/N - plain/N`` in µs.
+
+Targets (second table): keyed GETs through the sharded httpx client >= 0.9x the plain
+``httpx.Client``'s requests/s; keyed GETs through ``ShardedAdapter`` and through
+``ShardedSession(shard_key=)`` >= 0.9x the plain ``requests.Session``'s. Keyless ratios are
+reported. If a target is missed, one sharded loop of that client is profiled (cProfile) and
+the top 10 functions by own time are printed under the tables.
+
+Noise: the machine has 2 cores shared by the client, the node (a Python
+``ThreadingHTTPServer``) and possibly other jobs; the load average is printed in the header.
+Trust the ratios within one run, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import requests
+from _measure import Row, exit_on_signal, interleaved, profile_calls, times
+from hashring.adapters._httpx import ShardedTransport
+from hashring.adapters._requests import SHARD_KEY_HEADER, ShardedAdapter, ShardedSession
+from tabulate import tabulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from http_servers import HttpServer, http_server_pool
+
+NODE_NAMES = ("n0", "n1", "n2")
+LOGICAL_HOST = "users"
+REQUESTS_PER_ROUND = 2_000
+ROUNDS = 6
+WARMUP_REQUESTS = 200
+PROFILE_TOP = 10
+TARGET = 0.9
+
+
+# ------------------------------------------------------------------ timing helpers
+
+
+# ------------------------------------------------------------------ request loops
+
+
+def httpx_plain(client: httpx.Client, urls: Sequence[str]) -> None:
+    get = client.get
+    for url in urls:
+        get(url)
+
+
+def httpx_keyed(client: httpx.Client, pairs: Sequence[tuple[str, str]]) -> None:
+    get = client.get
+    for url, key in pairs:
+        get(url, extensions={"shard_key": key})
+
+
+def requests_plain(session: requests.Session, urls: Sequence[str]) -> None:
+    get = session.get
+    for url in urls:
+        get(url)
+
+
+def requests_header(session: requests.Session, pairs: Sequence[tuple[str, str]]) -> None:
+    get = session.get
+    for url, key in pairs:
+        get(url, headers={SHARD_KEY_HEADER: key})
+
+
+def requests_session_keyed(session: ShardedSession, pairs: Sequence[tuple[str, str]]) -> None:
+    get = session.get
+    for url, key in pairs:
+        get(url, shard_key=key)
+
+
+# ------------------------------------------------------------------ checks
+
+
+def check_answer(status: int, body: Any, path: str, node: str | None, what: str) -> None:
+    """One warm-up answer: status 200, the node's JSON, the path the node should have seen."""
+    if status != 200 or not isinstance(body, dict) or body.get("path") != path:
+        raise AssertionError(f"{what}: unexpected answer {status} {body!r:.200}")
+    if node is not None and node not in NODE_NAMES:
+        raise AssertionError(f"{what}: answered by unknown node {node!r}")
+
+
+def check_spread(nodes: Counter[str | None], what: str) -> None:
+    if set(nodes) != set(NODE_NAMES):
+        raise AssertionError(f"{what}: routed to {dict(nodes)}, expected all of {NODE_NAMES}")
+
+
+def warm_up(
+    plain_x: httpx.Client,
+    sharded_x: httpx.Client,
+    plain_r: requests.Session,
+    adapter_r: requests.Session,
+    session_r: ShardedSession,
+    paths: Sequence[str],
+    node_url: str,
+) -> None:
+    """Send every client's first requests, checking answers and routing."""
+    logical = f"http://{LOGICAL_HOST}"
+    spread: dict[str, Counter[str | None]] = {}
+    for path in paths:
+        key = path[1:]
+        r = plain_x.get(node_url + path)
+        check_answer(r.status_code, r.json(), path, None, "plain httpx")
+        for what, keyed in (("sharded httpx", True), ("sharded httpx keyless", False)):
+            ext = {"shard_key": key} if keyed else {}
+            r = sharded_x.get(logical + path, extensions=ext)
+            node = r.extensions.get("hashring_node")
+            check_answer(r.status_code, r.json(), path, node, what)
+            spread.setdefault(what, Counter())[node] += 1
+        p = plain_r.get(node_url + path)
+        check_answer(p.status_code, p.json(), path, None, "plain requests")
+        answers = (
+            ("ShardedAdapter", adapter_r.get(logical + path, headers={SHARD_KEY_HEADER: key})),
+            ("ShardedSession", session_r.get(logical + path, shard_key=key)),
+            ("ShardedSession keyless", session_r.get(logical + path)),
+        )
+        for what, p in answers:
+            node = getattr(p, "shard_node", None)
+            check_answer(p.status_code, p.json(), path, node, what)
+            if SHARD_KEY_HEADER.lower() in p.json()["headers"]:
+                raise AssertionError(f"{what}: the node saw the {SHARD_KEY_HEADER} header")
+            spread.setdefault(what, Counter())[node] += 1
+    for what, nodes in spread.items():
+        check_spread(nodes, what)
+
+
+# ------------------------------------------------------------------ profiling
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def rps(seconds: float, n: int) -> str:
+    return f"{n / seconds:,.0f} req/s"
+
+
+def us(seconds: float, n: int) -> str:
+    return f"{seconds / n * 1e6:,.1f} µs"
+
+
+# ------------------------------------------------------------------ main
+
+
+def measure(server: HttpServer, quick: bool) -> int:
+    n = REQUESTS_PER_ROUND // (10 if quick else 1)
+    nodes = dict.fromkeys(NODE_NAMES, server.url)
+    keys = [f"user:{i}" for i in range(n)]
+    paths = [f"/{key}" for key in keys]
+    node_urls = [server.url + path for path in paths]
+    logical_urls = [f"http://{LOGICAL_HOST}{path}" for path in paths]
+    pairs = list(zip(logical_urls, keys, strict=True))
+
+    plain_x = httpx.Client()
+    sharded_x = httpx.Client(transport=ShardedTransport(nodes))
+    plain_r = requests.Session()
+    adapter_r = requests.Session()
+    adapter_r.mount(f"http://{LOGICAL_HOST}/", ShardedAdapter(nodes))
+    session_r = ShardedSession(nodes, host=LOGICAL_HOST)
+    try:
+        warm_up(
+            plain_x, sharded_x, plain_r, adapter_r, session_r,
+            paths[:WARMUP_REQUESTS], server.url,
+        )  # fmt: skip
+        loops: dict[str, Callable[[], object]] = {
+            "httpx plain": partial(httpx_plain, plain_x, node_urls),
+            "httpx keyed": partial(httpx_keyed, sharded_x, pairs),
+            "httpx keyless": partial(httpx_plain, sharded_x, logical_urls),
+            "requests plain": partial(requests_plain, plain_r, node_urls),
+            "requests adapter": partial(requests_header, adapter_r, pairs),
+            "requests session": partial(requests_session_keyed, session_r, pairs),
+            "requests keyless": partial(requests_plain, session_r, logical_urls),
+        }
+        best = interleaved(loops, ROUNDS)
+
+        rows: list[Row] = []  # measure, sharded, plain, ratio, overhead
+        targets: list[tuple[str, str, bool | None]] = []
+        missed: list[tuple[str, str]] = []
+        cases = (
+            ("httpx", "httpx keyed", "ShardedTransport, extensions shard_key", True),
+            ("httpx", "httpx keyless", "ShardedTransport, keyless (round-robin)", False),
+            ("requests", "requests adapter", "ShardedAdapter, X-Shard-Key header", True),
+            ("requests", "requests session", "ShardedSession, shard_key=", True),
+            ("requests", "requests keyless", "ShardedSession, keyless (round-robin)", False),
+        )
+        for library, name, label, is_target in cases:
+            plain = best[f"{library} plain"]
+            mine = best[name]
+            ratio = plain / mine
+            rows.append(
+                [
+                    f"{library} GET: {label}",
+                    rps(mine, n),
+                    f"plain {rps(plain, n)}",
+                    times(ratio),
+                    f"{(mine - plain) / n * 1e6:+,.1f} µs",
+                ]
+            )
+            target = f"{library} {label} >= {TARGET}x plain"
+            targets.append((target, times(ratio), ratio >= TARGET if is_target else None))
+            if is_target and ratio < TARGET:
+                missed.append((name, label))
+        for library in ("httpx", "requests"):
+            plain = best[f"{library} plain"]
+            rows.append(
+                [
+                    f"{library} plain per request (reference)",
+                    "",
+                    us(plain, n),
+                    "",
+                    "",
+                ]
+            )
+
+        profiles: list[tuple[str, list[Row]]] = []
+        for name, label in missed:
+            profiles.append(
+                (f"{n:,} GETs through {label}", profile_calls(loops[name], n, top=PROFILE_TOP))
+            )
+    finally:
+        for client in (plain_x, sharded_x, plain_r, adapter_r, session_r):
+            client.close()
+
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    mode = "quick" if quick else "full"
+    print(
+        f"Sharded HTTP clients vs plain ({mode} run, 1 local HTTP node behind {len(nodes)} "
+        f"node names, {n:,} GETs per round, best of {ROUNDS} interleaved rounds, Python "
+        f"{sys.version.split()[0]}, httpx {httpx.__version__}, requests {requests.__version__}, "
+        f"load average {load})"
+    )
+    print(
+        tabulate(
+            rows,
+            headers=["measure", "sharded", "plain", "sharded/plain req/s", "overhead/request"],
+            colalign=("left", "right", "right", "right", "right"),
+        )
+    )
+    print()
+    status = {True: "PASS", False: "MISS", None: "REPORTED"}
+    print(
+        tabulate(
+            [(name, value, status[ok]) for name, value, ok in targets],
+            headers=["target", "measured", "status"],
+        )
+    )
+    for what, profile in profiles:
+        print()
+        print(
+            f"cProfile of {what} (a target missed; the profiler inflates absolute times): "
+            f"top {PROFILE_TOP} functions by own time"
+        )
+        print(
+            tabulate(
+                profile,
+                headers=["function", "calls/GET", "own µs/GET", "own share", "cum µs/GET"],
+                colalign=("left", "right", "right", "right", "right"),
+            )
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="10x fewer requests (smoke run)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    with http_server_pool() as servers:
+        servers.append(HttpServer.start("n0"))
+        return measure(servers[0], args.quick)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

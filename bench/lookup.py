@@ -1,0 +1,406 @@
+"""Lookup, batch, build, membership-change and memory benchmark: hashring vs uhashring.
+
+Run by hand (not part of the test run)::
+
+    .venv/bin/python bench/lookup.py            # full run, about one minute
+    .venv/bin/python bench/lookup.py --quick    # smoke run: 10x fewer keys
+
+Everything is measured in one run, on the same keys (``f"user:{i}"``), for rings of 10 and
+1,000 nodes named ``node-0`` .. ``node-N`` with 160 points per node. Pairs compared:
+hashring ``hash="mmh3"`` against uhashring's default (MD5, 128-bit points), and hashring
+``hash="ketama"`` against uhashring ``hash_fn="ketama"`` (40 vnodes x 4 replicas = 160 points).
+
+What is measured (``time.perf_counter``; the garbage collector is off inside every timed
+region; every callable is warmed up first):
+
+* ``get_node``: ns per key of a plain Python loop over 200,000 keys, best of 5 repeats.
+  The "inline floor" is the cheapest lookup Python can do on a plain sorted list:
+  ``owners[bisect(points, mmh3.hash(key, 0, False))]`` written inline in the loop, with
+  160 points per node from ``mmh3.hash(f"{node}-{i}", 0, False)`` and a wrap entry in
+  ``owners``. floor/hashring near 1 means hashring's lookup costs about as much as that.
+* ``get_node_many``: keys per second over 1,000,000 keys, best of 3, against a uhashring
+  ``[get_node(k) for k in keys]`` over the same keys (both build the result list).
+* build: construction of a 1,000-node ring, best of 3. ``add_node`` / ``remove_node``: the
+  median of 20 adds of fresh names to the 1,000-node ring, then 20 removes of those names
+  (5 of each for uhashring ketama, which rebuilds its whole ring with ``insort`` each time).
+* balance: peak-to-mean share of the hash space (hashring: ``hash_space_shares()``;
+  uhashring: arcs between its sorted points, over 2**32 for ketama and 2**128 for its MD5
+  default), and peak-to-mean of the actual key counts over the 1,000,000 keys.
+* memory: bytes retained by construction of the 1,000-node ring (tracemalloc snapshot after
+  minus before, ring kept alive) per point; hashring's is broken down into bucket table
+  (list), points array, owners array and the rest.
+
+Targets (second table): ``get_node`` >= 4x faster than uhashring at 10 and at 1,000 nodes;
+``get_node_many`` over 1M keys >= 10x faster than a uhashring ``get_node`` loop; building
+1,000 x 160 >= 5x faster than uhashring; ``add_node`` under 10 ms; memory reported per point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from bisect import bisect
+from collections import Counter
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import mmh3
+from _measure import Row, best_of, best_result, loop_get, ms, retained_bytes, timed, times
+from tabulate import tabulate
+from uhashring import HashRing as UHashRing  # type: ignore[import-untyped]
+
+from hashring import HashRing
+
+VNODES = 160
+NODE_COUNTS = (10, 1000)
+BIG = 1000
+LOOKUP_KEYS = 200_000
+BATCH_KEYS = 1_000_000
+LOOKUP_REPEATS = 5
+BATCH_REPEATS = 3
+BUILD_REPEATS = 3
+CHANGES = 20
+SLOW_CHANGES = 5  # uhashring ketama: each add/remove rebuilds the ring (~1 s)
+WARMUP_KEYS = 2_000
+
+# (label, hashring hash, uhashring kwargs, uhashring point space)
+PAIRS: tuple[tuple[str, str, dict[str, str], int], ...] = (
+    ("mmh3 / uhashring md5", "mmh3", {}, 1 << 128),
+    ("ketama / ketama", "ketama", {"hash_fn": "ketama"}, 1 << 32),
+)
+
+
+# ------------------------------------------------------------------ timing helpers
+
+
+def loop_collect(get: Callable[[str], str], keys: Sequence[str]) -> list[str]:
+    """A ``get_node`` loop that keeps the owners, as ``get_node_many`` does."""
+    return [get(key) for key in keys]
+
+
+def loop_floor(keys: Sequence[str], points: list[int], owners: list[str]) -> None:
+    """The inline floor: hash and bisect written in the loop, no call per key."""
+    hash32 = mmh3.hash
+    find = bisect
+    for key in keys:
+        owner = owners[find(points, hash32(key, 0, False))]
+    del owner
+
+
+def floor_ring(names: Sequence[str]) -> tuple[list[int], list[str]]:
+    """Sorted points and a parallel owners list with a wrap entry (index len(points))."""
+    pairs = sorted(
+        (mmh3.hash(f"{name}-{i}", 0, False), name) for name in names for i in range(VNODES)
+    )
+    points = [point for point, _ in pairs]
+    owners = [name for _, name in pairs]
+    owners.append(owners[0])
+    return points, owners
+
+
+def change_times(
+    add: Callable[[str], object], remove: Callable[[str], object], count: int
+) -> tuple[list[float], list[float]]:
+    """Seconds of ``count`` adds of fresh names, then of removing those names again."""
+    add("warm-up")
+    remove("warm-up")
+    fresh = [f"fresh-{i}" for i in range(count)]
+    adds = [timed(partial(add, name))[0] for name in fresh]
+    removes = [timed(partial(remove, name))[0] for name in fresh]
+    return adds, removes
+
+
+# ------------------------------------------------------------------ balance helpers
+
+
+def uhash_peak_to_mean(ring: Any, nodes: int, space: int) -> float:
+    """Peak-to-mean hash-space share of a uhashring ring.
+
+    uhashring places a key hashing to ``h`` on the first point ``p > h`` (wrapping), so the
+    point ``p`` owns the arc ``[prev, p)``; arcs are summed per owner, over ``space``.
+    """
+    points: list[int] = ring.runtime._keys
+    owner_of: dict[int, str] = ring.runtime._ring
+    owned: Counter[str] = Counter()
+    previous = points[-1] - space
+    for point in points:
+        owned[owner_of[point]] += point - previous
+        previous = point
+    return max(owned.values()) / space * nodes
+
+
+def counts_peak_to_mean(owners: Sequence[str], nodes: int) -> float:
+    """Peak-to-mean of how many of ``owners`` each node got."""
+    return max(Counter(owners).values()) / (len(owners) / nodes)
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def ns(seconds: float, keys: int) -> str:
+    return f"{seconds / keys * 1e9:,.0f} ns"
+
+
+def rate(seconds: float, keys: int) -> str:
+    return f"{keys / seconds / 1e6:,.2f} M keys/s"
+
+
+# ------------------------------------------------------------------ main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="10x fewer keys (smoke run)")
+    args = parser.parse_args(argv)
+    scale = 10 if args.quick else 1
+    lookup_n = LOOKUP_KEYS // scale
+    batch_n = BATCH_KEYS // scale
+
+    keys = [f"user:{i}" for i in range(batch_n)]
+    lookup_keys = keys[:lookup_n]
+    warm = keys[:WARMUP_KEYS]
+
+    rows: list[Row] = []  # measure, nodes, hash, hashring, other, ratio, ratio is
+    targets: list[tuple[str, str, bool | None]] = []
+
+    for nodes in NODE_COUNTS:
+        names = [f"node-{i}" for i in range(nodes)]
+        rings = {h: HashRing(names, vnodes=VNODES, hash=h) for _, h, _, _ in PAIRS}
+        urings = {h: UHashRing(names, **kw) for _, h, kw, _ in PAIRS}
+        points, owners = floor_ring(names)
+
+        # get_node: plain loop, best of 5.
+        mine: dict[str, float] = {}
+        for label, h, _, _ in PAIRS:
+            for get in (rings[h].get_node, urings[h].get_node):
+                loop_get(get, warm)
+            mine[h] = best_of(partial(loop_get, rings[h].get_node, lookup_keys), LOOKUP_REPEATS)
+            theirs = best_of(partial(loop_get, urings[h].get_node, lookup_keys), LOOKUP_REPEATS)
+            speedup = theirs / mine[h]
+            rows.append(
+                [
+                    "get_node (per key)",
+                    nodes,
+                    label,
+                    ns(mine[h], lookup_n),
+                    ns(theirs, lookup_n),
+                    times(speedup),
+                    "uhashring/hashring",
+                ]
+            )
+            targets.append(
+                (f"get_node >= 4x uhashring, {nodes} nodes, {label}", times(speedup), speedup >= 4)
+            )
+        loop_floor(warm, points, owners)
+        floor = best_of(partial(loop_floor, lookup_keys, points, owners), LOOKUP_REPEATS)
+        rows.append(
+            [
+                "get_node vs inline floor",
+                nodes,
+                "mmh3 / inline bisect",
+                ns(mine["mmh3"], lookup_n),
+                f"floor {ns(floor, lookup_n)}",
+                times(floor / mine["mmh3"]),
+                "floor/hashring",
+            ]
+        )
+
+        # get_node_many vs a uhashring get_node loop, 1M keys; keep the owners for balance.
+        placed: dict[tuple[str, str], list[str]] = {}
+        for label, h, _, _ in PAIRS:
+            many = rings[h].get_node_many
+            uget = urings[h].get_node
+            many(warm)
+            loop_collect(uget, warm)
+            mine_s, placed["hashring", h] = best_result(partial(many, keys), BATCH_REPEATS)
+            theirs_s, placed["uhashring", h] = best_result(
+                partial(loop_collect, uget, keys), BATCH_REPEATS
+            )
+            speedup = theirs_s / mine_s
+            rows.append(
+                [
+                    f"get_node_many ({batch_n:,} keys)",
+                    nodes,
+                    label,
+                    rate(mine_s, batch_n),
+                    f"loop {rate(theirs_s, batch_n)}",
+                    times(speedup),
+                    "hashring/uhashring",
+                ]
+            )
+            targets.append(
+                (
+                    f"get_node_many >= 10x uhashring loop, {nodes} nodes, {label}",
+                    times(speedup),
+                    speedup >= 10,
+                )
+            )
+
+        # Balance: hash-space shares and actual key counts.
+        for label, h, _, space in PAIRS:
+            shares = rings[h].hash_space_shares()
+            rows.append(
+                [
+                    "peak/mean hash-space share",
+                    nodes,
+                    label,
+                    f"{max(shares.values()) * nodes:.3f}",
+                    f"{uhash_peak_to_mean(urings[h], nodes, space):.3f}",
+                    "",
+                    "",
+                ]
+            )
+        for label, h, _, _ in PAIRS:
+            rows.append(
+                [
+                    f"peak/mean keys ({batch_n:,} keys)",
+                    nodes,
+                    label,
+                    f"{counts_peak_to_mean(placed['hashring', h], nodes):.3f}",
+                    f"{counts_peak_to_mean(placed['uhashring', h], nodes):.3f}",
+                    "",
+                    "",
+                ]
+            )
+        same = sum(
+            a == b
+            for a, b in zip(
+                placed["hashring", "ketama"], placed["uhashring", "ketama"], strict=True
+            )
+        )
+        rows.append(
+            [
+                "ketama placement agreement",
+                nodes,
+                "ketama / ketama",
+                f"{same / batch_n:.4%} of keys",
+                "",
+                "",
+                "same owner in both",
+            ]
+        )
+        del rings, urings, placed
+
+    # Build, add_node, remove_node at 1,000 nodes.
+    names = [f"node-{i}" for i in range(BIG)]
+    for label, h, kw, _ in PAIRS:
+        HashRing(names[:10], vnodes=VNODES, hash=h)
+        UHashRing(names[:10], **kw)
+        mine_s = best_of(partial(HashRing, names, vnodes=VNODES, hash=h), BUILD_REPEATS)
+        theirs_s = best_of(partial(UHashRing, names, **kw), BUILD_REPEATS)
+        speedup = theirs_s / mine_s
+        rows.append(
+            [
+                f"build {BIG:,} x {VNODES}",
+                BIG,
+                label,
+                ms(mine_s),
+                ms(theirs_s),
+                times(speedup),
+                "uhashring/hashring",
+            ]
+        )
+        targets.append(
+            (f"build >= 5x faster than uhashring, {label}", times(speedup), speedup >= 5)
+        )
+    for label, h, kw, _ in PAIRS:
+        ring = HashRing(names, vnodes=VNODES, hash=h)
+        uring = UHashRing(names, **kw)
+        mine_add, mine_rm = change_times(ring.add_node, ring.remove_node, CHANGES)
+        their_count = SLOW_CHANGES if h == "ketama" else CHANGES
+        their_add, their_rm = change_times(uring.add_node, uring.remove_node, their_count)
+        for what, m, t in (("add_node", mine_add, their_add), ("remove_node", mine_rm, their_rm)):
+            median = statistics.median(m)
+            rows.append(
+                [
+                    f"{what} (median; max)",
+                    BIG,
+                    label,
+                    f"{ms(median)}; {ms(max(m))}",
+                    f"{ms(statistics.median(t))}; {ms(max(t))}",
+                    times(statistics.median(t) / median),
+                    f"uhashring/hashring, n={len(m)}/{len(t)}",
+                ]
+            )
+            if what == "add_node":
+                targets.append((f"add_node < 10 ms (median), {label}", ms(median), median < 0.010))
+
+    # Memory retained by construction, per point.
+    for label, h, kw, _ in PAIRS:
+        mine_b, ring = retained_bytes(partial(HashRing, names, vnodes=VNODES, hash=h))
+        theirs_b, uring = retained_bytes(partial(UHashRing, names, **kw))
+        mine_p = int(ring._snapshot.points.size)
+        theirs_p = len(uring.runtime._keys)
+        rows.append(
+            [
+                "memory per point",
+                BIG,
+                label,
+                f"{mine_b / mine_p:,.1f} B ({mine_b / 1e6:,.2f} MB)",
+                f"{theirs_b / theirs_p:,.1f} B ({theirs_b / 1e6:,.2f} MB)",
+                times((theirs_b / theirs_p) / (mine_b / mine_p)),
+                "uhashring/hashring",
+            ]
+        )
+        rows.append(["points", BIG, label, f"{mine_p:,}", f"{theirs_p:,}", "", ""])
+        snap = ring._snapshot
+        parts = {
+            "table list": sys.getsizeof(snap.table),
+            "points array": int(snap.points.nbytes),
+            "owners array": int(snap.owners.nbytes),
+        }
+        parts["rest"] = mine_b - sum(parts.values())
+        for part, size in parts.items():
+            extra = f" ({len(snap.table):,} entries)" if part == "table list" else ""
+            rows.append(
+                [
+                    f"  hashring {part}",
+                    BIG,
+                    label,
+                    f"{size / mine_p:,.1f} B/point ({size / 1e6:,.2f} MB){extra}",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+        targets.append(
+            (f"memory reported per point, {label}", f"{mine_b / mine_p:,.1f} B/point", None)
+        )
+        del ring, uring
+
+    mode = "quick" if args.quick else "full"
+    print(
+        f"hashring vs uhashring ({mode} run, {VNODES} points per node, Python "
+        f"{sys.version.split()[0]})"
+    )
+    headers = [
+        "measure",
+        "nodes",
+        "hash (hashring / uhashring)",
+        "hashring",
+        "uhashring",
+        "ratio",
+        "ratio is",
+    ]
+    print(
+        tabulate(
+            rows,
+            headers=headers,
+            colalign=("left", "right", "left", "right", "right", "right", "left"),
+        )
+    )
+    print()
+    status = {True: "PASS", False: "MISS", None: "REPORTED"}
+    print(
+        tabulate(
+            [(name, value, status[ok]) for name, value, ok in targets],
+            headers=["target", "measured", "status"],
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""ShardedRedis against plain redis-py and redis-shard, on real local redis-servers.
+
+Run by hand (not part of the test run)::
+
+    .venv/bin/python bench/redis_client.py            # full run, about 20 seconds
+    .venv/bin/python bench/redis_client.py --quick    # smoke run: 10x fewer operations
+
+The script starts its own 4 ``redis-server`` processes on free loopback ports (through
+``tests/redis_servers.py``: never port 6379, persistence off) and stops them at the end, also
+after an error. Every client talks to those same servers over TCP on 127.0.0.1 with
+``decode_responses=True``: ShardedRedis over all 4 (nodes ``node-0`` .. ``node-3``, default
+ring placement), redis-shard's ``RedisShardAPI`` over the same 4 (its default crc32 ring),
+and a plain ``redis.Redis`` to ``node-0`` alone. Keys are ``f"user:{i}"`` for every client.
+
+What is measured (``time.perf_counter``; the garbage collector is off inside every timed
+region; every client is warmed up first, which also loads ShardedRedis's command table; the
+clients are measured in alternating rounds, order flipped every round, best round kept):
+
+* single-key GET and SET: ops/s of a Python loop of N round trips (N = 2,000), 15 rounds,
+  ShardedRedis vs plain ``redis.Redis`` (many short rounds: the loopback round trip on 2
+  shared cores flips between about 35 and 75 µs for seconds at a time, and best-of needs
+  every client to get rounds in the fast state); the per-call overhead is
+  ``1/sharded - 1/plain`` in µs. Also shown, not targets: a ShardedRedis over ``node-0``
+  alone (the plain client's server: client overhead without the 4-server spread) and
+  ``client_for(key).get(key)`` (hashring placement, no command planning).
+* MGET and MSET of 1,000 keys: seconds per call, 15 rounds, ShardedRedis (split per node,
+  run in parallel) vs ``RedisShardAPI.mget/mset`` (split per node, run one node after the
+  other) vs a loop of 1,000 single GETs / SETs through ShardedRedis; plain ``redis.Redis``
+  MGET / MSET of the same 1,000 keys on one node for reference. Every client first MSETs the
+  keys itself, and MGET answers are checked against the values written.
+* pipeline of 10,000 mixed commands (SET, GET, INCR, HSET, LPUSH in turn, on 2,000 string
+  keys, each SET read back by the next GET, 500 counters, 200 hashes, 100 lists): build
+  plus ``execute()``, 3 rounds, ``ShardedRedis.pipeline()`` over 4 nodes vs
+  ``redis.Redis.pipeline(transaction=False)`` on one node.
+
+Targets (second table): single-key GET and SET through ShardedRedis >= 0.9x the plain
+client's ops/s; MGET and MSET of 1,000 keys >= 2x faster than redis-shard and >= 10x faster
+than 1,000 single commands through ShardedRedis; pipeline ratio reported. If a single-key
+target is missed, one ShardedRedis GET loop is profiled (cProfile), and if an MGET / MSET
+target is missed, 50 ShardedRedis MGETs are; the top 10 functions by own time are printed
+under the tables. cProfile sees the calling thread only: MGET's per-node parts run in worker
+threads, so their socket and parsing time shows up as ``lock.acquire`` (waiting on them).
+
+Noise: the machine has 2 cores shared with the servers (and possibly other jobs); the load
+average is printed in the header. Trust the ratios within one run, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+from _measure import Row, exit_on_signal, interleaved, loop_get, ms, profile_calls, times
+from hashring.adapters.redis import ShardedRedis
+from redis_shard.shard import RedisShardAPI  # type: ignore[import-untyped]
+from tabulate import tabulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from redis_servers import RedisServer, redis_server_pool
+
+NODES = 4
+SINGLE_OPS = 2_000
+SINGLE_ROUNDS = 15
+MULTI_KEYS = 1_000
+MULTI_ROUNDS = 15
+PIPELINE_COMMANDS = 10_000
+PIPELINE_ROUNDS = 3
+WARMUP_OPS = 300
+PROFILE_TOP = 10
+PROFILE_MULTI_CALLS = 50
+
+
+# ------------------------------------------------------------------ servers
+
+
+class _TempDirs:
+    """The one method of pytest's TempPathFactory that ``redis_server_pool`` uses."""
+
+    def __init__(self, base: Path) -> None:
+        self._base = base
+
+    def mktemp(self, basename: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{basename}-", dir=self._base))
+
+
+@contextlib.contextmanager
+def redis_servers(n: int) -> Iterator[list[RedisServer]]:
+    """``n`` fresh redis-servers, stopped (and their directories removed) on exit."""
+    with (
+        tempfile.TemporaryDirectory(prefix="hashring-bench-") as base,
+        redis_server_pool(cast(Any, _TempDirs(Path(base)))) as factory,
+    ):
+        yield factory(n)
+
+
+# ------------------------------------------------------------------ timing helpers
+
+
+def loop_set(set_: Callable[[str, str], Any], items: Sequence[tuple[str, str]]) -> None:
+    for key, value in items:
+        set_(key, value)
+
+
+def loop_routed_get(sharded: ShardedRedis, keys: Sequence[str]) -> None:
+    """GET through ``client_for``: hashring placement, then the node's own redis.Redis."""
+    client_for = sharded.client_for
+    for key in keys:
+        client_for(key).get(key)
+
+
+def run_pipeline(pipe: Any, n: int) -> list[Any]:
+    """Buffer ``n`` mixed commands in ``pipe`` and execute it."""
+    for i in range(n):
+        kind = i % 5
+        if kind == 0:
+            pipe.set(f"pipe:str:{i}", i)
+        elif kind == 1:
+            pipe.get(f"pipe:str:{i - 1}")
+        elif kind == 2:
+            pipe.incr(f"pipe:ctr:{i % 500}")
+        elif kind == 3:
+            pipe.hset(f"pipe:hash:{i % 200}", f"f{i}", i)
+        else:
+            pipe.lpush(f"pipe:list:{i % 100}", i)
+    answers: list[Any] = pipe.execute()
+    if len(answers) != n:
+        raise AssertionError(f"pipeline returned {len(answers)} answers for {n} commands")
+    return answers
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def ops(seconds: float, n: int) -> str:
+    return f"{n / seconds:,.0f} ops/s"
+
+
+# ------------------------------------------------------------------ main
+
+
+def measure(servers: list[RedisServer], quick: bool) -> int:
+    scale = 10 if quick else 1
+    single_n = SINGLE_OPS // scale
+    pipeline_n = PIPELINE_COMMANDS // scale
+    names = [f"node-{i}" for i in range(len(servers))]
+
+    sharded = ShardedRedis(
+        {name: server.url for name, server in zip(names, servers, strict=True)},
+        decode_responses=True,
+    )
+    sharded_one = ShardedRedis({names[0]: servers[0].url}, decode_responses=True)
+    plain = redis.Redis(host=servers[0].host, port=servers[0].port, db=0, decode_responses=True)
+    shard_api = RedisShardAPI(
+        [
+            {"name": name, "host": s.host, "port": s.port, "db": 0, "decode_responses": True}
+            for name, s in zip(names, servers, strict=True)
+        ]
+    )
+    try:
+        rows: list[Row] = []  # measure, ShardedRedis, other, ratio, ratio is
+        targets: list[tuple[str, str, bool | None]] = []
+
+        # ---------------------------------------------------------- single-key GET / SET
+        keys = [f"user:{i}" for i in range(max(single_n, MULTI_KEYS))]
+        values = {key: f"value-{key}" for key in keys}
+        single_keys = keys[:single_n]
+        items = [(key, values[key]) for key in single_keys]
+        for client in (sharded, sharded_one, plain):
+            loop_set(client.set, items[:WARMUP_OPS])
+            loop_get(client.get, single_keys[:WARMUP_OPS])
+        loop_routed_get(sharded, single_keys[:WARMUP_OPS])
+        best = interleaved(
+            {
+                "plain get": partial(loop_get, plain.get, single_keys),
+                "sharded get": partial(loop_get, sharded.get, single_keys),
+                "one-node get": partial(loop_get, sharded_one.get, single_keys),
+                "routed get": partial(loop_routed_get, sharded, single_keys),
+                "plain set": partial(loop_set, plain.set, items),
+                "sharded set": partial(loop_set, sharded.set, items),
+            },
+            SINGLE_ROUNDS,
+        )
+        single_missed = False
+        for op in ("get", "set"):
+            mine, theirs = best[f"sharded {op}"], best[f"plain {op}"]
+            ratio = theirs / mine
+            overhead = (mine - theirs) / single_n * 1e6
+            rows.append(
+                [
+                    f"single {op.upper()} ({single_n:,} round trips)",
+                    ops(mine, single_n),
+                    f"plain 1 node {ops(theirs, single_n)}",
+                    times(ratio),
+                    "sharded/plain ops/s",
+                ]
+            )
+            rows.append(
+                [
+                    f"  overhead per {op.upper()}",
+                    f"{overhead:+,.1f} µs",
+                    f"plain {theirs / single_n * 1e6:,.1f} µs/call",
+                    "",
+                    "",
+                ]
+            )
+            targets.append(
+                (f"single-key {op.upper()} >= 0.9x plain redis.Redis", times(ratio), ratio >= 0.9)
+            )
+            single_missed = single_missed or ratio < 0.9
+        plain_get = best["plain get"]
+        for label, name in (
+            ("  GET, ShardedRedis over node-0 only", "one-node get"),
+            ("  GET, client_for(key).get(key)", "routed get"),
+        ):
+            rows.append(
+                [
+                    label,
+                    ops(best[name], single_n),
+                    f"plain 1 node {ops(plain_get, single_n)}",
+                    times(plain_get / best[name]),
+                    f"this/plain ops/s ({(best[name] - plain_get) / single_n * 1e6:+,.1f} µs)",
+                ]
+            )
+
+        # ---------------------------------------------------------- MGET / MSET of 1,000 keys
+        multi_keys = keys[:MULTI_KEYS]
+        mapping = {key: values[key] for key in multi_keys}
+        multi_items = list(mapping.items())
+        expected = [values[key] for key in multi_keys]
+        for client in (sharded, shard_api, plain):
+            client.mset(mapping)
+            answer = client.mget(multi_keys)
+            if answer != expected:
+                raise AssertionError(f"{type(client).__name__}.mget returned wrong values")
+        loop_get(sharded.get, multi_keys[:WARMUP_OPS])
+        best = interleaved(
+            {
+                "sharded mget": partial(sharded.mget, multi_keys),
+                "shard_api mget": partial(shard_api.mget, multi_keys),
+                "plain mget": partial(plain.mget, multi_keys),
+                "sharded gets": partial(loop_get, sharded.get, multi_keys),
+                "sharded mset": partial(sharded.mset, mapping),
+                "shard_api mset": partial(shard_api.mset, mapping),
+                "plain mset": partial(plain.mset, mapping),
+                "sharded sets": partial(loop_set, sharded.set, multi_items),
+            },
+            MULTI_ROUNDS,
+        )
+        multi_missed = False
+        for op, single in (("mget", "GET"), ("mset", "SET")):
+            mine = best[f"sharded {op}"]
+            label = f"{op.upper()} {MULTI_KEYS:,} keys, 4 nodes"
+            vs_shard = best[f"shard_api {op}"] / mine
+            vs_loop = best[f"sharded {single.lower()}s"] / mine
+            rows.append(
+                [label, ms(mine), f"redis-shard {ms(best[f'shard_api {op}'])}",
+                 times(vs_shard), "redis-shard/sharded"]
+            )  # fmt: skip
+            rows.append(
+                [
+                    f"  vs {MULTI_KEYS:,} single {single}s",
+                    ms(mine),
+                    f"ShardedRedis loop {ms(best[f'sharded {single.lower()}s'])}",
+                    times(vs_loop),
+                    "loop/sharded",
+                ]
+            )
+            rows.append(
+                [
+                    f"  plain {op.upper()} on 1 node (reference)",
+                    ms(mine),
+                    f"plain {ms(best[f'plain {op}'])}",
+                    times(best[f"plain {op}"] / mine),
+                    "plain/sharded",
+                ]
+            )
+            targets.append(
+                (f"{op.upper()} {MULTI_KEYS:,} keys >= 2x redis-shard", times(vs_shard),
+                 vs_shard >= 2)
+            )  # fmt: skip
+            targets.append(
+                (f"{op.upper()} {MULTI_KEYS:,} keys >= 10x {MULTI_KEYS:,} single {single}s",
+                 times(vs_loop), vs_loop >= 10)
+            )  # fmt: skip
+            multi_missed = multi_missed or vs_shard < 2 or vs_loop < 10
+
+        # ---------------------------------------------------------- pipeline
+        run_pipeline(sharded.pipeline(), min(pipeline_n, 1_000))
+        run_pipeline(plain.pipeline(transaction=False), min(pipeline_n, 1_000))
+        best = interleaved(
+            {
+                "sharded": lambda: run_pipeline(sharded.pipeline(), pipeline_n),
+                "plain": lambda: run_pipeline(plain.pipeline(transaction=False), pipeline_n),
+            },
+            PIPELINE_ROUNDS,
+        )
+        pipe_ratio = best["sharded"] / best["plain"]
+        rows.append(
+            [
+                f"pipeline {pipeline_n:,} mixed commands",
+                ms(best["sharded"]),
+                f"plain 1 node {ms(best['plain'])}",
+                times(pipe_ratio),
+                "sharded/plain time",
+            ]
+        )
+        rows.append(
+            [
+                "  per command",
+                f"{best['sharded'] / pipeline_n * 1e6:,.1f} µs",
+                f"plain {best['plain'] / pipeline_n * 1e6:,.1f} µs",
+                "",
+                "",
+            ]
+        )
+        targets.append(
+            (f"pipeline {pipeline_n:,} commands, sharded/plain time", times(pipe_ratio), None)
+        )
+
+        profiles: list[tuple[str, str, list[Row]]] = []
+        if single_missed:
+            profiles.append(
+                (f"{single_n:,} single ShardedRedis GETs", "GET",
+                 profile_calls(partial(loop_get, sharded.get, single_keys), single_n,
+                               top=PROFILE_TOP))
+            )  # fmt: skip
+        if multi_missed:
+            profiles.append(
+                (f"{PROFILE_MULTI_CALLS} ShardedRedis MGETs of {MULTI_KEYS:,} keys", "MGET",
+                 profile_calls(partial(sharded.mget, multi_keys), PROFILE_MULTI_CALLS,
+                               repeats=PROFILE_MULTI_CALLS, top=PROFILE_TOP))
+            )  # fmt: skip
+    finally:
+        sharded.close()
+        sharded_one.close()
+        plain.close()
+        for client in shard_api.connections.values():
+            client.close()
+
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    mode = "quick" if quick else "full"
+    print(
+        f"ShardedRedis vs redis.Redis and redis-shard ({mode} run, {len(servers)} local "
+        f"redis-servers, Python {sys.version.split()[0]}, redis-py {redis.__version__}, "
+        f"load average {load})"
+    )
+    print(
+        tabulate(
+            rows,
+            headers=["measure", "ShardedRedis", "other", "ratio", "ratio is"],
+            colalign=("left", "right", "right", "right", "left"),
+        )
+    )
+    print()
+    status = {True: "PASS", False: "MISS", None: "REPORTED"}
+    print(
+        tabulate(
+            [(name, value, status[ok]) for name, value, ok in targets],
+            headers=["target", "measured", "status"],
+        )
+    )
+    for what, unit, profile in profiles:
+        print()
+        print(
+            f"cProfile of {what} (a target missed; the profiler inflates absolute times; "
+            f"calling thread only): top {PROFILE_TOP} functions by own time"
+        )
+        print(
+            tabulate(
+                profile,
+                headers=["function", f"calls/{unit}", f"own µs/{unit}", "own share",
+                         f"cum µs/{unit}"],
+                colalign=("left", "right", "right", "right", "right"),
+            )
+        )  # fmt: skip
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="10x fewer operations (smoke run)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    with redis_servers(NODES) as servers:
+        return measure(servers, args.quick)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

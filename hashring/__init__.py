@@ -1,0 +1,76 @@
+"""hashring: client-side sharding with consistent hashing.
+
+The core package is pure computation (no network): placements map keys to node names.
+Adapters for Redis and HTTP clients live in ``hashring.adapters``.
+
+>>> from hashring import HashRing
+>>> ring = HashRing({"cache-1": 1, "cache-2": 1, "cache-3": 2})
+>>> ring.get_node("user:42") in ring.nodes
+True
+"""
+
+from __future__ import annotations
+
+from ._algorithms import ALGORITHMS, placement
+from ._balancers import Balancer, LeastLoaded, PowerOfTwo, RandomChoice, RoundRobin, balancer
+from ._bounded import BoundedLoad
+from ._config import NodeSpec, Topology, load_topology, parse_topology
+from ._errors import (
+    ConfigError,
+    CrossShardError,
+    EmptyRingError,
+    HashRingError,
+    InvalidKeyError,
+    InvalidOptionError,
+    InvalidWeightError,
+    NodeExistsError,
+    NotEnoughNodesError,
+    UnknownNodeError,
+    UnsupportedCommandError,
+)
+from ._health import HealthTracker
+from ._jump import JumpHash
+from ._keys import Key, hash_tag
+from ._maglev import Maglev
+from ._placement import Placement
+from ._rendezvous import Rendezvous
+from ._ring import HashRing
+from ._urls import redact_url
+
+__all__ = [
+    "ALGORITHMS",
+    "Balancer",
+    "BoundedLoad",
+    "ConfigError",
+    "CrossShardError",
+    "EmptyRingError",
+    "HashRing",
+    "HashRingError",
+    "HealthTracker",
+    "InvalidKeyError",
+    "InvalidOptionError",
+    "InvalidWeightError",
+    "JumpHash",
+    "Key",
+    "LeastLoaded",
+    "Maglev",
+    "NodeExistsError",
+    "NodeSpec",
+    "NotEnoughNodesError",
+    "Placement",
+    "PowerOfTwo",
+    "RandomChoice",
+    "Rendezvous",
+    "RoundRobin",
+    "Topology",
+    "UnknownNodeError",
+    "UnsupportedCommandError",
+    "balancer",
+    "hash_tag",
+    "load_topology",
+    "parse_topology",
+    "placement",
+    "redact_url",
+]
+
+__version__ = "0.1.0"

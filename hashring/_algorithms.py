@@ -1,0 +1,66 @@
+"""Choosing a placement algorithm by name.
+
+========== =========================================================================
+ring       :class:`~hashring.HashRing`: virtual nodes on a circle; ketama compatible
+maglev     :class:`~hashring.Maglev`: O(1) table lookups, near-perfect balance
+rendezvous :class:`~hashring.Rendezvous`: highest random weight; exact shares, O(n) lookups
+jump       :class:`~hashring.JumpHash`: jump hash with MementoHash removals; unweighted
+========== =========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from ._errors import InvalidOptionError
+from ._jump import JumpHash
+from ._maglev import DEFAULT_TABLE_SIZE, Maglev
+from ._rendezvous import Rendezvous
+from ._ring import HashRing
+
+__all__ = ["ALGORITHMS", "placement"]
+
+ALGORITHMS = ("ring", "maglev", "rendezvous", "jump")
+"""The names :func:`placement` accepts."""
+
+
+def placement(
+    algorithm: str = "ring",
+    nodes: Iterable[str] | Mapping[str, float] = (),
+    *,
+    hash: str | Callable[[bytes], int] = "mmh3",
+    hash_tags: bool = True,
+    vnodes: int | None = None,
+    table_size: int | None = None,
+) -> HashRing | Maglev | Rendezvous | JumpHash:
+    """Build the placement ``algorithm`` over ``nodes``.
+
+    ``vnodes`` applies to ``"ring"`` (default 160) and ``table_size`` to ``"maglev"``
+    (default 65537); giving either to another algorithm is an error rather than ignored.
+
+    >>> placement("maglev", ["a", "b"], table_size=1031).get_node("k") in ("a", "b")
+    True
+
+    Raises:
+        InvalidOptionError: an unknown algorithm, or an option it does not take.
+        InvalidWeightError, NodeExistsError: as the algorithm's constructor.
+    """
+    if algorithm not in ALGORITHMS:
+        raise InvalidOptionError(
+            f"unknown algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}"
+        )
+    for option, value, owner in (("vnodes", vnodes, "ring"), ("table_size", table_size, "maglev")):
+        if value is not None and algorithm != owner:
+            raise InvalidOptionError(
+                f"{option} applies to algorithm={owner!r} only, not {algorithm!r}"
+            )
+    if algorithm == "ring":
+        return HashRing(
+            nodes, vnodes=160 if vnodes is None else vnodes, hash=hash, hash_tags=hash_tags
+        )
+    if algorithm == "maglev":
+        size = DEFAULT_TABLE_SIZE if table_size is None else table_size
+        return Maglev(nodes, table_size=size, hash=hash, hash_tags=hash_tags)
+    if algorithm == "rendezvous":
+        return Rendezvous(nodes, hash=hash, hash_tags=hash_tags)
+    return JumpHash(nodes, hash=hash, hash_tags=hash_tags)

@@ -1,0 +1,113 @@
+"""Consistent hashing with bounded loads (Mirrokni, Thorup and Zadimoghaddam, SODA 2018).
+
+Keys keep their consistent-hash owner while it has room: a request for key ``k`` goes to
+the first node of ``k``'s preference list whose in-flight load is below its cap, where the
+cap of node ``i`` with weight ``w_i`` is ``ceil((1 + epsilon) * (L + 1) * w_i / W)`` for
+``L`` requests already in flight and total weight ``W``. Since the caps sum to more than
+``L + 1``, some node always has room. No node is ever assigned beyond its cap; a hot key
+spills over to the next nodes of its preference list instead of overloading its owner.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ._errors import InvalidOptionError
+from ._keys import Key
+from ._placement import Placement
+
+__all__ = ["BoundedLoad"]
+
+
+class BoundedLoad:
+    """Bounded-load consistent hashing over any placement.
+
+    >>> from hashring import HashRing
+    >>> bounded = BoundedLoad(HashRing(["a", "b", "c"]), epsilon=0.25)
+    >>> with bounded.acquire("user:42") as node:
+    ...     node in ("a", "b", "c")
+    True
+
+    Args:
+        placement: any placement (HashRing, Maglev, Rendezvous, JumpHash); its preference
+            lists give the order in which full nodes are skipped. Its membership may change
+            while requests are in flight.
+        epsilon: how far above the average load a node may go (default 0.25); > 0.
+
+    Raises:
+        InvalidOptionError: ``epsilon`` is not a positive finite number.
+    """
+
+    def __init__(self, placement: Placement, *, epsilon: float = 0.25) -> None:
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
+            raise InvalidOptionError(f"epsilon must be a positive number, got {epsilon!r}")
+        if not (epsilon > 0 and math.isfinite(epsilon)):
+            raise InvalidOptionError(f"epsilon must be a positive number, got {epsilon!r}")
+        self.placement = placement
+        self.epsilon = float(epsilon)
+        self._lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()
+        self._spilled = 0
+
+    @contextmanager
+    def acquire(self, key: Key) -> Iterator[str]:
+        """Choose the node for a request on ``key`` and count it in flight until exit.
+
+        Runtime complexity: O(preference-list walk), usually one lookup.
+
+        Raises:
+            InvalidKeyError: ``key`` is neither str nor bytes.
+            EmptyRingError: the placement has no nodes.
+        """
+        with self._lock:
+            node = self._choose(key)
+            self._in_flight[node] += 1
+        try:
+            yield node
+        finally:
+            with self._lock:
+                self._in_flight[node] -= 1
+                if self._in_flight[node] <= 0:
+                    del self._in_flight[node]
+
+    def caps(self) -> dict[str, int]:
+        """Each node's cap for the next request, given the load in flight now."""
+        with self._lock:
+            return self._caps(sum(self._in_flight.values()))
+
+    def in_flight(self) -> dict[str, int]:
+        """Requests in flight per node of the placement."""
+        with self._lock:
+            return {name: self._in_flight[name] for name in self.placement.nodes}
+
+    @property
+    def spilled(self) -> int:
+        """How many requests went to a node other than their key's owner."""
+        return self._spilled
+
+    def __repr__(self) -> str:
+        return f"BoundedLoad({self.placement!r}, epsilon={self.epsilon})"
+
+    def _caps(self, load: int) -> dict[str, int]:
+        weights = self.placement.nodes
+        total = sum(weights.values())
+        scale = (1 + self.epsilon) * (load + 1) / total if total else 0.0
+        return {name: math.ceil(scale * weight) for name, weight in weights.items()}
+
+    def _choose(self, key: Key) -> str:
+        caps = self._caps(sum(self._in_flight.values()))
+        wanted = 1
+        while True:
+            preference = self.placement.get_nodes(key, min(wanted, len(self.placement)))
+            for rank, node in enumerate(preference):
+                if self._in_flight[node] < caps.get(node, 0):
+                    if rank:
+                        self._spilled += 1
+                    return node
+            if wanted >= len(self.placement):  # membership shrank under us: look again
+                caps = self._caps(sum(self._in_flight.values()))
+            wanted *= 2

@@ -1,0 +1,88 @@
+"""Shared pytest fixtures for the hashring test suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from http_servers import HttpServer, http_server_pool
+from hypothesis import settings
+from redis_servers import RedisServer, RedisServerFactory, redis_server_pool
+
+# --------------------------------------------------------------------------------------------
+# Real redis-server processes (machinery in tests/redis_servers.py).
+#
+#   redis_server_factory   function  factory(n=1, *, binary=None) -> list[RedisServer]
+#   redis_servers          function  3 fresh servers
+#   shared_redis_servers   session   3 servers shared by the whole run (do not kill them)
+#   clean_redis_servers    function  shared_redis_servers after FLUSHALL
+#
+# Servers bind 127.0.0.1 on OS-chosen ports (never 6379), persist nothing, and are stopped at
+# teardown. Mark tests that use them with @pytest.mark.redis.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_server_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisServerFactory]:
+    """Callable starting fresh redis-servers; all of them are stopped at teardown."""
+    with redis_server_pool(tmp_path_factory) as factory:
+        yield factory
+
+
+@pytest.fixture
+def redis_servers(redis_server_factory: RedisServerFactory) -> list[RedisServer]:
+    """Three fresh, empty redis-servers owned by this test."""
+    return redis_server_factory(3)
+
+
+@pytest.fixture(scope="session")
+def shared_redis_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[RedisServer]]:
+    """Three redis-servers shared by the whole session; prefer clean_redis_servers."""
+    with redis_server_pool(tmp_path_factory) as factory:
+        yield factory(3)
+
+
+@pytest.fixture
+def clean_redis_servers(shared_redis_servers: list[RedisServer]) -> Iterator[list[RedisServer]]:
+    """The shared servers, FLUSHALLed (restarted if a test stopped one) before the test."""
+    kept_clients: list[int] = []
+    for server in shared_redis_servers:
+        if not server.is_running():
+            server.restart()
+        server.flushall()
+        kept_clients.append(server.client_count())
+    yield shared_redis_servers
+    for server, keep in zip(shared_redis_servers, kept_clients, strict=True):
+        server.close_clients(keep)  # clients this test opened; avoids piling up sockets
+
+
+# ------------------------------------------------------------------------ end of redis section
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis: no per-example deadline. These machines are shared and noisy; speed is checked by
+# the benchmarks in bench/, never by timing tests.
+# --------------------------------------------------------------------------------------------
+
+settings.register_profile("hashring", deadline=None, print_blob=True)
+settings.load_profile("hashring")
+
+
+# --------------------------------------------------------------------------------------------
+# Real HTTP node processes (tests/http_node.py): each answers with JSON naming itself.
+#
+#   http_servers   function  3 nodes named n0, n1, n2 (handles can kill() and restart())
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http_servers() -> Iterator[list[HttpServer]]:
+    """Three fresh HTTP nodes named n0, n1, n2 on free loopback ports."""
+    with http_server_pool() as servers:
+        for i in range(3):
+            servers.append(HttpServer.start(f"n{i}"))
+        yield servers
