@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import statistics
 import subprocess
 import sys
 from typing import Any
@@ -32,14 +34,9 @@ from hashring import (
     placement,
 )
 from hashring._jump import Memento, jump, jump_array
-from hashring._maglev import is_prime
+from hashring._maglev import is_prime, maglev_table
 
 SPREAD: list[Key] = [f"spread:{i}" for i in range(400)]
-# Maglev is not minimal: keys also move between surviving nodes when every node's turns shift.
-# Measured over 50 random configurations (2-12 nodes, tables of 1,031-65,537 slots, equal and
-# mixed weights): mean 0.7% of keys, worst 3.7%; at the default 65,537 slots, removing one of
-# 3 / 10 / 100 equal nodes moves 0.03% / 0.2% / 0.5%. This is the bound the tests hold it to.
-MAGLEV_EXTRA_MOVEMENT = 0.05
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "ring": {"vnodes": 40},
@@ -58,6 +55,9 @@ node_sets = st.lists(node_names, min_size=1, max_size=7, unique=True).map(
 )
 weighted_sets = st.dictionaries(node_names, st.sampled_from([0.5, 1, 2, 3]), min_size=1, max_size=7)
 algorithms = st.sampled_from(ALGORITHMS)
+# Maglev is not minimal (keys also move between surviving nodes); its movement has its own
+# exact, deterministic test below.
+minimal_algorithms = st.sampled_from([name for name in ALGORITHMS if name != "maglev"])
 
 
 def moved(before: list[str], after: list[str]) -> list[tuple[str, str]]:
@@ -107,24 +107,20 @@ def test_batch_equals_single_and_preference_lists(
         assert p.get_nodes(key, 1) == [owner]
 
 
-@given(algorithm=algorithms, nodes=node_sets, new=node_names)
+@given(algorithm=minimal_algorithms, nodes=node_sets, new=node_names)
 def test_adding_moves_keys_only_to_the_new_node(
     algorithm: str, nodes: dict[str, float], new: str
 ) -> None:
-    """After add_node, keys stay or move to the new node (Maglev: within its bound)."""
+    """After add_node, keys stay or move to the new node."""
     assume(new not in nodes)
     p = build(algorithm, nodes)
     before = p.get_node_many(SPREAD)
     p.add_node(new)
     changes = moved(before, p.get_node_many(SPREAD))
-    elsewhere = [change for change in changes if change[1] != new]
-    if algorithm == "maglev":
-        assert len(elsewhere) <= MAGLEV_EXTRA_MOVEMENT * len(SPREAD)
-    else:
-        assert elsewhere == []
+    assert [change for change in changes if change[1] != new] == []
 
 
-@given(algorithm=algorithms, nodes=node_sets, data=st.data())
+@given(algorithm=minimal_algorithms, nodes=node_sets, data=st.data())
 def test_removing_moves_only_the_removed_nodes_keys(
     algorithm: str, nodes: dict[str, float], data: st.DataObject
 ) -> None:
@@ -139,13 +135,10 @@ def test_removing_moves_only_the_removed_nodes_keys(
     elsewhere = [
         i for i, (b, a) in enumerate(zip(before, after, strict=True)) if b != a and b != gone
     ]
-    if algorithm == "maglev":
-        assert len(elsewhere) <= MAGLEV_EXTRA_MOVEMENT * len(SPREAD)
-    else:
-        assert elsewhere == []
-        for b, a, second in zip(before, after, seconds, strict=True):
-            if b == gone:
-                assert a == second
+    assert elsewhere == []
+    for b, a, second in zip(before, after, seconds, strict=True):
+        if b == gone:
+            assert a == second
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -238,6 +231,31 @@ def test_maglev_balance_at_100_nodes() -> None:
     """With 100 equal nodes the table's peak-to-mean is at most 1.01."""
     counts = Maglev([f"node-{i}" for i in range(100)]).slot_counts()
     assert max(counts.values()) / (65537 / 100) <= 1.01
+
+
+def maglev_extra_movement(rng: random.Random, size: int) -> float:
+    """Exact fraction of slots that change hands between other nodes when one node joins."""
+    count = rng.randint(2, 8)
+    names = sorted({f"{rng.getrandbits(40):x}" for _ in range(count + 1)})
+    weights = [rng.choice([0.5, 1, 1, 2, 3]) for _ in names]
+    full = maglev_table(names, weights, size)
+    out = rng.randrange(len(names))
+    rest = [i for i in range(len(names)) if i != out]
+    smaller = np.array(rest)[
+        maglev_table([names[i] for i in rest], [weights[i] for i in rest], size)
+    ]
+    # Growing from `smaller` to `full` adds node `out`; shrinking back removes it. Either way,
+    # a slot that changes hands without involving `out` is movement beyond the minimum.
+    return float(np.mean((smaller != full) & (full != out) & (smaller != out)))
+
+
+def test_maglev_movement_beyond_the_minimum_is_small() -> None:
+    """Keys moved between surviving nodes: mean under 1%, worst under 10% (4,099 slots)."""
+    rng = random.Random(20261124)
+    extras = [maglev_extra_movement(rng, 4099) for _ in range(80)]
+    assert statistics.mean(extras) < 0.01, statistics.mean(extras)
+    assert max(extras) < 0.10, max(extras)
+    assert max(extras) > 0  # Maglev really is not minimal: the measurement sees movement
 
 
 @pytest.mark.parametrize("size", [0, 1, 4, 65536, 1.5, True, "65537"])
