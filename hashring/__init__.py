@@ -12,9 +12,10 @@ True
 from __future__ import annotations
 
 from ._algorithms import ALGORITHMS, placement
+from ._analysis import LoadSummary, NodeLoad, Rebalance, Side, ideal_movement, rebalance
 from ._balancers import Balancer, LeastLoaded, PowerOfTwo, RandomChoice, RoundRobin, balancer
 from ._bounded import BoundedLoad
-from ._config import NodeSpec, Topology, load_topology, parse_topology
+from ._config import NodeSpec, Topology, load_topology, parse_topology, transition
 from ._errors import (
     ConfigError,
     CrossShardError,
@@ -53,24 +54,31 @@ __all__ = [
     "JumpHash",
     "Key",
     "LeastLoaded",
+    "LoadSummary",
     "Maglev",
     "NodeExistsError",
+    "NodeLoad",
     "NodeSpec",
     "NotEnoughNodesError",
     "Placement",
     "PowerOfTwo",
     "RandomChoice",
+    "Rebalance",
     "Rendezvous",
     "RoundRobin",
+    "Side",
     "Topology",
     "UnknownNodeError",
     "UnsupportedCommandError",
     "balancer",
     "hash_tag",
+    "ideal_movement",
     "load_topology",
     "parse_topology",
     "placement",
+    "rebalance",
     "redact_url",
+    "transition",
 ]
 
 __version__ = "0.1.0"

@@ -36,7 +36,7 @@ from ._rendezvous import Rendezvous
 from ._ring import HashRing
 from ._urls import redact_url
 
-__all__ = ["NodeSpec", "Topology", "load_topology", "parse_topology"]
+__all__ = ["NodeSpec", "Topology", "load_topology", "parse_topology", "transition"]
 
 _PLACEMENT_KEYS = {"algorithm", "hash", "vnodes", "table_size", "hash_tags"}
 _NODE_KEYS = {"url", "weight"}
@@ -82,6 +82,48 @@ class Topology:
             vnodes=self.vnodes,
             table_size=self.table_size,
         )
+
+
+def transition(
+    before: Topology, after: Topology
+) -> tuple[HashRing | Maglev | Rendezvous | JumpHash, HashRing | Maglev | Rendezvous | JumpHash]:
+    """The placements before and after a change, as a live client would hold them.
+
+    When both topologies use the same algorithm and options, the after placement is the
+    before one with the change applied to it: removed nodes leave (in name order), then new
+    nodes join (in name order), then weights change. For ring, Maglev and rendezvous this
+    equals building ``after`` from scratch (their placement depends only on the final nodes);
+    for jump, whose buckets depend on the history of changes (MementoHash), it is the only
+    faithful answer: a new node takes the bucket a removed one freed. Otherwise (a change of
+    algorithm or options) both are built from scratch.
+
+    Runtime: a build plus the changed nodes' membership costs.
+
+    Raises:
+        HashRingError: a placement cannot be built (for example weights for jump).
+    """
+    old = before.placement()
+    if _options(before) != _options(after):
+        return old, after.placement()
+    new = before.placement()
+    for name in sorted(set(before.nodes) - set(after.nodes)):
+        new.remove_node(name)
+    for name in sorted(set(after.nodes) - set(before.nodes)):
+        new.add_node(name, after.nodes[name].weight)
+    for name, spec in after.nodes.items():
+        if name in before.nodes and spec.weight != before.nodes[name].weight:
+            new.set_weight(name, spec.weight)
+    return old, new
+
+
+def _options(topology: Topology) -> tuple[object, ...]:
+    return (
+        topology.algorithm,
+        topology.hash,
+        topology.vnodes,
+        topology.table_size,
+        topology.hash_tags,
+    )
 
 
 def load_topology(path: str | Path) -> Topology:

@@ -56,17 +56,24 @@ def test_readme_redis_examples_run(block: str, redis_servers: list[Any]) -> None
 def test_readme_has_exactly_two_setup_commands() -> None:
     """The README carries the main-job and test commands, each one line, nothing else marked."""
     assert len(re.findall(r"<!-- \w+-command -->", README)) == 2
-    assert "python -m hashring" in readme_command("main-command")
+    assert readme_command("main-command").endswith("hashring report")
     assert readme_command("test-command").endswith("python -m pytest")
 
 
 def test_main_job_runs() -> None:
-    """`python -m hashring` (the README's main job, after install) prints a balance report."""
+    """`hashring report` (the README's main job, after install): 1M keys, 8 nodes + 1."""
+    command = readme_command("main-command").rsplit("&& .venv/bin/", 1)[1].split()
     result = subprocess.run(
-        [sys.executable, "-m", "hashring"], capture_output=True, text=True, timeout=120, check=True
+        [str(pathlib.Path(sys.executable).parent / command[0]), *command[1:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
+    assert "1,000,000 (synthetic)" in result.stdout
+    assert "ideal 11.11%" in result.stdout  # 1/9: adding a ninth equal node
     assert "peak-to-mean" in result.stdout
-    assert "all of them to cache-6: True" in result.stdout
+    assert "node-9" in result.stdout.split("movement matrix")[1]
 
 
 @pytest.mark.parametrize(

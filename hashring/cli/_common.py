@@ -1,0 +1,189 @@
+"""What every subcommand shares: exit codes, errors, topologies from flags, progress bars."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._algorithms import ALGORITHMS
+from .._config import NodeSpec, Topology, load_topology, parse_topology
+from .._errors import ConfigError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad flag combination or value: printed as one line, exit status 2."""
+
+
+class OperationError(Exception):
+    """The operation could not be carried out (a server unreachable, ...): exit status 1."""
+
+
+def load_config(path: str) -> Topology:
+    """Read a topology file; every problem becomes a one-line :class:`ConfigError`."""
+    return load_topology(path)
+
+
+def add_topology_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    config_flag: str = "--config",
+    config_help: str = "topology file ([placement] and [nodes.NAME] tables)",
+    weight_flag: bool = True,
+) -> None:
+    """The flags that describe a topology: a file, or quick flags (which override its options).
+
+    The file's path lands in ``args.config`` whatever ``config_flag`` is called.
+    """
+    group = parser.add_argument_group("topology (a file, or quick flags)")
+    group.add_argument(config_flag, dest="config", metavar="FILE.toml", help=config_help)
+    group.add_argument(
+        "--nodes",
+        metavar="N|a,b,c",
+        help="node names, or a count N for nodes node-1 ... node-N (default 8 without a file)",
+    )
+    group.add_argument("--algorithm", choices=ALGORITHMS, help="placement algorithm (default ring)")
+    group.add_argument("--hash", choices=("mmh3", "ketama"), help="hash function (default mmh3)")
+    group.add_argument("--vnodes", type=positive_int, help="ring: points per unit of weight")
+    group.add_argument("--table-size", type=positive_int, help="maglev: table size (a prime)")
+    if weight_flag:
+        group.add_argument(
+            "--weight",
+            action="append",
+            default=[],
+            metavar="NODE=W",
+            help="set a node's weight (repeatable)",
+        )
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
+def node_names(text: str) -> list[str]:
+    """``--nodes`` value: a count (``8`` -> node-1..node-8) or comma-separated names."""
+    if text.strip().isdigit():
+        count = int(text)
+        if count < 1:
+            raise UsageError("--nodes: a count must be at least 1")
+        return [f"node-{i}" for i in range(1, count + 1)]
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise UsageError(f"--nodes {text!r}: empty node name")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--nodes {text!r}: a node is named twice")
+    return names
+
+
+def parse_weights(items: Iterable[str], flag: str = "--weight") -> dict[str, float]:
+    """``NODE=W`` items -> {node: weight}."""
+    weights: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name:
+            raise UsageError(f"{flag} {item!r}: expected NODE=WEIGHT, for example cache-2=2")
+        try:
+            weights[name] = positive_float(value)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"{flag} {item!r}: {exc}") from None
+    return weights
+
+
+def topology_from_args(
+    args: argparse.Namespace, weights: Mapping[str, float] | None = None
+) -> Topology:
+    """The topology ``args.config`` or the quick flags describe, with ``weights`` applied.
+
+    Flags override the file's placement options.
+
+    Raises:
+        UsageError: contradictory flags, a weight for an unknown node, options the algorithm
+            does not take.
+        ConfigError: a bad topology file.
+    """
+    base = load_config(args.config) if args.config else None
+    if base is not None and args.nodes:
+        raise UsageError("give either a topology file or --nodes, not both")
+    options: dict[str, Any] = {}
+    if base is None:
+        specs = {name: NodeSpec(name, None) for name in node_names(args.nodes or "8")}
+        source = "--nodes"
+    else:
+        specs = dict(base.nodes)
+        source = base.source
+        options = {
+            "algorithm": base.algorithm,
+            "hash": base.hash,
+            "vnodes": base.vnodes,
+            "table_size": base.table_size,
+            "hash_tags": base.hash_tags,
+        }
+    if args.algorithm is not None and args.algorithm != options.get("algorithm", "ring"):
+        options.update(algorithm=args.algorithm, vnodes=None, table_size=None)
+    for flag in ("hash", "vnodes", "table_size"):
+        value = getattr(args, flag)
+        if value is not None:
+            options[flag] = value
+    for name, weight in (weights or {}).items():
+        if name not in specs:
+            raise UsageError(f"--weight {name}={weight:g}: no node {name!r} in {source}")
+        specs[name] = NodeSpec(name, specs[name].url, weight)
+    return build_topology(specs, options, source)
+
+
+def build_topology(specs: dict[str, NodeSpec], options: dict[str, Any], source: str) -> Topology:
+    """Validate nodes and options through the config schema, so flags and files agree."""
+    placement_table = {key: value for key, value in options.items() if value is not None}
+    nodes_table: dict[str, Any] = {}
+    for name, spec in specs.items():
+        entry: dict[str, Any] = {"weight": spec.weight}
+        if spec.url is not None:
+            entry["url"] = spec.url
+        nodes_table[name] = entry
+    try:
+        return parse_topology({"placement": placement_table, "nodes": nodes_table}, source)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def progress(total: int | None, description: str, unit: str = "key") -> Any:
+    """A tqdm bar on stderr that appears only if the work lasts over a second, on a terminal.
+
+    Shows count, rate (keys/s) and ETA; silent when stderr is not a terminal.
+    """
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=description,
+        unit=unit,
+        unit_scale=True,
+        delay=1.0,
+        disable=None,
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+    )

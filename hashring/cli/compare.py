@@ -1,0 +1,168 @@
+"""``hashring compare``: every placement algorithm on the same keys and the same change."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tabulate import tabulate
+
+from .._algorithms import ALGORITHMS
+from .._analysis import Rebalance, rebalance
+from .._config import Topology, transition
+from .._errors import HashRingError
+from .._keys import Key
+from ._common import EXIT_OK, UsageError, build_topology, progress, topology_from_args
+from ._sources import synthetic_keys
+from .report import add_change_flags, after_topology
+
+__all__ = ["register"]
+
+DEFAULT_KEYS = 200_000
+
+
+@dataclass(frozen=True)
+class Row:
+    """One algorithm's measurements (``problem`` set when it cannot take this topology)."""
+
+    algorithm: str
+    result: Rebalance | None = None
+    build_ms: float = 0.0
+    get_node_ns: float = 0.0
+    keys_per_second: float = 0.0
+    problem: str | None = None
+
+
+def register(commands: Any) -> None:
+    """Add the ``compare`` subcommand."""
+    parser = commands.add_parser(
+        "compare",
+        help="the algorithms side by side on the same keys and change",
+        description="Run ring, maglev, rendezvous and jump on the same nodes, keys and change; "
+        "print balance (peak-to-mean, coefficient of variation), movement against the ideal and "
+        "lookup speed. Speeds are measured on this machine, now: compare them with each other, "
+        "not with another run.",
+        epilog="example: hashring compare --nodes 100 --remove node-7",
+    )
+    add_change_flags(parser, config_help="topology before the change (default 8 nodes)")
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=DEFAULT_KEYS,
+        metavar="N",
+        help=f"synthetic keys (default {DEFAULT_KEYS:,})",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out ``hashring compare``."""
+    before = topology_from_args(args)
+    after = after_topology(args, before)
+    keys = synthetic_keys(args.keys)
+    rows = []
+    with progress(len(ALGORITHMS), "algorithms", unit="algorithm") as bar:
+        for algorithm in ALGORITHMS:
+            rows.append(measure(algorithm, before, after, keys))
+            bar.update(1)
+    if args.format == "json":
+        json.dump(_json(rows, len(keys)), sys.stdout, indent=2)
+        print()
+    else:
+        print(f"{len(keys):,} synthetic keys; {len(before.nodes)} nodes -> {len(after.nodes)}")
+        print(_table(rows))
+    return EXIT_OK
+
+
+def _as(topology: Topology, algorithm: str) -> Topology:
+    options = {"algorithm": algorithm, "hash": topology.hash, "hash_tags": topology.hash_tags}
+    return build_topology(dict(topology.nodes), options, topology.source)
+
+
+def measure(algorithm: str, before: Topology, after: Topology, keys: list[Key]) -> Row:
+    """Build both sides with ``algorithm`` (its default options) and measure them."""
+    try:
+        started = time.perf_counter()
+        _as(before, algorithm).placement()
+        build_ms = (time.perf_counter() - started) * 1e3
+        old, new = transition(_as(before, algorithm), _as(after, algorithm))
+    except (HashRingError, UsageError) as exc:  # e.g. jump refuses unequal weights
+        return Row(algorithm, problem=str(exc).split(": ", 1)[-1])
+    started = time.perf_counter()
+    owners_before = old.get_node_many(keys)
+    elapsed = time.perf_counter() - started
+    owners_after = new.get_node_many(keys)
+    sample = keys[:20_000]
+    started = time.perf_counter()
+    for key in sample:
+        old.get_node(key)
+    get_node_ns = (time.perf_counter() - started) / max(len(sample), 1) * 1e9
+    result = rebalance(keys, old, new, before_owners=owners_before, after_owners=owners_after)
+    return Row(
+        algorithm,
+        result=result,
+        build_ms=build_ms,
+        get_node_ns=get_node_ns,
+        keys_per_second=len(keys) / elapsed if elapsed else 0.0,
+    )
+
+
+def _table(rows: list[Row]) -> str:
+    table = []
+    for row in rows:
+        if row.result is None:
+            table.append([row.algorithm, "n/a (below)"] + [""] * 6)
+            continue
+        r = row.result
+        table.append(
+            [
+                row.algorithm,
+                f"{r.before.summary.peak_to_mean:.4f} -> {r.after.summary.peak_to_mean:.4f}",
+                f"{r.after.summary.cv:.4f}",
+                f"{r.moved_fraction:.2%}",
+                f"{r.ideal_fraction:.2%}",
+                f"{row.get_node_ns:,.0f}",
+                f"{row.keys_per_second / 1e6:,.2f}",
+                f"{row.build_ms:,.1f}",
+            ]
+        )
+    headers = [
+        "algorithm",
+        "peak-to-mean",
+        "cv after",
+        "moved",
+        "ideal",
+        "get_node ns",
+        "M keys/s batch",
+        "build ms",
+    ]
+    notes = [f"{row.algorithm}: {row.problem}" for row in rows if row.problem]
+    return "\n".join(
+        [tabulate(table, headers=headers, stralign="right", disable_numparse=True), *notes]
+    )
+
+
+def _json(rows: list[Row], keys: int) -> dict[str, Any]:
+    out = []
+    for row in rows:
+        entry: dict[str, Any] = {"algorithm": row.algorithm, "problem": row.problem}
+        if row.result is not None:
+            r = row.result
+            entry.update(
+                peak_to_mean_before=r.before.summary.peak_to_mean,
+                peak_to_mean_after=r.after.summary.peak_to_mean,
+                cv_before=r.before.summary.cv,
+                cv_after=r.after.summary.cv,
+                moved_fraction=r.moved_fraction,
+                ideal_fraction=r.ideal_fraction,
+                get_node_ns=row.get_node_ns,
+                keys_per_second=row.keys_per_second,
+                build_ms=row.build_ms,
+            )
+        out.append(entry)
+    return {"schema": "hashring.compare/1", "keys": keys, "algorithms": out}
