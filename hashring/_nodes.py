@@ -14,10 +14,12 @@ import math
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from numbers import Real
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from ._errors import (
+    ConfigError,
     InvalidOptionError,
     InvalidWeightError,
     NodeExistsError,
@@ -191,6 +193,31 @@ class NodeSet(Generic[S]):
             changed = {**weights, name: value}
             self._check_weights(changed)
             self._apply(changed)
+
+    # -------------------------------------------------------------- construction
+
+    @classmethod
+    def from_config(cls, path: str | Path) -> Self:
+        """Build this placement from a topology file (see ``hashring.load_topology``).
+
+        The file's nodes, weights and placement options are used; its algorithm must be
+        this class's (``HashRing``: ``"ring"``, ``Maglev``: ``"maglev"``, ...). For
+        whichever algorithm a file names, use ``hashring.load_topology(path).placement()``.
+
+        Raises:
+            ConfigError: the file is unreadable or invalid, or names another algorithm.
+        """
+        from ._config import load_topology
+
+        topology = load_topology(path)
+        placement = topology.placement()
+        if not isinstance(placement, cls):
+            raise ConfigError(
+                f"{topology.source}: placement.algorithm = {topology.algorithm!r} builds a "
+                f"{type(placement).__name__}, not a {cls.__name__}; use "
+                "hashring.load_topology(path).placement() for whichever the file names"
+            )
+        return placement
 
     # -------------------------------------------------------------- inspection
 
