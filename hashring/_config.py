@@ -89,21 +89,20 @@ def transition(
 ) -> tuple[HashRing | Maglev | Rendezvous | JumpHash, HashRing | Maglev | Rendezvous | JumpHash]:
     """The placements before and after a change, as a live client would hold them.
 
-    When both topologies use the same algorithm and options, the after placement is the
-    before one with the change applied to it: removed nodes leave (in name order), then new
-    nodes join (in name order), then weights change. For ring, Maglev and rendezvous this
-    equals building ``after`` from scratch (their placement depends only on the final nodes);
-    for jump, whose buckets depend on the history of changes (MementoHash), it is the only
-    faithful answer: a new node takes the bucket a removed one freed. Otherwise (a change of
-    algorithm or options) both are built from scratch.
+    For a placement whose result depends on its history (jump: MementoHash buckets), when
+    both topologies use the same algorithm and options, the after placement is the before
+    one with the change applied to it: removed nodes leave (in name order), then new nodes
+    join (in name order), then weights change, so a new node takes the bucket a removed one
+    freed. Ring, Maglev and rendezvous depend only on the final nodes
+    (``HISTORY_FREE``), so ``after`` is simply built.
 
-    Runtime: a build plus the changed nodes' membership costs.
+    Runtime: two builds, or one build plus the changed nodes' membership costs.
 
     Raises:
         HashRingError: a placement cannot be built (for example weights for jump).
     """
     old = before.placement()
-    if _options(before) != _options(after):
+    if old.HISTORY_FREE or _options(before) != _options(after):
         return old, after.placement()
     new = before.placement()
     for name in sorted(set(before.nodes) - set(after.nodes)):

@@ -187,6 +187,8 @@ class JumpHash(NodeSet[_Snapshot]):
 
     _KIND = "jump placement"
 
+    HISTORY_FREE = False
+
     def __init__(
         self,
         nodes: Iterable[str] | Mapping[str, float] = (),

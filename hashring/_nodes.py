@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from numbers import Real
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from ._errors import (
     ConfigError,
@@ -111,6 +111,10 @@ class NodeSet(Generic[S]):
 
     _KIND = "placement"
     """How error messages name this kind of placement ("ring", "maglev table", ...)."""
+
+    HISTORY_FREE: ClassVar[bool] = True
+    """True when placement depends only on the current nodes and weights, never on the order
+    of the changes that led to them (False for JumpHash, whose buckets follow its history)."""
 
     _snapshot: S
     _hash_tags: bool
