@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     with progress(len(ALGORITHMS), "algorithms", unit="algorithm") as bar:
         for algorithm in ALGORITHMS:
-            rows.append(measure(algorithm, before, after, keys))
+            rows.append(measure(algorithm, before, after, keys, live=not args.to))
             bar.update(1)
     if args.format == "json":
         json.dump(_json(rows, len(keys)), sys.stdout, indent=2)
@@ -84,13 +84,19 @@ def _as(topology: Topology, algorithm: str) -> Topology:
     return build_topology(dict(topology.nodes), options, topology.source)
 
 
-def measure(algorithm: str, before: Topology, after: Topology, keys: list[Key]) -> Row:
-    """Build both sides with ``algorithm`` (its default options) and measure them."""
+def measure(
+    algorithm: str, before: Topology, after: Topology, keys: list[Key], *, live: bool
+) -> Row:
+    """Build both sides with ``algorithm`` (its default options) and measure them.
+
+    ``live`` as for ``report.build_report``: apply the change to the running placement.
+    """
     try:
         started = time.perf_counter()
         _as(before, algorithm).placement()
         build_ms = (time.perf_counter() - started) * 1e3
-        old, new = transition(_as(before, algorithm), _as(after, algorithm))
+        first, second = _as(before, algorithm), _as(after, algorithm)
+        old, new = transition(first, second) if live else (first.placement(), second.placement())
     except (HashRingError, UsageError) as exc:  # e.g. jump refuses unequal weights
         return Row(algorithm, problem=str(exc).split(": ", 1)[-1])
     started = time.perf_counter()

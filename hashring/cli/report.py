@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     before = topology_from_args(args)
     after = after_topology(args, before)
     keys, source = _keys(args)
-    result = build_report(keys, before, after)
+    result = build_report(keys, before, after, live=not args.to)
     if args.format == "json":
         json.dump(report_json(result, before, after, source), sys.stdout, indent=2)
         print()
@@ -166,9 +166,16 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_report(keys: Sequence[Key], before: Topology, after: Topology) -> Rebalance:
-    """Place ``keys`` both ways and analyse; a progress bar covers the two passes."""
-    placements = transition(before, after)
+def build_report(
+    keys: Sequence[Key], before: Topology, after: Topology, *, live: bool = False
+) -> Rebalance:
+    """Place ``keys`` both ways and analyse; a progress bar covers the two passes.
+
+    ``live``: the change is applied to the running placement (``hashring.transition``), as
+    the change flags describe; otherwise each side is built from its topology, as clients
+    started from those files would build it (the two differ only for jump).
+    """
+    placements = transition(before, after) if live else (before.placement(), after.placement())
     owners = []
     with progress(2 * len(keys), "placing keys") as bar:
         for placement in placements:
