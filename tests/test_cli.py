@@ -309,7 +309,7 @@ def test_bad_config_names_file_and_key(tmp_path: Path, toml: str, message: str) 
     assert result.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("command", [[], ["report"], ["lookup"], ["compare"]])
+@pytest.mark.parametrize("command", [[], ["report"], ["lookup"], ["compare"], ["migrate"]])
 def test_help_everywhere(command: list[str]) -> None:
     """--help works for the program and every subcommand."""
     result = cli(*command, "--help")

@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from .._errors import HashRingError
 from . import compare as compare
 from . import lookup as lookup
+from . import migrate as migrate
 from . import report as report
 from ._common import EXIT_FAILED, EXIT_USAGE, OperationError, UsageError
 
 __all__ = ["main"]
 
-_COMMANDS = (report, lookup, compare)
+_COMMANDS = (report, lookup, compare, migrate)
 
 
 def parser() -> argparse.ArgumentParser:

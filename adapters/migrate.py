@@ -1,0 +1,813 @@
+"""Live Redis key migration after a topology change: plan, move (with ``MIGRATE``), verify.
+
+>>> from hashring import load_topology                                  # doctest: +SKIP
+>>> from hashring.adapters.migrate import migrate, plan_migration, verify  # doctest: +SKIP
+>>> old, new = load_topology("old.toml"), load_topology("new.toml")     # doctest: +SKIP
+>>> plan_migration(old, new).pairs          # what would move: {(from, to): keys}  # doctest: +SKIP
+>>> result = migrate(old, new)              # move it                  # doctest: +SKIP
+>>> verify(old, new).misplaced              # 0 when the job is done   # doctest: +SKIP
+
+What is scanned and what moves. Every node named in either topology is scanned with
+``SCAN`` (the union: nodes being removed are drained, nodes being added may hold keys
+written by new-topology clients). A key moves when its owner under the NEW topology (its
+placement, hash tags honoured, the key's raw bytes hashed) is another node than the one it
+was found on. The old topology only contributes nodes to scan, so a re-run after an
+interruption finishes the job, and verification is the same computation as the plan.
+
+How keys move. Keys are streamed a ``SCAN COUNT batch`` page at a time (memory holds one
+page, never the key space). The misplaced keys of a page are grouped by destination and
+sent to their SOURCE server as one ``MIGRATE host port "" db timeout [REPLACE]
+[AUTH pw | AUTH2 user pw] KEYS k1 k2 ...`` per destination, all of a page's commands in
+one pipeline (one round trip). The source server serialises each key, ``RESTORE``\\ s it on
+the destination with its remaining TTL and deletes its own copy only once the destination
+acknowledged it: values and TTLs are kept, and a key is never lost, even if this process
+is killed (SIGINT, SIGKILL) in the middle. Keys that expired or were deleted since the
+``SCAN`` are skipped by the server (``NOKEY``) and counted as ``missing``, not as errors.
+
+Conflicts: a key that already exists on its destination (written there by clients of the
+new topology) is answered ``BUSYKEY`` by the destination; ``MIGRATE`` still moves the rest
+of its batch and replies with that error. The engine then looks up which keys of the batch
+are still on the source AND on the destination and applies ``on_conflict``:
+
+* ``"keep-destination"`` (default): the destination's value wins; the stale source copy is
+  deleted (``UNLINK``), but only after the destination was seen to hold the key;
+* ``"replace"``: ``MIGRATE ... REPLACE``: the source's value overwrites the destination's
+  (conflicts are counted with one ``EXISTS`` on the destination per destination and batch);
+* ``"skip"``: both copies stay; the keys remain misplaced (verification reports them).
+
+Requirements and limits:
+
+* every node must have a ``url``; a node name present in both topologies must have the
+  same URL in both; two names may not be the same database of one server;
+* ``MIGRATE`` is run by the source server, which connects to the destination itself over
+  plain TCP: every node of the new topology must be a ``redis://host:port/db`` URL that is
+  reachable from the source servers (``rediss://`` and ``unix://`` cannot be destinations;
+  they are refused with :class:`~hashring.ConfigError` before anything moves). The
+  destination database is the URL's, credentials in the URL are sent with ``AUTH`` or
+  ``AUTH2``;
+* URLs are shown redacted (``redact_url``) in every message; passwords never appear.
+
+Cost: O(N) for N keys over all nodes: one ``SCAN`` round trip per page plus one pipelined
+round trip per page that has keys to move; routing is :meth:`get_node_many` on the page.
+``with_bytes`` adds ``MEMORY USAGE key SAMPLES 0`` for every misplaced key (pipelined, but
+the server does the work per key: expect a noticeably slower plan on big key spaces).
+``SCAN`` may return a key twice while a node's hash table is resized by concurrent writes;
+counts can then be slightly high, moves are not affected (the second ``MIGRATE`` finds
+nothing to move).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.connection import parse_url
+from redis.retry import Retry
+
+from hashring import (
+    ConfigError,
+    HashRingError,
+    InvalidOptionError,
+    Placement,
+    Topology,
+    redact_url,
+)
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "DEFAULT_TIMEOUT_MS",
+    "ON_CONFLICT",
+    "MigrationError",
+    "MigrationPlan",
+    "MigrationResult",
+    "MigrationSession",
+    "OnConflict",
+    "Pair",
+    "migrate",
+    "plan_migration",
+    "verify",
+]
+
+OnConflict = Literal["keep-destination", "replace", "skip"]
+ON_CONFLICT: tuple[OnConflict, ...] = ("keep-destination", "replace", "skip")
+DEFAULT_BATCH = 1000
+DEFAULT_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT = 5.0  # seconds to connect to a node before it counts as unreachable
+
+Pair = tuple[str, str]
+"""``(from_node, to_node)``."""
+
+Progress = Callable[[int], object]
+"""Called with the number of keys just scanned, after every ``SCAN`` page."""
+
+
+class MigrationError(HashRingError, RuntimeError):
+    """The migration could not be carried out: a node unreachable, ``MIGRATE`` refused by a
+    destination (other than for a conflict), a timeout. Nothing is lost: re-run to finish.
+    """
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class MigrationPlan:
+    """What a scan found: keys per ``(from, to)`` pair that are not on their new owner.
+
+    Returned by :func:`plan_migration` (what would move) and :func:`verify` (what is left).
+    """
+
+    scanned: int
+    """Keys scanned over all nodes."""
+    in_place: int
+    """Keys already on their owner under the new topology."""
+    pairs: dict[Pair, int]
+    """Misplaced keys per ``(node found on, owner under the new topology)``, sorted."""
+    bytes: dict[Pair, int] | None = None
+    """``MEMORY USAGE`` totals per pair when asked for (``with_bytes``), else None."""
+    seconds: float = 0.0
+    """Wall time of the scan."""
+
+    @property
+    def misplaced(self) -> int:
+        """Keys not on their owner (the plan's keys to move; 0 when the job is done)."""
+        return sum(self.pairs.values())
+
+    @property
+    def keys_per_second(self) -> float:
+        """Keys scanned per second."""
+        return self.scanned / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """What :func:`migrate` did.
+
+    Accounting, per pair and in total: ``to_move = moved + missing + failed + conflicts``
+    with ``keep-destination`` and ``skip``; with ``replace`` conflicts are overwritten and
+    so are part of ``moved``: ``to_move = moved + missing + failed``.
+    """
+
+    on_conflict: OnConflict
+    scanned: int
+    """Keys scanned over all nodes (a key moved into a node whose scan had not reached it
+    yet is seen again there, in place: nodes new to the topology are scanned first)."""
+    in_place: int
+    """Keys already on their owner under the new topology."""
+    planned: dict[Pair, int]
+    """Misplaced keys found per pair (the keys the pass tried to move)."""
+    moved: dict[Pair, int]
+    """Keys moved per pair (now on their owner, source copy gone)."""
+    conflicts: dict[Pair, int]
+    """Keys found on both source and destination, per pair (policy applied)."""
+    missing: int
+    """Keys that expired or were deleted between ``SCAN`` and ``MIGRATE`` (not an error)."""
+    failed: int = 0
+    """Keys a ``MIGRATE`` reported an error for that are on the source only (still
+    misplaced; a re-run retries them)."""
+    bytes: dict[Pair, int] | None = None
+    """``MEMORY USAGE`` totals of the moved keys per pair, when asked for."""
+    seconds: float = 0.0
+    """Wall time of the pass."""
+
+    @property
+    def to_move(self) -> int:
+        """Misplaced keys found by the pass."""
+        return sum(self.planned.values())
+
+    @property
+    def moved_total(self) -> int:
+        """Keys moved over all pairs."""
+        return sum(self.moved.values())
+
+    @property
+    def conflicts_total(self) -> int:
+        """Conflicts over all pairs."""
+        return sum(self.conflicts.values())
+
+    @property
+    def keys_per_second(self) -> float:
+        """Keys moved per second of the pass (scanning included)."""
+        return self.moved_total / self.seconds if self.seconds > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A node's connection facts, parsed from its URL."""
+
+    name: str
+    url: str = field(repr=False)
+    options: dict[str, Any] = field(repr=False)
+    is_destination: bool
+
+    @property
+    def shown(self) -> str:
+        return redact_url(self.url)
+
+    @property
+    def host(self) -> str:
+        return str(self.options.get("host", "localhost"))
+
+    @property
+    def port(self) -> int:
+        return int(self.options.get("port", 6379))
+
+    @property
+    def db(self) -> int:
+        return int(self.options.get("db", 0))
+
+    def secrets(self) -> list[str]:
+        password = self.options.get("password")
+        return [str(password)] if password else []
+
+    def migrate_auth(self) -> list[str]:
+        """The ``AUTH`` / ``AUTH2`` arguments of ``MIGRATE`` for this destination."""
+        password = self.options.get("password")
+        if not password:
+            return []
+        username = self.options.get("username")
+        if username:
+            return ["AUTH2", str(username), str(password)]
+        return ["AUTH", str(password)]
+
+
+def _nodes(old: Topology, new: Topology) -> dict[str, _Node]:
+    """The union of both topologies' nodes, checked. Raises ConfigError."""
+    urls: dict[str, str] = {}
+    for topology in (old, new):
+        for name, spec in topology.nodes.items():
+            if spec.url is None:
+                raise ConfigError(
+                    f"{topology.source}: nodes.{name}.url is required by migrate: "
+                    "give every node the URL of its Redis server"
+                )
+            known = urls.setdefault(name, spec.url)
+            if known != spec.url:
+                raise ConfigError(
+                    f"node {name!r} has a different URL in {old.source} ({redact_url(known)}) "
+                    f"and in {new.source} ({redact_url(spec.url)}): a node name must mean the "
+                    "same server in both topologies"
+                )
+    nodes: dict[str, _Node] = {}
+    for name in sorted(urls):
+        url = urls[name]
+        is_destination = name in new.nodes
+        if is_destination and not url.lower().startswith("redis://"):
+            raise ConfigError(
+                f"{new.source}: nodes.{name}.url = {redact_url(url)!r}: migrate can only move "
+                "keys to redis://host:port/db nodes: MIGRATE runs on the source server, which "
+                "connects to the destination over plain TCP (no TLS, no unix socket)"
+            )
+        try:
+            options = dict(parse_url(url))  # type: ignore[no-untyped-call]
+        except ValueError as exc:
+            raise ConfigError(f"node {name!r}: bad URL {redact_url(url)!r}: {exc}") from None
+        nodes[name] = _Node(name, url, options, is_destination)
+    return nodes
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _TokenBucket:
+    """``take(n)`` waits so that on average at most ``rate`` keys pass per second.
+
+    The bucket holds at most a tenth of a second of keys; a take larger than what is in the
+    bucket goes through at once and the debt is paid by sleeping, so any batch size works.
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        self._rate = rate
+        self._capacity = 0.0 if rate is None else max(1.0, rate / 10)
+        self._tokens = self._capacity
+        self._last = time.monotonic()
+
+    def take(self, n: int) -> None:
+        if self._rate is None:
+            return
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        self._tokens -= n
+        if self._tokens < 0:
+            time.sleep(-self._tokens / self._rate)
+
+
+def _chunks(keys: list[bytes], size: int) -> Iterator[list[bytes]]:
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+def _sorted_pairs(counts: Mapping[Pair, int]) -> dict[Pair, int]:
+    return {pair: counts[pair] for pair in sorted(counts)}
+
+
+@dataclass
+class _Tally:
+    planned: dict[Pair, int] = field(default_factory=dict)
+    moved: dict[Pair, int] = field(default_factory=dict)
+    conflicts: dict[Pair, int] = field(default_factory=dict)
+    bytes: dict[Pair, int] = field(default_factory=dict)
+    missing: int = 0
+    failed: int = 0
+
+    @staticmethod
+    def add(counts: dict[Pair, int], pair: Pair, n: int) -> None:
+        if n:
+            counts[pair] = counts.get(pair, 0) + n
+
+
+# --------------------------------------------------------------------------- the session
+
+
+class MigrationSession:
+    """Connections to every node of both topologies, checked, for plan / migrate / verify.
+
+    Opening one checks the topologies, connects to every node (``INFO server``: also tells
+    which names share a server) and keeps the connections (one pool per node, keys as bytes,
+    no retries: a failure surfaces at once and a re-run picks up). Use it as a context
+    manager, or :meth:`close` it. Not thread-safe: one operation at a time.
+
+    Args:
+        old: the topology clients used so far (its nodes are scanned and drained).
+        new: the topology to move keys to (its placement, built from scratch as a client
+            loading the file would, decides every key's owner).
+        timeout_ms: ``MIGRATE``'s timeout: the longest the source may wait on the
+            destination at any moment of a transfer (milliseconds).
+
+    Raises:
+        ConfigError: a node without URL, a name with two URLs, a destination that is not
+            ``redis://``, two names for one database, or two databases of one server where
+            one is a destination.
+        MigrationError: a node is unreachable or refuses the connection's credentials (the
+            first one, URL redacted).
+        InvalidOptionError: ``timeout_ms`` is not an int >= 1.
+    """
+
+    def __init__(
+        self, old: Topology, new: Topology, *, timeout_ms: int = DEFAULT_TIMEOUT_MS
+    ) -> None:
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1:
+            raise _option_error(f"timeout_ms must be an int >= 1, got {timeout_ms!r}")
+        self._nodes = _nodes(old, new)
+        self._old_names = frozenset(old.nodes)
+        self._placement: Placement = new.placement()
+        self._timeout_ms = timeout_ms
+        self._secrets = [secret for node in self._nodes.values() for secret in node.secrets()]
+        self._clients: dict[str, redis.Redis] = {}
+        try:
+            self._connect()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _connect(self) -> None:
+        socket_timeout = max(60.0, 10 * self._timeout_ms / 1000)
+        servers: dict[tuple[str, int], str] = {}
+        run_ids: dict[str, tuple[str, bool]] = {}
+        for name, node in self._nodes.items():
+            pool = redis.ConnectionPool.from_url(
+                node.url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+            )
+            pool.connection_kwargs["decode_responses"] = False  # keys are bytes, always
+            client = redis.Redis(connection_pool=pool)
+            client.auto_close_connection_pool = True
+            self._clients[name] = client
+            with self._talking_to(name, "cannot connect to"):
+                info = client.info("server")
+            run_id = str(info.get("run_id", name))
+            same = servers.setdefault((run_id, node.db), name)
+            if same != name:
+                raise ConfigError(
+                    f"nodes {same!r} and {name!r} are the same database of one redis-server "
+                    f"({self._nodes[same].shown} and {node.shown}): give each node its own"
+                )
+            other = run_ids.setdefault(run_id, (name, node.is_destination))
+            if other[0] != name and (other[1] or node.is_destination):
+                raise ConfigError(
+                    f"nodes {other[0]!r} and {name!r} are databases of one redis-server "
+                    f"({self._nodes[other[0]].shown} and {node.shown}): MIGRATE cannot move "
+                    "keys between databases of the same server"
+                )
+
+    def close(self) -> None:
+        """Close every connection (idempotent)."""
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                client.close()
+        self._clients = {}
+
+    def __enter__(self) -> MigrationSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def nodes(self) -> dict[str, str]:
+        """Node name -> redacted URL, for every node scanned (both topologies), sorted."""
+        return {name: node.shown for name, node in self._nodes.items()}
+
+    def dbsize(self) -> int:
+        """Keys over all nodes now (``DBSIZE`` of each): a progress bar's total.
+
+        Raises:
+            MigrationError: a node is unreachable.
+        """
+        total = 0
+        for name, client in self._clients.items():
+            with self._talking_to(name):
+                total += int(client.dbsize())
+        return total
+
+    # ------------------------------------------------------------------ operations
+
+    def plan(
+        self,
+        *,
+        batch: int = DEFAULT_BATCH,
+        with_bytes: bool = False,
+        progress: Progress | None = None,
+    ) -> MigrationPlan:
+        """Scan every node and count the keys that are not on their new owner, per pair.
+
+        Moves nothing. ``with_bytes`` adds pipelined ``MEMORY USAGE key SAMPLES 0`` for each
+        misplaced key (a share of a round trip and the server's work per key). O(keys).
+
+        Raises:
+            MigrationError: a node is unreachable.
+            InvalidOptionError: ``batch`` is not an int >= 1.
+        """
+        _check_batch(batch)
+        start = time.perf_counter()
+        pairs: dict[Pair, int] = {}
+        sizes: dict[Pair, int] | None = {} if with_bytes else None
+        scanned = in_place = 0
+        for source, keys, groups in self._pages(batch):
+            scanned += len(keys)
+            moving = 0
+            for owner, group in groups.items():
+                _Tally.add(pairs, (source, owner), len(group))
+                moving += len(group)
+            in_place += len(keys) - moving
+            if sizes is not None and groups:
+                with self._talking_to(source):
+                    pipe = self._clients[source].pipeline(transaction=False)
+                    for group in groups.values():
+                        for key in group:
+                            pipe.memory_usage(key, samples=0)
+                    usage = pipe.execute(raise_on_error=False)
+                at = 0
+                for owner, group in groups.items():
+                    total = sum(_int(u) for u in usage[at : at + len(group)])
+                    at += len(group)
+                    sizes[(source, owner)] = sizes.get((source, owner), 0) + total
+            if progress is not None:
+                progress(len(keys))
+        return MigrationPlan(
+            scanned=scanned,
+            in_place=in_place,
+            pairs=_sorted_pairs(pairs),
+            bytes=None if sizes is None else _sorted_pairs(sizes),
+            seconds=time.perf_counter() - start,
+        )
+
+    def verify(
+        self, *, batch: int = DEFAULT_BATCH, progress: Progress | None = None
+    ) -> MigrationPlan:
+        """The keys still misplaced: :meth:`plan` without bytes (``misplaced`` is 0 when done).
+
+        Raises:
+            MigrationError: a node is unreachable.
+        """
+        return self.plan(batch=batch, progress=progress)
+
+    def migrate(
+        self,
+        *,
+        batch: int = DEFAULT_BATCH,
+        rate: float | None = None,
+        on_conflict: OnConflict = "keep-destination",
+        with_bytes: bool = False,
+        progress: Progress | None = None,
+    ) -> MigrationResult:
+        """Move every misplaced key to its owner under the new topology.
+
+        One ``SCAN`` page at a time per node; its misplaced keys go out as one ``MIGRATE``
+        per destination, pipelined in one round trip (with ``rate``, one ``MIGRATE`` of at
+        most ``rate / 10`` keys per round trip, paced by a token bucket so that at most
+        ``rate`` keys per second are sent on average). Safe to interrupt at any point and
+        to re-run: the server deletes a source copy only after the destination acknowledged
+        it, and a re-run moves what is left. Counts moved, conflicting and missing keys.
+        O(keys) time, O(batch) memory.
+
+        Args:
+            batch: ``SCAN COUNT`` and the most keys in one ``MIGRATE``.
+            rate: the most keys sent to ``MIGRATE`` per second (None: unlimited).
+            on_conflict: ``"keep-destination"``, ``"replace"`` or ``"skip"`` (see the module).
+            with_bytes: also sum ``MEMORY USAGE`` of the moved keys per pair.
+            progress: called with the number of keys scanned after every page.
+
+        Raises:
+            MigrationError: a node is unreachable, or a destination refused ``MIGRATE`` for
+                another reason than a conflict (out of memory, authentication, timeout):
+                keys moved so far stay moved; re-run to finish.
+            InvalidOptionError: a bad ``batch``, ``rate`` or ``on_conflict``.
+        """
+        _check_batch(batch)
+        if rate is not None and (
+            isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1e12
+        ):
+            raise _option_error(f"rate must be a positive number of keys per second, got {rate!r}")
+        if on_conflict not in ON_CONFLICT:
+            raise _option_error(
+                f"on_conflict must be one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}"
+            )
+        start = time.perf_counter()
+        tally = _Tally()
+        bucket = _TokenBucket(rate)
+        per_send = batch if rate is None else max(1, min(batch, int(rate / 10)))
+        scanned = in_place = 0
+        for source, keys, groups in self._pages(batch):
+            scanned += len(keys)
+            moving = sum(len(group) for group in groups.values())
+            in_place += len(keys) - moving
+            for owner, group in groups.items():
+                _Tally.add(tally.planned, (source, owner), len(group))
+            if rate is None:
+                sends = [list(groups.items())] if groups else []
+            else:
+                sends = [
+                    [(owner, chunk)]
+                    for owner, group in groups.items()
+                    for chunk in _chunks(group, per_send)
+                ]
+            for send in sends:
+                bucket.take(sum(len(chunk) for _, chunk in send))
+                self._send(source, send, on_conflict, with_bytes, tally)
+            if progress is not None:
+                progress(len(keys))
+        return MigrationResult(
+            on_conflict=on_conflict,
+            scanned=scanned,
+            in_place=in_place,
+            planned=_sorted_pairs(tally.planned),
+            moved=_sorted_pairs(tally.moved),
+            conflicts=_sorted_pairs(tally.conflicts),
+            missing=tally.missing,
+            failed=tally.failed,
+            bytes=_sorted_pairs(tally.bytes) if with_bytes else None,
+            seconds=time.perf_counter() - start,
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _pages(self, batch: int) -> Iterator[tuple[str, list[bytes], dict[str, list[bytes]]]]:
+        """``(node, keys of one SCAN page, {owner: misplaced keys})`` over every node."""
+        get_node_many = self._placement.get_node_many
+        # Nodes new to the topology first: they only gain keys, so keys moved into them are
+        # not scanned a second time (a reweight can still make a node scan a key it just got).
+        order = sorted(self._clients, key=lambda name: (name in self._old_names, name))
+        for source in order:
+            client = self._clients[source]
+            cursor = 0
+            while True:
+                with self._talking_to(source):
+                    cursor, keys = cast(
+                        tuple[int, list[bytes]], client.scan(cursor=cursor, count=batch)
+                    )
+                if keys:
+                    groups: dict[str, list[bytes]] = {}
+                    for key, owner in zip(keys, get_node_many(keys), strict=True):
+                        if owner != source:
+                            groups.setdefault(owner, []).append(key)
+                    yield source, keys, groups
+                if cursor == 0:
+                    break
+
+    def _send(
+        self,
+        source: str,
+        send: list[tuple[str, list[bytes]]],
+        on_conflict: OnConflict,
+        with_bytes: bool,
+        tally: _Tally,
+    ) -> None:
+        """One round trip to ``source``: per destination, [MEMORY USAGE...], EXISTS, MIGRATE."""
+        replace = on_conflict == "replace"
+        if replace:
+            for owner, keys in send:
+                with self._talking_to(owner):
+                    busy = int(self._clients[owner].exists(*keys))
+                _Tally.add(tally.conflicts, (source, owner), busy)
+        pipe = self._clients[source].pipeline(transaction=False)
+        for owner, keys in send:
+            target = self._nodes[owner]
+            if with_bytes:
+                for key in keys:
+                    pipe.memory_usage(key, samples=0)
+            pipe.exists(*keys)
+            pipe.execute_command(  # type: ignore[no-untyped-call]
+                "MIGRATE", target.host, target.port, "", target.db, self._timeout_ms,
+                *(["REPLACE"] if replace else []), *target.migrate_auth(), "KEYS", *keys,
+            )  # fmt: skip
+        with self._talking_to(source):
+            replies = pipe.execute(raise_on_error=False)
+        at = 0
+        for owner, keys in send:
+            pair = (source, owner)
+            usage = replies[at : at + len(keys)] if with_bytes else []
+            at += len(usage)
+            existed, answer = _int(replies[at]), replies[at + 1]
+            at += 2
+            tally.missing += len(keys) - existed
+            if not isinstance(answer, Exception):  # OK, or NOKEY when none was left
+                moved = existed if answer == b"OK" else 0
+                tally.missing += existed - moved
+                _Tally.add(tally.moved, pair, moved)
+                if with_bytes:
+                    _Tally.add(tally.bytes, pair, sum(_int(u) for u in usage))
+                continue
+            left = self._resolve(source, owner, keys, existed, on_conflict, tally)
+            if with_bytes:
+                sizes = (_int(u) for key, u in zip(keys, usage, strict=True) if key not in left)
+                _Tally.add(tally.bytes, pair, sum(sizes))
+            message = self._scrub(str(answer))
+            if "BUSYKEY" not in message:
+                raise MigrationError(
+                    f"MIGRATE {source} -> {owner} ({target_address(self._nodes[owner])}) "
+                    f"failed: {message}; keys moved so far stay moved, re-run to finish"
+                )
+
+    def _resolve(
+        self,
+        source: str,
+        owner: str,
+        keys: list[bytes],
+        existed: int,
+        on_conflict: OnConflict,
+        tally: _Tally,
+    ) -> set[bytes]:
+        """After a ``MIGRATE`` error: find the keys left on the source, apply the conflict
+        policy to those the destination holds too, count. Returns the keys left."""
+        pair = (source, owner)
+        with self._talking_to(source):
+            pipe = self._clients[source].pipeline(transaction=False)
+            for key in keys:
+                pipe.exists(key)
+            on_source = pipe.execute()
+        left = [key for key, there in zip(keys, on_source, strict=True) if there]
+        _Tally.add(tally.moved, pair, max(0, existed - len(left)))
+        if not left:
+            return set()
+        with self._talking_to(owner):
+            pipe = self._clients[owner].pipeline(transaction=False)
+            for key in left:
+                pipe.exists(key)
+            on_destination = pipe.execute()
+        busy = [key for key, there in zip(left, on_destination, strict=True) if there]
+        tally.failed += len(left) - len(busy)
+        if on_conflict == "replace":
+            tally.failed += len(busy)  # not a conflict: REPLACE was asked and did not happen
+            return set(left)
+        _Tally.add(tally.conflicts, pair, len(busy))
+        if busy and on_conflict == "keep-destination":
+            with self._talking_to(source):
+                self._clients[source].unlink(*busy)
+        return set(left)
+
+    @contextlib.contextmanager
+    def _talking_to(self, name: str, what: str = "lost the connection to") -> Iterator[None]:
+        """Turn redis-py errors about node ``name`` into a one-line MigrationError."""
+        try:
+            yield
+        except redis.AuthenticationError as exc:
+            raise self._error(f"authentication failed on node {name!r}", name, exc) from (
+                self._safe(exc)
+            )
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise self._error(f"{what} node {name!r}", name, exc) from self._safe(exc)
+        except redis.ResponseError as exc:
+            raise self._error(f"node {name!r} refused a command", name, exc) from self._safe(exc)
+
+    def _error(self, what: str, name: str, exc: BaseException) -> MigrationError:
+        reason = self._scrub(str(exc)) or type(exc).__name__
+        return MigrationError(f"{what} ({self._nodes[name].shown}): {reason}")
+
+    def _safe(self, exc: BaseException) -> BaseException | None:
+        """``exc`` if no credential shows in it (kept as the cause, for debugging), else None."""
+        shown = f"{exc}{exc.args!r}"
+        return None if any(secret in shown for secret in self._secrets) else exc
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def target_address(node: _Node) -> str:
+    """``host:port/db`` the source servers connect to for ``node`` (no credentials)."""
+    return f"{node.host}:{node.port}/{node.db}"
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _check_batch(batch: int) -> None:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise _option_error(f"batch must be an int >= 1, got {batch!r}")
+
+
+def _option_error(message: str) -> HashRingError:
+    return InvalidOptionError(message)
+
+
+# --------------------------------------------------------------------------- one-call API
+
+
+def plan_migration(
+    old: Topology,
+    new: Topology,
+    *,
+    batch: int = DEFAULT_BATCH,
+    with_bytes: bool = False,
+    progress: Progress | None = None,
+) -> MigrationPlan:
+    """What :func:`migrate` would move: misplaced keys per ``(from, to)`` pair. Moves nothing.
+
+    Opens a :class:`MigrationSession` (see it for the checks), runs
+    :meth:`MigrationSession.plan` and closes it. O(keys) time, O(batch) memory.
+
+    Raises:
+        ConfigError: the topologies cannot be migrated between (see :class:`MigrationSession`).
+        MigrationError: a node is unreachable.
+    """
+    with MigrationSession(old, new) as session:
+        return session.plan(batch=batch, with_bytes=with_bytes, progress=progress)
+
+
+def migrate(
+    old: Topology,
+    new: Topology,
+    *,
+    batch: int = DEFAULT_BATCH,
+    rate: float | None = None,
+    on_conflict: OnConflict = "keep-destination",
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    with_bytes: bool = False,
+    progress: Progress | None = None,
+) -> MigrationResult:
+    """Move every key that is not on its owner under ``new`` to that owner (no verification:
+    call :func:`verify` after it). See :meth:`MigrationSession.migrate`.
+
+    Raises:
+        ConfigError: the topologies cannot be migrated between (see :class:`MigrationSession`).
+        MigrationError: a node is unreachable or a destination refused ``MIGRATE``.
+    """
+    with MigrationSession(old, new, timeout_ms=timeout_ms) as session:
+        return session.migrate(
+            batch=batch,
+            rate=rate,
+            on_conflict=on_conflict,
+            with_bytes=with_bytes,
+            progress=progress,
+        )
+
+
+def verify(
+    old: Topology,
+    new: Topology,
+    *,
+    batch: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+) -> MigrationPlan:
+    """The keys still misplaced after a migration (``.misplaced`` is 0 when it is complete).
+
+    Raises:
+        ConfigError: the topologies cannot be migrated between (see :class:`MigrationSession`).
+        MigrationError: a node is unreachable.
+    """
+    with MigrationSession(old, new) as session:
+        return session.verify(batch=batch, progress=progress)

@@ -1,0 +1,200 @@
+"""``hashring migrate``'s engine against naive DUMP / RESTORE / DEL, on real local redis-servers.
+
+Run by hand (not part of the test run)::
+
+    .venv/bin/python bench/migrate.py            # 1,000,000 keys, about a minute
+    .venv/bin/python bench/migrate.py --quick    # 100,000 keys, a few seconds
+
+The script starts its own 4 ``redis-server`` processes on free loopback ports (through
+``tests/redis_servers.py``: never port 6379, persistence off) and stops them at the end, also
+after an error. Nodes ``n0`` .. ``n3``; the old topology is ``n0`` .. ``n2``, the new one all
+four (default ring placement), so about a quarter of the keys move, all to ``n3``.
+
+The data set: N small string keys (``key:{i}``, values of 8-16 bytes, no TTL) written to
+their owners under the old topology with pipelined MSETs (not timed).
+
+What is measured, in this order, on that one data set (``time.perf_counter``, gc off):
+
+* naive: for the first M misplaced keys (M = 5,000; 2,000 with ``--quick``), one key at a
+  time and three round trips per key, no pipelining: ``DUMP`` on the source, ``RESTORE key
+  0 payload`` on the destination, ``DEL`` on the source. The naive loop is handed each key's
+  source and destination (no SCAN, no routing: that favours it). keys/s = M / seconds; it
+  is measured on this subset only and its keys/s is extrapolated as a rate (a per-key loop
+  has a constant cost per key, so the rate does not depend on N).
+* engine: :func:`hashring.adapters.migrate.migrate` (batch 1000, no rate limit) over the
+  whole data set: it SCANs all N keys on all nodes, routes each page with ``get_node_many``
+  and moves the remaining misplaced keys (all but the M moved naively) with pipelined
+  ``MIGRATE``. keys/s = keys moved / seconds, scanning included. Also shown: keys scanned/s.
+* then :func:`hashring.adapters.migrate.verify` (not compared): it must find 0 misplaced,
+  and the servers must hold N keys in total (nothing lost).
+
+Target: engine keys/s >= 10x naive keys/s.
+
+Noise: the machine has 2 cores shared by the 4 servers and this process (and possibly other
+jobs); the load average is printed in the header. Trust the ratio within one run, not
+absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+from _measure import exit_on_signal, timed, times
+from hashring.adapters.migrate import migrate, verify
+from tabulate import tabulate
+
+from hashring import parse_topology
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from redis_servers import RedisServer, redis_server_pool
+
+NODES = 4
+KEYS = 1_000_000
+NAIVE_KEYS = 5_000
+QUICK_KEYS = 100_000
+QUICK_NAIVE_KEYS = 2_000
+LOAD_CHUNK = 10_000
+BATCH = 1000
+TARGET = 10.0
+
+
+class _TempDirs:
+    """The one method of pytest's TempPathFactory that ``redis_server_pool`` uses."""
+
+    def __init__(self, base: Path) -> None:
+        self._base = base
+
+    def mktemp(self, basename: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{basename}-", dir=self._base))
+
+
+@contextlib.contextmanager
+def redis_servers(n: int) -> Iterator[list[RedisServer]]:
+    """``n`` fresh redis-servers, stopped (and their directories removed) on exit."""
+    with (
+        tempfile.TemporaryDirectory(prefix="hashring-bench-") as base,
+        redis_server_pool(cast(Any, _TempDirs(Path(base)))) as factory,
+    ):
+        yield factory(n)
+
+
+def naive_move(clients: dict[str, redis.Redis], moves: Sequence[tuple[str, str, str]]) -> None:
+    """DUMP on the source, RESTORE on the destination, DEL on the source: key by key."""
+    for key, source, destination in moves:
+        payload = clients[source].dump(key)
+        if payload is None:
+            continue
+        clients[destination].restore(key, 0, payload)
+        clients[source].delete(key)
+
+
+def measure(servers: list[RedisServer], quick: bool) -> int:
+    n = QUICK_KEYS if quick else KEYS
+    naive_n = QUICK_NAIVE_KEYS if quick else NAIVE_KEYS
+    names = [f"n{i}" for i in range(len(servers))]
+    urls = {name: server.url for name, server in zip(names, servers, strict=True)}
+    old = parse_topology({"nodes": {name: {"url": urls[name]} for name in names[:-1]}}, "old")
+    new = parse_topology({"nodes": {name: {"url": urls[name]} for name in names}}, "new")
+    clients = {
+        name: redis.Redis(host=s.host, port=s.port, db=0)
+        for name, s in zip(names, servers, strict=True)
+    }
+    try:
+        keys = [f"key:{i}" for i in range(n)]
+        before = old.placement().get_node_many(keys)
+        after = new.placement().get_node_many(keys)
+        for start in range(0, n, LOAD_CHUNK):
+            chunks: dict[str, dict[str, str]] = {}
+            for i in range(start, min(n, start + LOAD_CHUNK)):
+                chunks.setdefault(before[i], {})[keys[i]] = f"v{i:07d}" + "x" * (i % 9)
+            for name, mapping in chunks.items():
+                clients[name].mset(mapping)
+        to_move = sum(b != a for b, a in zip(before, after, strict=True))
+        moves = [(key, b, a) for key, b, a in zip(keys, before, after, strict=True) if b != a][
+            :naive_n
+        ]
+
+        naive_seconds, _ = timed(lambda: naive_move(clients, moves))
+        engine_seconds, result = timed(lambda: migrate(old, new, batch=BATCH))
+        verify_seconds, check = timed(lambda: verify(old, new, batch=BATCH))
+        total = sum(int(client.dbsize()) for client in clients.values())
+    finally:
+        for client in clients.values():
+            client.close()
+
+    if result.moved_total != to_move - len(moves) or check.misplaced or total != n:
+        print(
+            f"WRONG: moved {result.moved_total:,} of {to_move - len(moves):,}, "
+            f"misplaced {check.misplaced:,}, keys {total:,} of {n:,}",
+            file=sys.stderr,
+        )
+        return 1
+    naive_rate = len(moves) / naive_seconds
+    engine_rate = result.moved_total / engine_seconds
+    ratio = engine_rate / naive_rate
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"migrate engine vs naive DUMP/RESTORE/DEL ({'quick' if quick else 'full'} run: "
+        f"{n:,} small keys, {NODES - 1} -> {NODES} local redis-servers, {to_move:,} to move; "
+        f"Python {sys.version.split()[0]}, redis-py {redis.__version__}, load average {load})"
+    )
+    rows = [
+        [
+            f"naive: {len(moves):,} keys, 3 round trips each (subset, rate extrapolated)",
+            f"{naive_seconds:,.2f} s",
+            f"{naive_rate:,.0f} keys/s",
+            "",
+        ],
+        [
+            f"engine: migrate(), batch {BATCH}: SCAN {result.scanned:,} keys, move "
+            f"{result.moved_total:,}",
+            f"{engine_seconds:,.2f} s",
+            f"{engine_rate:,.0f} keys/s",
+            f"{result.scanned / engine_seconds:,.0f} keys/s scanned",
+        ],
+        [
+            f"verify(): SCAN {check.scanned:,} keys, {check.misplaced} misplaced",
+            f"{verify_seconds:,.2f} s",
+            "",
+            f"{check.scanned / verify_seconds:,.0f} keys/s scanned",
+        ],
+    ]
+    print(tabulate(rows, headers=["measure", "time", "moved", "note"]))
+    print()
+    print(
+        tabulate(
+            [
+                (
+                    f"engine keys/s >= {TARGET:g}x naive keys/s",
+                    times(ratio),
+                    "PASS" if ratio >= TARGET else "MISS",
+                )
+            ],
+            headers=["target", "measured", "status"],
+        )
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_KEYS:,} keys instead of {KEYS:,}"
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    with redis_servers(NODES) as servers:
+        return measure(servers, args.quick)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

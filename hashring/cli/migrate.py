@@ -1,0 +1,392 @@
+"""``hashring migrate``: move live Redis keys to their new owners after a topology change.
+
+::
+
+    hashring migrate --from old.toml --to new.toml            # dry run: print the plan
+    hashring migrate --from old.toml --to new.toml --bytes    # ... with bytes per pair
+    hashring migrate --from old.toml --to new.toml --apply    # move, then verify
+
+Every node named in either file is scanned (``SCAN``, one page of ``--batch`` keys at a
+time: memory stays bounded whatever the key space), and every key whose owner under the
+NEW topology is another node is moved there with Redis's own ``MIGRATE``, sent to the
+source server (values and TTLs kept, atomic per key, pipelined: one ``MIGRATE`` per
+destination and page in one round trip). Interrupting (Ctrl-C, even SIGKILL) loses
+nothing; re-running finishes the job and moves nothing twice. The engine is
+:mod:`hashring.adapters.migrate` (usable from Python); its docstring has the details.
+
+Without ``--apply`` nothing moves: the plan (keys to move per from -> to pair, keys
+scanned, keys already in place) is printed. ``--bytes`` adds per-pair ``MEMORY USAGE``
+totals: one pipelined ``MEMORY USAGE key SAMPLES 0`` per misplaced key, so a share of a
+round trip and the server's work per key (slower on big key spaces). With ``--apply`` the
+keys are moved, then a verification pass re-scans every node and reports the keys still
+misplaced (the same computation as the plan; the target is 0).
+
+Conflicts (``--on-conflict``): a key that already exists on its destination, written there
+by clients of the new topology: ``keep-destination`` (default) keeps the destination's value
+and deletes the stale source copy (only once the destination was seen to hold the key);
+``replace`` overwrites it with the source's value (``MIGRATE REPLACE``); ``skip`` leaves
+both copies, which then count as misplaced.
+
+``--rate`` limits the keys sent to ``MIGRATE`` per second (a token bucket, on average;
+with it each round trip carries at most rate/10 keys); ``--timeout`` is ``MIGRATE``'s own
+timeout in ms (the longest a source may wait on a destination at any moment).
+
+Requirements: every node has a ``url``; a node name in both files has the same URL in
+both; nodes of the new topology are ``redis://host:port/db`` URLs reachable FROM the source
+servers (``MIGRATE`` cannot connect over TLS or to a unix socket: ``rediss://`` and
+``unix://`` destinations are refused before anything moves). Credentials in a destination
+URL are passed with ``AUTH`` / ``AUTH2``; URLs are always printed with passwords redacted.
+
+Exit status:
+
+* 0: dry run: the plan was computed (whatever it says; read ``misplaced``);
+  ``--apply``: the verification found no key misplaced;
+* 1: ``--apply`` left keys misplaced (``--on-conflict skip`` conflicts, keys that failed);
+  or a node is unreachable, or a destination refused ``MIGRATE`` (one line on stderr;
+  what moved stays moved: re-run to finish);
+* 2: bad flags, a missing or invalid topology file, URLs that cannot be migrated between;
+* 130: interrupted (safe: re-run to finish).
+
+``--format json`` prints one JSON object (schema ``hashring.migrate/1``; keys are never
+removed or renamed within a schema version, and these are all of them)::
+
+    {
+      "schema": "hashring.migrate/1",
+      "mode": "dry-run" | "apply",
+      "from": str, "to": str,              # the topology files, as given
+      "nodes": {name: url},                # every node scanned, URL redacted, sorted
+      "options": {"batch": int, "rate": float | null, "timeout_ms": int,
+                  "on_conflict": "keep-destination" | "replace" | "skip", "bytes": bool},
+      "scanned": int,                      # keys seen by SCAN in the plan / move pass
+      "in_place": int,                     # of those, already on their new owner
+      "to_move": int,                      # of those, misplaced (dry run: would move)
+      "moved": int | null,                 # keys moved (null in a dry run)
+      "conflicts": int | null,             # keys on both source and destination
+      "missing": int | null,               # expired / deleted between SCAN and MIGRATE
+      "failed": int | null,                # refused by MIGRATE for another reason
+      "pairs": [                           # one per (from, to) with keys, sorted
+        {"from": str, "to": str,
+         "keys": int,                      # misplaced keys found (dry run: would move)
+         "moved": int | null, "conflicts": int | null,
+         "bytes": int | null}              # MEMORY USAGE total with --bytes, else null
+      ],
+      "verification": null | {             # null in a dry run (the plan is its own check)
+        "scanned": int, "misplaced": int, "elapsed_seconds": float,
+        "pairs": [{"from": str, "to": str, "keys": int}]   # keys still misplaced
+      },
+      "misplaced": int,                    # dry run: to_move; --apply: after verification
+      "elapsed_seconds": float,            # the plan or move pass (not the verification)
+      "keys_per_second": float             # dry run: scanned/s; --apply: moved/s
+    }
+
+With ``replace``, conflicts are overwritten and so are part of ``moved``; otherwise
+``to_move = moved + conflicts + missing + failed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    OperationError,
+    UsageError,
+    load_config,
+    positive_float,
+    positive_int,
+    progress,
+)
+
+if TYPE_CHECKING:
+    from hashring.adapters.migrate import MigrationPlan, MigrationResult, Pair
+
+__all__ = ["SCHEMA", "register", "run"]
+
+SCHEMA = "hashring.migrate/1"
+ON_CONFLICT = ("keep-destination", "replace", "skip")  # = hashring.adapters.migrate.ON_CONFLICT
+_POLICY_TEXT = {
+    "keep-destination": "destination's value kept, stale source copy deleted",
+    "replace": "destination's value overwritten by the source's",
+    "skip": "both copies left in place: still misplaced",
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``migrate`` subcommand to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "migrate",
+        help="move live Redis keys to their new owners after a topology change",
+        description="Move live Redis keys to their owners under a new topology with "
+        "Redis's MIGRATE (values and TTLs kept, safe to interrupt and re-run). Dry run by "
+        "default: prints the plan; --apply moves the keys, then verifies.",
+        epilog="Exit status: 0 dry run computed / --apply left nothing misplaced; 1 keys "
+        "left misplaced or a node unreachable; 2 bad flags or topology files.",
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_file",
+        required=True,
+        metavar="OLD.toml",
+        help="the topology clients used so far",
+    )
+    parser.add_argument(
+        "--to", dest="to_file", required=True, metavar="NEW.toml", help="the new topology"
+    )
+    parser.add_argument(
+        "--apply", action="store_true", help="move the keys (default: dry run, print the plan)"
+    )
+    parser.add_argument(
+        "--bytes",
+        action="store_true",
+        help="add per-pair byte totals (MEMORY USAGE per misplaced key: a share of a round "
+        "trip and the server's work per key)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="keys per SCAN COUNT and per MIGRATE (default 1000)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=positive_float,
+        default=None,
+        metavar="KEYS_PER_SEC",
+        help="most keys moved per second, on average (default unlimited)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_int,
+        default=5000,
+        metavar="MS",
+        help="MIGRATE timeout in milliseconds (default 5000)",
+    )
+    parser.add_argument(
+        "--on-conflict",
+        choices=ON_CONFLICT,
+        default="keep-destination",
+        help="a key already on its destination: keep-destination (default: keep its value, "
+        "delete the stale source copy), replace (source wins), skip (leave both)",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan (dry run) or carry out the migration; print the summary; return the exit status.
+
+    Raises:
+        UsageError, ConfigError: bad topology files or URLs (exit 2).
+        OperationError: a node unreachable or a MIGRATE refused (exit 1).
+    """
+    try:
+        from hashring.adapters.migrate import MigrationError, MigrationSession
+    except ImportError as exc:  # pragma: no cover - redis-py is part of the cli extra
+        raise UsageError(f"migrate needs redis-py ({exc.name} is missing): install it") from None
+    old = load_config(args.from_file)
+    new = load_config(args.to_file)
+    try:
+        with MigrationSession(old, new, timeout_ms=args.timeout) as session:
+            nodes = session.nodes
+            if not args.apply:
+                with progress(session.dbsize(), "planning") as bar:
+                    plan = session.plan(
+                        batch=args.batch, with_bytes=args.bytes, progress=bar.update
+                    )
+                report = _dry_run_report(args, nodes, plan)
+                status = EXIT_OK
+            else:
+                with progress(session.dbsize(), "migrating") as bar:
+                    result = session.migrate(
+                        batch=args.batch,
+                        rate=args.rate,
+                        on_conflict=args.on_conflict,
+                        with_bytes=args.bytes,
+                        progress=bar.update,
+                    )
+                with progress(session.dbsize(), "verifying") as bar:
+                    check = session.verify(batch=args.batch, progress=bar.update)
+                report = _apply_report(args, nodes, result, check)
+                status = EXIT_OK if check.misplaced == 0 else EXIT_FAILED
+    except MigrationError as exc:
+        raise OperationError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(_text(report))
+    return status
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "batch": args.batch,
+        "rate": args.rate,
+        "timeout_ms": args.timeout,
+        "on_conflict": args.on_conflict,
+        "bytes": bool(args.bytes),
+    }
+
+
+def _pair_rows(
+    planned: dict[Pair, int],
+    moved: dict[Pair, int] | None,
+    conflicts: dict[Pair, int] | None,
+    sizes: dict[Pair, int] | None,
+) -> list[dict[str, Any]]:
+    pairs = sorted(set(planned) | set(moved or {}) | set(conflicts or {}))
+    return [
+        {
+            "from": source,
+            "to": target,
+            "keys": planned.get((source, target), 0),
+            "moved": None if moved is None else moved.get((source, target), 0),
+            "conflicts": None if conflicts is None else conflicts.get((source, target), 0),
+            "bytes": None if sizes is None else sizes.get((source, target), 0),
+        }
+        for source, target in pairs
+    ]
+
+
+def _dry_run_report(
+    args: argparse.Namespace, nodes: dict[str, str], plan: MigrationPlan
+) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "mode": "dry-run",
+        "from": args.from_file,
+        "to": args.to_file,
+        "nodes": nodes,
+        "options": _options(args),
+        "scanned": plan.scanned,
+        "in_place": plan.in_place,
+        "to_move": plan.misplaced,
+        "moved": None,
+        "conflicts": None,
+        "missing": None,
+        "failed": None,
+        "pairs": _pair_rows(plan.pairs, None, None, plan.bytes),
+        "verification": None,
+        "misplaced": plan.misplaced,
+        "elapsed_seconds": round(plan.seconds, 6),
+        "keys_per_second": round(plan.keys_per_second, 1),
+    }
+
+
+def _apply_report(
+    args: argparse.Namespace,
+    nodes: dict[str, str],
+    result: MigrationResult,
+    check: MigrationPlan,
+) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "mode": "apply",
+        "from": args.from_file,
+        "to": args.to_file,
+        "nodes": nodes,
+        "options": _options(args),
+        "scanned": result.scanned,
+        "in_place": result.in_place,
+        "to_move": result.to_move,
+        "moved": result.moved_total,
+        "conflicts": result.conflicts_total,
+        "missing": result.missing,
+        "failed": result.failed,
+        "pairs": _pair_rows(result.planned, result.moved, result.conflicts, result.bytes),
+        "verification": {
+            "scanned": check.scanned,
+            "misplaced": check.misplaced,
+            "elapsed_seconds": round(check.seconds, 6),
+            "pairs": [
+                {"from": source, "to": target, "keys": keys}
+                for (source, target), keys in check.pairs.items()
+            ],
+        },
+        "misplaced": check.misplaced,
+        "elapsed_seconds": round(result.seconds, 6),
+        "keys_per_second": round(result.keys_per_second, 1),
+    }
+
+
+def _text(report: dict[str, Any]) -> str:
+    dry = report["mode"] == "dry-run"
+    options = report["options"]
+    with_bytes = options["bytes"]
+    lines = [
+        f"hashring migrate: {report['from']} -> {report['to']} "
+        + ("(dry run: nothing moved; add --apply to move)" if dry else "(--apply)"),
+        "nodes: " + ", ".join(f"{name}={url}" for name, url in report["nodes"].items()),
+        "",
+    ]
+    if report["pairs"]:
+        headers = ["from", "to", "keys to move" if dry else "found"]
+        if not dry:
+            headers += ["moved", "conflicts"]
+        if with_bytes:
+            headers.append("bytes")
+        rows: list[list[Any]] = []
+        for pair in report["pairs"]:
+            row: list[Any] = [pair["from"], pair["to"], pair["keys"]]
+            if not dry:
+                row += [pair["moved"], pair["conflicts"]]
+            if with_bytes:
+                row.append(pair["bytes"])
+            rows.append(row)
+        total: list[Any] = ["total", "", report["to_move"]]
+        if not dry:
+            total += [report["moved"], report["conflicts"]]
+        if with_bytes:
+            total.append(sum(pair["bytes"] for pair in report["pairs"]))
+        rows.append(total)
+        lines.append(tabulate(rows, headers=headers, intfmt=","))
+    else:
+        lines.append("no key to move: every key is on its owner under the new topology")
+    lines.append("")
+    seconds, rate = report["elapsed_seconds"], report["keys_per_second"]
+    lines.append(
+        f"scanned {report['scanned']:,} keys on {len(report['nodes'])} nodes: "
+        f"{report['in_place']:,} in place, {report['to_move']:,} "
+        + ("to move" if dry else "misplaced found")
+    )
+    if dry:
+        lines.append(f"elapsed {seconds:.2f} s ({rate:,.0f} keys/s scanned)")
+        lines.append(f"misplaced: {report['misplaced']:,}")
+        return "\n".join(lines)
+    policy = options["on_conflict"]
+    lines.append(
+        f"moved {report['moved']:,}; conflicts {report['conflicts']:,} "
+        f"({policy}: {_POLICY_TEXT[policy]}); missing {report['missing']:,} (expired or "
+        f"deleted mid-way); failed {report['failed']:,}"
+    )
+    lines.append(f"elapsed {seconds:.2f} s ({rate:,.0f} keys/s moved)")
+    check = report["verification"]
+    lines.append(
+        f"verification: scanned {check['scanned']:,} keys in {check['elapsed_seconds']:.2f} s: "
+        f"{check['misplaced']:,} misplaced"
+    )
+    if check["misplaced"]:
+        lines.append(
+            tabulate(
+                [[p["from"], p["to"], p["keys"]] for p in check["pairs"]],
+                headers=["from", "to", "still misplaced"],
+                intfmt=",",
+            )
+        )
+        hint = (
+            "conflicts were skipped (--on-conflict skip): resolve them, or re-run with "
+            "another policy"
+            if policy == "skip"
+            else "re-run to finish (keys written by old-topology clients meanwhile, or "
+            "failed moves)"
+        )
+        lines.append(hint)
+    return "\n".join(lines)

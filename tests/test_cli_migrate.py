@@ -1,0 +1,467 @@
+"""``hashring migrate`` through its real entry points, against real redis-server processes.
+
+Four fresh servers per test: ``old.toml`` names three of them (n0..n2), ``new.toml`` all
+four (n0..n3). What the command did is checked without its code: full dumps of every node
+(``DUMP`` payload, ``PTTL``) before and after, and owners from a ``HashRing`` built directly
+with the same nodes (the topologies use the defaults: ring, mmh3, 160 vnodes, hash tags).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hashring.adapters.migrate import MigrationSession
+from redis_servers import RedisServer, RedisServerFactory, free_port
+
+from hashring import HashRing, load_topology
+
+pytestmark = pytest.mark.redis
+
+HASHRING = str(Path(sys.executable).parent / "hashring")
+MODULE = [sys.executable, "-m", "hashring"]
+NAMES = ["n0", "n1", "n2", "n3"]
+TOP_KEYS = {
+    "schema", "mode", "from", "to", "nodes", "options", "scanned", "in_place", "to_move",
+    "moved", "conflicts", "missing", "failed", "pairs", "verification", "misplaced",
+    "elapsed_seconds", "keys_per_second",
+}  # fmt: skip
+PAIR_KEYS = {"from", "to", "keys", "moved", "conflicts", "bytes"}
+OPTION_KEYS = {"batch", "rate", "timeout_ms", "on_conflict", "bytes"}
+VERIFICATION_KEYS = {"scanned", "misplaced", "elapsed_seconds", "pairs"}
+
+Dump = dict[bytes, tuple[str, bytes, int]]  # key -> (node, DUMP payload, PTTL)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def migrate(
+    *args: str, script: bool = False, check: int | None = 0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``hashring migrate`` (``python -m hashring``, or the console script); assert the exit
+    status unless ``check`` is None, and that no traceback was printed."""
+    command = [HASHRING] if script else MODULE
+    result = subprocess.run(
+        [*command, "migrate", *args], capture_output=True, text=True, timeout=120
+    )
+    if check is not None:
+        assert result.returncode == check, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def migrate_json(*args: str, script: bool = False, check: int = 0) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(
+        migrate(*args, "--format", "json", script=script, check=check).stdout
+    )
+    assert set(report) == TOP_KEYS
+    return report
+
+
+class Cluster:
+    """Four servers, old.toml (n0..n2) and new.toml (n0..n3) in ``directory``."""
+
+    def __init__(self, servers: list[RedisServer], directory: Path) -> None:
+        self.servers = servers
+        self.clients = {name: s.client() for name, s in zip(NAMES, servers, strict=True)}
+        self.old = directory / "old.toml"
+        self.new = directory / "new.toml"
+        self.write_topologies({name: s.url for name, s in zip(NAMES, servers, strict=True)})
+        self.old_ring = HashRing(NAMES[:3])
+        self.new_ring = HashRing(NAMES)
+
+    def write_topologies(self, urls: dict[str, str]) -> None:
+        tables = [f'[nodes.{name}]\nurl = "{urls[name]}"\n' for name in NAMES]
+        self.old.write_text("".join(tables[:3]))
+        self.new.write_text("".join(tables))
+
+    @property
+    def files(self) -> list[str]:
+        return ["--from", str(self.old), "--to", str(self.new)]
+
+    def dump(self) -> Dump:
+        """Every key of every node: (node, DUMP payload, PTTL)."""
+        found: Dump = {}
+        for name, client in self.clients.items():
+            keys = list(client.scan_iter(count=1000))
+            for start in range(0, len(keys), 2000):
+                chunk = keys[start : start + 2000]
+                pipe = client.pipeline(transaction=False)
+                for key in chunk:
+                    pipe.dump(key)
+                    pipe.pttl(key)
+                answers = pipe.execute()
+                for i, key in enumerate(chunk):
+                    assert key not in found, f"{key!r} on {found[key][0]} and {name}"
+                    found[key] = (name, answers[2 * i], answers[2 * i + 1])
+        return found
+
+    def misplaced(self) -> Counter[tuple[str, str]]:
+        """(node, owner) counts of keys not on their owner under the new topology."""
+        pairs: Counter[tuple[str, str]] = Counter()
+        for name, client in self.clients.items():
+            for key in client.scan_iter(count=1000):
+                owner = self.new_ring.get_node(key)
+                if owner != name:
+                    pairs[(name, owner)] += 1
+        return pairs
+
+
+@pytest.fixture
+def cluster(redis_server_factory: RedisServerFactory, tmp_path: Path) -> Cluster:
+    return Cluster(redis_server_factory(4), tmp_path)
+
+
+def load(cluster: Cluster, n: int, *, prefix: str = "k", ttl_share: float = 0.3) -> list[str]:
+    """``n`` keys on their OLD owners: strings, hashes and lists; some with TTLs of 1-2 h."""
+    rng = random.Random(n)
+    keys = [f"{prefix}:{i}" if i % 10 else f"{{user:{i // 100}}}:{prefix}:{i}" for i in range(n)]
+    pipes = {name: client.pipeline(transaction=False) for name, client in cluster.clients.items()}
+    for i, (key, owner) in enumerate(zip(keys, cluster.old_ring.get_node_many(keys), strict=True)):
+        pipe = pipes[owner]
+        kind = i % 5
+        if kind <= 2:
+            pipe.set(key, f"value-{i}-" + "x" * rng.randrange(30))
+        elif kind == 3:
+            pipe.hset(key, mapping={"a": i, "b": f"field-{i}", "c": "y" * rng.randrange(10)})
+        else:
+            pipe.rpush(key, *[f"item-{i}-{j}" for j in range(1 + i % 4)])
+        if rng.random() < ttl_share:
+            pipe.pexpire(key, rng.randrange(3_600_000, 7_200_000))
+        if len(pipe) >= 5000:
+            pipe.execute()
+    for pipe in pipes.values():
+        pipe.execute()
+    return keys
+
+
+def assert_same_data(before: Dump, after: Dump, elapsed_ms: float) -> None:
+    """Same keys, same DUMP payloads, TTLs kept (less the time that passed)."""
+    assert after.keys() == before.keys()
+    for key, (_, payload, ttl) in before.items():
+        _, payload_after, ttl_after = after[key]
+        assert payload_after == payload, key
+        if ttl < 0:
+            assert ttl_after == ttl, key
+        else:
+            assert ttl - elapsed_ms - 1000 <= ttl_after <= ttl + 100, (key, ttl, ttl_after)
+
+
+def placed(dump: Dump) -> dict[bytes, tuple[str, bytes]]:
+    """Node and payload of every key (TTLs tick, so they are left out)."""
+    return {key: (node, payload) for key, (node, payload, _) in dump.items()}
+
+
+def assert_on_owners(cluster: Cluster, dump: Dump) -> None:
+    owners = cluster.new_ring.get_node_many(list(dump))
+    wrong = [(k, v[0], o) for (k, v), o in zip(dump.items(), owners, strict=True) if v[0] != o]
+    assert not wrong, wrong[:5]
+
+
+# ------------------------------------------------------------------------------ moving
+
+
+def test_apply_moves_100k_keys_with_ttls_and_loses_nothing(cluster: Cluster) -> None:
+    """3 -> 4 nodes through the console script: every key on its new owner, values and TTLs
+    kept (full dumps compared), verification 0 misplaced, exit 0."""
+    load(cluster, 100_000)
+    expected = cluster.misplaced()
+    assert set(expected) == {("n0", "n3"), ("n1", "n3"), ("n2", "n3")}
+    start = time.monotonic()
+    before = cluster.dump()
+    report = migrate_json(*cluster.files, "--apply", script=True)
+    after = cluster.dump()
+    assert_same_data(before, after, (time.monotonic() - start) * 1000)
+    assert_on_owners(cluster, after)
+    assert report["mode"] == "apply"
+    assert report["misplaced"] == 0
+    assert report["verification"]["misplaced"] == 0
+    assert report["verification"]["scanned"] == 100_000
+    assert report["moved"] == report["to_move"] == sum(expected.values())
+    assert report["conflicts"] == report["missing"] == report["failed"] == 0
+    assert {(p["from"], p["to"]): p["moved"] for p in report["pairs"]} == dict(expected)
+    assert report["keys_per_second"] > 0
+
+
+def interrupt_when(cluster: Cluster, moved: int, sig: int) -> tuple[int, str]:
+    """Start a slow ``migrate --apply``; send ``sig`` once n3 holds ``moved`` keys; return
+    the exit status and stderr."""
+    process = subprocess.Popen(
+        [*MODULE, "migrate", *cluster.files, "--apply", "--batch", "20", "--rate", "2000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while cluster.clients["n3"].dbsize() < moved and time.monotonic() < deadline:
+            assert process.poll() is None, "migrate ended before it could be interrupted"
+            time.sleep(0.01)
+        process.send_signal(sig)
+    finally:
+        _, stderr = process.communicate(timeout=10)
+    return process.returncode, stderr
+
+
+def test_interrupted_mid_way_then_rerun_finishes_without_loss(cluster: Cluster) -> None:
+    """A migrate stopped with SIGINT, then one killed with SIGKILL, lose nothing; a re-run
+    finishes the job and moves nothing twice (full dumps compared)."""
+    load(cluster, 20_000, ttl_share=0.2)
+    to_move = sum(cluster.misplaced().values())
+    start = time.monotonic()
+    before = cluster.dump()
+    status, stderr = interrupt_when(cluster, 200, signal.SIGINT)
+    assert status == 130
+    assert stderr == "hashring: interrupted\n"
+    assert cluster.clients["n3"].dbsize() < to_move
+    status, _ = interrupt_when(cluster, 600, signal.SIGKILL)
+    assert status == -signal.SIGKILL
+    moved = cluster.clients["n3"].dbsize()
+    assert 600 <= moved < to_move, "the kill did not land mid-way"
+    assert sum(cluster.misplaced().values()) == to_move - moved
+    report = migrate_json(*cluster.files, "--apply")
+    assert report["moved"] == to_move - moved  # nothing moved twice
+    assert report["misplaced"] == 0
+    after = cluster.dump()
+    assert_same_data(before, after, (time.monotonic() - start) * 1000)
+    assert_on_owners(cluster, after)
+
+
+def test_dry_run_moves_nothing_and_counts_pairs_independently(cluster: Cluster) -> None:
+    """The plan's per-pair counts equal a direct computation; no key moves; exit 0."""
+    load(cluster, 20_000)
+    stray = [f"stray:{i}" for i in range(300)]  # keys written to wrong nodes, n3 included
+    for i, key in enumerate(stray):
+        cluster.clients[NAMES[i % 4]].set(key, i)
+    expected = cluster.misplaced()
+    assert len(expected) > 3  # moves out of n3 and between old nodes too
+    before = placed(cluster.dump())
+    report = migrate_json(*cluster.files, "--bytes")
+    assert placed(cluster.dump()) == before
+    assert report["mode"] == "dry-run"
+    assert {(p["from"], p["to"]): p["keys"] for p in report["pairs"]} == dict(expected)
+    assert report["to_move"] == report["misplaced"] == sum(expected.values())
+    assert report["scanned"] == 20_300
+    assert report["in_place"] == 20_300 - sum(expected.values())
+    assert report["moved"] is None
+    assert report["verification"] is None
+    assert all(set(pair) == PAIR_KEYS for pair in report["pairs"])
+    assert all(pair["bytes"] > 0 and pair["moved"] is None for pair in report["pairs"])
+    assert set(report["options"]) == OPTION_KEYS
+    assert report["nodes"] == {name: s.url for name, s in zip(NAMES, cluster.servers, strict=True)}
+    text = migrate(*cluster.files, script=True).stdout
+    assert "dry run" in text
+    assert f"{sum(expected.values()):,} to move" in text
+    assert placed(cluster.dump()) == before
+
+
+@pytest.mark.parametrize("policy", ["keep-destination", "replace", "skip"])
+def test_conflicts_follow_the_policy(cluster: Cluster, policy: str) -> None:
+    """Keys already on their destination: the policy decides, the rest of the batch moves."""
+    keys = load(cluster, 3_000, ttl_share=0)
+    moving = [k for k in keys if cluster.new_ring.get_node(k) != cluster.old_ring.get_node(k)]
+    busy = moving[::50]
+    for key in busy:
+        cluster.clients["n3"].delete(key)
+        cluster.clients["n3"].set(key, "written by a new-topology client")
+    sources = {key: cluster.clients[cluster.old_ring.get_node(key)] for key in busy}
+    stale = {key: sources[key].dump(key) for key in busy}
+    args = [*cluster.files, "--apply", "--on-conflict", policy]
+    report = migrate_json(*args, check=1 if policy == "skip" else 0)
+    assert report["conflicts"] == len(busy)
+    assert report["to_move"] == len(moving)
+    assert report["options"]["on_conflict"] == policy
+    for key in busy:
+        if policy == "replace":
+            assert cluster.clients["n3"].dump(key) == stale[key]
+            assert not sources[key].exists(key)
+        else:
+            assert cluster.clients["n3"].get(key) == b"written by a new-topology client"
+            assert sources[key].exists(key) == (policy == "skip")
+    if policy == "skip":
+        assert report["moved"] == len(moving) - len(busy)
+        assert report["misplaced"] == len(busy)
+        text = migrate(*args, check=1).stdout
+        assert f"{len(busy):,} misplaced" in text
+    else:
+        assert report["misplaced"] == 0
+        assert report["moved"] == len(moving) - (len(busy) if policy == "keep-destination" else 0)
+        assert not cluster.misplaced()
+
+
+def test_keys_expiring_mid_way_are_not_errors(cluster: Cluster) -> None:
+    """Thousands of keys with TTLs of a few ms to 1.5 s while a slow migrate runs: exit 0."""
+    rng = random.Random(7)
+    keep = load(cluster, 2_000, prefix="keep", ttl_share=0)
+    pipes = {name: client.pipeline(transaction=False) for name, client in cluster.clients.items()}
+    doomed = [f"doomed:{i}" for i in range(8_000)]
+    for key, owner in zip(doomed, cluster.old_ring.get_node_many(doomed), strict=True):
+        pipes[owner].set(key, "x", px=rng.randrange(2, 1500))
+    for pipe in pipes.values():
+        pipe.execute()
+    report = migrate_json(*cluster.files, "--apply", "--batch", "200", "--rate", "6000")
+    assert report["misplaced"] == 0
+    assert report["failed"] == 0
+    assert report["to_move"] == report["moved"] + report["missing"] + report["conflicts"]
+    dump = cluster.dump()
+    assert {key.decode() for key in dump if b"keep:" in key} == set(keep)
+    assert_on_owners(cluster, dump)
+
+
+def test_engine_counts_keys_deleted_between_scan_and_migrate(cluster: Cluster) -> None:
+    """Engine API: keys deleted after SCAN saw them are 'missing' (NOKEY), never errors."""
+    keys = load(cluster, 5_000, ttl_share=0)
+    session = MigrationSession(load_topology(cluster.old), load_topology(cluster.new))
+    deleted: list[bytes] = []
+    pages = session._pages
+
+    def deleting_pages(batch: int) -> Any:
+        for source, page, groups in pages(batch):
+            for group in groups.values():
+                doomed = group[::3]
+                cluster.clients[source].delete(*doomed)
+                deleted.extend(doomed)
+            yield source, page, groups
+
+    session._pages = deleting_pages
+    with session:
+        result = session.migrate(batch=100)
+        assert result.missing == len(deleted) > 0
+        assert result.moved_total + result.missing == result.to_move
+        assert session.verify().misplaced == 0
+    assert len(cluster.dump()) == len(keys) - len(deleted)
+
+
+def test_destination_with_credentials_gets_auth2_and_they_are_never_shown(
+    cluster: Cluster,
+) -> None:
+    """A password-protected destination: MIGRATE authenticates (AUTH2), output redacts it."""
+    load(cluster, 2_000, ttl_share=0)
+    target = cluster.clients["n3"]
+    target.acl_setuser(
+        "mover",
+        enabled=True,
+        passwords=["+m0ver-s3cret"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all"],
+    )
+    target.config_set("requirepass", "def4ult-s3cret")
+    cluster.clients["n3"] = cluster.servers[3].client(username="mover", password="m0ver-s3cret")
+    server = cluster.servers[3]
+    urls = {name: s.url for name, s in zip(NAMES, cluster.servers, strict=True)}
+    urls["n3"] = f"redis://mover:m0ver-s3cret@{server.host}:{server.port}/0"
+    cluster.write_topologies(urls)
+    result = migrate(*cluster.files, "--apply")
+    assert "s3cret" not in result.stdout + result.stderr
+    assert f"redis://mover:***@{server.host}:{server.port}/0" in result.stdout
+    assert not cluster.misplaced()
+    urls["n3"] = f"redis://mover:wr0ng-s3cret@{server.host}:{server.port}/0"
+    cluster.write_topologies(urls)
+    result = migrate(*cluster.files, "--apply", check=1)
+    assert "s3cret" not in result.stdout + result.stderr
+    assert result.stderr.startswith("hashring: failed: ")
+    assert "n3" in result.stderr
+    assert result.stderr.count("\n") == 1
+    target = cluster.clients["n3"]
+    target.config_set("requirepass", "")  # let the fixture's teardown in without a password
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def nodes_toml(urls: dict[str, str]) -> str:
+    return "".join(f'[nodes.{name}]\nurl = "{url}"\n' for name, url in urls.items())
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+
+
+def test_missing_and_invalid_files_exit_2(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.toml", nodes_toml({"a": "redis://127.0.0.1:1/0"}))
+    missing = str(tmp_path / "nope.toml")
+    result = migrate("--from", missing, "--to", good, check=2)
+    one_line_error(result, "hashring: error: ", "nope.toml", "cannot read")
+    bad = write(tmp_path / "bad.toml", "[nodes.a\nurl = 1\n")
+    result = migrate("--from", good, "--to", bad, check=2)
+    one_line_error(result, "hashring: error: ", "bad.toml", "not valid TOML")
+    no_url = write(tmp_path / "no_url.toml", "[nodes.a]\nweight = 2\n")
+    result = migrate("--from", good, "--to", no_url, check=2)
+    one_line_error(result, "nodes.a.url is required")
+
+
+def test_a_name_with_two_urls_exits_2(tmp_path: Path) -> None:
+    old = write(tmp_path / "old.toml", nodes_toml({"a": "redis://:pw-one@127.0.0.1:1/0"}))
+    new = write(tmp_path / "new.toml", nodes_toml({"a": "redis://:pw-two@127.0.0.1:2/0"}))
+    result = migrate("--from", old, "--to", new, check=2)
+    one_line_error(result, "node 'a' has a different URL", "redis://:***@127.0.0.1:1/0")
+    assert "pw-one" not in result.stderr
+    assert "pw-two" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [("rediss://:tls-s3cret@127.0.0.1:1/0", "TLS"), ("unix:///tmp/redis.sock", "unix socket")],
+)
+def test_destinations_migrate_cannot_reach_exit_2(tmp_path: Path, url: str, needle: str) -> None:
+    """MIGRATE speaks plain TCP only: refused before connecting to anything."""
+    old = write(tmp_path / "old.toml", nodes_toml({"a": "redis://127.0.0.1:1/0"}))
+    new = write(tmp_path / "new.toml", nodes_toml({"a": "redis://127.0.0.1:1/0", "b": url}))
+    for extra in ([], ["--apply"]):
+        result = migrate("--from", old, "--to", new, *extra, check=2)
+        one_line_error(result, "hashring: error: ", "nodes.b.url", needle)
+        assert "s3cret" not in result.stderr
+
+
+def test_unreachable_node_exits_1_with_a_redacted_url(
+    tmp_path: Path, redis_server_factory: RedisServerFactory
+) -> None:
+    (server,) = redis_server_factory(1)
+    port = free_port()
+    dead = f"redis://:hunter2-s3cret@127.0.0.1:{port}/0"
+    old = write(tmp_path / "old.toml", nodes_toml({"a": server.url}))
+    new = write(tmp_path / "new.toml", nodes_toml({"a": server.url, "b": dead}))
+    for extra in ([], ["--apply", "--format", "json"]):
+        result = migrate("--from", old, "--to", new, *extra, check=1)
+        one_line_error(result, "hashring: failed: ", "node 'b'", f":***@127.0.0.1:{port}/0")
+        assert "hunter2" not in result.stderr
+
+
+def test_two_names_for_one_database_exit_2(
+    tmp_path: Path, redis_server_factory: RedisServerFactory
+) -> None:
+    """Would MIGRATE a server to itself: refused."""
+    (server,) = redis_server_factory(1)
+    old = write(tmp_path / "old.toml", nodes_toml({"a": server.url}))
+    alias = f"redis://localhost:{server.port}/0"
+    new = write(tmp_path / "new.toml", nodes_toml({"a": server.url, "b": alias}))
+    one_line_error(migrate("--from", old, "--to", new, check=2), "same database")
+    other_db = f"redis://127.0.0.1:{server.port}/1"
+    new = write(tmp_path / "new.toml", nodes_toml({"a": server.url, "b": other_db}))
+    one_line_error(migrate("--from", old, "--to", new, check=2), "databases of one")
+
+
+def test_bad_flags_exit_2(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.toml", nodes_toml({"a": "redis://127.0.0.1:1/0"}))
+    for flags in (["--batch", "0"], ["--rate", "-1"], ["--on-conflict", "merge"], []):
+        args = ["--from", good, *flags] if flags else ["--from", good]
+        result = migrate(*args, check=2)
+        assert "usage:" in result.stderr
