@@ -10,6 +10,18 @@ from .._analysis import Rebalance
 from ._common import UsageError
 
 
+def check_plotting() -> None:
+    """Fail early, before any work, when ``--plot`` cannot be honoured.
+
+    Raises:
+        UsageError: matplotlib is not installed.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'hashring[plot]'") from None
+
+
 def plot_report(result: Rebalance, path: str) -> None:
     """Write a PNG with two panels: keys per node before/after, and the from->to matrix.
 
@@ -19,14 +31,13 @@ def plot_report(result: Rebalance, path: str) -> None:
     Raises:
         UsageError: matplotlib is not installed, or the file cannot be written.
     """
-    try:
-        import matplotlib
+    check_plotting()
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.colors import LogNorm
-    except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'hashring[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
     names = sorted(set(result.from_nodes) | set(result.to_nodes))
     before = {node.name: node.keys for node in result.before.nodes}
     after = {node.name: node.keys for node in result.after.nodes}

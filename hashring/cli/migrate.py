@@ -187,8 +187,10 @@ def run(args: argparse.Namespace) -> int:
     """
     try:
         from hashring.adapters.migrate import MigrationError, MigrationSession
-    except ImportError as exc:  # pragma: no cover - redis-py is part of the cli extra
-        raise UsageError(f"migrate needs redis-py ({exc.name} is missing): install it") from None
+    except ImportError as exc:  # pragma: no cover - redis-py comes with the redis extra
+        raise UsageError(
+            f"migrate needs redis-py ({exc.name} is missing): pip install 'hashring[redis]'"
+        ) from None
     old = load_config(args.from_file)
     new = load_config(args.to_file)
     try:

@@ -147,6 +147,10 @@ def add_change_flags(parser: argparse.ArgumentParser, *, config_help: str) -> No
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``hashring report``."""
+    if args.plot:
+        from ._plot import check_plotting
+
+        check_plotting()
     before = topology_from_args(args)
     after = after_topology(args, before)
     keys, source = _keys(args)
