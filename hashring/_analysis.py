@@ -43,7 +43,9 @@ class LoadSummary:
     cv: float
     """Coefficient of variation: stdev / mean."""
     peak_to_mean: float
-    """max / mean: how far the busiest node sits above the mean (1.0 is perfect)."""
+    """max / mean: how far the busiest node sits above the mean (1.0 is perfect for equal
+    weights; with unequal weights the heavy nodes are meant to sit above it, and
+    :attr:`NodeLoad.deviation` is the weighted view)."""
 
     @classmethod
     def of(cls, counts: Sequence[int]) -> LoadSummary:

@@ -72,6 +72,16 @@ class Topology:
         """Node name -> weight."""
         return {name: spec.weight for name, spec in self.nodes.items()}
 
+    def options(self) -> dict[str, Any]:
+        """The ``[placement]`` options: algorithm, hash, vnodes, table_size, hash_tags."""
+        return {
+            "algorithm": self.algorithm,
+            "hash": self.hash,
+            "vnodes": self.vnodes,
+            "table_size": self.table_size,
+            "hash_tags": self.hash_tags,
+        }
+
     def placement(self) -> HashRing | Maglev | Rendezvous | JumpHash:
         """The placement this topology describes."""
         return placement(
@@ -102,7 +112,7 @@ def transition(
         HashRingError: a placement cannot be built (for example weights for jump).
     """
     old = before.placement()
-    if old.HISTORY_FREE or _options(before) != _options(after):
+    if old.HISTORY_FREE or before.options() != after.options():
         return old, after.placement()
     new = before.placement()
     for name in sorted(set(before.nodes) - set(after.nodes)):
@@ -113,16 +123,6 @@ def transition(
         if name in before.nodes and spec.weight != before.nodes[name].weight:
             new.set_weight(name, spec.weight)
     return old, new
-
-
-def _options(topology: Topology) -> tuple[object, ...]:
-    return (
-        topology.algorithm,
-        topology.hash,
-        topology.vnodes,
-        topology.table_size,
-        topology.hash_tags,
-    )
 
 
 def load_topology(path: str | Path) -> Topology:
@@ -192,6 +192,8 @@ def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topolog
         topology.placement()
     except HashRingError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+    except OverflowError:
+        raise ConfigError(f"{source}: weights too large to place (keep them below 1e6)") from None
     return topology
 
 

@@ -221,7 +221,8 @@ class Maglev(NodeSet[_Snapshot]):
     size, 0.7 s for 1,000 nodes and M = 655,373).
 
     Raises:
-        InvalidOptionError: ``table_size`` is not a prime, or bad ``hash`` or node name.
+        InvalidOptionError: ``table_size`` is not a prime or is smaller than the node count,
+            or bad ``hash`` or node name.
         InvalidWeightError, NodeExistsError: as HashRing.
     """
 
@@ -302,6 +303,13 @@ class Maglev(NodeSet[_Snapshot]):
             f"Maglev(nodes={len(self)}, table_size={self._size}, "
             f"hash={self._scheme.name!r}, hash_tags={self._hash_tags})"
         )
+
+    def _check_weights(self, weights: Mapping[str, float]) -> None:
+        if len(weights) > self._size:
+            raise InvalidOptionError(
+                f"a Maglev table of {self._size} slots cannot hold {len(weights)} nodes: use a "
+                "prime table_size of at least 100 slots per node"
+            )
 
     def _apply(self, weights: dict[str, float]) -> None:
         self._snapshot = _Snapshot(weights, self._size)

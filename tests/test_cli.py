@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -278,6 +279,15 @@ def test_compare_runs_every_algorithm() -> None:
         (["report", "--format", "xml"], "invalid choice"),
         (["report", "--keys", "0"], "must be at least 1"),
         (["lookup", "k", "--nodes", "2", "--replicas", "3"], "only 2 nodes"),
+        (["report", "--add", "x="], "'' is not a number"),
+        (["report", "--weight", "node-1=1e308"], "above 1e6"),
+        (["report", "--plot", "out.txt"], "ending in .png"),
+        (["report", "--sample", "5"], "--sample-from only"),
+        (["report", "--nodes", ""], "give a count"),
+        (["report", "--algorithm", "maglev", "--table-size", "7"], "cannot hold 8 nodes"),
+        (["report", "--to", "x.toml", "--vnodes", "10"], "only the before side"),
+        (["compare", "--algorithm", "ring"], "does not apply"),
+        (["compare", "--keys", "0"], "must be at least 1"),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -344,3 +354,40 @@ def test_placements_build_from_the_shared_config_file(tmp_path: Path) -> None:
     assert isinstance(Maglev.from_config(maglev_file), Maglev)
     with pytest.raises(ConfigError, match="builds a Maglev, not a HashRing"):
         HashRing.from_config(maglev_file)
+
+
+def test_change_flags_remove_before_add() -> None:
+    """Removals apply before additions: a node can be re-added with a new weight."""
+    doc = report("--nodes", "3", "--remove", "node-1", "--add", "node-1=2", "--keys", "3000")
+    assert {n["name"]: n["weight"] for n in doc["after"]["nodes"]}["node-1"] == 2.0
+    assert doc["movement"]["ideal_fraction"] == pytest.approx(0.5 - 1 / 3)
+
+
+def test_lookup_of_non_utf8_argv_uses_the_raw_bytes() -> None:
+    """A key that is not UTF-8 on the command line is looked up by its bytes."""
+    result = subprocess.run(
+        [HASHRING.encode(), b"lookup", b"a\xff", b"--nodes", b"5", b"--format", b"json"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    owner = json.loads(result.stdout.decode("utf-8", "surrogateescape"))["keys"][0]["owner"]
+    assert owner == HashRing([f"node-{i}" for i in range(1, 6)]).get_node(b"a\xff")
+
+
+def test_closed_pipe_is_not_an_error() -> None:
+    """`hashring report | head -1`: exit 0, nothing on stderr, even with buffered output."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with subprocess.Popen(
+        [HASHRING, "report", "--keys", "100000", "--nodes", "300"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.readline()
+        process.stdout.close()
+        error = process.stderr.read()
+        assert process.wait(timeout=120) == 0
+    assert error == b""

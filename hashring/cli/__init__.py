@@ -11,19 +11,24 @@ starting ``hashring: error:`` on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from .._errors import HashRingError
-from . import compare as compare
-from . import lookup as lookup
-from . import migrate as migrate
-from . import report as report
 from ._common import EXIT_FAILED, EXIT_USAGE, OperationError, UsageError
 
-__all__ = ["main"]
+try:
+    from . import compare as compare
+    from . import lookup as lookup
+    from . import migrate as migrate
+    from . import report as report
+except ModuleNotFoundError as exc:  # `pip install hashring` without the cli extra
+    _MISSING: str | None = exc.name
+else:
+    _MISSING = None
 
-_COMMANDS = (report, lookup, compare, migrate)
+__all__ = ["main"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,16 +41,23 @@ def parser() -> argparse.ArgumentParser:
         "2 usage or configuration errors.",
     )
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in _COMMANDS:
+    for command in (report, lookup, compare, migrate):
         command.register(commands)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    if _MISSING is not None:
+        print(
+            f"hashring: error: the command line needs {_MISSING}: pip install 'hashring[cli]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     args = parser().parse_args(argv)
     try:
         status: int = args.run(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
     except (UsageError, HashRingError) as exc:
         print(f"hashring: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -57,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # The reader of our output went away (``hashring report | head``): not an error.
-        sys.stderr.close()
+        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return status

@@ -24,11 +24,6 @@ class OperationError(Exception):
     """The operation could not be carried out (a server unreachable, ...): exit status 1."""
 
 
-def load_config(path: str) -> Topology:
-    """Read a topology file; every problem becomes a one-line :class:`ConfigError`."""
-    return load_topology(path)
-
-
 def add_topology_flags(
     parser: argparse.ArgumentParser,
     *,
@@ -85,7 +80,7 @@ def positive_float(text: str) -> float:
 
 def node_names(text: str) -> list[str]:
     """``--nodes`` value: a count (``8`` -> node-1..node-8) or comma-separated names."""
-    if text.strip().isdigit():
+    if text.strip().isdecimal():
         count = int(text)
         if count < 1:
             raise UsageError("--nodes: a count must be at least 1")
@@ -100,16 +95,29 @@ def node_names(text: str) -> list[str]:
 
 def parse_weights(items: Iterable[str], flag: str = "--weight") -> dict[str, float]:
     """``NODE=W`` items -> {node: weight}."""
-    weights: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.rpartition("=")
-        if not sep or not name:
-            raise UsageError(f"{flag} {item!r}: expected NODE=WEIGHT, for example cache-2=2")
-        try:
-            weights[name] = positive_float(value)
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"{flag} {item!r}: {exc}") from None
-    return weights
+    return dict(parse_node(item, flag, weight_required=True) for item in items)
+
+
+def parse_node(item: str, flag: str, *, weight_required: bool) -> tuple[str, float]:
+    """``NODE=W`` (or ``NODE``, weight 1, unless ``weight_required``) -> (node, weight).
+
+    Raises:
+        UsageError: no node name, a missing or non-positive weight.
+    """
+    name, sep, value = item.rpartition("=")
+    if not sep:
+        name, value = item, ""
+    if not name or (weight_required and not sep):
+        raise UsageError(f"{flag} {item!r}: expected NODE=WEIGHT, for example cache-2=2")
+    if not sep:
+        return name, 1.0
+    try:
+        weight = positive_float(value)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{flag} {item!r}: {exc}") from None
+    if weight > 1e6:
+        raise UsageError(f"{flag} {item!r}: weights above 1e6 are not supported")
+    return name, weight
 
 
 def topology_from_args(
@@ -124,23 +132,19 @@ def topology_from_args(
             does not take.
         ConfigError: a bad topology file.
     """
-    base = load_config(args.config) if args.config else None
+    base = load_topology(args.config) if args.config else None
     if base is not None and args.nodes:
         raise UsageError("give either a topology file or --nodes, not both")
     options: dict[str, Any] = {}
     if base is None:
         specs = {name: NodeSpec(name, None) for name in node_names(args.nodes or "8")}
+        if args.nodes is not None and not args.nodes.strip():
+            raise UsageError("--nodes: give a count or comma-separated names")
         source = "--nodes"
     else:
         specs = dict(base.nodes)
         source = base.source
-        options = {
-            "algorithm": base.algorithm,
-            "hash": base.hash,
-            "vnodes": base.vnodes,
-            "table_size": base.table_size,
-            "hash_tags": base.hash_tags,
-        }
+        options = base.options()
     if args.algorithm is not None and args.algorithm != options.get("algorithm", "ring"):
         options.update(algorithm=args.algorithm, vnodes=None, table_size=None)
     for flag in ("hash", "vnodes", "table_size"):

@@ -10,12 +10,14 @@ from .._analysis import Rebalance
 from ._common import UsageError
 
 
-def check_plotting() -> None:
-    """Fail early, before any work, when ``--plot`` cannot be honoured.
+def check_plotting(path: str) -> None:
+    """Fail early, before any work, when ``--plot path`` cannot be honoured.
 
     Raises:
-        UsageError: matplotlib is not installed.
+        UsageError: ``path`` does not end in ``.png``, or matplotlib is not installed.
     """
+    if not path.lower().endswith(".png"):
+        raise UsageError(f"--plot {path}: the plot is a PNG file: give a path ending in .png")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -31,7 +33,7 @@ def plot_report(result: Rebalance, path: str) -> None:
     Raises:
         UsageError: matplotlib is not installed, or the file cannot be written.
     """
-    check_plotting()
+    check_plotting(path)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -60,3 +60,5 @@ def sample_keys(topology: Topology, count: int) -> list[Key]:
             return keys
         except redis.RedisError as exc:
             raise OperationError(f"sampling keys: {type(exc).__name__}: {exc}") from None
+        except ValueError as exc:  # redis-py refuses a URL scheme it does not speak
+            raise UsageError(f"{topology.source}: {exc}") from None

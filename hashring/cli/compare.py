@@ -13,12 +13,19 @@ from tabulate import tabulate
 
 from .._algorithms import ALGORITHMS
 from .._analysis import Rebalance, rebalance
-from .._config import Topology, transition
+from .._config import Topology
 from .._errors import HashRingError
 from .._keys import Key
-from ._common import EXIT_OK, UsageError, build_topology, progress, topology_from_args
+from ._common import (
+    EXIT_OK,
+    UsageError,
+    build_topology,
+    positive_int,
+    progress,
+    topology_from_args,
+)
 from ._sources import synthetic_keys
-from .report import add_change_flags, after_topology
+from .report import add_change_flags, after_topology, placements
 
 __all__ = ["register"]
 
@@ -51,7 +58,7 @@ def register(commands: Any) -> None:
     add_change_flags(parser, config_help="topology before the change (default 8 nodes)")
     parser.add_argument(
         "--keys",
-        type=int,
+        type=positive_int,
         default=DEFAULT_KEYS,
         metavar="N",
         help=f"synthetic keys (default {DEFAULT_KEYS:,})",
@@ -62,6 +69,8 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``hashring compare``."""
+    if args.algorithm:
+        raise UsageError("compare runs every algorithm: --algorithm does not apply")
     before = topology_from_args(args)
     after = after_topology(args, before)
     keys = synthetic_keys(args.keys)
@@ -80,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _as(topology: Topology, algorithm: str) -> Topology:
-    options = {"algorithm": algorithm, "hash": topology.hash, "hash_tags": topology.hash_tags}
+    """``topology`` with ``algorithm``, keeping the options that apply to it."""
+    options = topology.options() | {"algorithm": algorithm}
+    for option, owner in (("vnodes", "ring"), ("table_size", "maglev")):
+        if algorithm != owner:
+            options[option] = None
     return build_topology(dict(topology.nodes), options, topology.source)
 
 
@@ -92,11 +105,11 @@ def measure(
     ``live`` as for ``report.build_report``: apply the change to the running placement.
     """
     try:
-        started = time.perf_counter()
-        _as(before, algorithm).placement()
-        build_ms = (time.perf_counter() - started) * 1e3
         first, second = _as(before, algorithm), _as(after, algorithm)
-        old, new = transition(first, second) if live else (first.placement(), second.placement())
+        started = time.perf_counter()
+        first.placement()
+        build_ms = (time.perf_counter() - started) * 1e3
+        old, new = placements(first, second, live=live)
     except (HashRingError, UsageError) as exc:  # e.g. jump refuses unequal weights
         return Row(algorithm, problem=str(exc).split(": ", 1)[-1])
     started = time.perf_counter()

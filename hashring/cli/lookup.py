@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -52,12 +53,15 @@ def run(args: argparse.Namespace) -> int:
     if count > len(placement):
         raise UsageError(f"--replicas {count}: the topology has only {len(placement)} nodes")
     rows = []
-    for key in args.keys:
+    for text in args.keys:
+        # Look a key up by its bytes: argv that is not UTF-8 arrives as lone surrogates,
+        # which are not text; os.fsencode gives back the bytes the shell passed.
+        key = os.fsencode(text)
         nodes = placement.get_nodes(key, count)
         url = topology.nodes[nodes[0]].url
         rows.append(
             {
-                "key": key,
+                "key": text,
                 "owner": nodes[0],
                 "url": None if url is None else redact_url(url),
                 "preference": nodes,

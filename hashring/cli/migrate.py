@@ -91,12 +91,12 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
+from .._config import load_topology
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     OperationError,
     UsageError,
-    load_config,
     positive_float,
     positive_int,
     progress,
@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"migrate needs redis-py ({exc.name} is missing): pip install 'hashring[redis]'"
         ) from None
-    old = load_config(args.from_file)
-    new = load_config(args.to_file)
+    old = load_topology(args.from_file)
+    new = load_topology(args.to_file)
     try:
         with MigrationSession(old, new, timeout_ms=args.timeout) as session:
             nodes = session.nodes

@@ -41,23 +41,30 @@ from typing import Any
 from tabulate import tabulate
 
 from .._analysis import NodeLoad, Rebalance, Side, rebalance
-from .._config import NodeSpec, Topology, transition
+from .._config import NodeSpec, Topology, load_topology, transition
 from .._keys import Key
+from .._placement import Placement
 from ._common import (
     EXIT_OK,
     UsageError,
     add_topology_flags,
     build_topology,
-    load_config,
+    parse_node,
     parse_weights,
-    positive_float,
     positive_int,
     progress,
     topology_from_args,
 )
 from ._sources import DEFAULT_SAMPLE, read_keys_file, sample_keys, synthetic_keys
 
-__all__ = ["CSV_COLUMNS", "add_change_flags", "after_topology", "register", "report_json"]
+__all__ = [
+    "CSV_COLUMNS",
+    "add_change_flags",
+    "after_topology",
+    "placements",
+    "register",
+    "report_json",
+]
 
 SCHEMA = "hashring.report/1"
 CSV_COLUMNS = (
@@ -75,6 +82,9 @@ CSV_COLUMNS = (
     "moved_out",
     "moved_in",
 )
+SAMPLE = 100_000
+"""Keys read by ``--sample-from`` unless ``--sample`` says otherwise."""
+_OPTION_FLAGS = ("algorithm", "hash", "vnodes", "table_size")
 MATRIX_LIMIT = 12
 """Text output prints the whole from->to matrix up to this many nodes, else the top pairs."""
 PAIRS_SHOWN = 15
@@ -119,7 +129,6 @@ def register(commands: Any) -> None:
     keys.add_argument(
         "--sample",
         type=positive_int,
-        default=100_000,
         metavar="N",
         help="keys to sample with --sample-from (default 100,000)",
     )
@@ -150,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from ._plot import check_plotting
 
-        check_plotting()
+        check_plotting(args.plot)
+    if args.sample is not None and not args.sample_from:
+        raise UsageError("--sample applies to --sample-from only")
     before = topology_from_args(args)
     after = after_topology(args, before)
     keys, source = _keys(args)
@@ -175,21 +186,19 @@ def build_report(
 ) -> Rebalance:
     """Place ``keys`` both ways and analyse; a progress bar covers the two passes.
 
-    ``live``: the change is applied to the running placement (``hashring.transition``), as
-    the change flags describe; otherwise each side is built from its topology, as clients
-    started from those files would build it (the two differ only for jump).
+    ``live`` as for :func:`placements`.
     """
-    placements = transition(before, after) if live else (before.placement(), after.placement())
+    both = placements(before, after, live=live)
     owners = []
     with progress(2 * len(keys), "placing keys") as bar:
-        for placement in placements:
+        for placement in both:
             step = 1 << 18
             placed: list[str] = []
             for start in range(0, len(keys), step):
                 placed.extend(placement.get_node_many(keys[start : start + step]))
                 bar.update(min(step, len(keys) - start))
             owners.append(placed)
-    return rebalance(keys, *placements, before_owners=owners[0], after_owners=owners[1])
+    return rebalance(keys, *both, before_owners=owners[0], after_owners=owners[1])
 
 
 def after_topology(args: argparse.Namespace, before: Topology) -> Topology:
@@ -203,37 +212,41 @@ def after_topology(args: argparse.Namespace, before: Topology) -> Topology:
     if args.to:
         if changes:
             raise UsageError("give either --to or --add/--remove/--weight, not both")
-        return load_config(args.to)
+        given = [f"--{flag.replace('_', '-')}" for flag in _OPTION_FLAGS if getattr(args, flag)]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} would change only the before side: with --to, set "
+                "placement options in the two files"
+            )
+        return load_topology(args.to)
     specs = dict(before.nodes)
     if not changes:
         args.add = [_fresh_name(specs)]
-    for item in args.add:
-        name, sep, weight = item.partition("=")
-        if name in specs:
-            raise UsageError(f"--add {name}: {name!r} is already a node")
-        if not name:
-            raise UsageError(f"--add {item!r}: empty node name")
-        specs[name] = NodeSpec(name, None, positive_float(weight) if sep else 1.0)
     for name in args.remove:
         if name not in specs:
-            raise UsageError(f"--remove {name}: no node {name!r} in {before.source}")
+            raise UsageError(f"--remove {name}: no node {name!r} left in {before.source}")
         del specs[name]
+    for item in args.add:
+        name, weight = parse_node(item, "--add", weight_required=False)
+        if name in specs:
+            raise UsageError(f"--add {item}: {name!r} is already a node")
+        specs[name] = NodeSpec(name, None, weight)
     for name, weight in parse_weights(args.weight).items():
         if name not in specs:
             raise UsageError(f"--weight {name}={weight:g}: no node {name!r} after the change")
         specs[name] = NodeSpec(name, specs[name].url, weight)
     if not specs:
         raise UsageError("the change removes every node")
-    options = {
-        "algorithm": before.algorithm,
-        "hash": before.hash,
-        "vnodes": before.vnodes,
-        "table_size": before.table_size,
-        "hash_tags": before.hash_tags,
-    }
-    described = [f"add {item}" for item in args.add] + [f"remove {name}" for name in args.remove]
+    described = [f"remove {name}" for name in args.remove] + [f"add {item}" for item in args.add]
     described += [f"weight {item}" for item in args.weight]
-    return build_topology(specs, options, f"{before.source}, {', '.join(described)}")
+    return build_topology(specs, before.options(), f"{before.source}, {', '.join(described)}")
+
+
+def placements(before: Topology, after: Topology, *, live: bool) -> tuple[Placement, Placement]:
+    """Both sides' placements: ``live`` applies the change to the running placement
+    (``hashring.transition``, as change flags describe); otherwise each side is built from
+    its topology, as clients started from those files build it (only jump differs)."""
+    return transition(before, after) if live else (before.placement(), after.placement())
 
 
 def _fresh_name(specs: dict[str, NodeSpec]) -> str:
@@ -247,7 +260,7 @@ def _keys(args: argparse.Namespace) -> tuple[list[Key], str]:
     if args.keys_file:
         return read_keys_file(args.keys_file), f"file:{args.keys_file}"
     if args.sample_from:
-        keys = sample_keys(load_config(args.sample_from), args.sample)
+        keys = sample_keys(load_topology(args.sample_from), args.sample or SAMPLE)
         if not keys:
             raise UsageError(f"--sample-from {args.sample_from}: the nodes hold no keys")
         return keys, f"sample:{args.sample_from}"
@@ -258,14 +271,7 @@ def _keys(args: argparse.Namespace) -> tuple[list[Key], str]:
 
 
 def _topology_json(topology: Topology) -> dict[str, Any]:
-    return {
-        "source": topology.source,
-        "algorithm": topology.algorithm,
-        "hash": topology.hash,
-        "vnodes": topology.vnodes,
-        "table_size": topology.table_size,
-        "hash_tags": topology.hash_tags,
-    }
+    return {"source": topology.source, **topology.options()}
 
 
 def _side_json(side: Side, topology: Topology) -> dict[str, Any]:
