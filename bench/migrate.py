@@ -38,24 +38,18 @@ absolute numbers.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any, cast
+from collections.abc import Sequence
 
 import redis
 from _measure import exit_on_signal, timed, times
+from _servers import RedisServer, redis_servers
 from hashring.adapters.migrate import migrate, verify
 from tabulate import tabulate
 
 from hashring import parse_topology
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from redis_servers import RedisServer, redis_server_pool
 
 NODES = 4
 KEYS = 1_000_000
@@ -65,26 +59,6 @@ QUICK_NAIVE_KEYS = 2_000
 LOAD_CHUNK = 10_000
 BATCH = 1000
 TARGET = 10.0
-
-
-class _TempDirs:
-    """The one method of pytest's TempPathFactory that ``redis_server_pool`` uses."""
-
-    def __init__(self, base: Path) -> None:
-        self._base = base
-
-    def mktemp(self, basename: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{basename}-", dir=self._base))
-
-
-@contextlib.contextmanager
-def redis_servers(n: int) -> Iterator[list[RedisServer]]:
-    """``n`` fresh redis-servers, stopped (and their directories removed) on exit."""
-    with (
-        tempfile.TemporaryDirectory(prefix="hashring-bench-") as base,
-        redis_server_pool(cast(Any, _TempDirs(Path(base)))) as factory,
-    ):
-        yield factory(n)
 
 
 def naive_move(clients: dict[str, redis.Redis], moves: Sequence[tuple[str, str, str]]) -> None:

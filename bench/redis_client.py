@@ -48,24 +48,19 @@ average is printed in the header. Trust the ratios within one run, not absolute 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import redis
 from _measure import Row, exit_on_signal, interleaved, loop_get, ms, profile_calls, times
+from _servers import RedisServer, redis_servers
 from hashring.adapters.redis import ShardedRedis
 from redis_shard.shard import RedisShardAPI  # type: ignore[import-untyped]
 from tabulate import tabulate
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from redis_servers import RedisServer, redis_server_pool
 
 NODES = 4
 SINGLE_OPS = 2_000
@@ -77,29 +72,6 @@ PIPELINE_ROUNDS = 3
 WARMUP_OPS = 300
 PROFILE_TOP = 10
 PROFILE_MULTI_CALLS = 50
-
-
-# ------------------------------------------------------------------ servers
-
-
-class _TempDirs:
-    """The one method of pytest's TempPathFactory that ``redis_server_pool`` uses."""
-
-    def __init__(self, base: Path) -> None:
-        self._base = base
-
-    def mktemp(self, basename: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{basename}-", dir=self._base))
-
-
-@contextlib.contextmanager
-def redis_servers(n: int) -> Iterator[list[RedisServer]]:
-    """``n`` fresh redis-servers, stopped (and their directories removed) on exit."""
-    with (
-        tempfile.TemporaryDirectory(prefix="hashring-bench-") as base,
-        redis_server_pool(cast(Any, _TempDirs(Path(base)))) as factory,
-    ):
-        yield factory(n)
 
 
 # ------------------------------------------------------------------ timing helpers
