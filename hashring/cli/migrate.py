@@ -258,16 +258,23 @@ def _pair_rows(
     ]
 
 
-def _dry_run_report(
-    args: argparse.Namespace, nodes: dict[str, str], plan: MigrationPlan
-) -> dict[str, Any]:
+def _header(args: argparse.Namespace, nodes: dict[str, str], mode: str) -> dict[str, Any]:
+    """The fields both modes' documents open with."""
     return {
         "schema": SCHEMA,
-        "mode": "dry-run",
+        "mode": mode,
         "from": args.from_file,
         "to": args.to_file,
         "nodes": nodes,
         "options": _options(args),
+    }
+
+
+def _dry_run_report(
+    args: argparse.Namespace, nodes: dict[str, str], plan: MigrationPlan
+) -> dict[str, Any]:
+    return {
+        **_header(args, nodes, "dry-run"),
         "scanned": plan.scanned,
         "in_place": plan.in_place,
         "to_move": plan.misplaced,
@@ -290,12 +297,7 @@ def _apply_report(
     check: MigrationPlan,
 ) -> dict[str, Any]:
     return {
-        "schema": SCHEMA,
-        "mode": "apply",
-        "from": args.from_file,
-        "to": args.to_file,
-        "nodes": nodes,
-        "options": _options(args),
+        **_header(args, nodes, "apply"),
         "scanned": result.scanned,
         "in_place": result.in_place,
         "to_move": result.to_move,
