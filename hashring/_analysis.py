@@ -99,11 +99,6 @@ class Side:
     nodes: tuple[NodeLoad, ...]
     summary: LoadSummary
 
-    @property
-    def weights(self) -> dict[str, float]:
-        """Node name -> weight."""
-        return {node.name: node.weight for node in self.nodes}
-
 
 @dataclass(frozen=True)
 class Rebalance:
