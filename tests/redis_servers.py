@@ -5,7 +5,8 @@ The pytest fixtures built on this module live in ``tests/conftest.py``.
 Guarantees:
 
 * servers bind 127.0.0.1 only, on a port picked by the OS (never 6379), with persistence off
-  (``--save ""``, ``--appendonly no``) and their own ``--dir``;
+  (``--save ""``, ``--appendonly no``; a caller's ``extra_args`` may turn it on) and their own
+  ``--dir``;
 * nothing connects to a port before our own process has logged that it is listening there, and a
   server only counts as started once PING answers and ``INFO server`` reports *our* pid, so a
   server this module did not start is never touched;
@@ -154,8 +155,13 @@ def _server_pid(host: str, port: int) -> int | None:
         client.close()
 
 
-def _launch(binary: Path, directory: Path, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+def _launch(
+    binary: Path, directory: Path, port: int, extra_args: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], Path]:
     """Start redis-server on HOST:port and wait until it answers PING.
+
+    ``extra_args`` (``redis-server`` options such as ``("--appendonly", "yes")``) come after
+    the defaults, so they override them (persistence included).
 
     Returns the process and its log file. Raises _PortInUseError if the port was taken, and
     RedisServerError (with the log tail) for any other failure; no process is left behind.
@@ -172,6 +178,7 @@ def _launch(binary: Path, directory: Path, port: int) -> tuple[subprocess.Popen[
         "--dir", str(directory),
         "--daemonize", "no",
         "--logfile", str(log_path),
+        *extra_args,
     ]  # fmt: skip
     # Early errors (bad arguments, before the logfile is opened) go to stderr: same file.
     with open(log_path, "ab") as log_file:
@@ -218,18 +225,32 @@ class RedisServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     _clients: list[redis.Redis] = field(default_factory=list, repr=False)
+    extra_args: tuple[str, ...] = ()
+    """``redis-server`` options given at start; :meth:`restart` uses them again."""
 
     @classmethod
-    def start(cls, binary: Path, directory: Path, port: int | None = None) -> RedisServer:
-        """Start a server in ``directory``; on an OS-chosen port unless ``port`` is given."""
+    def start(
+        cls,
+        binary: Path,
+        directory: Path,
+        port: int | None = None,
+        *,
+        extra_args: tuple[str, ...] = (),
+    ) -> RedisServer:
+        """Start a server in ``directory``; on an OS-chosen port unless ``port`` is given.
+
+        ``extra_args``: more ``redis-server`` options, overriding the defaults (for example
+        ``("--appendonly", "yes", "--appendfsync", "always")`` for a server that persists, or
+        ``("--replicaof", HOST, str(primary.port))`` for a replica).
+        """
         attempts = 1 if port is not None else PORT_ATTEMPTS
         for _ in range(attempts):
             chosen = port if port is not None else free_port()
             try:
-                process, log_path = _launch(binary, directory, chosen)
+                process, log_path = _launch(binary, directory, chosen, extra_args)
             except _PortInUseError:
                 continue
-            return cls(HOST, chosen, directory, binary, process, log_path)
+            return cls(HOST, chosen, directory, binary, process, log_path, extra_args=extra_args)
         raise RedisServerError(
             f"could not start redis-server: port(s) already in use after {attempts} attempt(s)"
         )
@@ -260,11 +281,12 @@ class RedisServer:
     def restart(self) -> None:
         """Stop the server if needed, then start it again on the same port and wait for PING.
 
-        Nothing is persisted, so the restarted server is empty.
+        Nothing is persisted, so the restarted server is empty (unless ``extra_args`` turned
+        persistence on: the same options and directory are used again).
         """
         self.stop()
         try:
-            self.process, self.log_path = _launch(self.binary, self.dir, self.port)
+            self.process, self.log_path = _launch(self.binary, self.dir, self.port, self.extra_args)
         except _PortInUseError as exc:
             raise RedisServerError(
                 f"cannot restart redis-server: port {self.port} was taken by another process"
@@ -319,14 +341,25 @@ class RedisServerFactory:
         self._tmp_path_factory = tmp_path_factory
         self.servers: list[RedisServer] = []
 
-    def __call__(self, n: int = 1, *, binary: Path | str | None = None) -> list[RedisServer]:
-        """Start ``n`` fresh servers (binary: find_redis_server() unless given)."""
+    def __call__(
+        self,
+        n: int = 1,
+        *,
+        binary: Path | str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> list[RedisServer]:
+        """Start ``n`` fresh servers (binary: find_redis_server() unless given).
+
+        ``extra_args``: more ``redis-server`` options for each (see :meth:`RedisServer.start`).
+        """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         resolved = Path(binary) if binary is not None else find_redis_server()
         started: list[RedisServer] = []
         for _ in range(n):
-            server = RedisServer.start(resolved, self._tmp_path_factory.mktemp("redis"))
+            server = RedisServer.start(
+                resolved, self._tmp_path_factory.mktemp("redis"), extra_args=extra_args
+            )
             self.servers.append(server)  # registered at once: cleaned up even if a later one fails
             started.append(server)
         return started
