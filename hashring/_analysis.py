@@ -27,9 +27,21 @@ import numpy.typing as npt
 from ._keys import Key
 from ._placement import Placement
 
-__all__ = ["LoadSummary", "NodeLoad", "Rebalance", "Side", "ideal_movement", "rebalance"]
+__all__ = [
+    "DENSE_CELLS",
+    "LoadSummary",
+    "NodeLoad",
+    "Rebalance",
+    "Side",
+    "ideal_movement",
+    "rebalance",
+]
 
 I64Array = npt.NDArray[np.int64]
+
+DENSE_CELLS = 1 << 20
+"""Up to this many from->to pairs (about 1,000 nodes on each side) :func:`rebalance` counts
+through a dense array (8 MiB at most); above it, by sorting the keys' pair codes."""
 
 
 @dataclass(frozen=True)
@@ -102,18 +114,53 @@ class Side:
 
 @dataclass(frozen=True)
 class Rebalance:
-    """The effect of replacing placement ``before`` by ``after`` on a set of keys."""
+    """The effect of replacing placement ``before`` by ``after`` on a set of keys.
+
+    The from->to counts are kept sparse: one *cell* per (node before, node after) pair that
+    at least one key took, so memory grows with the keys and nodes, never with nodes²
+    (a fleet of 100,000 nodes has 10^10 pairs, and at most ``keys`` non-empty cells).
+    """
 
     keys: int
     before: Side
     after: Side
     from_nodes: tuple[str, ...]
-    """Row labels of :attr:`matrix`: the nodes before the change."""
+    """The nodes before the change, sorted: what :attr:`cell_rows` indexes."""
     to_nodes: tuple[str, ...]
-    """Column labels of :attr:`matrix`: the nodes after the change."""
-    matrix: I64Array
-    """``matrix[i, j]``: keys owned by ``from_nodes[i]`` before and ``to_nodes[j]`` after."""
+    """The nodes after the change, sorted: what :attr:`cell_columns` indexes."""
+    cell_rows: I64Array
+    """Per non-empty cell, the index of its node in :attr:`from_nodes` (row-major order)."""
+    cell_columns: I64Array
+    """Per non-empty cell, the index of its node in :attr:`to_nodes`."""
+    cell_keys: I64Array
+    """Per non-empty cell, the keys owned by its from node before and its to node after."""
     ideal_fraction: float
+
+    @property
+    def matrix(self) -> I64Array:
+        """The dense from->to matrix: ``matrix[i, j]`` = keys owned by ``from_nodes[i]``
+        before and ``to_nodes[j]`` after.
+
+        Built on each call in O(len(from_nodes) x len(to_nodes)) memory: for large fleets use
+        :meth:`cells` or :attr:`cell_keys`.
+        """
+        dense = np.zeros((len(self.from_nodes), len(self.to_nodes)), dtype=np.int64)
+        dense[self.cell_rows, self.cell_columns] = self.cell_keys
+        return dense
+
+    def cells(self) -> dict[tuple[str, str], int]:
+        """(from, to) -> keys for every non-empty cell, including keys that stayed
+        (``from == to``), in row-major order. O(cells)."""
+        names_b, names_a = self.from_nodes, self.to_nodes
+        return {
+            (names_b[i], names_a[j]): n
+            for i, j, n in zip(
+                self.cell_rows.tolist(),
+                self.cell_columns.tolist(),
+                self.cell_keys.tolist(),
+                strict=True,
+            )
+        }
 
     @property
     def moved(self) -> int:
@@ -122,13 +169,14 @@ class Rebalance:
 
     @property
     def stayed(self) -> int:
-        """Keys that kept their owner."""
+        """Keys that kept their owner. O(nodes + cells)."""
         to_index = {name: j for j, name in enumerate(self.to_nodes)}
-        return sum(
-            int(self.matrix[i, to_index[name]])
-            for i, name in enumerate(self.from_nodes)
-            if name in to_index
+        same = np.fromiter(
+            (to_index.get(name, -1) for name in self.from_nodes),
+            dtype=np.int64,
+            count=len(self.from_nodes),
         )
+        return int(self.cell_keys[same[self.cell_rows] == self.cell_columns].sum())
 
     @property
     def moved_fraction(self) -> float:
@@ -136,12 +184,11 @@ class Rebalance:
         return self.moved / self.keys if self.keys else 0.0
 
     def moved_pairs(self) -> dict[tuple[str, str], int]:
-        """(from, to) -> keys moved, for every pair with at least one key, largest first."""
-        pairs = {
-            (self.from_nodes[i], self.to_nodes[j]): int(self.matrix[i, j])
-            for i, j in zip(*np.nonzero(self.matrix), strict=True)
-            if self.from_nodes[i] != self.to_nodes[j]
-        }
+        """(from, to) -> keys moved, for every pair with at least one key, largest first.
+
+        O(cells log cells).
+        """
+        pairs = {pair: n for pair, n in self.cells().items() if pair[0] != pair[1]}
         return dict(sorted(pairs.items(), key=lambda item: (-item[1], item[0])))
 
 
@@ -182,7 +229,9 @@ def rebalance(
 
     ``before_owners`` / ``after_owners`` may pass owners already computed with
     ``get_node_many`` (the report does, to time the passes). Runtime: the two batch passes
-    plus O(keys) numpy work and O(nodes²) for the matrix.
+    plus O(keys log keys + nodes) numpy work (O(keys + nodes²) for fleets of up to
+    :data:`DENSE_CELLS` from->to pairs, where counting through a dense array is faster).
+    Memory: O(keys + nodes), whatever the fleet size.
 
     Raises:
         EmptyRingError: a placement has no nodes.
@@ -194,16 +243,25 @@ def rebalance(
     from_nodes, to_nodes = tuple(sorted(weights_b)), tuple(sorted(weights_a))
     codes_b = _codes(owners_b, from_nodes)
     codes_a = _codes(owners_a, to_nodes)
-    flat = np.bincount(codes_b * len(to_nodes) + codes_a, minlength=len(from_nodes) * len(to_nodes))
-    matrix = flat.reshape(len(from_nodes), len(to_nodes)).astype(np.int64)
+    pairs = len(from_nodes) * len(to_nodes)
+    flat = codes_b * len(to_nodes) + codes_a  # < 2**63 for any fleet a placement can hold
+    if pairs <= DENSE_CELLS:
+        counts = np.bincount(flat, minlength=pairs)
+        cells = np.flatnonzero(counts)
+        cell_keys = counts[cells]
+    else:
+        cells, cell_keys = np.unique(flat, return_counts=True)
+    rows, columns = np.divmod(cells.astype(np.int64), len(to_nodes))
     count = len(keys)
     return Rebalance(
         keys=count,
-        before=_side(before, from_nodes, matrix.sum(axis=1), count),
-        after=_side(after, to_nodes, matrix.sum(axis=0), count),
+        before=_side(before, from_nodes, np.bincount(codes_b, minlength=len(from_nodes)), count),
+        after=_side(after, to_nodes, np.bincount(codes_a, minlength=len(to_nodes)), count),
         from_nodes=from_nodes,
         to_nodes=to_nodes,
-        matrix=matrix,
+        cell_rows=rows,
+        cell_columns=columns,
+        cell_keys=cell_keys.astype(np.int64),
         ideal_fraction=ideal_movement(weights_b, weights_a),
     )
 

@@ -8,6 +8,7 @@
     vnodes = 160              # ring only
     table_size = 65537        # maglev only (a prime)
     hash_tags = true          # default true
+    hash_key_env = "HASHRING_KEY"   # optional: the environment variable holding the secret
 
     [nodes.cache-1]
     url = "redis://127.0.0.1:7001/0"
@@ -16,11 +17,23 @@
 Every mistake is reported with the file, the key and what is allowed (:class:`ConfigError`);
 nothing is returned from a file that is not entirely valid. URLs must have a scheme and a
 host (or a path for ``unix://``); each adapter checks that the scheme is one it speaks.
+
+The file is UTF-8 (a leading UTF-8 byte-order mark is skipped) and at most
+:data:`MAX_TOPOLOGY_BYTES` (64 MiB, room for millions of nodes); a file that is larger, not
+UTF-8 or nested too deeply for the parser is a :class:`ConfigError`, found before any
+placement is built.
+
+``hash_key_env`` names the environment variable that holds the placement's ``hash_key``
+(the secret that keys the hash of every key, against hash flooding): its value, encoded as
+UTF-8, must be 16 to 64 bytes. The secret never comes from the file itself (a ``hash_key``
+entry is refused) and is never shown: not in errors, reprs or reports, which name the
+variable only.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,15 +43,25 @@ from urllib.parse import urlsplit
 
 from ._algorithms import ALGORITHMS, placement
 from ._errors import ConfigError, HashRingError
+from ._hashes import MAX_HASH_KEY_BYTES, MIN_HASH_KEY_BYTES
 from ._jump import JumpHash
 from ._maglev import Maglev
 from ._rendezvous import Rendezvous
 from ._ring import HashRing
 from ._urls import redact_url
 
-__all__ = ["NodeSpec", "Topology", "load_topology", "parse_topology", "transition"]
+__all__ = [
+    "MAX_TOPOLOGY_BYTES",
+    "NodeSpec",
+    "Topology",
+    "load_topology",
+    "parse_topology",
+    "transition",
+]
 
-_PLACEMENT_KEYS = {"algorithm", "hash", "vnodes", "table_size", "hash_tags"}
+MAX_TOPOLOGY_BYTES = 64 << 20
+"""The largest topology file :func:`load_topology` reads (64 MiB)."""
+_PLACEMENT_KEYS = {"algorithm", "hash", "vnodes", "table_size", "hash_tags", "hash_key_env"}
 _NODE_KEYS = {"url", "weight"}
 
 
@@ -57,7 +80,11 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class Topology:
-    """A parsed topology file: placement options and nodes."""
+    """A parsed topology file: placement options and nodes.
+
+    ``hash_key`` is the secret read from the environment variable ``hash_key_env`` when the
+    file was parsed; it is left out of the repr and of :meth:`options`.
+    """
 
     nodes: dict[str, NodeSpec]
     algorithm: str = "ring"
@@ -66,6 +93,8 @@ class Topology:
     table_size: int | None = None
     hash_tags: bool = True
     source: str = field(default="<memory>", compare=False)
+    hash_key_env: str | None = None
+    hash_key: bytes | None = field(default=None, repr=False)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -73,17 +102,24 @@ class Topology:
         return {name: spec.weight for name, spec in self.nodes.items()}
 
     def options(self) -> dict[str, Any]:
-        """The ``[placement]`` options: algorithm, hash, vnodes, table_size, hash_tags."""
+        """The ``[placement]`` options: algorithm, hash, vnodes, table_size, hash_tags and
+        hash_key_env (the variable's name: never the secret)."""
         return {
             "algorithm": self.algorithm,
             "hash": self.hash,
             "vnodes": self.vnodes,
             "table_size": self.table_size,
             "hash_tags": self.hash_tags,
+            "hash_key_env": self.hash_key_env,
         }
 
     def placement(self) -> HashRing | Maglev | Rendezvous | JumpHash:
-        """The placement this topology describes."""
+        """The placement this topology describes (keyed by :attr:`hash_key` when set).
+
+        Raises:
+            HashRingError: as :func:`hashring.placement` (a topology from
+                :func:`parse_topology` has already been built once, so does not raise).
+        """
         return placement(
             self.algorithm,
             self.weights,
@@ -91,6 +127,7 @@ class Topology:
             hash_tags=self.hash_tags,
             vnodes=self.vnodes,
             table_size=self.table_size,
+            hash_key=self.hash_key,
         )
 
 
@@ -128,18 +165,43 @@ def transition(
 def load_topology(path: str | Path) -> Topology:
     """Read and validate a topology file.
 
+    Reads at most :data:`MAX_TOPOLOGY_BYTES` + 1 bytes, so a huge or endless file
+    (``/dev/zero``) is refused at once. Runtime: O(file size) plus one placement build.
+
     Raises:
-        ConfigError: the file cannot be read, is not TOML, or does not follow the schema.
+        ConfigError: the file cannot be read, is too large, is not UTF-8, is not TOML (or is
+            nested too deeply to parse), or does not follow the schema.
     """
     source = str(path)
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            raw = handle.read(MAX_TOPOLOGY_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the topology file: {exc.strerror}") from exc
+    if len(raw) > MAX_TOPOLOGY_BYTES:
+        raise ConfigError(
+            f"{source}: the topology file is larger than {MAX_TOPOLOGY_BYTES >> 20} MiB"
+        )
+    return parse_topology(_parse_toml(raw, source), source)
+
+
+def _parse_toml(raw: bytes, source: str) -> dict[str, Any]:
+    """The TOML document in ``raw`` (UTF-8, an optional UTF-8 byte-order mark skipped)."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{source}: the file is UTF-16; TOML files are UTF-8: save it as UTF-8")
+    try:
+        text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{source}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+            "TOML files are UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    return parse_topology(data, source)
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
 
 
 def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topology:
@@ -165,6 +227,8 @@ def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topolog
     vnodes = _typed(options, "vnodes", int, None, source)
     table_size = _typed(options, "table_size", int, None, source)
     hash_tags = _typed(options, "hash_tags", bool, True, source)
+    hash_key_env = _typed(options, "hash_key_env", str, None, source)
+    hash_key = None if hash_key_env is None else _secret(hash_key_env, source)
     nodes_table = data.get("nodes")
     if not isinstance(nodes_table, Mapping) or not nodes_table:
         raise ConfigError(f"{source}: no nodes: add at least one [nodes.NAME] table with a url")
@@ -177,27 +241,68 @@ def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topolog
         url = _typed(spec, "url", str, None, source, where)
         if url is not None:
             _check_url(url, source, where)
-        weight = spec.get("weight", 1)
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, (int, float))
-            or not (weight > 0 and math.isfinite(weight))
-        ):
-            raise ConfigError(
-                f"{source}: {where}.weight = {weight!r}: must be a positive finite number"
-            )
-        nodes[name] = NodeSpec(name, url, float(weight))
-    topology = Topology(nodes, algorithm, hash_name, vnodes, table_size, hash_tags, source)
+        nodes[name] = NodeSpec(name, url, _weight(spec.get("weight", 1), source, where))
+    topology = Topology(
+        nodes,
+        algorithm,
+        hash_name,
+        vnodes,
+        table_size,
+        hash_tags,
+        source,
+        hash_key_env=hash_key_env,
+        hash_key=hash_key,
+    )
     try:
         topology.placement()
     except HashRingError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
-    except OverflowError:
-        raise ConfigError(f"{source}: weights too large to place (keep them below 1e6)") from None
     return topology
 
 
+def _weight(weight: Any, source: str, where: str) -> float:
+    """A node's weight as a float; the placement checks its range."""
+    message = f"{source}: {where}.weight = {weight!r:.40}: must be a positive finite number"
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise ConfigError(message)
+    try:
+        value = float(weight)
+    except OverflowError:  # an int beyond float range
+        raise ConfigError(message) from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(message)
+    return value
+
+
+def _secret(variable: str, source: str) -> bytes:
+    """The hash key held by environment variable ``variable`` (its UTF-8 bytes).
+
+    Error messages name the variable and the length, never the value.
+    """
+    where = f"{source}: placement.hash_key_env = {variable!r}"
+    if not variable or "=" in variable or "\0" in variable:
+        raise ConfigError(f"{where}: not an environment variable name")
+    value = os.environ.get(variable)
+    if value is None:
+        raise ConfigError(
+            f"{where}: the environment variable is not set: set it to a secret of "
+            f"{MIN_HASH_KEY_BYTES} to {MAX_HASH_KEY_BYTES} bytes"
+        )
+    secret = value.encode("utf-8", "surrogateescape")  # undecodable bytes come back as-is
+    if not MIN_HASH_KEY_BYTES <= len(secret) <= MAX_HASH_KEY_BYTES:
+        raise ConfigError(
+            f"{where}: the variable holds {len(secret)} bytes; the hash key must be "
+            f"{MIN_HASH_KEY_BYTES} to {MAX_HASH_KEY_BYTES} bytes (its value is not shown)"
+        )
+    return secret
+
+
 def _only(table: Mapping[str, Any], allowed: set[str], source: str, prefix: str) -> None:
+    if prefix in ("", "placement.") and "hash_key" in table:
+        raise ConfigError(
+            f"{source}: placement.hash_key: a secret does not belong in a file; put it in an "
+            'environment variable and name that variable: hash_key_env = "VARIABLE"'
+        )
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise ConfigError(

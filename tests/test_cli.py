@@ -280,7 +280,8 @@ def test_compare_runs_every_algorithm() -> None:
         (["report", "--keys", "0"], "must be at least 1"),
         (["lookup", "k", "--nodes", "2", "--replicas", "3"], "only 2 nodes"),
         (["report", "--add", "x="], "'' is not a number"),
-        (["report", "--weight", "node-1=1e308"], "above 1e6"),
+        (["report", "--weight", "node-1=1e308"], "from 1e-12 to 1e+12"),
+        (["report", "--weight", "node-1=1e6"], "at most 16,777,216"),
         (["report", "--plot", "out.txt"], "ending in .png"),
         (["report", "--sample", "5"], "--sample-from only"),
         (["report", "--nodes", ""], "give a count"),
@@ -292,9 +293,11 @@ def test_compare_runs_every_algorithm() -> None:
     ],
 )
 def test_bad_usage_exits_2_with_one_clear_line(args: list[str], message: str) -> None:
-    """Usage and config errors: exit status 2, a message naming the problem, no traceback."""
+    """Usage and config errors: exit status 2, one line naming the problem, no traceback."""
     result = cli(*args, check=2)
     assert message in result.stderr
+    assert result.stderr.startswith("hashring: error: ")
+    assert result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize(

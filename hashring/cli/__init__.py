@@ -4,19 +4,27 @@ Run ``hashring --help`` (or ``python -m hashring --help``) for the commands and
 ``hashring COMMAND --help`` for each one's options.
 
 Exit status: 0 success; 1 the operation failed or found problems (for example keys left
-misplaced by ``migrate``); 2 usage or configuration errors. User errors print one line
-starting ``hashring: error:`` on stderr, never a traceback.
+misplaced by ``migrate``, or the output could not be written); 2 usage or configuration
+errors. Every error is one line on stderr, never a traceback: ``hashring: error: ...``
+(exit 2), ``hashring: failed: ...`` (exit 1). Non-printable characters in messages and in
+text output (node names, keys, paths) are escaped (``\x1b``), so nothing a topology or
+argv holds can drive the terminal or split a line.
+
+A command's standard output is written when it has finished: a closed (``>&-``) or full
+(``>/dev/full``) output is one ``hashring: failed: cannot write the output`` line, exit 1; a
+reader that went away (``hashring report | head``) is not an error.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import io
 import os
 import sys
 from collections.abc import Sequence
 
 from .._errors import HashRingError
-from ._common import EXIT_FAILED, EXIT_USAGE, OperationError, UsageError
+from ._common import EXIT_FAILED, EXIT_USAGE, OperationError, Parser, UsageError, escape
 
 try:
     from . import compare as compare
@@ -31,9 +39,9 @@ else:
 __all__ = ["main"]
 
 
-def parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
-    top = argparse.ArgumentParser(
+def parser() -> Parser:
+    """The argument parser with every subcommand registered (its errors are one line)."""
+    top = Parser(
         prog="hashring",
         description="Consistent-hashing rebalance tooling: what a topology change moves, "
         "where keys live, how the algorithms compare, and live Redis key migration.",
@@ -47,29 +55,76 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Never raises (``--help`` and argument errors return their status too) and never prints a
+    traceback: an unexpected exception is one ``hashring: internal error:`` line, exit 1.
+    """
     if _MISSING is not None:
-        print(
-            f"hashring: error: the command line needs {_MISSING}: pip install 'hashring[cli]'",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    args = parser().parse_args(argv)
+        return _error("error", f"the command line needs {_MISSING}: pip install 'hashring[cli]'")
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        return _error("failed", "cannot write the output: standard output is closed", EXIT_FAILED)
+    output = io.StringIO()
     try:
-        status: int = args.run(args)
-        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+        with contextlib.redirect_stdout(output):
+            args = parser().parse_args(argv)
+            status: int = args.run(args)
+    except SystemExit as exc:  # --help (its text is in output), or an argument error
+        code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        return _write_output(output.getvalue(), code)
     except (UsageError, HashRingError) as exc:
-        print(f"hashring: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error("error", str(exc))
     except OperationError as exc:
-        print(f"hashring: failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _error("failed", str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
-        print("hashring: interrupted", file=sys.stderr)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            print("hashring: interrupted", file=sys.stderr)
         return 130
+    except RecursionError:
+        return _error("error", "input nested too deeply")
+    except MemoryError:
+        return _error("failed", "out of memory", EXIT_FAILED)
+    except Exception as exc:  # the promise is one line, never a traceback
+        if os.environ.get("HASHRING_TRACEBACK"):
+            raise
+        return _error(
+            "internal error",
+            f"{type(exc).__name__}: {exc} (a bug: please report it; "
+            "HASHRING_TRACEBACK=1 shows the traceback)",
+            EXIT_FAILED,
+        )
+    return _write_output(output.getvalue(), status)
+
+
+def _error(kind: str, message: str, status: int = EXIT_USAGE) -> int:
+    """Print ``hashring: KIND: MESSAGE`` as one line on stderr; return ``status``."""
+    line = f"hashring: {kind}: {escape(message)}\n"
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr closed or full
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    return status
+
+
+def _write_output(text: str, status: int) -> int:
+    """Write the command's output to stdout; a failed write is one line and exit 1."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
     except BrokenPipeError:
         # The reader of our output went away (``hashring report | head``): not an error.
-        # Point stdout at devnull so the interpreter's final flush does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        _discard_stdout()
+        return status
+    except (OSError, UnicodeError) as exc:
+        _discard_stdout()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return _error("failed", f"cannot write the output: {reason}", EXIT_FAILED)
     return status
+
+
+def _discard_stdout() -> None:
+    """Point fd 1 at devnull, so the interpreter's final flush of what is still buffered
+    does not fail again (and print "Exception ignored ...") at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

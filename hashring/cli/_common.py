@@ -1,11 +1,13 @@
-"""What every subcommand shares: exit codes, errors, topologies from flags, progress bars."""
+"""What every subcommand shares: exit codes, errors, bounds, topologies from flags, escaping
+for the terminal, progress bars."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from .._algorithms import ALGORITHMS
 from .._config import NodeSpec, Topology, load_topology, parse_topology
@@ -14,6 +16,46 @@ from .._errors import ConfigError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+MAX_KEYS = 10_000_000
+"""Most keys one command places: ``--keys``, ``--sample`` and the lines of ``--keys-file``."""
+MAX_NODES = 1_000_000
+"""Largest count ``--nodes N`` accepts (each algorithm has its own bounds too: the ring's
+points, Maglev's table size)."""
+MAX_RENDEZVOUS_WORK = 5_000_000_000
+"""Rendezvous places a key in O(nodes): keys x nodes above this (about a minute of work) is
+refused rather than left running."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line: ``hashring: error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``hashring: error: MESSAGE (see 'PROG --help')`` on stderr; exit status 2."""
+        self.exit(EXIT_USAGE, f"hashring: error: {escape(message)} (see '{self.prog} --help')\n")
+
+
+def escape(text: str) -> str:
+    r"""``text`` safe to print on one terminal line: every non-printable character (control
+    characters such as ESC or newline, other invisible ones, lone surrogates) is written as
+    a Python escape (``\x1b``, ``\n``, ``\u200b``); the surrogates that stand for
+    undecodable bytes in argv (``\udcff``) are written as the byte they stand for (``\xff``).
+
+    >>> print(escape("a\x1b[2Jb\udcff"))
+    a\x1b[2Jb\xff
+
+    O(len(text)); returns ``text`` itself when it is printable.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape_char(char) for char in text)
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(char)[1:-1]
 
 
 class UsageError(Exception):
@@ -46,6 +88,11 @@ def add_topology_flags(
     group.add_argument("--hash", choices=("mmh3", "ketama"), help="hash function (default mmh3)")
     group.add_argument("--vnodes", type=positive_int, help="ring: points per unit of weight")
     group.add_argument("--table-size", type=positive_int, help="maglev: table size (a prime)")
+    group.add_argument(
+        "--hash-key-env",
+        metavar="VAR",
+        help="key the hash with the secret in environment variable VAR (16 to 64 bytes)",
+    )
     if weight_flag:
         group.add_argument(
             "--weight",
@@ -57,14 +104,40 @@ def add_topology_flags(
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an int >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    """argparse type: an int >= 1 (``1000``, ``1_000`` or ``1e3``).
+
+    Bounds are the consumer's (the placement's, or :func:`key_count`'s); an int of more
+    than 30 digits is refused here, before Python spends time converting it.
+    """
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
     return value
+
+
+def key_count(text: str) -> int:
+    """argparse type: a count of keys, 1 to :data:`MAX_KEYS`."""
+    value = positive_int(text)
+    if value > MAX_KEYS:
+        raise argparse.ArgumentTypeError(f"{text}: at most {MAX_KEYS:,} keys are allowed")
+    return value
+
+
+def _integer(text: str) -> int:
+    digits = text.strip()
+    if len(digits) > 30:
+        raise argparse.ArgumentTypeError(f"{text[:30]!r}...: too large a number")
+    try:
+        return int(digits)
+    except ValueError:
+        pass
+    try:
+        number = float(digits)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not math.isfinite(number) or number != int(number):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+    return int(number)
 
 
 def positive_float(text: str) -> float:
@@ -78,10 +151,28 @@ def positive_float(text: str) -> float:
     return value
 
 
+def check_rendezvous_work(topology: Any, keys: int) -> None:
+    """Refuse a rendezvous placement of ``keys`` keys whose O(keys x nodes) work is above
+    :data:`MAX_RENDEZVOUS_WORK` (``topology`` is a :class:`Topology`).
+
+    Raises:
+        UsageError: the work is above the bound.
+    """
+    if topology.algorithm == "rendezvous" and keys * len(topology.nodes) > MAX_RENDEZVOUS_WORK:
+        raise UsageError(
+            f"rendezvous places each key in O(nodes): {keys:,} keys x {len(topology.nodes):,} "
+            f"nodes is above the {MAX_RENDEZVOUS_WORK:,} allowed; use fewer keys or another "
+            "algorithm"
+        )
+
+
 def node_names(text: str) -> list[str]:
     """``--nodes`` value: a count (``8`` -> node-1..node-8) or comma-separated names."""
     if text.strip().isdecimal():
-        count = int(text)
+        digits = text.strip()
+        if len(digits) > 7 or int(digits) > MAX_NODES:
+            raise UsageError(f"--nodes {digits[:20]}: at most {MAX_NODES:,} nodes are allowed")
+        count = int(digits)
         if count < 1:
             raise UsageError("--nodes: a count must be at least 1")
         return [f"node-{i}" for i in range(1, count + 1)]
@@ -101,6 +192,9 @@ def parse_weights(items: Iterable[str], flag: str = "--weight") -> dict[str, flo
 def parse_node(item: str, flag: str, *, weight_required: bool) -> tuple[str, float]:
     """``NODE=W`` (or ``NODE``, weight 1, unless ``weight_required``) -> (node, weight).
 
+    Weights are bounded when the placement is built (:func:`build_topology`), so the
+    message states the algorithm's bound.
+
     Raises:
         UsageError: no node name, a missing or non-positive weight.
     """
@@ -115,9 +209,7 @@ def parse_node(item: str, flag: str, *, weight_required: bool) -> tuple[str, flo
         weight = positive_float(value)
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"{flag} {item!r}: {exc}") from None
-    if weight > 1e6:
-        raise UsageError(f"{flag} {item!r}: weights above 1e6 are not supported")
-    return name, weight
+    return name, weight  # the placement bounds it (and the points it makes) when built
 
 
 def topology_from_args(
@@ -125,7 +217,7 @@ def topology_from_args(
 ) -> Topology:
     """The topology ``args.config`` or the quick flags describe, with ``weights`` applied.
 
-    Flags override the file's placement options.
+    Flags override the file's placement options (``--hash-key-env`` too).
 
     Raises:
         UsageError: contradictory flags, a weight for an unknown node, options the algorithm
@@ -147,7 +239,7 @@ def topology_from_args(
         options = base.options()
     if args.algorithm is not None and args.algorithm != options.get("algorithm", "ring"):
         options.update(algorithm=args.algorithm, vnodes=None, table_size=None)
-    for flag in ("hash", "vnodes", "table_size"):
+    for flag in ("hash", "vnodes", "table_size", "hash_key_env"):
         value = getattr(args, flag)
         if value is not None:
             options[flag] = value

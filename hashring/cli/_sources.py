@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
+from typing import BinaryIO
 
 from .._config import Topology
 from .._keys import Key
-from ._common import OperationError, UsageError, progress
+from ._common import MAX_KEYS, OperationError, UsageError, progress
 
 DEFAULT_SAMPLE = 1_000_000
 """Synthetic keys in a report when no other source is given."""
+MAX_KEY_BYTES = 1 << 20
+"""Longest line ``--keys-file`` accepts (1 MiB): a longer one is not a key list."""
+MAX_KEYS_FILE_BYTES = 1 << 30
+"""Largest ``--keys-file`` (1 GiB)."""
+_CHUNK = 1 << 20
 
 
 def synthetic_keys(count: int) -> list[Key]:
@@ -21,23 +27,50 @@ def read_keys_file(path: str) -> list[Key]:
     """One key per line (``-`` reads stdin); line ends are stripped, empty lines skipped.
 
     Lines are kept as bytes, so any key a server holds can be listed; keys hash over the
-    same bytes as their UTF-8 str form.
+    same bytes as their UTF-8 str form. The file is read in 1 MiB chunks and refused as soon
+    as it holds more than :data:`~hashring.cli._common.MAX_KEYS` lines, a line longer than
+    :data:`MAX_KEY_BYTES` or more than :data:`MAX_KEYS_FILE_BYTES` bytes, so an endless
+    source (``/dev/zero``) fails at once. Runtime and memory: O(file size).
 
     Raises:
-        UsageError: the file cannot be read, or holds no keys.
+        UsageError: the file cannot be read, breaks a bound, or holds no keys.
     """
     try:
         if path == "-":
-            data = sys.stdin.buffer.read()
+            data = _bounded_read(sys.stdin.buffer, path)
         else:
             with open(path, "rb") as handle:
-                data = handle.read()
+                data = _bounded_read(handle, path)
     except OSError as exc:
         raise UsageError(f"--keys-file {path}: cannot read: {exc.strerror}") from None
     keys: list[Key] = [line for line in data.splitlines() if line]
     if not keys:
         raise UsageError(f"--keys-file {path}: no keys in it (one key per line)")
+    if len(keys) > MAX_KEYS:
+        raise UsageError(f"--keys-file {path}: more than {MAX_KEYS:,} keys")
     return keys
+
+
+def _bounded_read(handle: BinaryIO, path: str) -> bytes:
+    chunks: list[bytes] = []
+    size = lines = line_length = 0
+    while chunk := handle.read(_CHUNK):
+        size += len(chunk)
+        lines += chunk.count(b"\n")
+        first = chunk.find(b"\n")
+        longest = line_length + (len(chunk) if first < 0 else first)
+        line_length = longest if first < 0 else len(chunk) - chunk.rfind(b"\n") - 1
+        if lines > MAX_KEYS:
+            raise UsageError(f"--keys-file {path}: more than {MAX_KEYS:,} keys")
+        if max(longest, line_length) > MAX_KEY_BYTES:
+            raise UsageError(
+                f"--keys-file {path}: a line longer than {MAX_KEY_BYTES >> 20} MiB: "
+                "give one key per line"
+            )
+        if size > MAX_KEYS_FILE_BYTES:
+            raise UsageError(f"--keys-file {path}: larger than {MAX_KEYS_FILE_BYTES >> 30} GiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def sample_keys(topology: Topology, count: int) -> list[Key]:

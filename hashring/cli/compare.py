@@ -18,9 +18,12 @@ from .._errors import HashRingError
 from .._keys import Key
 from ._common import (
     EXIT_OK,
+    MAX_KEYS,
     UsageError,
     build_topology,
-    positive_int,
+    check_rendezvous_work,
+    escape,
+    key_count,
     progress,
     topology_from_args,
 )
@@ -58,10 +61,10 @@ def register(commands: Any) -> None:
     add_change_flags(parser, config_help="topology before the change (default 8 nodes)")
     parser.add_argument(
         "--keys",
-        type=positive_int,
+        type=key_count,
         default=DEFAULT_KEYS,
         metavar="N",
-        help=f"synthetic keys (default {DEFAULT_KEYS:,})",
+        help=f"synthetic keys (default {DEFAULT_KEYS:,}, at most {MAX_KEYS:,})",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(run=run)
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         print(f"{len(keys):,} synthetic keys; {len(before.nodes)} nodes -> {len(after.nodes)}")
-        print(_table(rows))
+        print("\n".join(escape(line) for line in _table(rows).split("\n")))
     return EXIT_OK
 
 
@@ -102,10 +105,15 @@ def measure(
 ) -> Row:
     """Build both sides with ``algorithm`` (its default options) and measure them.
 
+    An algorithm that cannot take the topology (jump with weights, Maglev's table smaller
+    than the fleet, rendezvous above ``MAX_RENDEZVOUS_WORK``) gets a row with ``problem``.
+
     ``live`` as for ``report.build_report``: apply the change to the running placement.
     """
     try:
         first, second = _as(before, algorithm), _as(after, algorithm)
+        for topology in (first, second):
+            check_rendezvous_work(topology, len(keys))
         started = time.perf_counter()
         first.placement()
         build_ms = (time.perf_counter() - started) * 1e3

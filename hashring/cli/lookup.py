@@ -15,6 +15,7 @@ from ._common import (
     EXIT_OK,
     UsageError,
     add_topology_flags,
+    escape,
     parse_weights,
     positive_int,
     topology_from_args,
@@ -46,7 +47,8 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Carry out ``hashring lookup``."""
+    """Carry out ``hashring lookup``: text output escapes non-printable characters in keys
+    and node names; JSON keeps them exact."""
     topology = topology_from_args(args, parse_weights(args.weight))
     placement = topology.placement()
     count = args.replicas if args.replicas is not None else min(3, len(placement))
@@ -74,10 +76,10 @@ def run(args: argparse.Namespace) -> int:
     with_urls = any(row["url"] for row in rows)
     table = [
         [
-            row["key"],
-            row["owner"],
-            *([row["url"] or "-"] if with_urls else []),
-            ", ".join(row["preference"]),
+            escape(row["key"]),
+            escape(row["owner"]),
+            *([escape(row["url"] or "-")] if with_urls else []),
+            escape(", ".join(row["preference"])),
         ]
         for row in rows
     ]

@@ -11,11 +11,14 @@ fields may be added in a later version of the same schema, never renamed or remo
         "moved": 111504, "fraction": 0.1115, "ideal_fraction": 0.1111,
         "pairs": [{"from": "node-1", "to": "node-9", "keys": 13950}, ...]   # largest first
       },
-      "matrix": {"from": [names], "to": [names], "keys": [[int, ...], ...]}  # rows: from
+      "matrix": {"from": [names], "to": [names],
+                 "keys": [[int, ...], ...] | null,     # rows: from; null above 1,000,000 cells
+                 "cells": [[row, column, keys], ...]}  # the non-zero cells, row-major
     }
     SIDE = {
       "topology": {"source": str, "algorithm": str, "hash": str, "vnodes": int | null,
-                   "table_size": int | null, "hash_tags": bool},
+                   "table_size": int | null, "hash_tags": bool,
+                   "hash_key_env": str | null},   # the variable's name, never the secret
       "nodes": [{"name": str, "weight": float, "keys": int, "share": float,
                  "fair_share": float, "deviation": float, "hash_space": float | null}, ...],
       "summary": {"mean": float, "max": int, "min": int, "stdev": float, "cv": float,
@@ -25,8 +28,16 @@ fields may be added in a later version of the same schema, never renamed or remo
 ``share`` is the node's fraction of the keys, ``fair_share`` its weight's fraction of the total
 weight, ``deviation`` = share / fair_share - 1 (the deviation from the mean, for equal
 weights), ``hash_space`` the fraction of the 32-bit hash space a ring node owns (null for the
-other algorithms). ``--format csv`` writes one row per node with the columns
-:data:`CSV_COLUMNS` (cells empty where a node is absent on one side).
+other algorithms). ``matrix.keys`` is the dense from->to matrix while it has at most
+:data:`JSON_MATRIX_CELLS` cells (about 1,000 nodes a side), else null; ``matrix.cells`` always
+lists the non-empty cells as ``[row, column, keys]`` (indices into ``from`` and ``to``), so
+a fleet of any size is described in O(keys + nodes). ``--format csv`` writes one row per
+node with the columns :data:`CSV_COLUMNS` (cells empty where a node is absent on one side).
+
+Text and CSV output escape non-printable characters in node names, keys and paths
+(``\\x1b``); JSON keeps names exact (JSON escapes them itself). Fleets above
+:data:`NODE_ROWS` nodes list only the :data:`NODES_SHOWN` nodes furthest from their fair
+share in the text output (all of them: JSON or CSV).
 """
 
 from __future__ import annotations
@@ -46,12 +57,15 @@ from .._keys import Key
 from .._placement import Placement
 from ._common import (
     EXIT_OK,
+    MAX_KEYS,
     UsageError,
     add_topology_flags,
     build_topology,
+    check_rendezvous_work,
+    escape,
+    key_count,
     parse_node,
     parse_weights,
-    positive_int,
     progress,
     topology_from_args,
 )
@@ -84,10 +98,18 @@ CSV_COLUMNS = (
 )
 SAMPLE = 100_000
 """Keys read by ``--sample-from`` unless ``--sample`` says otherwise."""
-_OPTION_FLAGS = ("algorithm", "hash", "vnodes", "table_size")
+_OPTION_FLAGS = ("algorithm", "hash", "vnodes", "table_size", "hash_key_env")
 MATRIX_LIMIT = 12
 """Text output prints the whole from->to matrix up to this many nodes, else the top pairs."""
 PAIRS_SHOWN = 15
+NODE_ROWS = 100
+"""Text output lists every node up to this many, else the :data:`NODES_SHOWN` furthest from
+their fair share."""
+NODES_SHOWN = 20
+JSON_MATRIX_CELLS = 1_000_000
+"""The JSON document holds the dense matrix up to this many cells (from nodes x to nodes)."""
+PLOT_NODES = 200
+"""Most nodes ``--plot`` draws (one bar pair and one heatmap row and column each)."""
 
 EXAMPLES = """\
 examples:
@@ -117,10 +139,10 @@ def register(commands: Any) -> None:
     source = keys.add_mutually_exclusive_group()
     source.add_argument(
         "--keys",
-        type=positive_int,
+        type=key_count,
         default=DEFAULT_SAMPLE,
         metavar="N",
-        help=f"number of synthetic keys (default {DEFAULT_SAMPLE:,})",
+        help=f"number of synthetic keys (default {DEFAULT_SAMPLE:,}, at most {MAX_KEYS:,})",
     )
     source.add_argument("--keys-file", metavar="PATH", help="one key per line; - for stdin")
     source.add_argument(
@@ -128,7 +150,7 @@ def register(commands: Any) -> None:
     )
     keys.add_argument(
         "--sample",
-        type=positive_int,
+        type=key_count,
         metavar="N",
         help="keys to sample with --sample-from (default 100,000)",
     )
@@ -164,7 +186,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--sample applies to --sample-from only")
     before = topology_from_args(args)
     after = after_topology(args, before)
+    if args.plot and len(set(before.nodes) | set(after.nodes)) > PLOT_NODES:
+        raise UsageError(f"--plot draws at most {PLOT_NODES} nodes: use --format csv or json")
+    if args.keys_file is None and args.sample_from is None:  # the count is known up front
+        for topology in (before, after):
+            check_rendezvous_work(topology, args.keys)
     keys, source = _keys(args)
+    for topology in (before, after):
+        check_rendezvous_work(topology, len(keys))
     result = build_report(keys, before, after, live=not args.to)
     if args.format == "json":
         json.dump(report_json(result, before, after, source), sys.stdout, indent=2)
@@ -321,7 +350,20 @@ def report_json(
         "matrix": {
             "from": list(result.from_nodes),
             "to": list(result.to_nodes),
-            "keys": result.matrix.tolist(),
+            "keys": (
+                result.matrix.tolist()
+                if len(result.from_nodes) * len(result.to_nodes) <= JSON_MATRIX_CELLS
+                else None
+            ),
+            "cells": [
+                list(cell)
+                for cell in zip(
+                    result.cell_rows.tolist(),
+                    result.cell_columns.tolist(),
+                    result.cell_keys.tolist(),
+                    strict=True,
+                )
+            ],
         },
     }
 
@@ -337,7 +379,7 @@ def _write_csv(result: Rebalance) -> None:
         moved_out[source] = moved_out.get(source, 0) + count
         moved_in[target] = moved_in.get(target, 0) + count
     for name in _all_names(result):
-        row: list[Any] = [name]
+        row: list[Any] = [escape(name)]
         for node in (before.get(name), after.get(name)):
             if node is None:
                 row += [""] * 5
@@ -366,11 +408,15 @@ def _describe(topology: Topology) -> str:
         options.append(f"table_size={topology.table_size}")
     if topology.hash != "mmh3":
         options.append(f"hash={topology.hash}")
-    return f"{len(topology.nodes)} nodes, {' '.join(options)} ({topology.source})"
+    if topology.hash_key_env:
+        options.append(f"hash key from ${topology.hash_key_env}")
+    return f"{len(topology.nodes):,} nodes, {' '.join(options)} ({topology.source})"
 
 
 def render_text(result: Rebalance, before: Topology, after: Topology, source: str) -> str:
-    """The terminal report: movement, per-node load, summary statistics, movement matrix."""
+    """The terminal report: movement, per-node load, summary statistics, movement matrix.
+
+    Non-printable characters in names, paths and the key source are escaped."""
     lines = [
         f"keys:   {result.keys:,} ({source})",
         f"before: {_describe(before)}",
@@ -385,7 +431,7 @@ def render_text(result: Rebalance, before: Topology, after: Topology, source: st
         ),
         "",
         "load per node (vs fair: share / the weight's share - 1; with equal weights, vs the mean)",
-        _node_table(result),
+        *_node_table(result),
         "",
         "summary            before        after",
         _summary_table(result),
@@ -403,23 +449,44 @@ def render_text(result: Rebalance, before: Topology, after: Topology, source: st
         shown = list(pairs.items())[:PAIRS_SHOWN]
         lines.append(
             tabulate(
-                [(a, b, f"{n:,}", f"{n / result.keys:.2%}") for (a, b), n in shown],
+                [(escape(a), escape(b), f"{n:,}", f"{n / result.keys:.2%}") for (a, b), n in shown],
                 headers=["from", "to", "keys", "of all"],
                 colalign=("left", "left", "right", "right"),
             )
         )
-    return "\n".join(lines)
+    return escape_lines("\n".join(lines))
 
 
-def _node_table(result: Rebalance) -> str:
+def escape_lines(text: str) -> str:
+    """``text`` with each line escaped (:func:`escape`), the line breaks kept."""
+    return "\n".join(escape(line) for line in text.split("\n"))
+
+
+def _node_table(result: Rebalance) -> list[str]:
     before = {node.name: node for node in result.before.nodes}
     after = {node.name: node for node in result.after.nodes}
     ring = any(node.hash_space is not None for node in (*before.values(), *after.values()))
+    names = _all_names(result)
+    note = []
+    if len(names) > NODE_ROWS:
+
+        def distance(name: str) -> float:
+            node = after.get(name) or before[name]
+            return abs(node.deviation)
+
+        note = [
+            f"({len(names):,} nodes: the {NODES_SHOWN} furthest from their fair share after "
+            "the change; all of them: --format csv or json)"
+        ]
+        names = sorted(names, key=lambda name: (-distance(name), name))[:NODES_SHOWN]
     rows = []
-    for name in _all_names(result):
+    for name in names:
         old, new = before.get(name), after.get(name)
         weights = {f"{node.weight:g}" for node in (old, new) if node is not None}
-        row = [name, " -> ".join(_weights(old, new)) if len(weights) > 1 else weights.pop()]
+        row = [
+            escape(name),
+            " -> ".join(_weights(old, new)) if len(weights) > 1 else weights.pop(),
+        ]
         for node in (old, new):
             row += (
                 ["-", "-", "-"]
@@ -431,7 +498,7 @@ def _node_table(result: Rebalance) -> str:
         rows.append(row)
     headers = ["node", "weight", "keys before", "share", "vs fair", "keys after", "share"]
     headers += ["vs fair"] + (["hash space before", "after"] if ring else [])
-    return tabulate(rows, headers=headers, stralign="right", disable_numparse=True)
+    return [*note, tabulate(rows, headers=headers, stralign="right", disable_numparse=True)]
 
 
 def _weights(old: NodeLoad | None, new: NodeLoad | None) -> list[str]:
@@ -459,12 +526,12 @@ def _summary_table(result: Rebalance) -> str:
 
 def _matrix_table(result: Rebalance) -> str:
     rows = [
-        [name, *(f"{int(n):,}" if n else "." for n in result.matrix[i])]
+        [escape(name), *(f"{int(n):,}" if n else "." for n in result.matrix[i])]
         for i, name in enumerate(result.from_nodes)
     ]
     return tabulate(
         rows,
-        headers=["from \\ to", *result.to_nodes],
+        headers=["from \\ to", *map(escape, result.to_nodes)],
         stralign="right",
         disable_numparse=True,
     )
