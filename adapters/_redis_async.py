@@ -26,6 +26,7 @@ its alias ``close``) and pipeline ``execute``/``reset`` are coroutines; there is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -40,7 +41,16 @@ from hashring import (
     redact_url,
 )
 
-from ._redis_base import ShardedBase, check_target, config_arguments
+from ._redis_base import (
+    REROUTE_ATTEMPTS,
+    Members,
+    NodeRemovedError,
+    ShardedBase,
+    Slot,
+    check_target,
+    config_arguments,
+    lease,
+)
 from ._redis_commands import (
     CONNECTION_ERRORS,
     SCRIPTING,
@@ -97,6 +107,19 @@ def raw_client(client: aioredis.Redis) -> aioredis.Redis:
     )
 
 
+def drop_idle_connections(pool: aioredis.ConnectionPool) -> None:
+    """Close the pool's idle connections at once (they reconnect on their next use).
+
+    ``pool.disconnect(inuse_connections=False)`` awaits each close, and meanwhile another
+    task may take a half-closed connection from the pool; this closes them without
+    yielding to the event loop, so no task sees one half-closed. Connections in use are
+    left alone. Relies on redis-py's ``_available_connections`` (pinned by a contract test).
+    """
+    for connection in list(getattr(pool, "_available_connections", ())):
+        with contextlib.suppress(Exception):
+            connection._close()
+
+
 async def gather_all(awaitables: Iterable[Awaitable[_T]]) -> list[_T]:
     """Await all concurrently; once every one has finished, raise the first error in order
     (none is left running or unretrieved), else return the answers in order."""
@@ -120,9 +143,14 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         weights: optional node name -> weight (default 1).
         algorithm, vnodes, table_size, hash, hash_tags: the placement (see
             :func:`hashring.placement`); hash tags are on by default, as in Redis Cluster.
+        hash_key: a secret of at least 16 bytes that keys the placement's hash (see
+            :func:`hashring.placement`); default None.
         health: eject a node after ``failure_limit`` consecutive connection errors for
             ``retry_timeout`` seconds, sending its keys to the next node of their preference
-            list (default off: right for stores; turn it on for caches).
+            list (default off: right for stores; turn it on for caches). Then exactly one
+            command (task) probes the node while the others keep using the fallback; the
+            node's idle pooled connections are dropped when it is ejected and when it
+            recovers.
         read_fallback: the client of the previous topology during a migration: a read that
             finds nothing on its new owner is retried there.
         **redis_kwargs: passed to ``redis.asyncio.Redis.from_url`` for every URL
@@ -150,6 +178,7 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         table_size: int | None = None,
         hash: str = "mmh3",
         hash_tags: bool = True,
+        hash_key: bytes | None = None,
         health: bool = False,
         failure_limit: int = 2,
         retry_timeout: float = 30.0,
@@ -158,8 +187,9 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
     ) -> None:
         self._setup(
             nodes, connect, weights=weights, algorithm=algorithm, vnodes=vnodes,
-            table_size=table_size, hash=hash, hash_tags=hash_tags, health=health,
-            failure_limit=failure_limit, retry_timeout=retry_timeout, redis_kwargs=redis_kwargs,
+            table_size=table_size, hash=hash, hash_tags=hash_tags, hash_key=hash_key,
+            health=health, failure_limit=failure_limit, retry_timeout=retry_timeout,
+            redis_kwargs=redis_kwargs,
         )  # fmt: skip
         self.read_fallback = read_fallback
         self._table_lock = asyncio.Lock()
@@ -180,16 +210,35 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         """Route one command (see the routing table in ``_redis_commands``) and run it;
         the parts of a multi-node command run concurrently.
 
+        The clients of the nodes it uses are leased before anything is sent, so a node
+        removed meanwhile closes its client only after this command is done; a command
+        routed to a node that left before it was sent is routed again.
+
         Raises:
             CrossShardError, UnsupportedCommandError: before anything is sent.
+            InvalidKeyError, KeyEncodingError: a key the placement refuses (a str with a
+                lone surrogate), before anything is sent.
             redis.exceptions.RedisError: from a node (with several parts, the first failed
-                part's error, raised once every part has finished).
+                part's error, raised once every part has finished); NodeRemovedError (a
+                ConnectionError) if the command kept being routed to nodes being removed.
         """
-        plan = await self._plan(args)
-        value = await self._run(plan, options)
-        if self.read_fallback is not None and plan.readonly:
-            value = await self._fall_back(plan, args, options, value)
-        return value
+        for _ in range(REROUTE_ATTEMPTS):
+            members = self._members
+            try:
+                plan = await self._plan(args, members)
+            except NodeRemovedError:
+                continue
+            slots, closing = lease(members, (part.node for part in plan.parts))
+            await gather_all(client.aclose() for client in closing)
+            if slots is None:
+                continue
+            value = await self._run(plan, options, slots)
+            if self.read_fallback is not None and plan.readonly:
+                value = await self._fall_back(plan, args, options, value)
+            return value
+        raise NodeRemovedError(
+            f"{args[0]!r} kept being routed to nodes that were being removed; nothing was sent"
+        )
 
     def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> AsyncShardedPipeline:
         """A pipeline whose commands are grouped per node and sent concurrently.
@@ -215,37 +264,48 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         Start with 0 and stop when 0 comes back, as with one server. Membership changes
         during a scan invalidate the cursor.
         """
-        names = sorted(self._clients)
+        members = self._members
+        names = sorted(members.slots)
         index, node_cursor = scan_position(cursor, len(names))
-        client = self._clients[names[index]]
-        following, keys = await client.scan(
-            node_cursor, match=match, count=count, _type=_type, **kwargs
-        )
+        slot = self._enter(members, names[index])
+        try:
+            following, keys = await slot.client.scan(
+                node_cursor, match=match, count=count, _type=_type, **kwargs
+            )
+        finally:
+            await self._leave(slot)
         return next_scan_cursor(following, index, len(names)), keys
 
     async def scan_iter(  # type: ignore[override]
         self, match: Any = None, count: int | None = None, _type: str | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         """Every key of every node (each node's ``scan_iter`` in turn, by node name)."""
-        clients = self._clients
-        for name in sorted(clients):
-            async for key in clients[name].scan_iter(
-                match=match, count=count, _type=_type, **kwargs
-            ):
-                yield key
+        members = self._members
+        for name in sorted(members.slots):
+            slot = self._enter(members, name)
+            try:
+                async for key in slot.client.scan_iter(
+                    match=match, count=count, _type=_type, **kwargs
+                ):
+                    yield key
+            finally:
+                await self._leave(slot)
 
     # ------------------------------------------------------------------ membership
 
     async def remove_node(self, name: str) -> None:
-        """Remove a node at runtime; its client is closed if this object created it.
-        Commands already under way finish on it.
+        """Remove a node at runtime; does not wait for commands under way.
+
+        Commands already under way on the node finish there (commands routed to it but not
+        yet sent are routed again); its client, if this object created it, is closed after
+        the last of them, by whichever task finishes last (here, if none is under way).
 
         Raises:
             UnknownNodeError: ``name`` is not a node.
         """
-        client, created = self._detach(name)
-        if created:
-            await client.aclose()
+        slot = self._detach(name)
+        if slot.retire():
+            await slot.client.aclose()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -253,18 +313,25 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         """PING every node once (concurrently) and record the outcome: failures count
         towards ejection, a success restores an ejected node. Returns node -> answered.
         Schedule it in a task for an active heartbeat."""
-        names = sorted(self._clients)
+        slots = self._members.slots
 
-        async def ping(name: str) -> bool:
+        async def ping(name: str) -> bool | None:
+            slot = slots[name]
+            if not slot.enter():
+                return None  # removed meanwhile
             try:
-                return bool(await self._clients[name].ping())
-            except CONNECTION_ERRORS:
-                return False
+                try:
+                    ok = bool(await slot.client.ping())
+                except CONNECTION_ERRORS:
+                    ok = False
+                self._outcome(name, slot, ok)
+                return ok
+            finally:
+                await self._leave(slot)
 
-        answered = dict(zip(names, await asyncio.gather(*map(ping, names)), strict=True))
-        for name, ok in answered.items():
-            self._health.record(name, ok)
-        return answered
+        names = sorted(slots)
+        answers = await asyncio.gather(*map(ping, names))
+        return {name: ok for name, ok in zip(names, answers, strict=True) if ok is not None}
 
     async def aclose(self) -> None:
         """Close every node client this object created (clients passed in stay open)."""
@@ -303,39 +370,77 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         assert table is not None
         return parser, table
 
-    async def _plan(self, args: tuple[Any, ...]) -> Plan:
+    async def _plan(self, args: tuple[Any, ...], members: Members[aioredis.Redis]) -> Plan:
+        """The plan of one command over the nodes of ``members``.
+
+        Raises:
+            NodeRemovedError: the node asked for a command's movable keys left meanwhile.
+        """
         parser, table = await self._command_table()
         command = table.describe(args)
         keys = command.keys_of(args)
         if keys is None and command.name in SCRIPTING:
             keys = script_keys(args)
-        nodes = sorted(self._clients)
+        nodes = sorted(members.slots)
         if keys is None:
             # Movable keys are asked of parser.node (COMMAND GETKEYS): a node usable now.
-            asked = self._clients[self._health.first_usable(nodes) or nodes[0]]
-            parser.node = asked  # type: ignore[assignment]
-            keys = list(await parser.get_keys(*parser_args(args)) or [])
+            slot = self._enter(members, self._health.first_usable(nodes, claim=False) or nodes[0])
+            try:
+                parser.node = slot.client  # type: ignore[assignment]
+                keys = list(await parser.get_keys(*parser_args(args)) or [])
+            finally:
+                await self._leave(slot)
         encoder = self.get_encoder()
         owners = route_owners(self._placement, self._health, encoder, keys) if keys else []
         return plan_command(command, args, keys, owners, nodes, nodes[0])
 
-    async def _run(self, plan: Plan, options: dict[str, Any]) -> Any:
-        clients = self._clients  # replaced, never mutated: a consistent snapshot
+    @staticmethod
+    def _enter(members: Members[aioredis.Redis], node: str) -> Slot[aioredis.Redis]:
+        """Lease ``node``'s slot (give it back with :meth:`_leave`).
+
+        Raises:
+            NodeRemovedError: the node has been removed.
+        """
+        slot = members.slots.get(node)
+        if slot is None or not slot.enter():
+            raise NodeRemovedError(f"node {node!r} has been removed")
+        return slot
+
+    @staticmethod
+    async def _leave(slot: Slot[aioredis.Redis]) -> None:
+        """End one lease; the last lease of a removed node closes its client."""
+        if slot.leave():
+            await slot.client.aclose()
+
+    async def _run(
+        self, plan: Plan, options: dict[str, Any], slots: dict[str, Slot[aioredis.Redis]]
+    ) -> Any:
+        """Run a plan whose nodes' slots are leased (each part gives its lease back)."""
         if len(plan.parts) == 1:
             part = plan.parts[0]
-            return plan.merge([await self._call(clients[part.node], part, options)])
+            return plan.merge([await self._call(slots[part.node], part, options)])
         shared = {k: v for k, v in options.items() if k != "keys"}
-        calls = (self._call(clients[part.node], part, shared) for part in plan.parts)
+        calls = (self._call(slots[part.node], part, shared) for part in plan.parts)
         return plan.merge(await gather_all(calls))
 
-    async def _call(self, client: aioredis.Redis, part: Part, options: dict[str, Any]) -> Any:
+    async def _call(self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]) -> Any:
+        """Send one part on its leased client, record the outcome, give the lease back."""
         try:
-            answer = await client.execute_command(*part.args, **options)  # type: ignore[no-untyped-call]
-        except CONNECTION_ERRORS:
-            self._health.record(part.node, False)
-            raise
-        self._health.record(part.node, True)
-        return answer
+            try:
+                answer = await slot.client.execute_command(*part.args, **options)  # type: ignore[no-untyped-call]
+            except CONNECTION_ERRORS:
+                self._outcome(part.node, slot, False)
+                raise
+            self._outcome(part.node, slot, True)
+            return answer
+        finally:
+            await self._leave(slot)
+
+    def _outcome(self, node: str, slot: Slot[aioredis.Redis], ok: bool) -> None:
+        """Record a command's outcome; when the node has just been ejected or has just
+        recovered, drop its idle pooled connections (stale after a restart)."""
+        if self._record(node, slot, ok) is not None:
+            drop_idle_connections(slot.client.connection_pool)
 
     async def _fall_back(
         self, plan: Plan, args: tuple[Any, ...], options: dict[str, Any], value: Any
@@ -387,28 +492,45 @@ class AsyncShardedPipeline(AsyncCoreCommands):
             redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
         """
         commands, self._commands = self._commands, []
-        plans = [await self._sharded._plan(args) for args, _ in commands]
-        if self._transaction:
-            refuse_cross_node_transaction(plans)
-        per_node = group_per_node(plans, [options for _, options in commands])
-        clients = self._sharded._clients
-        sends = (self._send(node, clients[node], entries) for node, entries in per_node.items())
+        sharded = self._sharded
+        for _ in range(REROUTE_ATTEMPTS):
+            members = sharded._members
+            try:
+                plans = [await sharded._plan(args, members) for args, _ in commands]
+            except NodeRemovedError:
+                continue
+            if self._transaction:
+                refuse_cross_node_transaction(plans)
+            per_node = group_per_node(plans, [options for _, options in commands])
+            slots, closing = lease(members, per_node)
+            await gather_all(client.aclose() for client in closing)
+            if slots is not None:
+                break
+        else:
+            raise NodeRemovedError(
+                "the pipeline kept being routed to nodes that were being removed; nothing was sent"
+            )
+        sends = (self._send(node, slots[node], entries) for node, entries in per_node.items())
         answers = dict(zip(per_node, await gather_all(sends), strict=True))
         return assemble(plans, per_node, answers, raise_on_error)
 
-    async def _send(self, node: str, client: aioredis.Redis, entries: list[Entry]) -> list[Any]:
-        pipe = client.pipeline(transaction=self._transaction)
-        for _, _, part, options in entries:
-            pipe.execute_command(*part.args, **options)
+    async def _send(self, node: str, slot: Slot[aioredis.Redis], entries: list[Entry]) -> list[Any]:
+        """Send one node's share on its leased client; give the lease back."""
         try:
-            answers: list[Any] = await pipe.execute(raise_on_error=False)
-        except CONNECTION_ERRORS:
-            self._sharded._health.record(node, False)
-            raise
+            pipe = slot.client.pipeline(transaction=self._transaction)
+            for _, _, part, options in entries:
+                pipe.execute_command(*part.args, **options)
+            try:
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            except CONNECTION_ERRORS:
+                self._sharded._outcome(node, slot, False)
+                raise
+            finally:
+                await pipe.reset()  # type: ignore[no-untyped-call]
+            self._sharded._outcome(node, slot, True)
+            return answers
         finally:
-            await pipe.reset()  # type: ignore[no-untyped-call]
-        self._sharded._health.record(node, True)
-        return answers
+            await self._sharded._leave(slot)
 
     def __len__(self) -> int:
         return len(self._commands)

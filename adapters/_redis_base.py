@@ -4,31 +4,143 @@ Nodes and their clients, the placement, health counters, URLs (kept for ``repr``
 passwords redacted and to know which clients this object created), topology files, and the
 lookups ``node_for`` / ``client_for``. Only connecting (sync or asyncio client classes) and
 the I/O itself differ between the two clients.
+
+Membership is one immutable snapshot (:class:`Members`: node -> :class:`Slot`, URLs, the
+default node), replaced in one assignment, so a reader never sees a half-applied change.
+A command *leases* the slot of every node it will use before sending anything
+(:meth:`Slot.enter`) and gives it back when its node has answered (:meth:`Slot.leave`).
+``remove_node`` retires the slot: no new lease is granted, and the client is closed by
+whoever leaves last, so commands already under way finish on an open client. A command
+routed just before the removal fails to lease and is routed again (nothing was sent).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+import redis
 
 from hashring import (
     ConfigError,
     HealthTracker,
     InvalidOptionError,
     Key,
+    NodeExistsError,
     Placement,
     load_topology,
     placement,
     redact_url,
 )
+from hashring._health import Transition
 from hashring._nodes import check_node_name, check_weight
 
 from ._redis_commands import SCHEMES, describe_nodes, route_owners
 
-__all__ = ["ShardedBase", "check_target", "config_arguments"]
+__all__ = [
+    "Members",
+    "NodeRemovedError",
+    "ShardedBase",
+    "Slot",
+    "check_target",
+    "config_arguments",
+]
 
 C = TypeVar("C")
+
+#: Times a command is routed again when a node it was routed to left meanwhile.
+REROUTE_ATTEMPTS = 8
+
+
+class NodeRemovedError(redis.exceptions.ConnectionError):
+    """A node was removed from the topology before a command could be sent to it (nothing
+    was sent). Raised only when routing again kept meeting removed nodes."""
+
+
+class Slot(Generic[C]):
+    """One node's client with a count of the commands using it (thread-safe).
+
+    ``enter``/``leave`` bracket every use; ``retire`` marks the node removed. The client
+    must be closed exactly once, by the caller that gets True from ``retire`` or ``leave``:
+    after the last command in flight, never under one.
+    """
+
+    __slots__ = ("_inflight", "_lock", "_retired", "client", "created")
+
+    def __init__(self, client: C, created: bool) -> None:
+        self.client = client
+        self.created = created  # this object built the client from a URL: it closes it
+        self._inflight = 0
+        self._retired = False
+        self._lock = threading.Lock()
+
+    def enter(self) -> bool:
+        """Lease the client for one command; False once the node has been removed. O(1)."""
+        with self._lock:
+            if self._retired:
+                return False
+            self._inflight += 1
+            return True
+
+    def leave(self) -> bool:
+        """Give the lease back; True when the caller must now close the client (it was the
+        last lease of a removed node whose client this object created). O(1)."""
+        with self._lock:
+            self._inflight -= 1
+            return self._retired and self._inflight == 0 and self.created
+
+    def retire(self) -> bool:
+        """Refuse new leases; True when the caller must close the client now (nothing in
+        flight, and this object created it). O(1)."""
+        with self._lock:
+            self._retired = True
+            return self._inflight == 0 and self.created
+
+    @property
+    def retired(self) -> bool:
+        """Whether the node has been removed."""
+        return self._retired
+
+    @property
+    def in_flight(self) -> int:
+        """Commands using the client now."""
+        return self._inflight
+
+
+@dataclass(frozen=True)
+class Members(Generic[C]):
+    """The nodes at one moment: replaced as a whole, never changed in place."""
+
+    slots: Mapping[str, Slot[C]]
+    urls: Mapping[str, str | None]
+    first: str  # the default node: the first name ("" with no nodes)
+
+
+def lease(members: Members[C], nodes: Iterable[str]) -> tuple[dict[str, Slot[C]] | None, list[C]]:
+    """Lease the slot of every node of ``nodes`` (each once).
+
+    Returns:
+        (node -> slot, []) when every node is still a member; else (None, clients to
+        close): nothing stays leased, and a client whose last lease was given back here
+        must be closed by the caller.
+    """
+    leased: dict[str, Slot[C]] = {}
+    for node in nodes:
+        if node in leased:
+            continue
+        slot = members.slots.get(node)
+        if slot is None or not slot.enter():
+            return None, give_back(leased.values())
+        leased[node] = slot
+    return leased, []
+
+
+def give_back(slots: Iterable[Slot[C]]) -> list[C]:
+    """End one lease of each slot; the clients the caller must now close."""
+    return [slot.client for slot in slots if slot.leave()]
 
 
 def check_target(name: str, target: object, client_class: type) -> None:
@@ -73,9 +185,7 @@ def config_arguments(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
 class ShardedBase(Generic[C]):
     """Nodes, clients, placement and health of a sharded client of client type ``C``."""
 
-    _clients: dict[str, C]
-    _first: str  # the default node: the first name, kept with _clients
-    _urls: dict[str, str | None]
+    _members: Members[C]
     _placement: Placement
     _health: HealthTracker
     _redis_kwargs: dict[str, Any]
@@ -91,6 +201,7 @@ class ShardedBase(Generic[C]):
         table_size: int | None,
         hash: str,
         hash_tags: bool,
+        hash_key: bytes | None,
         health: bool,
         failure_limit: int,
         retry_timeout: float,
@@ -98,30 +209,43 @@ class ShardedBase(Generic[C]):
     ) -> None:
         self._connect = connect
         self._redis_kwargs = dict(redis_kwargs)
-        self._urls = {name: t if isinstance(t, str) else None for name, t in nodes.items()}
-        self._clients = {name: connect(name, t, redis_kwargs) for name, t in nodes.items()}
-        self._first = min(self._clients, default="")
         chosen = {name: check_weight((weights or {}).get(name, 1), name) for name in nodes}
+        keyed: dict[str, Any] = {} if hash_key is None else {"hash_key": hash_key}
         self._placement = placement(
             algorithm, chosen, hash=hash, hash_tags=hash_tags, vnodes=vnodes,
-            table_size=table_size,
+            table_size=table_size, **keyed,
         )  # fmt: skip
+        slots = {
+            name: Slot(connect(name, target, redis_kwargs), isinstance(target, str))
+            for name, target in nodes.items()
+        }
+        urls = {name: t if isinstance(t, str) else None for name, t in nodes.items()}
+        self._members = Members(slots, urls, min(slots, default=""))
         self._health = HealthTracker(
             enabled=health, failure_limit=failure_limit, retry_timeout=retry_timeout
         )
 
     def node_for(self, key: Key | int | float) -> str:
-        """The node that owns ``key`` now (an ejected owner's next usable node)."""
-        return route_owners(self._placement, self._health, self.get_encoder(), [key])[0]
+        """The node that owns ``key`` now (an ejected owner's next usable node). Looks only:
+        it never takes a recovering node's probe. O(1) for most placements.
+
+        Raises:
+            InvalidKeyError: a key of the wrong type; KeyEncodingError (also a ValueError)
+                for a str with no UTF-8 form, such as a lone surrogate.
+            redis.exceptions.DataError: a type redis-py cannot encode (bool, list, ...).
+        """
+        encoder = self.get_encoder()
+        return route_owners(self._placement, self._health, encoder, [key], claim=False)[0]
 
     def client_for(self, key: Key | int | float) -> C:
-        """The client of the node that owns ``key``."""
-        return self._clients[self.node_for(key)]
+        """The client of the node that owns ``key`` (for direct access to one node; it is
+        closed if that node is removed and this object created it)."""
+        return self._members.slots[self.node_for(key)].client
 
     @property
     def clients(self) -> dict[str, C]:
         """Node name -> its client (a copy of the mapping)."""
-        return dict(self._clients)
+        return {name: slot.client for name, slot in self._members.slots.items()}
 
     @property
     def placement(self) -> Placement:
@@ -134,35 +258,53 @@ class ShardedBase(Generic[C]):
         Raises:
             NodeExistsError, InvalidOptionError, InvalidWeightError: as the placement.
         """
+        before = self._members
+        if name in before.slots:
+            raise NodeExistsError(f"node {name!r} is already in the placement")
         client = self._connect(name, target, self._redis_kwargs)
-        self._placement.add_node(name, weight)
-        self._clients = {**self._clients, name: client}
-        self._first = min(self._first, name) if self._first else name
-        self._urls = {**self._urls, name: target if isinstance(target, str) else None}
+        # Client first, placement second: a key routed to the new node finds its client.
+        self._members = Members(
+            {**before.slots, name: Slot(client, isinstance(target, str))},
+            {**before.urls, name: target if isinstance(target, str) else None},
+            min(before.first, name) if before.first else name,
+        )
+        try:
+            self._placement.add_node(name, weight)
+        except BaseException:
+            self._members = before
+            raise
 
-    def _detach(self, name: str) -> tuple[C, bool]:
-        """Take node ``name`` out; return its client and whether this object created it.
+    def _detach(self, name: str) -> Slot[C]:
+        """Take node ``name`` out and retire its slot; the caller closes the slot's client
+        when ``retire()`` said so (see the subclasses' ``remove_node``).
 
         Raises:
             UnknownNodeError: ``name`` is not a node.
         """
+        # Placement first, client second: nothing new is routed to the node, and what was
+        # routed just before finds its slot retired and is routed again.
         self._placement.remove_node(name)
-        clients = dict(self._clients)
-        client = clients.pop(name)
-        self._first = min(clients, default="")
-        self._clients = clients
-        urls = dict(self._urls)
-        created = urls.pop(name, None) is not None
-        self._urls = urls
+        before = self._members
+        slots = {n: s for n, s in before.slots.items() if n != name}
+        self._members = Members(
+            slots, {n: u for n, u in before.urls.items() if n != name}, min(slots, default="")
+        )
         self._health.forget(name)
-        return client, created
+        return before.slots[name]
 
     def _created_clients(self) -> list[C]:
-        return [c for name, c in self._clients.items() if self._urls.get(name) is not None]
+        return [slot.client for slot in self._members.slots.values() if slot.created]
 
     def stats(self) -> dict[str, dict[str, float | int | bool]]:
-        """Per-node counters: commands, errors, ejections, ejected."""
-        return self._health.stats(self._clients)
+        """Per-node counters: commands, errors, ejections, probes, ejected."""
+        return self._health.stats(self._members.slots)
+
+    def _record(self, node: str, slot: Slot[C], ok: bool) -> Transition | None:
+        """Record a command's outcome on a node that is still a member (a removed node's
+        counters are gone and stay gone)."""
+        if slot.retired:
+            return None
+        return self._health.record(node, ok)
 
     def get_encoder(self) -> Any:
         """The encoder redis-py's command methods use (the first node's)."""
@@ -174,7 +316,8 @@ class ShardedBase(Generic[C]):
         return kwargs
 
     def _default_client(self) -> C:
-        return self._clients[self._first]
+        members = self._members
+        return members.slots[members.first].client
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({describe_nodes(self._urls)}; {self._placement!r})"
+        return f"{type(self).__name__}({describe_nodes(self._members.urls)}; {self._placement!r})"

@@ -322,15 +322,30 @@ Entry = tuple[int, int, Part, dict[str, Any]]
 
 
 def route_owners(
-    placement: Placement, health: HealthTracker, encoder: Any, keys: list[Any]
+    placement: Placement,
+    health: HealthTracker,
+    encoder: Any,
+    keys: list[Any],
+    *,
+    claim: bool = True,
 ) -> list[str]:
     """The node of each key (placed by the bytes the client sends); with health tracking on,
     an ejected owner is replaced by the first usable node of the key's preference list.
 
-    str keys are placed as str when the client encodes UTF-8 (the same bytes, and the
-    placement's fast path); anything else goes through the client's encoder.
+    str keys are placed as str when the client encodes them strictly as UTF-8 (the same
+    bytes, and the placement's fast path); anything else (bytearray, memoryview, numbers,
+    other encodings) goes through the client's encoder first, so a key is placed by exactly
+    the bytes redis-py sends. ``claim`` is passed to the tracker: True when the command
+    will be sent to the nodes returned (it may take a recovering node's single probe).
+    O(len(keys)) lookups.
+
+    Raises:
+        KeyEncodingError: a str key with no UTF-8 form (a lone surrogate), before any
+            hashing; with another client encoding, the encoder's UnicodeEncodeError.
+        InvalidKeyError: a key the placement refuses.
+        redis.exceptions.DataError: a key type redis-py cannot encode.
     """
-    plain = _is_utf8(encoder.encoding)
+    plain = _is_plain(encoder.encoding, encoder.encoding_errors)
     routed = [
         key if plain and key.__class__ in (str, bytes) else encoder.encode(key) for key in keys
     ]
@@ -339,9 +354,14 @@ def route_owners(
     else:
         owners = placement.get_node_many(routed)
     if health.enabled:
+        verdicts: dict[str, bool] = {}  # one decision per owner: its keys stay together
         for i, owner in enumerate(owners):
-            if not health.usable(owner):
-                owners[i] = health.first_usable(placement.get_nodes(routed[i])) or owner
+            usable = verdicts.get(owner)
+            if usable is None:
+                usable = verdicts[owner] = health.usable(owner, claim=claim)
+            if not usable:
+                preference = placement.get_nodes(routed[i])
+                owners[i] = health.first_usable(preference, claim=claim) or owner
     return owners
 
 
@@ -446,6 +466,7 @@ def missed_reads(plan: Plan, value: Any, old_owner: Callable[[Any], str]) -> lis
 
 
 @functools.cache
-def _is_utf8(encoding: str) -> bool:
-    """Whether a client encoding writes str keys as their UTF-8 bytes."""
-    return codecs.lookup(encoding).name == "utf-8"
+def _is_plain(encoding: str, errors: str) -> bool:
+    """Whether a client writes str keys as exactly their strict UTF-8 bytes (what the
+    placement hashes for a str)."""
+    return codecs.lookup(encoding).name == "utf-8" and errors == "strict"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +28,16 @@ from hashring import (
     redact_url,
 )
 
-from ._redis_base import ShardedBase, check_target, config_arguments
+from ._redis_base import (
+    REROUTE_ATTEMPTS,
+    Members,
+    NodeRemovedError,
+    ShardedBase,
+    Slot,
+    check_target,
+    config_arguments,
+    lease,
+)
 from ._redis_commands import (
     CONNECTION_ERRORS,
     SCRIPTING,
@@ -47,7 +57,13 @@ from ._redis_commands import (
     script_keys,
 )
 
-__all__ = ["AsyncShardedPipeline", "AsyncShardedRedis", "ShardedPipeline", "ShardedRedis"]
+__all__ = [
+    "AsyncShardedPipeline",
+    "AsyncShardedRedis",
+    "NodeRemovedError",
+    "ShardedPipeline",
+    "ShardedRedis",
+]
 
 
 def connect(name: str, target: str | redis.Redis, options: Mapping[str, Any]) -> redis.Redis:
@@ -83,10 +99,15 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         weights: optional node name -> weight (default 1).
         algorithm, vnodes, table_size, hash, hash_tags: the placement (see
             :func:`hashring.placement`); hash tags are on by default, as in Redis Cluster.
+        hash_key: a secret of at least 16 bytes that keys the placement's hash (see
+            :func:`hashring.placement`), so that nobody without it can aim keys at one node;
+            clients with the same secret (and nodes) place every key alike. Default None.
         health: eject a node after ``failure_limit`` consecutive connection errors for
             ``retry_timeout`` seconds, sending its keys to the next node of their preference
             list (default off: right for stores; turn it on for caches, accepting that keys
-            served elsewhere meanwhile are stale when the node returns).
+            served elsewhere meanwhile are stale when the node returns). Then exactly one
+            command probes the node while the others keep using the fallback; the node's
+            idle pooled connections are dropped when it is ejected and when it recovers.
         read_fallback: the client of the previous topology during a migration: a read that
             finds nothing on its new owner is retried there.
         max_workers: threads for parallel fan-out (default: one per node, at least 4).
@@ -114,6 +135,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         table_size: int | None = None,
         hash: str = "mmh3",
         hash_tags: bool = True,
+        hash_key: bytes | None = None,
         health: bool = False,
         failure_limit: int = 2,
         retry_timeout: float = 30.0,
@@ -124,8 +146,9 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
     ) -> None:
         self._setup(
             nodes, connect, weights=weights, algorithm=algorithm, vnodes=vnodes,
-            table_size=table_size, hash=hash, hash_tags=hash_tags, health=health,
-            failure_limit=failure_limit, retry_timeout=retry_timeout, redis_kwargs=redis_kwargs,
+            table_size=table_size, hash=hash, hash_tags=hash_tags, hash_key=hash_key,
+            health=health, failure_limit=failure_limit, retry_timeout=retry_timeout,
+            redis_kwargs=redis_kwargs,
         )  # fmt: skip
         self.read_fallback = read_fallback
         self._lock = threading.Lock()
@@ -158,22 +181,45 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
     # ------------------------------------------------------------------ routing
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Route one command (see the routing table in ``_redis_commands``) and run it."""
+        """Route one command (see the routing table in ``_redis_commands``) and run it.
+
+        The clients of the nodes it uses are leased before anything is sent, so a node
+        removed meanwhile closes its client only after this command is done; a command
+        routed to a node that left before it was sent is routed again.
+
+        Raises:
+            CrossShardError, UnsupportedCommandError: before anything is sent.
+            InvalidKeyError, KeyEncodingError: a key the placement refuses (a str with a
+                lone surrogate), before anything is sent.
+            redis.exceptions.RedisError: from a node; NodeRemovedError (a ConnectionError)
+                if the command kept being routed to nodes that were just removed.
+        """
         _, table = self._command_table()
         command = table.describe(args)
         keys = command.keys_of(args)
-        if keys is not None and len(keys) == 1:  # the common case, without building a plan
-            node = route_owners(self._placement, self._health, self.get_encoder(), keys)[0]
-            value = self._call(Part(node, args), options)
-            if value is None and self.read_fallback is not None and "readonly" in command.flags:
-                single = Plan([Part(node, args)], _first, command.name, True, keys)
-                value = self._fall_back(single, args, options, value)
+        for _ in range(REROUTE_ATTEMPTS):
+            if keys is not None and len(keys) == 1:  # the common case, without a plan
+                node = route_owners(self._placement, self._health, self.get_encoder(), keys)[0]
+                slot = self._members.slots.get(node)
+                if slot is None or not slot.enter():
+                    continue  # the node left after routing: nothing was sent, route again
+                value = self._call(Part(node, args), options, slot)
+                if value is None and self.read_fallback is not None and "readonly" in command.flags:
+                    single = Plan([Part(node, args)], _first, command.name, True, keys)
+                    value = self._fall_back(single, args, options, value)
+                return value
+            try:
+                plan, slots = self._leased_plan(args, keys)
+            except NodeRemovedError:
+                continue
+            value = self._run(plan, options, slots)
+            if self.read_fallback is not None and plan.readonly:
+                value = self._fall_back(plan, args, options, value)
             return value
-        plan = self._plan(args, keys)
-        value = self._run(plan, options)
-        if self.read_fallback is not None and plan.readonly:
-            value = self._fall_back(plan, args, options, value)
-        return value
+        raise NodeRemovedError(
+            f"{command.name.upper()} kept being routed to nodes that were being removed; "
+            "nothing was sent"
+        )
 
     def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> ShardedPipeline:
         """A pipeline whose commands are grouped per node and sent in parallel.
@@ -198,20 +244,23 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         Start with 0 and stop when 0 comes back, as with one server. Membership changes
         during a scan invalidate the cursor.
         """
-        names = sorted(self._clients)
+        members = self._members
+        names = sorted(members.slots)
         index, node_cursor = scan_position(cursor, len(names))
-        client = self._clients[names[index]]
-        following, keys = client.scan(node_cursor, match=match, count=count, _type=_type, **kwargs)
+        with self._leased(members, names[index]) as client:
+            following, keys = client.scan(
+                node_cursor, match=match, count=count, _type=_type, **kwargs
+            )
         return next_scan_cursor(following, index, len(names)), keys
 
     def scan_iter(
         self, match: Any = None, count: int | None = None, _type: str | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         """Every key of every node (each node's ``scan_iter`` in turn)."""
-        for name in sorted(self._clients):
-            yield from self._clients[name].scan_iter(
-                match=match, count=count, _type=_type, **kwargs
-            )
+        members = self._members
+        for name in sorted(members.slots):
+            with self._leased(members, name) as client:
+                yield from client.scan_iter(match=match, count=count, _type=_type, **kwargs)
 
     # ------------------------------------------------------------------ membership
 
@@ -225,15 +274,19 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             super().add_node(name, target, weight)
 
     def remove_node(self, name: str) -> None:
-        """Remove a node at runtime (its client is closed if this object created it).
+        """Remove a node at runtime. Thread-safe; does not wait.
+
+        Commands already under way on the node finish there (commands routed to it but not
+        yet sent are routed again); its client, if this object created it, is closed after
+        the last of them, by whichever thread finishes last (now, if none is under way).
 
         Raises:
             UnknownNodeError: ``name`` is not a node.
         """
         with self._lock:
-            client, created = self._detach(name)
-        if created:
-            client.close()
+            slot = self._detach(name)
+        if slot.retire():
+            slot.client.close()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -241,12 +294,17 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         """PING every node once and record the outcome: failures count towards ejection,
         a success restores an ejected node. Returns node -> answered."""
         answered = {}
-        for name, client in sorted(self._clients.items()):
+        for name, slot in sorted(self._members.slots.items()):
+            if not slot.enter():
+                continue  # removed meanwhile
             try:
-                answered[name] = bool(client.ping())
-            except CONNECTION_ERRORS:
-                answered[name] = False
-            self._health.record(name, answered[name])
+                try:
+                    answered[name] = bool(slot.client.ping())
+                except CONNECTION_ERRORS:
+                    answered[name] = False
+                self._record(name, slot, answered[name])
+            finally:
+                self._leave(slot)
         return answered
 
     def _beat(self, interval: float) -> None:
@@ -284,41 +342,102 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         assert self._table is not None
         return self._parser, self._table
 
-    def _plan(self, args: tuple[Any, ...], keys: list[Any] | None = None) -> Plan:
+    def _plan(self, args: tuple[Any, ...], keys: list[Any] | None, members: Members[Any]) -> Plan:
+        """The plan of one command over the nodes of ``members``.
+
+        Raises:
+            NodeRemovedError: the node asked for a command's movable keys left meanwhile.
+        """
         parser, table = self._command_table()
         command = table.describe(args)
         if keys is None:
             keys = command.keys_of(args)
         if keys is None and command.name in SCRIPTING:
             keys = script_keys(args)
-        nodes = sorted(self._clients)
+        nodes = sorted(members.slots)
         if keys is None:
             # Movable keys are asked of a node (COMMAND GETKEYS): one that is usable now.
-            asked = self._clients[self._health.first_usable(nodes) or nodes[0]]
-            keys = parser.get_keys(asked, *parser_args(args)) or []  # type: ignore[no-untyped-call]
+            asked = self._health.first_usable(nodes, claim=False) or nodes[0]
+            with self._leased(members, asked) as client:
+                keys = parser.get_keys(client, *parser_args(args)) or []  # type: ignore[no-untyped-call]
         owners = (
             route_owners(self._placement, self._health, self.get_encoder(), keys) if keys else []
         )
         return plan_command(command, args, keys, owners, nodes, nodes[0])
 
-    def _run(self, plan: Plan, options: dict[str, Any]) -> Any:
+    def _leased_plan(
+        self, args: tuple[Any, ...], keys: list[Any] | None
+    ) -> tuple[Plan, dict[str, Slot[redis.Redis]]]:
+        """A plan and a lease on the slot of each node it uses.
+
+        Raises:
+            NodeRemovedError: one of its nodes left before the lease (nothing leased).
+        """
+        members = self._members
+        plan = self._plan(args, keys, members)
+        slots, closing = lease(members, (part.node for part in plan.parts))
+        for client in closing:
+            client.close()
+        if slots is None:
+            raise NodeRemovedError("a node of the plan was removed")
+        return plan, slots
+
+    @contextmanager
+    def _leased(self, members: Members[redis.Redis], node: str) -> Iterator[redis.Redis]:
+        """The client of ``node``, leased for the block.
+
+        Raises:
+            NodeRemovedError: the node has been removed.
+        """
+        slot = members.slots.get(node)
+        if slot is None or not slot.enter():
+            raise NodeRemovedError(f"node {node!r} has been removed")
+        try:
+            yield slot.client
+        finally:
+            self._leave(slot)
+
+    @staticmethod
+    def _leave(slot: Slot[redis.Redis]) -> None:
+        """End one lease; the last lease of a removed node closes its client."""
+        if slot.leave():
+            slot.client.close()
+
+    def _run(self, plan: Plan, options: dict[str, Any], slots: dict[str, Slot[redis.Redis]]) -> Any:
+        """Run a plan whose nodes' slots are leased (each part gives its lease back)."""
         if len(plan.parts) == 1:
-            return plan.merge([self._call(plan.parts[0], options)])
+            part = plan.parts[0]
+            return plan.merge([self._call(part, options, slots[part.node])])
         shared = {k: v for k, v in options.items() if k != "keys"}
-        futures: list[Future[Any]] = [
-            self._executor.submit(self._call, part, shared) for part in plan.parts
-        ]
+        futures: list[Future[Any]] = []
+        try:
+            for part in plan.parts:
+                futures.append(self._executor.submit(self._call, part, shared, slots[part.node]))
+        except BaseException:
+            for part in plan.parts[len(futures) :]:  # never submitted: give their leases back
+                self._leave(slots[part.node])
+            raise
         return plan.merge([future.result() for future in futures])
 
-    def _call(self, part: Part, options: dict[str, Any]) -> Any:
-        client = self._clients[part.node]
+    def _call(self, part: Part, options: dict[str, Any], slot: Slot[redis.Redis]) -> Any:
+        """Send one part on its leased client, record the outcome, give the lease back."""
         try:
-            answer = client.execute_command(*part.args, **options)  # type: ignore[no-untyped-call]
-        except CONNECTION_ERRORS:
-            self._health.record(part.node, False)
-            raise
-        self._health.record(part.node, True)
-        return answer
+            try:
+                answer = slot.client.execute_command(*part.args, **options)  # type: ignore[no-untyped-call]
+            except CONNECTION_ERRORS:
+                self._outcome(part.node, slot, False)
+                raise
+            self._outcome(part.node, slot, True)
+            return answer
+        finally:
+            self._leave(slot)
+
+    def _outcome(self, node: str, slot: Slot[redis.Redis], ok: bool) -> None:
+        """Record a command's outcome; when the node has just been ejected or has just
+        recovered, drop its idle pooled connections (stale after a restart)."""
+        if self._record(node, slot, ok) is not None:
+            with suppress(*CONNECTION_ERRORS, OSError):
+                slot.client.connection_pool.disconnect(inuse_connections=False)
 
     def _fall_back(
         self, plan: Plan, args: tuple[Any, ...], options: dict[str, Any], value: Any
@@ -367,31 +486,54 @@ class ShardedPipeline(CoreCommands):
             UnsupportedCommandError: a command that cannot be sharded (nothing sent).
         """
         commands, self._commands = self._commands, []
-        plans = [self._sharded._plan(args) for args, _ in commands]
-        if self._transaction:
-            refuse_cross_node_transaction(plans)
-        per_node = group_per_node(plans, [options for _, options in commands])
-        futures = {
-            node: self._sharded._executor.submit(self._send, node, entries)
-            for node, entries in per_node.items()
-        }
+        sharded = self._sharded
+        for _ in range(REROUTE_ATTEMPTS):
+            members = sharded._members
+            try:
+                plans = [sharded._plan(args, None, members) for args, _ in commands]
+            except NodeRemovedError:
+                continue
+            if self._transaction:
+                refuse_cross_node_transaction(plans)
+            per_node = group_per_node(plans, [options for _, options in commands])
+            slots, closing = lease(members, per_node)
+            for client in closing:
+                client.close()
+            if slots is not None:
+                break
+        else:
+            raise NodeRemovedError(
+                "the pipeline kept being routed to nodes that were being removed; nothing was sent"
+            )
+        futures: dict[str, Future[list[Any]]] = {}
+        try:
+            for node, entries in per_node.items():
+                futures[node] = sharded._executor.submit(self._send, node, slots[node], entries)
+        except BaseException:
+            for node in per_node:
+                if node not in futures:
+                    sharded._leave(slots[node])
+            raise
         answers = {node: future.result() for node, future in futures.items()}
         return assemble(plans, per_node, answers, raise_on_error)
 
-    def _send(self, node: str, entries: list[Entry]) -> list[Any]:
-        client = self._sharded._clients[node]
-        pipe = client.pipeline(transaction=self._transaction)
-        for _, _, part, options in entries:
-            pipe.execute_command(*part.args, **options)  # type: ignore[no-untyped-call]
+    def _send(self, node: str, slot: Slot[redis.Redis], entries: list[Entry]) -> list[Any]:
+        """Send one node's share on its leased client; give the lease back."""
         try:
-            answers: list[Any] = pipe.execute(raise_on_error=False)
-        except CONNECTION_ERRORS:
-            self._sharded._health.record(node, False)
-            raise
+            pipe = slot.client.pipeline(transaction=self._transaction)
+            for _, _, part, options in entries:
+                pipe.execute_command(*part.args, **options)  # type: ignore[no-untyped-call]
+            try:
+                answers: list[Any] = pipe.execute(raise_on_error=False)
+            except CONNECTION_ERRORS:
+                self._sharded._outcome(node, slot, False)
+                raise
+            finally:
+                pipe.reset()
+            self._sharded._outcome(node, slot, True)
+            return answers
         finally:
-            pipe.reset()
-        self._sharded._health.record(node, True)
-        return answers
+            self._sharded._leave(slot)
 
     def __len__(self) -> int:
         return len(self._commands)

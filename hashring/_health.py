@@ -2,47 +2,85 @@
 
 After ``failure_limit`` consecutive connection failures a node is *ejected* for
 ``retry_timeout`` seconds: callers route its keys to the next usable node of their
-preference list. Once the timeout has passed the node is usable again; one more failure
-ejects it again at once, one success restores it fully.
+preference list. Once the timeout has passed the node is *half-open*: exactly one request
+(the *probe*) is let through to it, while every other request keeps using the fallback. If
+the probe succeeds the node is restored fully; if it fails the node is ejected for another
+``retry_timeout``. So a recovering node sees one request per retry cycle, however many
+threads or tasks are running, instead of all of them at once.
+
+A probe is claimed by the thread (or asyncio task) whose :meth:`HealthTracker.usable` call
+let it through. It is resolved by the next :meth:`HealthTracker.record` for that node; if
+its claimer instead records a success on another node (it went elsewhere), or nothing is
+recorded within ``probe_timeout`` seconds (default ``retry_timeout``), the claim lapses and
+the next caller may probe.
+
+:meth:`HealthTracker.record` returns ``"ejected"`` when a node has just been ejected and
+``"restored"`` when an ejected node has just answered again, so that adapters can drop the
+node's pooled connections, which are stale after a restart.
 
 Trade-off: ejection keeps a cache answering while a node is down, but keys served by a
 fallback node are written there, and are stale or missing when the node comes back. Turn it
 on for caches, leave it off for stores whose data must not diverge.
 
-Counters per node (``stats()``): commands sent, errors, ejections, and whether it is ejected.
+Counters per node (``stats()``): commands sent, errors, ejections, probes let through, and
+whether it is ejected.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Literal
 
 from ._errors import InvalidOptionError
 
-__all__ = ["HealthTracker", "NodeHealth"]
+__all__ = ["EJECTED", "RESTORED", "HealthTracker", "NodeHealth", "Transition"]
+
+Transition = Literal["ejected", "restored"]
+EJECTED: Transition = "ejected"
+RESTORED: Transition = "restored"
 
 
 @dataclass
 class NodeHealth:
-    """Counters of one node."""
+    """Counters of one node (and its probe, if one is in flight)."""
 
     commands: int = 0
     errors: int = 0
     consecutive_failures: int = 0
     ejections: int = 0
     ejected_until: float = 0.0
+    """0 while healthy; else the end of the current ejection (in the past: half-open)."""
+    probes: int = 0
+    probe_deadline: float = 0.0
+    """0 when no probe is in flight; else when the claim on the probe lapses."""
+    probe_owner: object = None
+
+
+def _claimer() -> object:
+    """Who is asking: the running asyncio task, else the current thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return threading.get_ident()
+    task = asyncio.current_task()
+    return task if task is not None else threading.get_ident()
 
 
 class HealthTracker:
-    """Consecutive-failure ejection with timed retry, thread-safe.
+    """Consecutive-failure ejection with a single half-open probe, thread-safe.
 
     Args:
         enabled: eject failing nodes (False: only count).
         failure_limit: consecutive failures that eject a node (default 2), >= 1.
-        retry_timeout: seconds an ejected node is skipped (default 30), > 0.
+        retry_timeout: seconds an ejected node is skipped before one probe is let through
+            (default 30), > 0.
         clock: monotonic clock, injectable for tests.
+        probe_timeout: seconds after which an unresolved probe claim lapses, so that another
+            caller may probe (default: ``retry_timeout``), > 0.
 
     Raises:
         InvalidOptionError: a limit or timeout out of range.
@@ -55,6 +93,7 @@ class HealthTracker:
         failure_limit: int = 2,
         retry_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        probe_timeout: float | None = None,
     ) -> None:
         if (
             isinstance(failure_limit, bool)
@@ -62,64 +101,142 @@ class HealthTracker:
             or failure_limit < 1
         ):
             raise InvalidOptionError(f"failure_limit must be an int >= 1, got {failure_limit!r}")
-        if (
-            isinstance(retry_timeout, bool)
-            or not isinstance(retry_timeout, (int, float))
-            or not (retry_timeout > 0)
-        ):
+        if not _positive(retry_timeout):
             raise InvalidOptionError(
                 f"retry_timeout must be a positive number, got {retry_timeout!r}"
+            )
+        if probe_timeout is not None and not _positive(probe_timeout):
+            raise InvalidOptionError(
+                f"probe_timeout must be a positive number or None, got {probe_timeout!r}"
             )
         self.enabled = bool(enabled)
         self.failure_limit = failure_limit
         self.retry_timeout = float(retry_timeout)
+        self.probe_timeout = self.retry_timeout if probe_timeout is None else float(probe_timeout)
         self._clock = clock
         self._lock = threading.Lock()
         self._nodes: dict[str, NodeHealth] = {}
+        self._claims: dict[object, set[str]] = {}  # claimer -> nodes it holds the probe of
 
-    def usable(self, node: str) -> bool:
-        """Whether requests may go to ``node`` now. O(1)."""
+    def usable(self, node: str, *, claim: bool = True) -> bool:
+        """Whether a request may go to ``node`` now. O(1).
+
+        True for a healthy node, False for an ejected one. For a half-open node (its
+        ``retry_timeout`` is over) it is True for exactly one caller, which then holds the
+        node's probe: with ``claim=True`` (default) this call takes the probe if it is free;
+        the caller holding it keeps getting True; every other caller gets False until the
+        probe is resolved by :meth:`record` or lapses. ``claim=False`` only looks: True when
+        the probe is free or held by the caller, and claims nothing.
+        """
         health = self._nodes.get(node)
-        return health is None or health.ejected_until <= self._clock()
+        if health is None or health.ejected_until == 0.0:  # healthy: no lock, no clock
+            return True
+        now = self._clock()
+        if health.ejected_until > now:
+            return False
+        me = _claimer()
+        with self._lock:
+            if health.ejected_until == 0.0:
+                return True  # restored meanwhile
+            if health.ejected_until > now:
+                return False  # ejected again meanwhile
+            if health.probe_deadline > now:
+                return health.probe_owner == me
+            if not claim:
+                return True
+            self._drop_probe(node, health)  # a lapsed claim, if any
+            health.probes += 1
+            health.probe_deadline = now + self.probe_timeout
+            health.probe_owner = me
+            self._claims.setdefault(me, set()).add(node)
+            return True
 
-    def first_usable(self, preference: Iterable[str]) -> str | None:
-        """The first usable node of a preference list, or None if every one is ejected."""
+    def first_usable(self, preference: Iterable[str], *, claim: bool = True) -> str | None:
+        """The first usable node of a preference list, or None if every one is ejected (see
+        :meth:`usable`, whose ``claim`` this passes on). O(len(preference))."""
         for node in preference:
-            if self.usable(node):
+            if self.usable(node, claim=claim):
                 return node
         return None
 
-    def record(self, node: str, ok: bool) -> None:
-        """Count one command on ``node`` and whether its connection worked."""
+    def record(self, node: str, ok: bool) -> Transition | None:
+        """Count one command on ``node`` and whether its connection worked. O(1).
+
+        A success restores the node fully (and resolves its probe); a failure counts towards
+        ejection, and a failure on a node that was ejected before (a failed probe) ejects it
+        again at once.
+
+        Returns:
+            ``"ejected"`` when this failure ejected the node, ``"restored"`` when this
+            success ended an ejection, else None.
+        """
+        me = _claimer() if self._claims else None
         with self._lock:
             health = self._nodes.setdefault(node, NodeHealth())
             health.commands += 1
             if ok:
+                was_ejected = health.ejected_until != 0.0
                 health.consecutive_failures = 0
                 health.ejected_until = 0.0
-                return
+                self._drop_probe(node, health)
+                held = self._claims.get(me) if me is not None else None
+                if held:  # the claimer went to another node: its probes are free again
+                    for other in list(held):
+                        lapsed = self._nodes.get(other)
+                        if lapsed is not None:
+                            self._drop_probe(other, lapsed)
+                return RESTORED if was_ejected else None
             health.errors += 1
             health.consecutive_failures += 1
-            if self.enabled and health.consecutive_failures >= self.failure_limit:
-                now = self._clock()
-                if health.ejected_until <= now:
-                    health.ejections += 1
-                health.ejected_until = now + self.retry_timeout
+            if not self.enabled or health.consecutive_failures < self.failure_limit:
+                return None
+            now = self._clock()
+            transition: Transition | None = None
+            if health.ejected_until <= now:
+                health.ejections += 1
+                transition = EJECTED
+            health.ejected_until = now + self.retry_timeout
+            self._drop_probe(node, health)
+            return transition
 
     def forget(self, node: str) -> None:
-        """Drop a node's counters (it left the topology)."""
+        """Drop a node's counters (it left the topology). O(1)."""
         with self._lock:
-            self._nodes.pop(node, None)
+            health = self._nodes.pop(node, None)
+            if health is not None:
+                self._drop_probe(node, health)
 
     def stats(self, nodes: Iterable[str] = ()) -> dict[str, dict[str, float | int | bool]]:
-        """Counters per node (every node of ``nodes`` listed, zeros if never used)."""
+        """Counters per node (every node of ``nodes`` listed, zeros if never used): commands,
+        errors, consecutive_failures, ejections, ejected_until, probes, ejected. O(nodes)."""
         with self._lock:
             names = sorted(set(nodes) | set(self._nodes))
             now = self._clock()
             result: dict[str, dict[str, float | int | bool]] = {}
             for name in names:
                 health = self._nodes.get(name, NodeHealth())
-                record: dict[str, float | int | bool] = dict(asdict(health))
-                record["ejected"] = health.ejected_until > now
-                result[name] = record
+                result[name] = {
+                    "commands": health.commands,
+                    "errors": health.errors,
+                    "consecutive_failures": health.consecutive_failures,
+                    "ejections": health.ejections,
+                    "ejected_until": health.ejected_until,
+                    "probes": health.probes,
+                    "ejected": health.ejected_until > now,
+                }
             return result
+
+    def _drop_probe(self, node: str, health: NodeHealth) -> None:
+        """Free ``node``'s probe claim (the lock is held)."""
+        owner = health.probe_owner
+        health.probe_deadline = 0.0
+        health.probe_owner = None
+        held = self._claims.get(owner)
+        if held is not None:
+            held.discard(node)
+            if not held:
+                del self._claims[owner]
+
+
+def _positive(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and bool(value > 0)
