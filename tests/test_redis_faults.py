@@ -10,10 +10,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,3 +284,164 @@ def test_async_command_in_flight_on_a_removed_node_finishes(
     key, answer = asyncio.run(scenario())
     assert answer == (key, "job")
     assert _wait_for_connections(observer, "ainflight", 0) == 0
+
+
+# ------------------------------------------------------------------ half-open recovery
+
+VICTIM = "n1"  # never the default node n0, which also serves the COMMAND table
+RETRY_TIMEOUT = 0.5
+SOCKET_TIMEOUT = 0.5
+FAILURE_LIMIT = 2
+DEAD_SECONDS = 2.0  # how long the victim stays killed or stopped
+AFTER_SECONDS = 1.5  # traffic kept up after it is back
+TASKS = 64
+THREADS = 16
+
+
+def _health_options() -> dict[str, Any]:
+    return {
+        "health": True,
+        "failure_limit": FAILURE_LIMIT,
+        "retry_timeout": RETRY_TIMEOUT,
+        "retry": Retry(NoBackoff(), 0),
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": SOCKET_TIMEOUT,
+    }
+
+
+@dataclass
+class Outage:
+    """Drives one outage of the victim (in a thread) and keeps its timestamps."""
+
+    server: RedisServer
+    mode: str  # "kill": SIGKILL, then restart on the same port; "stop": SIGSTOP, SIGCONT
+    stats: Callable[[], dict[str, dict[str, float | int | bool]]]
+    errors: list[tuple[float, str]] = field(default_factory=list)
+    ejected_at: float = 0.0
+    back_at: float = 0.0
+    done: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def error(self, exc: BaseException) -> None:
+        with self.lock:
+            self.errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
+
+    def run(self) -> None:
+        try:
+            time.sleep(0.5)  # traffic warms every node's connection pool
+            if self.mode == "kill":
+                self.server.kill()
+            else:
+                os.kill(self.server.process.pid, signal.SIGSTOP)
+            deadline = time.monotonic() + DEAD_SECONDS
+            while time.monotonic() < deadline:
+                if not self.ejected_at and self.stats()[VICTIM]["ejections"]:
+                    self.ejected_at = time.monotonic()
+                time.sleep(0.005)
+            if self.mode == "kill":
+                self.server.restart()  # same port, answers PING when this returns
+            else:
+                os.kill(self.server.process.pid, signal.SIGCONT)
+            self.back_at = time.monotonic()
+            time.sleep(AFTER_SECONDS)
+        finally:
+            if self.mode == "stop":
+                os.kill(self.server.process.pid, signal.SIGCONT)
+            self.done.set()
+
+    def check(self, workers: int) -> None:
+        """The bounds: before the ejection, at most what was in flight; after it, at most
+        one failed probe per ejection cycle; once the node is back, nothing."""
+        stats = self.stats()[VICTIM]
+        assert self.ejected_at, "the victim was never ejected"
+        settled = self.ejected_at + SOCKET_TIMEOUT + 0.3  # commands sent before the ejection
+        late = [message for at, message in self.errors if at > settled]
+        cycles = int(DEAD_SECONDS / RETRY_TIMEOUT) + 2
+        assert len(late) <= stats["probes"] <= cycles, late
+        assert len(self.errors) <= workers + FAILURE_LIMIT + cycles
+        back = self.back_at + (SOCKET_TIMEOUT if self.mode == "stop" else 0.0)
+        after = [message for at, message in self.errors if at > back]
+        assert after == []  # no stale pooled connection fails once the node is back
+        assert stats["ejected"] is False
+        assert stats["consecutive_failures"] == 0
+
+
+@contextlib.contextmanager
+def continued_at_exit(server: RedisServer) -> Iterator[None]:
+    """Whatever happens, a SIGSTOPped server is continued (so teardown can stop it)."""
+    try:
+        yield
+    finally:
+        if server.is_running():
+            os.kill(server.process.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("mode", ["kill", "stop"])
+def test_recovery_with_64_tasks_sends_one_probe_per_cycle(
+    redis_server_factory: RedisServerFactory, mode: str
+) -> None:
+    """64 asyncio tasks, victim SIGKILLed then restarted (or SIGSTOPped then continued):
+    once ejected, it costs at most one error per retry cycle, and none once it is back."""
+    servers = redis_server_factory(3)
+
+    async def scenario() -> Outage:
+        async with AsyncShardedRedis(_urls(servers), **_health_options()) as client:
+            outage = Outage(servers[1], mode, client.stats)
+            driver = threading.Thread(target=outage.run)
+
+            async def work(seed: int) -> None:
+                rng = random.Random(seed)
+                while not outage.done.is_set():
+                    try:
+                        await client.set(f"k:{rng.randrange(1000)}", "v")
+                    except redis.RedisError as exc:
+                        outage.error(exc)
+
+            driver.start()
+            try:
+                await asyncio.wait_for(asyncio.gather(*(work(s) for s in range(TASKS))), 60)
+            finally:
+                driver.join(30)
+            key = _key_owned_by(lambda k: client.placement.get_node(k), VICTIM, "home")
+            assert client.node_for(key) == VICTIM
+            assert await client.set(key, "back") is True
+            return outage
+
+    with continued_at_exit(servers[1]):
+        outage = asyncio.run(scenario())
+    outage.check(TASKS)
+
+
+@pytest.mark.parametrize("mode", ["kill", "stop"])
+def test_recovery_with_threads_sends_one_probe_per_cycle(
+    redis_server_factory: RedisServerFactory, mode: str
+) -> None:
+    """The same outage with 16 threads on ShardedRedis: the same bounds."""
+    servers = redis_server_factory(3)
+    with (
+        continued_at_exit(servers[1]),
+        ShardedRedis(_urls(servers), max_workers=THREADS, **_health_options()) as client,
+    ):
+        outage = Outage(servers[1], mode, client.stats)
+
+        def work(seed: int) -> None:
+            rng = random.Random(seed)
+            while not outage.done.is_set():
+                try:
+                    client.set(f"k:{rng.randrange(1000)}", "v")
+                except redis.RedisError as exc:
+                    outage.error(exc)
+
+        workers = [threading.Thread(target=work, args=(s,)) for s in range(THREADS)]
+        driver = threading.Thread(target=outage.run)
+        driver.start()
+        for worker in workers:
+            worker.start()
+        driver.join(60)
+        for worker in workers:
+            worker.join(30)
+        assert not any(worker.is_alive() for worker in workers)
+        key = _key_owned_by(lambda k: client.placement.get_node(k), VICTIM, "home")
+        assert client.node_for(key) == VICTIM
+        assert client.set(key, "back") is True
+    outage.check(THREADS)
