@@ -11,16 +11,34 @@ one) to that node's. ``HttpRouter.route(key)`` gives, in order, the nodes to try
 Only the first node counts as in flight for least-loaded / power-of-two / bounded loads.
 Failover (trying the next node) is for idempotent requests only: GET, HEAD, OPTIONS, PUT,
 DELETE, TRACE, or any request marked idempotent; the adapters never replay anything else.
+And by default only when the request cannot have reached the node (connection refused,
+connect timeout, name resolution): a request whose connection broke or timed out *after* it
+was sent may have run there (or crashed the node), and replaying it on every node in turn
+would spread the damage. ``retry_after_send=True`` lifts that for idempotent requests.
+
+Credentials. A user name and password in a node URL (``http://app:s3cret@10.0.0.7:8080``,
+percent-encoded) are never part of the URL sent: the adapters send them as an HTTP Basic
+``Authorization`` header (user and password as UTF-8), unless the request carries its own
+``Authorization``. Reprs, errors and ``node_urls`` show the password as ``***``.
+
+Hash tags are off by default for the HTTP adapters (``hash_tags=False``), unlike the core
+placements and the Redis clients: HTTP shard keys are often built from what a client sends
+(a session id, a user name, a path segment), and with tags on, a client that puts
+``{x}`` in its keys pins every one of them to one node with no search at all -- which
+``hash_key`` cannot prevent. Nothing in an HTTP adapter needs keys co-located (there are no
+multi-key commands); turn tags on (``hash_tags=True``) when your keys are yours and you want
+``cart:{user:42}`` and ``orders:{user:42}`` on the same node.
 """
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
 from hashring import (
     BoundedLoad,
@@ -34,6 +52,7 @@ from hashring import (
 from hashring import balancer as make_balancer
 from hashring._keys import check_key
 from hashring._nodes import check_node_name, check_weight
+from hashring._urls import split_userinfo
 
 __all__ = ["IDEMPOTENT_METHODS", "HttpRouter", "NodeURL", "parse_node_url"]
 
@@ -42,12 +61,16 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 
 @dataclass(frozen=True)
 class NodeURL:
-    """A node's base URL: scheme, host, port and base path (no trailing slash)."""
+    """A node's base URL: scheme, host[:port] (no credentials) and base path (no trailing
+    slash); ``authorization`` is the Basic ``Authorization`` value for the URL's user and
+    password, if it had any (never shown in a repr)."""
 
     name: str
     scheme: str
     netloc: str
     path: str
+    authorization: str | None = field(default=None, repr=False, compare=False)
+    shown: str = field(default="", repr=False, compare=False)
 
     def rewrite(self, url: str) -> str:
         """``url`` (on any host) sent to this node: its path and query after the base path.
@@ -64,38 +87,70 @@ class NodeURL:
         path = self.path + (parts.path if parts.path.startswith("/") else "/" + parts.path)
         return urlunsplit((self.scheme, self.netloc, path, parts.query, parts.fragment))
 
+    @property
+    def display(self) -> str:
+        """The base URL as given, password shown as ``***``."""
+        return self.shown or f"{self.scheme}://{self.netloc}{self.path}"
+
     def __repr__(self) -> str:
-        return (
-            f"NodeURL({self.name!r}, {redact_url(f'{self.scheme}://{self.netloc}{self.path}')!r})"
-        )
+        return f"NodeURL({self.name!r}, {self.display!r})"
 
 
 def parse_node_url(name: str, url: Any) -> NodeURL:
     """Validate a node's base URL (``http://`` or ``https://``, a host, no query).
 
+    User name and password (percent-encoded) become :attr:`NodeURL.authorization`; the
+    returned ``netloc`` has none.
+
     Raises:
-        InvalidOptionError: anything else, with the reason.
+        InvalidOptionError: anything else, with the reason; the URL in the message is redacted.
     """
     check_node_name(name)
     if not isinstance(url, str):
         raise InvalidOptionError(f"node {name!r}: the URL must be a str, not {type(url).__name__}")
+    shown = redact_url(url)
+    if not url.isascii():
+        try:
+            url.encode()
+        except UnicodeEncodeError:
+            raise InvalidOptionError(
+                f"node {name!r}: {shown!r} cannot be encoded as UTF-8 (a lone surrogate)"
+            ) from None
     try:
         parts = urlsplit(url)
+        _, at, host = parts.netloc.rpartition("@")
+        if split_userinfo(url)[1] != (parts.netloc.rpartition("@")[0] if at else None):
+            raise InvalidOptionError(
+                f"node {name!r}: {shown!r} holds an '@' after its host: percent-encode "
+                "'/', '?', '#' and '@' in a user name or password (%2F, %3F, %23, %40)"
+            )
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        raise InvalidOptionError(
-            f"node {name!r}: malformed URL {redact_url(url)!r}: {exc}"
-        ) from None
+        if isinstance(exc, InvalidOptionError):
+            raise
+        raise InvalidOptionError(f"node {name!r}: malformed URL {shown!r}: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidOptionError(
-            f"node {name!r}: unsupported scheme in {redact_url(url)!r}: use http:// or https://"
+            f"node {name!r}: unsupported scheme in {shown!r}: use http:// or https://"
         )
     if not parts.hostname or parts.query or parts.fragment:
         raise InvalidOptionError(
-            f"node {name!r}: {redact_url(url)!r} must be a base URL with a host and no query, "
+            f"node {name!r}: {shown!r} must be a base URL with a host and no query, "
             "such as http://10.0.0.7:8080 or https://search-3.internal/api"
         )
-    return NodeURL(name, parts.scheme, parts.netloc, parts.path.rstrip("/"))
+    authorization = None
+    if at:
+        user, _, password = parts.netloc.rpartition("@")[0].partition(":")
+        pair = unquote_to_bytes(user) + b":" + unquote_to_bytes(password)
+        authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+    return NodeURL(
+        name,
+        parts.scheme,
+        host,
+        parts.path.rstrip("/"),
+        authorization=authorization,
+        shown=redact_url(url.rstrip("/")),
+    )
 
 
 class HttpRouter:
@@ -104,8 +159,12 @@ class HttpRouter:
     Args:
         nodes: node name -> base URL (``http://host:port[/base/path]``).
         weights: optional node name -> weight.
-        algorithm, vnodes, table_size, hash, hash_tags: the placement (see
-            :func:`hashring.placement`).
+        algorithm, vnodes, table_size, hash: the placement (see :func:`hashring.placement`).
+        hash_tags: place keys by their ``{tag}`` (default **False** for HTTP: see the module
+            docstring).
+        hash_key: a secret of 16 to 64 bytes keying the key hash (see
+            :func:`hashring.placement`): without it nobody can compute which keys land on a
+            node. Recommended when shard keys come from clients.
         key_func: ``key_func(request) -> key or None``, used when a request carries no key.
         balancer: keyless strategy: ``"round-robin"`` (default), ``"random"``,
             ``"least-loaded"`` or ``"power-of-two"``.
@@ -116,6 +175,9 @@ class HttpRouter:
         max_attempts: nodes an idempotent request may try (default 3), >= 1.
         retry_statuses: response statuses that count as a node failure and are retried on
             the next node for idempotent requests (default none).
+        retry_after_send: also move an idempotent request to the next node when its
+            connection broke or timed out after it was sent (default False: only failures
+            that prove the request never reached the node move it on).
 
     Raises:
         InvalidOptionError, InvalidWeightError: bad nodes or options.
@@ -130,7 +192,8 @@ class HttpRouter:
         vnodes: int | None = None,
         table_size: int | None = None,
         hash: str = "mmh3",
-        hash_tags: bool = True,
+        hash_tags: bool = False,
+        hash_key: bytes | None = None,
         key_func: Callable[[Any], Key | None] | None = None,
         balancer: str = "round-robin",
         bounded_load: float | None = None,
@@ -139,15 +202,20 @@ class HttpRouter:
         retry_timeout: float = 30.0,
         max_attempts: int = 3,
         retry_statuses: tuple[int, ...] | frozenset[int] = (),
+        retry_after_send: bool = False,
     ) -> None:
+        if not isinstance(retry_after_send, bool):
+            raise InvalidOptionError(
+                f"retry_after_send must be a bool, not {type(retry_after_send).__name__}"
+            )
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise InvalidOptionError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
         self._lock = threading.Lock()
         self._urls = {name: parse_node_url(name, url) for name, url in nodes.items()}
         chosen = {name: check_weight((weights or {}).get(name, 1), name) for name in nodes}
         self.placement: Placement = placement(
-            algorithm, chosen, hash=hash, hash_tags=hash_tags, vnodes=vnodes,
-            table_size=table_size,
+            algorithm, chosen, hash=hash, hash_tags=hash_tags, hash_key=hash_key,
+            vnodes=vnodes, table_size=table_size,
         )  # fmt: skip
         self.keyless = make_balancer(balancer, chosen)
         self.bounded = None if bounded_load is None else BoundedLoad(
@@ -159,6 +227,7 @@ class HttpRouter:
         self.key_func = key_func
         self.max_attempts = max_attempts
         self.retry_statuses = frozenset(retry_statuses)
+        self.retry_after_send = retry_after_send
 
     # ------------------------------------------------------------------ routing
 
@@ -166,7 +235,9 @@ class HttpRouter:
         """The request's shard key: ``explicit`` if given, else ``key_func(request)``.
 
         Raises:
-            InvalidKeyError: a key that is neither str nor bytes.
+            KeyEncodingError: a str key with no UTF-8 form (a lone surrogate such as
+                ``"\\udcff"``); an :class:`~hashring.InvalidKeyError` and a ``ValueError``.
+            InvalidKeyError: a key that is neither str nor bytes-like.
         """
         if explicit is None and self.key_func is not None:
             explicit = self.key_func(request)
@@ -194,10 +265,19 @@ class HttpRouter:
         """``url`` rewritten to ``node``."""
         return self._urls[node].rewrite(url)
 
+    def authorization(self, node: str) -> str | None:
+        """The Basic ``Authorization`` value for ``node``'s URL credentials (None: none)."""
+        return self._urls[node].authorization
+
     @staticmethod
     def idempotent(method: str, marked: bool) -> bool:
         """Whether a request may be replayed on another node."""
         return marked or method.upper() in IDEMPOTENT_METHODS
+
+    def may_move_on(self, replayable: bool, reached: bool) -> bool:
+        """Whether a replayable request whose attempt failed goes to the next node:
+        always if it cannot have ``reached`` the node, else only with ``retry_after_send``."""
+        return replayable and (not reached or self.retry_after_send)
 
     # ------------------------------------------------------------------ membership
 
@@ -228,9 +308,7 @@ class HttpRouter:
     @property
     def node_urls(self) -> dict[str, str]:
         """Node name -> base URL, passwords redacted."""
-        return {
-            name: redact_url(f"{u.scheme}://{u.netloc}{u.path}") for name, u in self._urls.items()
-        }
+        return {name: u.display for name, u in self._urls.items()}
 
     def stats(self) -> dict[str, dict[str, float | int | bool]]:
         """Per-node counters: requests, errors, ejections, ejected."""

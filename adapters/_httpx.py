@@ -18,10 +18,25 @@ sets the ``Host`` header to the node's host (a ``Host`` header set by the caller
 too). A URL with no host, or a scheme other than http/https, raises ``httpx.UnsupportedProtocol``
 -- what httpx's own transport raises -- before anything is sent.
 
-Shard key. ``request.extensions["shard_key"]`` (str or bytes; ``{hash tags}`` apply), else
-``key_func(request)`` if given (e.g. ``lambda r: r.url.path.split("/")[2]``). Any other type
-raises :class:`hashring.InvalidKeyError`. A request with no key goes to the node the keyless
-``balancer`` picks (round-robin by default).
+Only the logical host is routed. With ``host="users"`` only requests to that host (and port,
+if given) are; without it, every request is, except one that follows a redirect (with
+``follow_redirects=True``) to a host other than the logical one it came from: httpx builds
+that request from the logical one, which the transport marks with
+``extensions["hashring_logical_host"]``. Requests that are not routed go unchanged to the
+delegate transport, where their URL says: a redirect to ``https://login.example/`` reaches
+that host, not a shard node. Pass ``host=`` when one client also talks to other hosts.
+
+Credentials. A user name and password in a node URL (``http://app:s3cret@10.0.0.7:8080``,
+percent-encoded) are sent as an HTTP Basic ``Authorization`` header (UTF-8) unless the request
+carries its own ``Authorization``; the URL sent has none, and reprs show ``***``.
+
+Shard key. ``request.extensions["shard_key"]`` (str or bytes), else ``key_func(request)`` if
+given (e.g. ``lambda r: r.url.path.split("/")[2]``). Any other type raises
+:class:`hashring.InvalidKeyError`, a str with no UTF-8 form (a lone surrogate)
+:class:`hashring.KeyEncodingError`. ``{hash tags}`` apply only with ``hash_tags=True`` (off by
+default: keys that clients choose could pin themselves to one node); ``hash_key=`` keys the
+hash so that nobody without the secret can aim keys at a node. A request with no key goes to
+the node the keyless ``balancer`` picks (round-robin by default).
 
 Failover. The nodes tried are the key's preference list (the owner first) without ejected
 nodes, at most ``max_attempts``. The next node is tried only when the request is idempotent
@@ -29,14 +44,15 @@ nodes, at most ``max_attempts``. The next node is tried only when the request is
 body can be sent again: bytes (``content=``, ``json=``, ``data=`` without files), never a
 one-shot stream (a generator, an iterator, multipart files). A POST is never replayed.
 
-* Node failures, which count against the node's health (ejection after ``failure_limit``
-  consecutive ones for ``retry_timeout`` seconds) and move a replayable request on:
-  ``httpx.ConnectError`` and ``httpx.ConnectTimeout`` (nothing reached the node), and
-  ``httpx.RemoteProtocolError``, ``httpx.ReadError``, ``httpx.WriteError`` (the node closed
-  or reset the connection before the response headers: the request may have run, which is
-  what idempotent means is harmless).
-* ``httpx.ReadTimeout`` and ``httpx.WriteTimeout`` count against the node's health but are not
-  retried: the caller's timeout is spent, and a slow request is usually slow everywhere.
+* ``httpx.ConnectError`` and ``httpx.ConnectTimeout`` (:data:`FAILOVER_ERRORS`: nothing reached
+  the node) count against the node's health (ejection after ``failure_limit`` consecutive
+  failures for ``retry_timeout`` seconds) and move a replayable request on.
+* ``httpx.RemoteProtocolError``, ``httpx.ReadError``, ``httpx.WriteError``,
+  ``httpx.ReadTimeout`` and ``httpx.WriteTimeout`` (:data:`AFTER_SEND_ERRORS`: the request may
+  have reached the node, run there, or crashed it) count against the node's health and are
+  raised: replaying them on every node in turn could take every node down. With
+  ``retry_after_send=True`` a replayable request moves on after them too (the wait can then
+  reach ``max_attempts`` times the client's timeout).
 * A status in ``retry_statuses`` counts as a node failure; a replayable request moves on (the
   failed response is closed first). When no node is left the last response is returned.
 * Everything else (``PoolTimeout``, ``ProxyError``, ``LocalProtocolError``, ...) propagates
@@ -63,23 +79,35 @@ from hashring import InvalidOptionError, Key, redact_url
 
 from ._http_routing import HttpRouter
 
-__all__ = ["FAILOVER_ERRORS", "HEALTH_ERRORS", "AsyncShardedTransport", "ShardedTransport"]
+__all__ = [
+    "AFTER_SEND_ERRORS",
+    "FAILOVER_ERRORS",
+    "HEALTH_ERRORS",
+    "LOGICAL_HOST_EXTENSION",
+    "AsyncShardedTransport",
+    "ShardedTransport",
+]
 
-FAILOVER_ERRORS: tuple[type[httpx.TransportError], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
+FAILOVER_ERRORS: tuple[type[httpx.TransportError], ...] = (httpx.ConnectError, httpx.ConnectTimeout)
+"""Errors proving that nothing reached the node: they count against it and move a replayable
+idempotent request to the next node."""
+
+AFTER_SEND_ERRORS: tuple[type[httpx.TransportError], ...] = (
     httpx.RemoteProtocolError,
     httpx.ReadError,
     httpx.WriteError,
-)
-"""Errors that count against a node and move a replayable idempotent request to the next."""
-
-HEALTH_ERRORS: tuple[type[httpx.TransportError], ...] = (
-    *FAILOVER_ERRORS,
     httpx.ReadTimeout,
     httpx.WriteTimeout,
 )
+"""Errors after which the request may have reached the node: they count against it, and move
+a replayable request on only with ``retry_after_send=True``."""
+
+HEALTH_ERRORS: tuple[type[httpx.TransportError], ...] = (*FAILOVER_ERRORS, *AFTER_SEND_ERRORS)
 """Errors that count against a node's health."""
+
+LOGICAL_HOST_EXTENSION = "hashring_logical_host"
+"""Request extension naming the logical host a routed request was addressed to; a redirect
+httpx builds from it carries it, so a redirect to another host is not routed."""
 
 _T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
@@ -100,7 +128,7 @@ class _Attempts:
             replayable = True
         except httpx.RequestNotRead:
             replayable = False
-        self.may_move_on = replayable and router.idempotent(request.method, marked)
+        self.replayable = replayable and router.idempotent(request.method, marked)
         self.tried: list[str] = []
 
     def key(self) -> Key | None:
@@ -114,6 +142,9 @@ class _Attempts:
         url = httpx.URL(self.router.url_for(node, str(self.request.url)))
         headers = self.request.headers.copy()
         headers["Host"] = url.netloc.decode("ascii")
+        authorization = self.router.authorization(node)
+        if authorization is not None and "Authorization" not in headers:
+            headers["Authorization"] = authorization
         return httpx.Request(
             self.request.method,
             url,
@@ -126,7 +157,7 @@ class _Attempts:
         """Record the node's health from ``response``; whether to try the next node."""
         failed = response.status_code in self.router.retry_statuses
         self.router.health.record(node, not failed)
-        if failed and self.may_move_on and not last:
+        if failed and self.replayable and not last:
             return True
         response.extensions["hashring_node"] = node
         response.extensions["hashring_attempts"] = tuple(self.tried)
@@ -137,10 +168,34 @@ class _Attempts:
         if not isinstance(exc, HEALTH_ERRORS):
             return False
         self.router.health.record(node, False)
-        if isinstance(exc, FAILOVER_ERRORS) and self.may_move_on and not last:
+        reached = isinstance(exc, AFTER_SEND_ERRORS)
+        if not last and self.router.may_move_on(self.replayable, reached):
             return True
-        exc.add_note(f"hashring: nodes tried: {', '.join(self.tried)}")
+        note = f"hashring: nodes tried: {', '.join(self.tried)}"
+        if reached and self.replayable and not last:
+            note += (
+                "; not replayed on another node: the connection failed after the request was "
+                "sent, so it may have run there (retry_after_send=True replays it)"
+            )
+        exc.add_note(note)
         return False
+
+
+def _check_host(host: object) -> str:
+    """A logical host name such as ``users`` or ``users.internal:8080``, as httpx writes it
+    in ``url.netloc`` (lower case, no default port)."""
+    url = None
+    if isinstance(host, str) and host.isascii() and host.strip() == host:
+        try:
+            url = httpx.URL(f"http://{host}/")
+        except httpx.InvalidURL:
+            url = None
+    if url is None or not url.host or url.path != "/" or url.userinfo or url.query or url.fragment:
+        raise InvalidOptionError(
+            "host must be a logical host name such as 'users' (no scheme, path or "
+            f"credentials), got {host!r:.80}"
+        )
+    return url.netloc.decode("ascii").lower()
 
 
 def _check_url(request: httpx.Request) -> None:
@@ -169,13 +224,15 @@ class _ShardedBase(Generic[_T]):
         self,
         nodes: Mapping[str, str],
         *,
+        host: str | None = None,
         transport: _T | None = None,
         weights: Mapping[str, float] | None = None,
         algorithm: str = "ring",
         vnodes: int | None = None,
         table_size: int | None = None,
         hash: str = "mmh3",
-        hash_tags: bool = True,
+        hash_tags: bool = False,
+        hash_key: bytes | None = None,
         key_func: Callable[[httpx.Request], Key | None] | None = None,
         balancer: str = "round-robin",
         bounded_load: float | None = None,
@@ -184,7 +241,9 @@ class _ShardedBase(Generic[_T]):
         retry_timeout: float = 30.0,
         max_attempts: int = 3,
         retry_statuses: tuple[int, ...] | frozenset[int] = (),
+        retry_after_send: bool = False,
     ) -> None:
+        self.host = None if host is None else _check_host(host)
         if transport is not None and not isinstance(transport, self._delegate_type()):
             raise InvalidOptionError(
                 f"transport must be an {self._delegate_type().__qualname__}, "
@@ -192,10 +251,10 @@ class _ShardedBase(Generic[_T]):
             )
         self.router = HttpRouter(
             nodes, weights=weights, algorithm=algorithm, vnodes=vnodes, table_size=table_size,
-            hash=hash, hash_tags=hash_tags, key_func=key_func, balancer=balancer,
-            bounded_load=bounded_load, health=health, failure_limit=failure_limit,
-            retry_timeout=retry_timeout, max_attempts=max_attempts,
-            retry_statuses=retry_statuses,
+            hash=hash, hash_tags=hash_tags, hash_key=hash_key, key_func=key_func,
+            balancer=balancer, bounded_load=bounded_load, health=health,
+            failure_limit=failure_limit, retry_timeout=retry_timeout, max_attempts=max_attempts,
+            retry_statuses=retry_statuses, retry_after_send=retry_after_send,
         )  # fmt: skip
         self._transport: _T = self._default_transport() if transport is None else transport
 
@@ -206,6 +265,18 @@ class _ShardedBase(Generic[_T]):
     @staticmethod
     @abstractmethod
     def _default_transport() -> _T: ...
+
+    def _routed(self, request: httpx.Request) -> bool:
+        """Whether ``request`` is for the logical host (else it goes where its URL says);
+        marks a routed request with the logical host it was addressed to. O(1)."""
+        netloc = request.url.netloc.decode("ascii", "replace").lower()
+        if self.host is not None:
+            return netloc == self.host
+        marked = request.extensions.get(LOGICAL_HOST_EXTENSION)
+        if marked is not None and marked != netloc:
+            return False  # a redirect, built from a routed request, to another host
+        request.extensions[LOGICAL_HOST_EXTENSION] = netloc
+        return True
 
     def add_node(self, name: str, url: str, weight: float = 1) -> None:
         """Add a node at runtime (thread-safe); some keys move to it.
@@ -228,7 +299,8 @@ class _ShardedBase(Generic[_T]):
         return self.router.stats()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(nodes={self.router.node_urls!r})"
+        host = "" if self.host is None else f"host={self.host!r}, "
+        return f"{type(self).__name__}({host}nodes={self.router.node_urls!r})"
 
 
 class ShardedTransport(_ShardedBase[httpx.BaseTransport], httpx.BaseTransport):
@@ -236,11 +308,16 @@ class ShardedTransport(_ShardedBase[httpx.BaseTransport], httpx.BaseTransport):
 
     Args:
         nodes: node name -> base URL (``http://host:port[/base/path]``, http or https).
+        host: the logical host (``"users"``, ``"users:8080"``): only requests to it are
+            routed, any other goes unchanged to ``transport``. Default None: every request is
+            routed, except a redirect to another host than the routed request it follows.
         transport: the httpx transport that sends to the nodes (default
             ``httpx.HTTPTransport()``); closed by :meth:`close`.
         weights: optional node name -> weight (default 1).
-        algorithm, vnodes, table_size, hash, hash_tags: the placement (see
-            :func:`hashring.placement`).
+        algorithm, vnodes, table_size, hash: the placement (see :func:`hashring.placement`).
+        hash_tags: place keys by their ``{tag}`` (default False, see the module docstring).
+        hash_key: a secret of 16 to 64 bytes keying the key hash (recommended when keys come
+            from clients).
         key_func: ``key_func(request) -> key or None`` for requests without
             ``extensions["shard_key"]``.
         balancer: keyless strategy: ``"round-robin"`` (default), ``"random"``,
@@ -251,6 +328,8 @@ class ShardedTransport(_ShardedBase[httpx.BaseTransport], httpx.BaseTransport):
         max_attempts: nodes an idempotent request may try (default 3).
         retry_statuses: statuses that count as a node failure and move a replayable
             idempotent request to the next node (default none).
+        retry_after_send: also move a replayable request on after :data:`AFTER_SEND_ERRORS`
+            (default False).
 
     Raises:
         InvalidOptionError, InvalidWeightError: bad nodes or options.
@@ -269,9 +348,12 @@ class ShardedTransport(_ShardedBase[httpx.BaseTransport], httpx.BaseTransport):
 
         Raises:
             InvalidKeyError: a shard key that is neither str nor bytes.
+            KeyEncodingError: a str shard key with no UTF-8 form (a lone surrogate).
             httpx.UnsupportedProtocol: a URL without a logical host or with another scheme.
             httpx.HTTPError: the last node's error, unchanged.
         """
+        if not self._routed(request):
+            return self._transport.handle_request(request)
         _check_url(request)
         attempts = _Attempts(self.router, request)
         with self.router.route(attempts.key()) as nodes:
@@ -313,9 +395,12 @@ class AsyncShardedTransport(_ShardedBase[httpx.AsyncBaseTransport], httpx.AsyncB
 
         Raises:
             InvalidKeyError: a shard key that is neither str nor bytes.
+            KeyEncodingError: a str shard key with no UTF-8 form (a lone surrogate).
             httpx.UnsupportedProtocol: a URL without a logical host or with another scheme.
             httpx.HTTPError: the last node's error, unchanged.
         """
+        if not self._routed(request):
+            return await self._transport.handle_async_request(request)
         _check_url(request)
         attempts = _Attempts(self.router, request)
         with self.router.route(attempts.key()) as nodes:

@@ -26,29 +26,34 @@ The node's scheme, host and port replace the logical ones, and a base path on th
 Shard keys
     The ``X-Shard-Key`` header (:data:`SHARD_KEY_HEADER`), else ``key_func(request)`` (called
     with the logical :class:`requests.PreparedRequest`), else none. Keys are ``str`` or
-    ``bytes`` (anything else: :class:`~hashring.InvalidKeyError`), hash tags apply
-    (``cart:{user:42}``). A request without a key goes to the keyless balancer
-    (``balancer=``, round-robin by default). ``X-Shard-Key`` and ``X-Idempotent`` are routing
-    instructions for this adapter: they are removed before the request leaves, and nodes never
-    see them. A key given as a header cannot hold CR/LF or start with whitespace (requests
-    refuses such header values).
+    ``bytes`` (anything else: :class:`~hashring.InvalidKeyError`; a str with a lone surrogate:
+    :class:`~hashring.KeyEncodingError`). Hash tags are off unless ``hash_tags=True`` (keys
+    from clients could pin themselves to one node with ``{x}``); ``hash_key=`` keys the hash so
+    that nobody without the secret can aim keys at a node. A request without a key goes to the
+    keyless balancer (``balancer=``, round-robin by default). ``X-Shard-Key`` and
+    ``X-Idempotent`` are routing instructions for this adapter: they are removed before the
+    request leaves, and nodes never see them. A key given as a header cannot hold CR/LF or
+    start with whitespace (requests refuses such header values).
 
 Failover (never for anything that may not be replayed)
     A request is *replayable* when its method is idempotent (GET, HEAD, OPTIONS, PUT, DELETE,
     TRACE) or it carries ``X-Idempotent: true`` (:data:`IDEMPOTENT_HEADER`; ``idempotent=True``
     on :class:`ShardedSession`), **and** its body is ``None``, ``bytes`` or ``str`` (a generator
-    or file body is consumed by the first attempt). A replayable request that fails with
-    :class:`requests.ConnectionError` (connection refused, reset, DNS, TLS, ``ConnectTimeout``)
-    or answers with a status in ``retry_statuses`` (that response is closed) is sent to the next
-    node of its preference list, up to ``max_attempts`` nodes. Anything else is sent once.
-    ``timeout`` applies to each attempt. A ``ReadTimeout`` counts against the node but is
-    re-raised at once: the node may have done the work, and retrying would multiply the wait.
+    or file body is consumed by the first attempt). A replayable request moves to the next node
+    of its preference list, up to ``max_attempts`` nodes, when it cannot have reached its node:
+    connection refused or unreachable, name resolution failed, or ``ConnectTimeout``; or when
+    the node answers a status in ``retry_statuses`` (that response is closed). A request whose
+    connection broke *after* it was sent (reset, closed without an answer, TLS or proxy
+    failures) or that hit a ``ReadTimeout`` may have run on the node, or crashed it: by default
+    it is not replayed, the error is raised; ``retry_after_send=True`` replays it too
+    (replayable requests only; the wait can then reach ``max_attempts`` times the timeout).
 
-Health
-    Connection errors, read timeouts and ``retry_statuses`` answers count as node failures;
-    after ``failure_limit`` in a row the node is ejected for ``retry_timeout`` seconds and its
-    keys go straight to the next node of their preference list; one success restores it.
-    ``router.stats()`` (or ``ShardedSession.stats()``) shows the counters.
+Timeouts
+    Every attempt has a timeout: the ``timeout`` of the call if given (``session.get(url,
+    timeout=2)``), else the adapter's ``timeout=`` (default :data:`DEFAULT_TIMEOUT`: 5 s to
+    connect, 30 s between bytes of the answer), so a node that accepts connections but never
+    answers cannot hang a caller. ``timeout=None`` on the adapter or session waits forever (a
+    call cannot ask for that: requests passes ``None`` for "not given").
 
 Responses
     ``response.shard_node`` (also :func:`served_by`) names the node that answered.
@@ -58,14 +63,17 @@ Responses
     adapter on the same key, and no node URL (or password in one) shows in errors such as
     ``raise_for_status()``. An explicit ``Host`` header naming the logical host is dropped so
     the node receives its own; any other ``Host`` is kept (virtual hosting). User and password
-    in a node URL are sent as basic auth unless the request has its own ``Authorization``.
+    in a node URL (percent-encoded) are sent as an HTTP Basic ``Authorization`` header (UTF-8)
+    unless the request has its own ``Authorization``; the URL sent to the node has no
+    credentials, so none show in ``exc.request.url`` or in requests' messages.
 
 Errors
     Errors of requests and urllib3 propagate unchanged (after the last attempt, the last one);
     hashring adds a note (``exc.__notes__``) naming the nodes tried and why nothing was
     replayed. Bad nodes or options raise :class:`~hashring.InvalidOptionError` (a
     ``ValueError``) at construction, a bad key :class:`~hashring.InvalidKeyError` (a
-    ``TypeError``) before anything is sent, and a session with no nodes
+    ``TypeError``; :class:`~hashring.KeyEncodingError`, also a ``ValueError``, for a str that
+    has no UTF-8 form) before anything is sent, and a session with no nodes
     :class:`~hashring.EmptyRingError`.
 
 Proxies are the ones requests resolved for the logical URL (put the logical host in
@@ -83,7 +91,7 @@ import requests
 from requests.adapters import DEFAULT_POOLSIZE, BaseAdapter, HTTPAdapter
 from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_auth_from_url
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from hashring import InvalidOptionError, Key
 from hashring._keys import check_key
@@ -91,6 +99,7 @@ from hashring._keys import check_key
 from ._http_routing import HttpRouter
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "IDEMPOTENT_HEADER",
     "SHARD_KEY_HEADER",
     "ShardedAdapter",
@@ -107,6 +116,14 @@ _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
 Timeout = float | tuple[float, float] | tuple[float, None] | None
+
+DEFAULT_TIMEOUT: Timeout = (5.0, 30.0)
+"""The adapters' default per-attempt timeout: (connect, read) seconds, as requests takes it.
+
+5 s to connect (a node on the same network connects in milliseconds; 5 s rides out two SYN
+retransmissions), 30 s between bytes of the answer. Without it requests waits forever on a
+node that accepts a connection and never answers. Override it with ``timeout=`` on the
+adapter or session, or per call."""
 Cert = bytes | str | tuple[bytes | str, bytes | str] | None
 
 
@@ -124,8 +141,12 @@ class ShardedAdapter(BaseAdapter):
         adapter: the adapter that does the I/O (default: a pooling
             :class:`requests.adapters.HTTPAdapter` with a pool per node); closed by
             :meth:`close`.
-        weights, algorithm, vnodes, table_size, hash, hash_tags: the placement (see
+        weights, algorithm, vnodes, table_size, hash: the placement (see
             :func:`hashring.placement`).
+        hash_tags: place keys by their ``{tag}`` (default False: see the module docstring of
+            ``hashring.adapters._http_routing``).
+        hash_key: a secret of 16 to 64 bytes keying the key hash (recommended when keys come
+            from clients).
         key_func: ``key_func(prepared_request) -> key or None`` for requests without an
             ``X-Shard-Key`` header.
         balancer: keyless strategy: ``"round-robin"`` (default), ``"random"``,
@@ -136,6 +157,10 @@ class ShardedAdapter(BaseAdapter):
         max_attempts: nodes a replayable request may try (default 3).
         retry_statuses: statuses that count as a node failure and are retried on the next node
             for replayable requests (default none; e.g. ``(502, 503, 504)``).
+        retry_after_send: also replay a replayable request whose connection broke or timed
+            out after it was sent (default False).
+        timeout: per-attempt timeout when a call gives none (default
+            :data:`DEFAULT_TIMEOUT`; None: wait forever).
 
     Use :meth:`from_router` to share one :class:`HttpRouter` (and its health) between clients.
 
@@ -153,7 +178,8 @@ class ShardedAdapter(BaseAdapter):
         vnodes: int | None = None,
         table_size: int | None = None,
         hash: str = "mmh3",
-        hash_tags: bool = True,
+        hash_tags: bool = False,
+        hash_key: bytes | None = None,
         key_func: Callable[[PreparedRequest], Key | None] | None = None,
         balancer: str = "round-robin",
         bounded_load: float | None = None,
@@ -162,29 +188,36 @@ class ShardedAdapter(BaseAdapter):
         retry_timeout: float = 30.0,
         max_attempts: int = 3,
         retry_statuses: tuple[int, ...] | frozenset[int] = (),
+        retry_after_send: bool = False,
+        timeout: Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         router = HttpRouter(
             nodes, weights=weights, algorithm=algorithm, vnodes=vnodes, table_size=table_size,
-            hash=hash, hash_tags=hash_tags, key_func=key_func, balancer=balancer,
-            bounded_load=bounded_load, health=health, failure_limit=failure_limit,
-            retry_timeout=retry_timeout, max_attempts=max_attempts,
-            retry_statuses=retry_statuses,
+            hash=hash, hash_tags=hash_tags, hash_key=hash_key, key_func=key_func,
+            balancer=balancer, bounded_load=bounded_load, health=health,
+            failure_limit=failure_limit, retry_timeout=retry_timeout, max_attempts=max_attempts,
+            retry_statuses=retry_statuses, retry_after_send=retry_after_send,
         )  # fmt: skip
-        self._setup(router, adapter)
+        self._setup(router, adapter, timeout)
 
     @classmethod
     def from_router(
-        cls, router: HttpRouter, *, adapter: BaseAdapter | None = None
+        cls,
+        router: HttpRouter,
+        *,
+        adapter: BaseAdapter | None = None,
+        timeout: Timeout = DEFAULT_TIMEOUT,
     ) -> ShardedAdapter:
         """An adapter over an existing router (its nodes, placement, options and health)."""
         if not isinstance(router, HttpRouter):
             raise InvalidOptionError(f"router must be an HttpRouter, not {type(router).__name__}")
         self = cls.__new__(cls)
-        self._setup(router, adapter)
+        self._setup(router, adapter, timeout)
         return self
 
-    def _setup(self, router: HttpRouter, adapter: BaseAdapter | None) -> None:
+    def _setup(self, router: HttpRouter, adapter: BaseAdapter | None, timeout: Timeout) -> None:
         super().__init__()
+        self.timeout: Timeout = _check_timeout(timeout)
         if adapter is not None and not isinstance(adapter, BaseAdapter):
             raise InvalidOptionError(
                 "adapter must be a requests.adapters.BaseAdapter (such as HTTPAdapter), "
@@ -208,8 +241,11 @@ class ShardedAdapter(BaseAdapter):
     ) -> Response:
         """Send ``request`` to the node owning its shard key, failing over as allowed.
 
+        ``timeout`` None means the adapter's ``timeout`` (see the module docstring).
+
         Raises:
             InvalidKeyError: a shard key that is neither str nor bytes.
+            KeyEncodingError: a str shard key with no UTF-8 form (a lone surrogate).
             InvalidOptionError: an ``X-Idempotent`` value other than true/false/1/0.
             EmptyRingError: there are no nodes.
             requests.RequestException: what the last node tried raised (never swallowed).
@@ -223,30 +259,30 @@ class ShardedAdapter(BaseAdapter):
         idempotent = self.router.idempotent(method, marked)
         one_shot = not (request.body is None or isinstance(request.body, (bytes, str)))
         replayable = idempotent and not one_shot
+        if timeout is None:
+            timeout = self.timeout
         failures: list[str] = []  # "'n0' (ConnectionError)", "'n1' (status 503)", ...
         with self.router.route(key) as nodes:
             for index, node in enumerate(nodes):
-                last = not replayable or index == len(nodes) - 1
+                last = index == len(nodes) - 1
                 outgoing = self._for_node(request, url, node)
                 try:
                     response = self.adapter.send(
                         outgoing, stream=stream, timeout=timeout, verify=verify, cert=cert,
                         proxies=proxies,
                     )  # fmt: skip
-                except requests.ConnectionError as exc:  # includes ConnectTimeout
+                except (requests.ConnectionError, requests.Timeout) as exc:
                     self.router.health.record(node, False)
+                    reached = _may_have_reached(exc)
                     failures.append(f"{node!r} ({type(exc).__name__})")
-                    if last:
-                        exc.add_note(_why(method, failures, idempotent, one_shot))
+                    if last or not self.router.may_move_on(replayable, reached):
+                        sent = reached and replayable and not last
+                        exc.add_note(_why(method, failures, idempotent, one_shot, sent))
                         raise
                     continue
-                except requests.Timeout as exc:  # ReadTimeout: the node may have done the work
-                    self.router.health.record(node, False)
-                    exc.add_note(f"hashring: {method} timed out on node {node!r}; not retried")
-                    raise
                 failed = response.status_code in self.router.retry_statuses
                 self.router.health.record(node, not failed)
-                if failed and not last:
+                if failed and replayable and not last:
                     failures.append(f"{node!r} (status {response.status_code})")
                     response.close()
                     continue
@@ -267,9 +303,9 @@ class ShardedAdapter(BaseAdapter):
         host = headers.get("Host")
         if host is not None and _text(host).lower() == urlsplit(url).netloc.lower():
             del headers["Host"]
-        user, password = get_auth_from_url(outgoing.url)
-        if (user or password) and "Authorization" not in headers:
-            outgoing.prepare_auth((user, password))
+        authorization = self.router.authorization(node)
+        if authorization is not None and "Authorization" not in headers:
+            headers["Authorization"] = authorization
         return outgoing
 
     def _logical(
@@ -298,7 +334,7 @@ class ShardedSession(requests.Session):
     Args:
         nodes: node name -> base URL, as for :class:`ShardedAdapter`.
         host: the logical host name (default ``"shard"``), such as ``"users"``.
-        adapter, and the routing options: as for :class:`ShardedAdapter`.
+        adapter, timeout, and the routing options: as for :class:`ShardedAdapter`.
 
     Raises:
         InvalidOptionError, InvalidWeightError: a bad host, node, URL or option.
@@ -315,7 +351,8 @@ class ShardedSession(requests.Session):
         vnodes: int | None = None,
         table_size: int | None = None,
         hash: str = "mmh3",
-        hash_tags: bool = True,
+        hash_tags: bool = False,
+        hash_key: bytes | None = None,
         key_func: Callable[[PreparedRequest], Key | None] | None = None,
         balancer: str = "round-robin",
         bounded_load: float | None = None,
@@ -324,14 +361,17 @@ class ShardedSession(requests.Session):
         retry_timeout: float = 30.0,
         max_attempts: int = 3,
         retry_statuses: tuple[int, ...] | frozenset[int] = (),
+        retry_after_send: bool = False,
+        timeout: Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         self.host = _check_host(host)
         sharded = ShardedAdapter(
             nodes, adapter=adapter, weights=weights, algorithm=algorithm, vnodes=vnodes,
-            table_size=table_size, hash=hash, hash_tags=hash_tags, key_func=key_func,
-            balancer=balancer, bounded_load=bounded_load, health=health,
+            table_size=table_size, hash=hash, hash_tags=hash_tags, hash_key=hash_key,
+            key_func=key_func, balancer=balancer, bounded_load=bounded_load, health=health,
             failure_limit=failure_limit, retry_timeout=retry_timeout,
             max_attempts=max_attempts, retry_statuses=retry_statuses,
+            retry_after_send=retry_after_send, timeout=timeout,
         )  # fmt: skip
         super().__init__()
         self.sharded_adapter = sharded
@@ -352,6 +392,7 @@ class ShardedSession(requests.Session):
 
         Raises:
             InvalidKeyError: ``shard_key`` is neither str nor bytes.
+            KeyEncodingError: ``shard_key`` is a str with no UTF-8 form (a lone surrogate).
             InvalidOptionError: ``shard_key`` or ``idempotent`` for a URL off the logical
                 host, or a key that cannot travel in a header.
         """
@@ -555,8 +596,9 @@ def _check_host(host: Any) -> str:
     )
 
 
-def _why(method: str, failures: list[str], idempotent: bool, one_shot: bool) -> str:
-    """The note added to the error of a request's last attempt."""
+def _why(method: str, failures: list[str], idempotent: bool, one_shot: bool, sent: bool) -> str:
+    """The note added to the error of a request's last attempt (``sent``: stopped because
+    the failed attempt may have reached its node)."""
     note = f"hashring: {method} failed on {', '.join(failures)}"
     if not idempotent:
         return (
@@ -565,4 +607,40 @@ def _why(method: str, failures: list[str], idempotent: bool, one_shot: bool) -> 
         )
     if one_shot:
         return f"{note}; not replayed on another node: its body is a one-shot stream"
+    if sent:
+        return (
+            f"{note}; not replayed on another node: the connection failed after the request "
+            "was sent, so it may have run there (retry_after_send=True replays it)"
+        )
     return f"{note}: every node it was allowed to try (max_attempts, ejected nodes last)"
+
+
+def _may_have_reached(exc: requests.RequestException) -> bool:
+    """Whether a failed attempt may have reached its node (False only when it is certain
+    that nothing was sent: connection refused or unreachable, DNS failure, connect timeout).
+
+    O(1)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    # NewConnectionError covers refused and unreachable connections and NameResolutionError.
+    return not isinstance(reason, NewConnectionError)
+
+
+def _check_timeout(timeout: Any) -> Timeout:
+    """``timeout`` if requests would take it: None, a positive number of seconds, or a
+    (connect, read) pair of them (read may be None)."""
+    if timeout is None:
+        return None
+    pair = isinstance(timeout, tuple) and len(timeout) == 2
+    for index, part in enumerate(timeout if pair else (timeout,)):
+        if pair and index == 1 and part is None:
+            continue
+        if isinstance(part, bool) or not isinstance(part, (int, float)) or not part > 0:
+            raise InvalidOptionError(
+                "timeout must be None, a positive number of seconds or a (connect, read) "
+                f"pair of them, got {timeout!r}"
+            )
+    return timeout  # type: ignore[no-any-return]

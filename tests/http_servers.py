@@ -24,15 +24,18 @@ class HttpServer:
     name: str
     port: int
     process: subprocess.Popen[str]
+    hang: bool = False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, name: str, port: int = 0) -> HttpServer:
+    def start(cls, name: str, port: int = 0, *, hang: bool = False) -> HttpServer:
+        """Start a node; ``hang``: it accepts connections and never answers."""
+        command = [sys.executable, str(NODE_SCRIPT), "--name", name, "--port", str(port)]
         process = subprocess.Popen(
-            [sys.executable, str(NODE_SCRIPT), "--name", name, "--port", str(port)],
+            command + (["--hang"] if hang else []),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -44,13 +47,13 @@ class HttpServer:
             process.kill()
             _, err = process.communicate(timeout=STARTUP_TIMEOUT)
             raise HttpServerError(f"HTTP node {name!r} did not start: {err.strip()[-500:]}")
-        return cls(name, int(line.split()[1]), process)
+        return cls(name, int(line.split()[1]), process, hang)
 
     def is_running(self) -> bool:
         return self.process.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the node and wait for it."""
+        """SIGKILL the node (if it still runs) and wait for it."""
         if self.is_running():
             self.process.kill()
         self.process.wait(timeout=STARTUP_TIMEOUT)
@@ -60,7 +63,7 @@ class HttpServer:
     def restart(self) -> None:
         """Start the node again on the same port."""
         self.kill()
-        self.process = HttpServer.start(self.name, self.port).process
+        self.process = HttpServer.start(self.name, self.port, hang=self.hang).process
 
 
 @contextmanager
