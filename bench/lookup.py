@@ -26,6 +26,9 @@ region; every callable is warmed up first):
 * balance: peak-to-mean share of the hash space (hashring: ``hash_space_shares()``;
   uhashring: arcs between its sorted points, over 2**32 for ketama and 2**128 for its MD5
   default), and peak-to-mean of the actual key counts over the 1,000,000 keys.
+* keyed hash: ``get_node`` and ``get_node_many`` of a ring built with ``hash_key=`` (keyed
+  BLAKE2b, against hash flooding) over the same ring with the default mmh3; the ratio is
+  the price of the secret.
 * memory: bytes retained by construction of the 1,000-node ring (tracemalloc snapshot after
   minus before, ring kept alive) per point; hashring's is broken down into bucket table
   (list), points array, owners array and the rest.
@@ -64,6 +67,7 @@ BUILD_REPEATS = 3
 CHANGES = 20
 SLOW_CHANGES = 5  # uhashring ketama: each add/remove rebuilds the ring (~1 s)
 WARMUP_KEYS = 2_000
+BENCH_HASH_KEY = bytes(range(32))  # a fixed secret: the cost does not depend on its value
 
 # (label, hashring hash, uhashring kwargs, uhashring point space)
 PAIRS: tuple[tuple[str, str, dict[str, str], int], ...] = (
@@ -204,6 +208,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"floor {ns(floor, lookup_n)}",
                 times(floor / mine["mmh3"]),
                 "floor/hashring",
+            ]
+        )
+
+        # The keyed hash (hash_key=, against hash flooding) against the default mmh3.
+        keyed = HashRing(names, vnodes=VNODES, hash_key=BENCH_HASH_KEY)
+        loop_get(keyed.get_node, warm)
+        keyed_s = best_of(partial(loop_get, keyed.get_node, lookup_keys), LOOKUP_REPEATS)
+        rows.append(
+            [
+                "get_node keyed (hash_key)",
+                nodes,
+                "mmh3+keyed / mmh3",
+                ns(keyed_s, lookup_n),
+                ns(mine["mmh3"], lookup_n),
+                times(keyed_s / mine["mmh3"]),
+                "keyed/unkeyed",
+            ]
+        )
+        keyed.get_node_many(warm)
+        keyed_many = best_of(partial(keyed.get_node_many, keys), BATCH_REPEATS)
+        plain_many = best_of(partial(rings["mmh3"].get_node_many, keys), BATCH_REPEATS)
+        rows.append(
+            [
+                f"get_node_many keyed ({batch_n:,} keys)",
+                nodes,
+                "mmh3+keyed / mmh3",
+                rate(keyed_many, batch_n),
+                rate(plain_many, batch_n),
+                times(keyed_many / plain_many),
+                "keyed/unkeyed",
             ]
         )
 

@@ -24,6 +24,7 @@ from ._errors import (
     InvalidKeyError,
     InvalidOptionError,
     InvalidWeightError,
+    KeyEncodingError,
     NodeExistsError,
     NotEnoughNodesError,
     UnknownNodeError,
@@ -32,14 +33,20 @@ from ._errors import (
 from ._health import HealthTracker
 from ._jump import JumpHash
 from ._keys import Key, hash_tag
-from ._maglev import Maglev
+from ._maglev import MAX_TABLE_SIZE, Maglev
+from ._nodes import MAX_NAME_BYTES, MAX_WEIGHT, MIN_WEIGHT
 from ._placement import Placement
 from ._rendezvous import Rendezvous
-from ._ring import HashRing
+from ._ring import MAX_POINTS, HashRing
 from ._urls import redact_url
 
 __all__ = [
     "ALGORITHMS",
+    "MAX_NAME_BYTES",
+    "MAX_POINTS",
+    "MAX_TABLE_SIZE",
+    "MAX_WEIGHT",
+    "MIN_WEIGHT",
     "Balancer",
     "BoundedLoad",
     "ConfigError",
@@ -53,6 +60,7 @@ __all__ = [
     "InvalidWeightError",
     "JumpHash",
     "Key",
+    "KeyEncodingError",
     "LeastLoaded",
     "LoadSummary",
     "Maglev",

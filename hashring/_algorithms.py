@@ -32,11 +32,14 @@ def placement(
     hash_tags: bool = True,
     vnodes: int | None = None,
     table_size: int | None = None,
+    hash_key: bytes | None = None,
 ) -> HashRing | Maglev | Rendezvous | JumpHash:
     """Build the placement ``algorithm`` over ``nodes``.
 
     ``vnodes`` applies to ``"ring"`` (default 160) and ``table_size`` to ``"maglev"``
     (default 65537); giving either to another algorithm is an error rather than ignored.
+    ``hash_key`` (a secret of 16 to 64 bytes) keys every algorithm's key hash, against hash
+    flooding (see :class:`~hashring.HashRing`).
 
     >>> placement("maglev", ["a", "b"], table_size=1031).get_node("k") in ("a", "b")
     True
@@ -45,9 +48,9 @@ def placement(
         InvalidOptionError: an unknown algorithm, or an option it does not take.
         InvalidWeightError, NodeExistsError: as the algorithm's constructor.
     """
-    if algorithm not in ALGORITHMS:
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise InvalidOptionError(
-            f"unknown algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}"
+            f"unknown algorithm {algorithm!r:.60}: use one of {', '.join(ALGORITHMS)}"
         )
     for option, value, owner in (("vnodes", vnodes, "ring"), ("table_size", table_size, "maglev")):
         if value is not None and algorithm != owner:
@@ -56,11 +59,15 @@ def placement(
             )
     if algorithm == "ring":
         return HashRing(
-            nodes, vnodes=160 if vnodes is None else vnodes, hash=hash, hash_tags=hash_tags
+            nodes,
+            vnodes=160 if vnodes is None else vnodes,
+            hash=hash,
+            hash_tags=hash_tags,
+            hash_key=hash_key,
         )
     if algorithm == "maglev":
         size = DEFAULT_TABLE_SIZE if table_size is None else table_size
-        return Maglev(nodes, table_size=size, hash=hash, hash_tags=hash_tags)
+        return Maglev(nodes, table_size=size, hash=hash, hash_tags=hash_tags, hash_key=hash_key)
     if algorithm == "rendezvous":
-        return Rendezvous(nodes, hash=hash, hash_tags=hash_tags)
-    return JumpHash(nodes, hash=hash, hash_tags=hash_tags)
+        return Rendezvous(nodes, hash=hash, hash_tags=hash_tags, hash_key=hash_key)
+    return JumpHash(nodes, hash=hash, hash_tags=hash_tags, hash_key=hash_key)

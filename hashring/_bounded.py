@@ -99,15 +99,35 @@ class BoundedLoad:
         return {name: math.ceil(scale * weight) for name, weight in weights.items()}
 
     def _choose(self, key: Key) -> str:
-        caps = self._caps(sum(self._in_flight.values()))
+        """The first node of ``key``'s preference list below its cap. Called with the lock.
+
+        Walks 1, 2, 4, ... nodes of the list, then the whole list once more with fresh caps
+        (membership may have changed under us). Caps sum to more than the load, so a node
+        with room exists; should none be found all the same (weights changing between two
+        reads), the node with the most room relative to its cap is taken. Always ends.
+        """
+        placement = self.placement
+        in_flight = self._in_flight
+        caps = self._caps(sum(in_flight.values()))
         wanted = 1
-        while True:
-            preference = self.placement.get_nodes(key, min(wanted, len(self.placement)))
-            for rank, node in enumerate(preference):
-                if self._in_flight[node] < caps.get(node, 0):
-                    if rank:
-                        self._spilled += 1
-                    return node
-            if wanted >= len(self.placement):  # membership shrank under us: look again
-                caps = self._caps(sum(self._in_flight.values()))
-            wanted *= 2
+        for attempt in range(2):
+            while True:
+                whole = wanted >= len(placement)
+                preference = placement.get_nodes(key, None if whole else wanted)
+                for rank, node in enumerate(preference):
+                    if in_flight[node] < caps.get(node, 0):
+                        if rank:
+                            self._spilled += 1
+                        return node
+                if whole:
+                    break
+                wanted *= 2
+            if not attempt:
+                caps = self._caps(sum(in_flight.values()))
+        rank, node = min(
+            enumerate(preference),
+            key=lambda item: in_flight[item[1]] / max(1, caps.get(item[1], 0)),
+        )
+        if rank:
+            self._spilled += 1
+        return node

@@ -14,6 +14,7 @@ subclass also derives from the built-in exception it refines, so callers can cat
     ├── UnsupportedCommandError (ValueError)  a command that cannot be sharded (MULTI, SELECT)
     ├── ConfigError           (ValueError)    a topology file that is not valid
     └── InvalidKeyError       (TypeError)     a key that is neither str nor bytes
+        └── KeyEncodingError  (ValueError)    a str key that has no UTF-8 form (lone surrogate)
 
 Errors from libraries below hashring (redis-py, HTTP clients) are never swallowed: they
 propagate unchanged, or are wrapped with ``raise ... from exc`` where hashring adds meaning.
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidOptionError",
     "InvalidWeightError",
+    "KeyEncodingError",
     "NodeExistsError",
     "NotEnoughNodesError",
     "UnknownNodeError",
@@ -69,7 +71,17 @@ class NotEnoughNodesError(HashRingError, ValueError):
 
 
 class InvalidKeyError(HashRingError, TypeError):
-    """A key was neither ``str`` nor ``bytes``."""
+    """A key was not a ``str`` or a bytes-like object (``bytes``, ``bytearray``, ``memoryview``)."""
+
+
+class KeyEncodingError(InvalidKeyError, ValueError):
+    """A ``str`` key could not be encoded as UTF-8 (it holds a lone surrogate, such as the
+    ``"\\udcff"`` that ``json.loads`` or ``os.fsdecode`` can produce).
+
+    Also a ``ValueError``, like the ``UnicodeEncodeError`` redis-py's encoder raises for it.
+    Encode such a key yourself (for example ``key.encode("utf-8", "surrogateescape")``) to
+    place it as bytes.
+    """
 
 
 class CrossShardError(HashRingError, ValueError):

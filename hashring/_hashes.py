@@ -29,6 +29,12 @@ Schemes:
     membership change alters other nodes' point counts too, as it does in twemproxy. Name
     nodes as twemproxy does: the server's ``name``, else ``host:port``, else ``host`` when
     the port is 11211.
+keyed (``hash_key=``, with ``"mmh3"`` or ``"ketama"``)
+    Keys: the first four bytes, little-endian, of a keyed BLAKE2b digest (key = the
+    secret, 16 to 64 bytes; personalisation ``b"hashring"``) of the key's UTF-8 bytes: a
+    PRF, so without the secret nobody can choose keys that land on a node they aim at, nor
+    learn anything from the keys' placement. Points and point counts stay the base
+    scheme's. Costs about 0.5 to 1 microsecond per key against mmh3's 0.05.
 a callable ``bytes -> int``
     Used for keys (str keys are UTF-8 encoded first) and, over ``"<name>-<i>"``, for each point;
     only the low 32 bits of its result are used. Point counts as for ``"mmh3"``.
@@ -53,8 +59,11 @@ __all__ = [
     "GOLDEN64",
     "MASK32",
     "MASK64",
+    "MAX_HASH_KEY_BYTES",
+    "MIN_HASH_KEY_BYTES",
     "HashScheme",
     "hash_scheme",
+    "ketama_counts",
     "mix64",
     "mix64_array",
     "name_seed",
@@ -103,7 +112,7 @@ def _vnode_counts(weights: Mapping[str, float], vnodes: int) -> dict[str, int]:
     return {name: max(1, math.floor(vnodes * w + 0.5)) for name, w in weights.items()}
 
 
-def _ketama_counts(weights: Mapping[str, float], vnodes: int) -> dict[str, int]:
+def ketama_counts(weights: Mapping[str, float], vnodes: int) -> dict[str, int]:
     """Point counts exactly as twemproxy's ``ketama_update`` computes them (float32 maths).
 
     twemproxy: ``pct = (float)weight / (float)total_weight;
@@ -160,7 +169,7 @@ KETAMA = HashScheme(
     key_hash=_ketama_key_hash,
     hash_many=_generic_hash_many(_ketama_key_hash),
     node_points=lambda nodes: _digest_points(_md5_digest, nodes),
-    point_counts=_ketama_counts,
+    point_counts=ketama_counts,
 )
 
 
@@ -172,7 +181,13 @@ def _custom_scheme(fn: Callable[[bytes], int]) -> HashScheme:
         )
 
     def key_hash(key: Key) -> int:
-        return fn(key.encode() if isinstance(key, str) else key) & MASK32
+        value = fn(key.encode() if isinstance(key, str) else key)
+        try:
+            return int(value & MASK32)
+        except TypeError:
+            raise InvalidOptionError(
+                f"hash callable must return an int for bytes input, got {type(value).__name__}"
+            ) from None
 
     def node_points(nodes: Sequence[tuple[str, int]]) -> U32Array:
         values = [key_hash(f"{name}-{i}".encode()) for name, count in nodes for i in range(count)]
@@ -188,19 +203,63 @@ def _custom_scheme(fn: Callable[[bytes], int]) -> HashScheme:
     )
 
 
-def hash_scheme(hash: str | Callable[[bytes], int]) -> HashScheme:
-    """Return the scheme for ``hash``: ``"mmh3"``, ``"ketama"`` or a callable ``bytes -> int``.
+MIN_HASH_KEY_BYTES = 16
+MAX_HASH_KEY_BYTES = 64  # BLAKE2b's largest key
+
+
+def _keyed_scheme(base: HashScheme, hash_key: object) -> HashScheme:
+    """``base`` with keys hashed by keyed BLAKE2b (see the module docstring)."""
+    if isinstance(hash_key, str) or not isinstance(hash_key, (bytes, bytearray, memoryview)):
+        raise InvalidOptionError(
+            f"hash_key must be bytes (a secret of {MIN_HASH_KEY_BYTES} to "
+            f"{MAX_HASH_KEY_BYTES} bytes, e.g. os.urandom(32)), not {type(hash_key).__name__}"
+        )
+    secret = bytes(hash_key)
+    if not MIN_HASH_KEY_BYTES <= len(secret) <= MAX_HASH_KEY_BYTES:
+        raise InvalidOptionError(
+            f"hash_key must be {MIN_HASH_KEY_BYTES} to {MAX_HASH_KEY_BYTES} bytes long, got "
+            f"{len(secret)} bytes"
+        )
+    template = hashlib.blake2b(key=secret, digest_size=4, person=b"hashring")
+    fresh = template.copy
+    from_bytes = int.from_bytes
+
+    def key_hash(key: Key) -> int:
+        state = fresh()
+        state.update(key.encode() if isinstance(key, str) else key)
+        return from_bytes(state.digest(), "little")
+
+    return HashScheme(
+        name=f"{base.name}+keyed",
+        key_hash=key_hash,
+        hash_many=_generic_hash_many(key_hash),
+        node_points=base.node_points,
+        point_counts=base.point_counts,
+    )
+
+
+def hash_scheme(hash: str | Callable[[bytes], int], hash_key: bytes | None = None) -> HashScheme:
+    """Return the scheme for ``hash``: ``"mmh3"``, ``"ketama"`` or a callable ``bytes -> int``,
+    keyed by ``hash_key`` when it is given (the secret itself is never shown).
 
     Raises:
-        InvalidOptionError: for an unknown name, or a callable that does not return an int.
+        InvalidOptionError: an unknown name, a callable that does not return an int, a
+            ``hash_key`` that is not 16 to 64 bytes, or a ``hash_key`` with a callable.
     """
+    if hash_key is not None:
+        if not isinstance(hash, str):
+            raise InvalidOptionError(
+                "hash_key applies to hash='mmh3' or 'ketama'; a custom hash callable must "
+                "do its own keying"
+            )
+        return _keyed_scheme(hash_scheme(hash), hash_key)
     if isinstance(hash, str):
         if hash == "mmh3":
             return MMH3
         if hash == "ketama":
             return KETAMA
         raise InvalidOptionError(
-            f"unknown hash {hash!r}: use 'mmh3', 'ketama' or a callable bytes -> int"
+            f"unknown hash {hash!r:.60}: use 'mmh3', 'ketama' or a callable bytes -> int"
         )
     if callable(hash):
         return _custom_scheme(hash)

@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from ._errors import EmptyRingError, InvalidOptionError, InvalidWeightError
 from ._hashes import GOLDEN64, MASK32, MASK64, U64Array, hash_scheme, mix64, mix64_array
-from ._keys import Key
+from ._keys import Key, short_repr
 from ._nodes import NodeSet, check_node_name, preference_count
 
 __all__ = ["JumpHash", "Memento", "jump", "jump_array"]
@@ -179,6 +179,8 @@ class JumpHash(NodeSet[_Snapshot]):
         hash: how keys hash to 32-bit positions: ``"mmh3"`` (default), ``"ketama"`` or a
             callable ``bytes -> int``, as for :class:`~hashring.HashRing`.
         hash_tags: place a key containing ``{tag}`` by its tag alone (default True).
+        hash_key: a secret of 16 to 64 bytes that keys the hash of every key (keyed
+            BLAKE2b), against hash flooding; see :class:`~hashring.HashRing`.
 
     Raises:
         InvalidWeightError: a weight other than 1.
@@ -195,8 +197,9 @@ class JumpHash(NodeSet[_Snapshot]):
         *,
         hash: str | Callable[[bytes], int] = "mmh3",
         hash_tags: bool = True,
+        hash_key: bytes | None = None,
     ) -> None:
-        self._scheme = hash_scheme(hash)
+        self._scheme = hash_scheme(hash, hash_key)
         self._snapshot = _Snapshot({}, Memento(0, 0, {}), {})
         self._init_nodes(nodes, hash_tags)
 
@@ -207,19 +210,26 @@ class JumpHash(NodeSet[_Snapshot]):
         *,
         hash: str | Callable[[bytes], int] = "mmh3",
         hash_tags: bool = True,
+        hash_key: bytes | None = None,
     ) -> JumpHash:
         """Rebuild a placement from :meth:`memento`'s output (for example read from JSON).
 
         Raises:
             InvalidOptionError: the description is malformed or inconsistent.
         """
-        placement = cls(hash=hash, hash_tags=hash_tags)
+        placement = cls(hash=hash, hash_tags=hash_tags, hash_key=hash_key)
         try:
             buckets = {check_node_name(name): int(b) for name, b in memento["buckets"].items()}
             removed = {int(b): (int(r), int(p)) for b, r, p in memento["removed"]}
-            state = Memento(int(memento["size"]), int(memento["last_removed"]), removed)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidOptionError(f"not a JumpHash memento: {exc!r}") from exc
+            size, last_removed = int(memento["size"]), int(memento["last_removed"])
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise InvalidOptionError(f"not a JumpHash memento: {exc!r:.200}") from None
+        if size != len(buckets) + len(removed):
+            raise InvalidOptionError(
+                f"JumpHash memento is inconsistent: size {short_repr(size)} is not the "
+                f"{len(buckets):,} node buckets plus the {len(removed):,} removed ones"
+            )
+        state = Memento(size, last_removed, removed)
         live = set(range(state.size)) - set(removed)
         if sorted(buckets.values()) != sorted(live) or len(live) != state.working:
             raise InvalidOptionError(

@@ -1,6 +1,9 @@
 """Key normalisation shared by every placement: type checks and ``{hash tags}``.
 
-A key is ``str`` (placed by its UTF-8 bytes) or ``bytes``. With hash tags on (the default),
+A key is ``str`` (placed by its UTF-8 bytes) or bytes-like: ``bytes``, and ``bytearray`` or
+``memoryview`` (accepted wherever redis-py accepts them, and placed like the same bytes). A
+``str`` with no UTF-8 form (a lone surrogate) raises :class:`KeyEncodingError` before any
+hashing. With hash tags on (the default),
 a key that contains ``{tag}`` -- the first ``{``, then the first ``}`` after it, with at least
 one character between -- is placed by ``tag`` alone: the Redis Cluster rule, so that
 ``user:{42}:profile`` and ``user:{42}:cart`` always share a node. ``{}`` (empty) and an
@@ -11,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import InvalidKeyError
+from ._errors import InvalidKeyError, KeyEncodingError
 
-__all__ = ["Key", "check_key", "hash_tag", "routing_key"]
+__all__ = ["Key", "check_key", "encode_key", "hash_tag", "routing_key", "short_repr"]
 
 Key = str | bytes
 """What a placement accepts as a key."""
@@ -46,14 +49,66 @@ def hash_tag(key: Key) -> Key:
     return key
 
 
+def encode_key(key: str) -> bytes:
+    """The UTF-8 bytes of a ``str`` key; :class:`KeyEncodingError` if it has none.
+
+    Placing a non-ASCII key by these bytes gives the same node as placing the str itself
+    (every hash reads a str key as its UTF-8 bytes).
+
+    >>> encode_key("caf\u00e9")
+    b'caf\\xc3\\xa9'
+    """
+    try:
+        return key.encode()
+    except UnicodeEncodeError as exc:
+        raise KeyEncodingError(
+            f"key {key!r:.60} cannot be encoded as UTF-8 ({exc.reason} at index {exc.start}); "
+            "encode it yourself, e.g. key.encode('utf-8', 'surrogateescape')"
+        ) from None
+
+
 def check_key(key: Any) -> Key:
-    """Return ``key`` if it is ``str`` or ``bytes``; raise :class:`InvalidKeyError` otherwise."""
-    if isinstance(key, (str, bytes)):
-        return key
+    """Return ``key`` ready to hash: an ASCII ``str`` or ``bytes`` as it is, any other
+    ``str`` as its UTF-8 bytes, a ``bytearray`` or ``memoryview`` as ``bytes``.
+
+    Raises:
+        KeyEncodingError: a str key with no UTF-8 form (a lone surrogate).
+        InvalidKeyError: any other type.
+
+    Runtime complexity: O(1) for ASCII str and bytes, O(len(key)) otherwise.
+    """
+    cls = key.__class__
+    if cls is str or cls is bytes:
+        checked: Key = key
+        return checked if cls is bytes or checked.isascii() else encode_key(key)
+    if isinstance(key, str):
+        return encode_key(str.__str__(key))
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(key)
+        except (TypeError, ValueError, BufferError) as exc:
+            raise InvalidKeyError(f"key {type(key).__name__} has no bytes: {exc}") from None
     raise InvalidKeyError(
-        f"key must be str or bytes, not {type(key).__name__} ({key!r:.60}); "
+        f"key must be str or bytes, not {type(key).__name__} ({short_repr(key)}); "
         "convert it explicitly, e.g. str(key)"
     )
+
+
+def short_repr(value: Any, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters, for error messages.
+
+    Never raises (a hostile ``__repr__`` may) and never builds a huge string (the repr of an
+    int of millions of digits is refused by Python, and slow before that).
+
+    >>> short_repr(2**1100)
+    'an int of 1101 bits'
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"
+    try:
+        return f"{value!r:.{width}}"
+    except Exception:
+        return f"<{type(value).__name__} object>"
 
 
 def routing_key(key: Any, hash_tags: bool) -> Key:

@@ -45,13 +45,17 @@ import numpy.typing as npt
 
 from ._errors import EmptyRingError, InvalidOptionError
 from ._hashes import MASK32, hash_scheme
-from ._keys import Key, hash_tag
+from ._keys import Key, hash_tag, short_repr
 from ._nodes import NodeSet, preference_count
 from ._rendezvous import RendezvousScores
 
-__all__ = ["Maglev", "maglev_table"]
+__all__ = ["MAX_TABLE_SIZE", "Maglev", "maglev_table"]
 
 DEFAULT_TABLE_SIZE = 65537
+MAX_TABLE_SIZE = 4_194_301
+"""The largest prime below 2**22: the biggest table accepted (41,000 nodes at 100 slots per
+node; a build takes several seconds and some hundreds of MB). Checked before the primality
+test and before any allocation."""
 _OFFSET_SEED = 0x6D61676C  # "magl"
 _SKIP_SEED = 0x65760001
 
@@ -210,18 +214,22 @@ class Maglev(NodeSet[_Snapshot]):
 
     Args:
         nodes: node names (weight 1 each) or a mapping of node name to weight.
-        table_size: the table's size M, a prime (default 65537). Balance is within one slot
+        table_size: the table's size M, a prime of at most ``MAX_TABLE_SIZE`` (4,194,301;
+            default 65537). Balance is within one slot
             of each node's share, so keep M at least 100 times the node count; a node whose
             share rounds to zero slots owns no keys (it still appears in preference lists).
         hash: how keys hash to 32-bit positions: ``"mmh3"`` (default), ``"ketama"`` or a
             callable ``bytes -> int``, as for :class:`~hashring.HashRing`.
         hash_tags: place a key containing ``{tag}`` by its tag alone (default True).
+        hash_key: a secret of 16 to 64 bytes that keys the hash of every key (keyed
+            BLAKE2b), against hash flooding; see :class:`~hashring.HashRing`.
 
     Membership changes rebuild the table: O(M log M), vectorised (about 0.1 s at the default
     size, 0.7 s for 1,000 nodes and M = 655,373).
 
     Raises:
-        InvalidOptionError: ``table_size`` is not a prime or is smaller than the node count,
+        InvalidOptionError: ``table_size`` is not a prime up to ``MAX_TABLE_SIZE`` or is
+            smaller than the node count,
             or bad ``hash`` or node name.
         InvalidWeightError, NodeExistsError: as HashRing.
     """
@@ -235,17 +243,20 @@ class Maglev(NodeSet[_Snapshot]):
         table_size: int = DEFAULT_TABLE_SIZE,
         hash: str | Callable[[bytes], int] = "mmh3",
         hash_tags: bool = True,
+        hash_key: bytes | None = None,
     ) -> None:
         if (
             isinstance(table_size, bool)
             or not isinstance(table_size, int)
+            or not 2 <= table_size <= MAX_TABLE_SIZE
             or not is_prime(table_size)
         ):
             raise InvalidOptionError(
-                f"table_size must be a prime number (such as 65537 or 655373), got {table_size!r}"
+                f"table_size must be a prime number from 2 to {MAX_TABLE_SIZE:,} (such as "
+                f"65537 or 655373), got {short_repr(table_size)}"
             )
         self._size = table_size
-        self._scheme = hash_scheme(hash)
+        self._scheme = hash_scheme(hash, hash_key)
         self._key_hash = self._scheme.key_hash
         self._init_nodes(nodes, hash_tags)
 
@@ -258,7 +269,7 @@ class Maglev(NodeSet[_Snapshot]):
         """
         snapshot = self._snapshot
         # Inlined routing (see NodeSet._routing_key): this is the hot path.
-        if key.__class__ is str:
+        if key.__class__ is str and key.isascii():
             if "{" in key and self._hash_tags:
                 key = hash_tag(key)
         elif key.__class__ is bytes:

@@ -20,35 +20,81 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from ._errors import (
     ConfigError,
+    InvalidKeyError,
     InvalidOptionError,
     InvalidWeightError,
     NodeExistsError,
     NotEnoughNodesError,
     UnknownNodeError,
 )
-from ._keys import Key, check_key, hash_tag
+from ._keys import Key, check_key, hash_tag, short_repr
 
-__all__ = ["NodeSet", "check_node_name", "check_weight", "initial_weights", "preference_count"]
+__all__ = [
+    "MAX_NAME_BYTES",
+    "MAX_WEIGHT",
+    "MIN_WEIGHT",
+    "NodeSet",
+    "check_node_name",
+    "check_weight",
+    "initial_weights",
+    "preference_count",
+]
+
+MAX_NAME_BYTES = 4096
+"""Longest node name accepted, in UTF-8 bytes (names are hashed once per point)."""
+
+MIN_WEIGHT = 1e-12
+MAX_WEIGHT = 1e12
+"""Weights lie in ``[MIN_WEIGHT, MAX_WEIGHT]``. Only their ratios matter to Maglev and
+Rendezvous; the bound keeps sums of weights, and the float32 arithmetic of ketama, finite
+and exact enough for any fleet. HashRing also bounds the number of points they make."""
 
 
 def check_node_name(name: Any) -> str:
-    """Return ``name`` if it is a non-empty str; raise :class:`InvalidOptionError` otherwise."""
-    if not isinstance(name, str) or not name:
-        raise InvalidOptionError(f"node name must be a non-empty str, got {name!r:.60}")
-    return name
+    """Return ``name`` if it is a usable node name, else raise :class:`InvalidOptionError`.
+
+    A node name is a non-empty ``str`` with a UTF-8 form (no lone surrogates) of at most
+    :data:`MAX_NAME_BYTES` bytes.
+    """
+    if name.__class__ is not str or not name:
+        if not isinstance(name, str) or not name:
+            raise InvalidOptionError(
+                f"node name must be a non-empty str, got {type(name).__name__} {short_repr(name)}"
+            )
+        name = str.__str__(name)
+    if not name.isascii() or len(name) > MAX_NAME_BYTES:
+        try:
+            size = len(name.encode())
+        except UnicodeEncodeError:
+            raise InvalidOptionError(
+                f"node name {name!r:.60} cannot be encoded as UTF-8 (it holds a lone surrogate)"
+            ) from None
+        if size > MAX_NAME_BYTES:
+            raise InvalidOptionError(
+                f"node name {name!r:.40}... is {size:,} bytes long; at most "
+                f"{MAX_NAME_BYTES:,} UTF-8 bytes are allowed"
+            )
+    checked: str = name
+    return checked
 
 
 def check_weight(weight: Any, name: str) -> float:
-    """Return ``weight`` as a float if it is a positive finite number, else raise."""
+    """Return ``weight`` as a float if it is a real number in
+    ``[MIN_WEIGHT, MAX_WEIGHT]`` (1e-12 to 1e12), else raise :class:`InvalidWeightError`.
+    """
     if isinstance(weight, bool) or not isinstance(weight, Real):
         raise InvalidWeightError(
-            f"weight of node {name!r} must be a positive finite number, "
-            f"not {type(weight).__name__} {weight!r:.40}"
+            f"weight of node {name!r:.60} must be a positive finite number, "
+            f"not {type(weight).__name__} {short_repr(weight)}"
         )
-    value = float(weight)
-    if not (value > 0 and math.isfinite(value)):
+    try:
+        value = float(weight)
+    except (OverflowError, ValueError, TypeError):
+        value = math.inf
+    if not (MIN_WEIGHT <= value <= MAX_WEIGHT):
         raise InvalidWeightError(
-            f"weight of node {name!r} must be a positive finite number, got {weight!r}"
+            f"weight of node {name!r:.60} must be a positive finite number from {MIN_WEIGHT:g} "
+            f"to {MAX_WEIGHT:g} (only ratios of weights matter), got {short_repr(weight)}"
         )
     return value
 
@@ -174,7 +220,10 @@ class NodeSet(Generic[S]):
 
         Raises:
             UnknownNodeError: ``name`` is not a node.
+            InvalidOptionError: ``name`` is not a str.
         """
+        if not isinstance(name, str):
+            check_node_name(name)
         with self._lock:
             weights = dict(self._snapshot.weights)
             if weights.pop(name, None) is None:
@@ -188,7 +237,10 @@ class NodeSet(Generic[S]):
             UnknownNodeError: ``name`` is not a node.
             InvalidWeightError: ``weight`` is not a positive finite number (or is one this
                 algorithm cannot honour).
+            InvalidOptionError: ``name`` is not a str.
         """
+        if not isinstance(name, str):
+            check_node_name(name)
         value = check_weight(weight, name)
         with self._lock:
             weights = self._snapshot.weights
@@ -271,15 +323,21 @@ class NodeSet(Generic[S]):
         return hash_tag(key) if self._hash_tags else key
 
     def _routing_keys(self, batch: list[Any]) -> Sequence[Key]:
-        """Check a batch of keys and apply hash tags; fast when all keys are plain str."""
+        """Check a batch of keys and apply hash tags; fast when all keys are plain str.
+
+        A batch of str keys is checked by one C-level join (and, unless it is all ASCII,
+        one UTF-8 encode of the join, which fails exactly when some key has no UTF-8 form).
+        """
         try:
             joined = "".join(batch)
-        except TypeError:
+            if not joined.isascii():
+                joined.encode()
+        except (TypeError, UnicodeEncodeError):
             checked: list[Key] = []
             for i, key in enumerate(batch):
                 try:
                     checked.append(self._routing_key(key))
-                except TypeError as exc:
+                except InvalidKeyError as exc:
                     raise type(exc)(f"keys[{i}]: {exc}") from None
             return checked
         if self._hash_tags and "{" in joined:

@@ -93,6 +93,8 @@ class Rendezvous(NodeSet[_Snapshot]):
         hash: how keys hash to 32-bit positions: ``"mmh3"`` (default), ``"ketama"`` or a
             callable ``bytes -> int``, as for :class:`~hashring.HashRing`.
         hash_tags: place a key containing ``{tag}`` by its tag alone (default True).
+        hash_key: a secret of 16 to 64 bytes that keys the hash of every key (keyed
+            BLAKE2b), against hash flooding; see :class:`~hashring.HashRing`.
 
     Raises:
         InvalidOptionError, InvalidWeightError, NodeExistsError: as HashRing.
@@ -106,8 +108,9 @@ class Rendezvous(NodeSet[_Snapshot]):
         *,
         hash: str | Callable[[bytes], int] = "mmh3",
         hash_tags: bool = True,
+        hash_key: bytes | None = None,
     ) -> None:
-        self._scheme = hash_scheme(hash)
+        self._scheme = hash_scheme(hash, hash_key)
         self._init_nodes(nodes, hash_tags)
 
     def get_node(self, key: Key) -> str:

@@ -31,17 +31,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import EmptyRingError, InvalidOptionError
-from ._hashes import MASK32, HashScheme, U32Array, hash_scheme
-from ._keys import Key, hash_tag
+from ._errors import EmptyRingError, InvalidOptionError, InvalidWeightError
+from ._hashes import MASK32, HashScheme, U32Array, hash_scheme, ketama_counts
+from ._keys import Key, hash_tag, short_repr
 from ._nodes import NodeSet, preference_count
 
-__all__ = ["HashRing"]
+__all__ = ["MAX_POINTS", "HashRing"]
 
 _MIN_TABLE_BITS = 8
 _MAX_TABLE_BITS = 22
 _TABLE_EXTRA_BITS = 2  # 2**(bit_length(points) + 2): between 4 and 8 buckets per point
 _FULL_LIST_THRESHOLD = 8  # get_nodes walks in Python up to this n, with numpy above
+
+MAX_POINTS = 1 << 24
+"""Most points a ring may hold (16,777,216: 100,000 nodes at 160 vnodes fit). Checked before
+any point is hashed, so an oversized ``vnodes`` or weight fails at once."""
 
 U64Array = npt.NDArray[np.uint64]
 Table = list[str | None]
@@ -289,10 +293,15 @@ class HashRing(NodeSet[_Snapshot]):
         hash: ``"mmh3"`` (default), ``"ketama"`` (libketama/twemproxy compatible) or a
             callable ``bytes -> int`` (low 32 bits used). See ``hashring._hashes``.
         hash_tags: place a key containing ``{tag}`` by its tag alone (default True).
+        hash_key: a secret of 16 to 64 bytes that makes key positions a keyed BLAKE2b PRF,
+            so that nobody without it can choose keys that land on one node (hash
+            flooding). Node points are unchanged. Default None: the public, unkeyed hash.
 
     Raises:
-        InvalidOptionError: bad ``vnodes``, ``hash``, node name, or ``nodes`` given as a str.
-        InvalidWeightError: a weight that is not a positive finite number.
+        InvalidOptionError: bad ``vnodes`` (an int from 1 to ``MAX_POINTS``), ``hash``,
+            ``hash_key``, node name, or ``nodes`` given as a str.
+        InvalidWeightError: a weight outside ``[MIN_WEIGHT, MAX_WEIGHT]``, or weights that
+            would give the ring more than ``MAX_POINTS`` (16,777,216) points.
         NodeExistsError: a node listed twice.
 
     Placement is a pure function of the node names, weights and options: the same inputs
@@ -308,10 +317,13 @@ class HashRing(NodeSet[_Snapshot]):
         vnodes: int = 160,
         hash: str | Callable[[bytes], int] = "mmh3",
         hash_tags: bool = True,
+        hash_key: bytes | None = None,
     ) -> None:
-        if isinstance(vnodes, bool) or not isinstance(vnodes, int) or vnodes < 1:
-            raise InvalidOptionError(f"vnodes must be an int >= 1, got {vnodes!r}")
-        self._scheme = hash_scheme(hash)
+        if isinstance(vnodes, bool) or not isinstance(vnodes, int) or not 1 <= vnodes <= MAX_POINTS:
+            raise InvalidOptionError(
+                f"vnodes must be an int from 1 to {MAX_POINTS:,}, got {short_repr(vnodes)}"
+            )
+        self._scheme = hash_scheme(hash, hash_key)
         if self._scheme.name == "ketama" and vnodes % 4:
             raise InvalidOptionError(
                 f"with hash='ketama' vnodes must be a multiple of 4 (4 points per MD5 "
@@ -331,11 +343,12 @@ class HashRing(NodeSet[_Snapshot]):
         for keys whose table bucket holds a point.
 
         Raises:
-            InvalidKeyError: ``key`` is neither str nor bytes.
+            InvalidKeyError: ``key`` is neither str nor bytes-like.
+            KeyEncodingError: ``key`` is a str with no UTF-8 form (a lone surrogate).
             EmptyRingError: the ring has no nodes.
         """
         snapshot = self._snapshot
-        if key.__class__ is str:
+        if key.__class__ is str and key.isascii():
             if "{" in key and self._hash_tags:
                 key = hash_tag(key)
         elif key.__class__ is bytes:
@@ -470,6 +483,22 @@ class HashRing(NodeSet[_Snapshot]):
         require(snapshot.table == rebuilt, "bucket table matches a full rebuild")
 
     # ------------------------------------------------------------------ private
+
+    def _check_weights(self, weights: Mapping[str, float]) -> None:
+        """Refuse weights that would give the ring more than MAX_POINTS points, before any
+        point is hashed. O(n)."""
+        vnodes = self._vnodes
+        total: float
+        if self._scheme.point_counts is ketama_counts:
+            total = vnodes * len(weights)  # twemproxy's counts sum to at most this
+        else:
+            total = sum(max(1.0, vnodes * w + 0.5) for w in weights.values())
+        if total > MAX_POINTS:
+            raise InvalidWeightError(
+                f"the ring would hold about {total:,.0f} points (vnodes={vnodes} x the "
+                f"weights of {len(weights):,} nodes); at most {MAX_POINTS:,} are allowed: "
+                "lower vnodes or the weights"
+            )
 
     def _apply(self, weights: dict[str, float]) -> None:
         before = self._snapshot

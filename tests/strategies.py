@@ -53,3 +53,58 @@ minimal_options = st.one_of(
     st.fixed_dictionaries({"hash": st.just(crc32), "vnodes": st.sampled_from([3, 40])}),
 )
 """Schemes whose point counts are per-node, so any change moves the minimum of keys."""
+
+
+# ------------------------------------------------------------------ hostile inputs (fuzzing)
+
+hostile_keys: st.SearchStrategy[object] = st.one_of(
+    st.text(),  # every code point, lone surrogates included
+    st.binary(),
+    st.binary(max_size=16).map(bytearray),
+    st.binary(max_size=16).map(memoryview),
+    st.builds(lambda a, t: f"{a}{{{t}}}", st.text(max_size=4), st.text(max_size=4)),
+    st.integers(),
+    st.floats(),
+    st.none(),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.builds(object),
+)
+"""Anything a caller might pass as a key: the valid ones and every wrong type."""
+
+hostile_weights: st.SearchStrategy[object] = st.one_of(
+    st.floats(),  # nan, inf, -0.0, subnormals, 1.7e308
+    st.integers(min_value=-(2**1200), max_value=2**1200),
+    st.sampled_from([1, 1, 2, 0.5, 1e-12, 1e12, 1e-13, 1e13, 5e-324, True, False]),
+    st.fractions(),
+    st.decimals(),
+    st.text(max_size=3),
+    st.none(),
+)
+"""Weights of every numeric kind and size, and some that are not numbers at all."""
+
+hostile_names: st.SearchStrategy[object] = st.one_of(
+    st.text(max_size=12),  # surrogates and control characters included
+    st.just("n" * 5000),
+    st.binary(max_size=4),
+    st.integers(),
+    st.none(),
+    st.lists(st.text(max_size=2), max_size=2),
+)
+"""Node names: valid ones, unencodable or oversized ones, and wrong types."""
+
+hostile_counts: st.SearchStrategy[object] = st.one_of(
+    st.integers(min_value=-3, max_value=12),
+    st.integers(min_value=2**24 - 2, max_value=2**64),
+    st.sampled_from([True, False, 1.5, float("nan"), float("inf"), "3"]),
+    st.none(),
+)
+"""Size-like option values (vnodes, n, table_size): small, huge and wrongly typed."""
+
+hostile_hash_keys: st.SearchStrategy[object] = st.one_of(
+    st.none(),
+    st.binary(min_size=16, max_size=64),
+    st.binary(max_size=80),
+    st.text(max_size=20),
+    st.integers(),
+)
+"""``hash_key`` values: valid secrets, short or long ones, and wrong types."""

@@ -18,6 +18,7 @@ from hashring import (
     InvalidOptionError,
     InvalidWeightError,
     Key,
+    KeyEncodingError,
     NodeExistsError,
     NotEnoughNodesError,
     Placement,
@@ -268,9 +269,9 @@ def test_bad_weights_are_refused(weight: Any) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"vnodes": 0}, "vnodes must be an int >= 1"),
-        ({"vnodes": 1.5}, "vnodes must be an int >= 1"),
-        ({"vnodes": True}, "vnodes must be an int >= 1"),
+        ({"vnodes": 0}, "vnodes must be an int from 1 to 16,777,216"),
+        ({"vnodes": 1.5}, "vnodes must be an int from 1 to 16,777,216"),
+        ({"vnodes": True}, "vnodes must be an int from 1 to 16,777,216"),
         ({"hash": "md5"}, "unknown hash 'md5': use 'mmh3', 'ketama' or a callable"),
         ({"hash": 3}, "hash must be 'mmh3', 'ketama' or a callable"),
         ({"hash": lambda data: "x"}, "must return an int"),
@@ -290,7 +291,7 @@ def test_bad_node_names_are_refused(nodes: Any) -> None:
         HashRing(nodes)
 
 
-@pytest.mark.parametrize("key", [5, None, 1.5, bytearray(b"k"), memoryview(b"k"), ["k"]])
+@pytest.mark.parametrize("key", [5, None, 1.5, ["k"], {"k": 1}, object()])
 def test_bad_keys_are_refused(key: Any) -> None:
     """Keys must be str or bytes; the message names the type."""
     ring = HashRing(["a", "b"])
@@ -300,6 +301,30 @@ def test_bad_keys_are_refused(key: Any) -> None:
         ring.get_nodes(key, 1)
     with pytest.raises(InvalidKeyError, match=r"keys\[1\]"):
         ring.get_node_many(["ok", key])
+
+
+@pytest.mark.parametrize("make", [bytearray, memoryview, lambda b: b.decode()])
+def test_bytes_like_and_str_keys_place_like_their_bytes(make: Any) -> None:
+    """bytearray, memoryview and non-ASCII str keys are placed exactly like the same bytes."""
+    ring = HashRing(["a", "b", "c", "d"])
+    raw = [f"k\u00e9{i}:{{t{i % 7}}}".encode() for i in range(300)]
+    expected = ring.get_node_many(raw)
+    assert [ring.get_node(make(k)) for k in raw] == expected
+    assert ring.get_node_many([make(k) for k in raw]) == expected
+    assert [ring.get_nodes(make(k), 2)[0] for k in raw] == expected
+
+
+@pytest.mark.parametrize("key", ["\udcff", "ok\ud800", "\ud83d\ude00"])
+def test_unencodable_str_keys_raise_key_encoding_error(key: str) -> None:
+    """A str with a lone surrogate raises KeyEncodingError (also a ValueError), never crashes."""
+    ring = HashRing(["a", "b"])
+    for call in (ring.get_node, lambda k: ring.get_nodes(k, 1), lambda k: ring.get_node_many([k])):
+        with pytest.raises(KeyEncodingError) as info:
+            call(key)
+        assert isinstance(info.value, ValueError)
+        assert isinstance(info.value, InvalidKeyError)
+    with pytest.raises(KeyEncodingError, match=r"keys\[2\]"):
+        ring.get_node_many(["x", "\u00e9", key])
 
 
 def test_get_nodes_bounds() -> None:
