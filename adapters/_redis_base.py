@@ -161,10 +161,11 @@ def check_target(name: str, target: object, client_class: type) -> None:
 
 
 def config_arguments(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
-    """Node URLs and constructor options from the topology file at ``path``.
+    """Node URLs and constructor options from the topology file at ``path`` (the placement's
+    ``hash_key`` comes from the environment variable its ``hash_key_env`` names).
 
     Raises:
-        ConfigError: the file is not valid, or a node has no url.
+        ConfigError: the file is not valid, a node has no url, or the secret is missing.
     """
     topology = load_topology(path)
     missing = [name for name, spec in topology.nodes.items() if spec.url is None]
@@ -178,6 +179,7 @@ def config_arguments(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
         "table_size": topology.table_size,
         "hash": topology.hash,
         "hash_tags": topology.hash_tags,
+        "hash_key": topology.hash_key,  # read from the variable named by hash_key_env
     }
     return nodes, options
 

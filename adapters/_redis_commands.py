@@ -143,10 +143,11 @@ class CommandTable:
 
     def describe(self, args: Sequence[Any]) -> Command:
         """The command (or ``"name subcommand"``) that ``args`` invoke. O(1) once cached."""
-        known = self._by_first.get(args[0])
+        first = args[0]
+        known = self._by_first.get(first) if first.__class__ in (str, bytes) else None
         if known is not None:
             return known
-        words = _text(args[0]).lower().split()
+        words = _text(first).lower().split() or [""]
         name = words[0]
         if len(words) > 1:
             name = f"{name} {words[1]}"
@@ -156,8 +157,13 @@ class CommandTable:
         if cached is None:
             cached = self._cache[name] = self._build(name)
         info = self._commands.get(words[0], {})
-        if len(words) == 1 and not info.get("subcommands") and len(self._by_first) < 4096:
-            self._by_first[args[0]] = cached  # no subcommand can change what args[0] means
+        if (
+            len(words) == 1
+            and not info.get("subcommands")
+            and first.__class__ in (str, bytes)
+            and len(self._by_first) < 4096
+        ):
+            self._by_first[first] = cached  # no subcommand can change what args[0] means
         return cached
 
     def _build(self, name: str) -> Command:
@@ -314,7 +320,10 @@ def _only(answers: list[Any]) -> Any:
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+    """An argument as text for routing and messages (never raises)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
 
 
 #: One buffered pipeline command's share on a node: (command index, part index, part, options).

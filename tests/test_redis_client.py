@@ -689,3 +689,78 @@ def test_from_config_unknown_key(tmp_path: Path, text: str, named: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError, match=named):
         ShardedRedis.from_config(path)
+
+
+# ------------------------------------------------------------------ hash_key
+
+
+SECRET = b"0123456789abcdef-redis-test"
+OTHER_SECRET = b"fedcba9876543210-redis-test"
+
+
+def test_hash_key_places_alike_with_the_same_secret(clean_redis_servers: list[RedisServer]) -> None:
+    """Clients with the same hash_key place every key alike (and find each other's keys);
+    another secret, or none, places some keys differently."""
+    from hashring.adapters.redis import AsyncShardedRedis
+
+    urls = _urls(clean_redis_servers)
+    keys = [f"hk:{i}" for i in range(500)]
+    with (
+        ShardedRedis(urls, hash_key=SECRET, decode_responses=True) as first,
+        ShardedRedis(urls, hash_key=SECRET, decode_responses=True) as second,
+        ShardedRedis(urls, hash_key=OTHER_SECRET) as other,
+        ShardedRedis(urls) as unkeyed,
+    ):
+        owners = [first.node_for(key) for key in keys]
+        assert owners == [second.node_for(key) for key in keys]
+        assert set(owners) == set(NAMES)
+        assert owners == placement("ring", NAMES, hash_key=SECRET).get_node_many(keys)
+        assert sum(o != other.node_for(k) for o, k in zip(owners, keys, strict=True)) > 100
+        assert sum(o != unkeyed.node_for(k) for o, k in zip(owners, keys, strict=True)) > 100
+        first.mset({key: key for key in keys})
+        assert second.mget(keys) == keys
+        by_node = {
+            name: s.client(decode_responses=True)
+            for name, s in zip(NAMES, clean_redis_servers, strict=True)
+        }
+        assert all(by_node[o].get(k) == k for o, k in zip(owners, keys, strict=True))
+
+    async def async_owners() -> list[str]:
+        async with AsyncShardedRedis(urls, hash_key=SECRET) as client:
+            return [client.node_for(key) for key in keys]
+
+    import asyncio
+
+    assert asyncio.run(async_owners()) == owners
+
+
+@pytest.mark.parametrize("secret", [b"short", "a str of 16+ chars", b"x" * 65])
+def test_bad_hash_key_is_refused(secret: Any) -> None:
+    """A hash_key that is not 16 to 64 bytes raises InvalidOptionError, without the secret."""
+    from hashring.adapters.redis import AsyncShardedRedis
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    for cls in (ShardedRedis, AsyncShardedRedis):
+        with pytest.raises(InvalidOptionError) as caught:
+            cls({"a": url}, hash_key=secret)
+        assert str(secret) not in str(caught.value)
+
+
+def test_from_config_reads_hash_key_env(
+    clean_redis_servers: list[RedisServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A topology's hash_key_env names the variable holding the secret: from_config places
+    like hash_key=<that secret>."""
+    monkeypatch.setenv("HASHRING_TEST_SECRET", SECRET.decode())
+    config = tmp_path / "topology.toml"
+    lines = ['[placement]\nhash_key_env = "HASHRING_TEST_SECRET"\n']
+    for name, server in zip(NAMES, clean_redis_servers, strict=True):
+        lines.append(f'[nodes.{name}]\nurl = "{server.url}"\n')
+    config.write_text("".join(lines))
+    keys = [f"cfg:{i}" for i in range(200)]
+    with (
+        ShardedRedis.from_config(config) as configured,
+        ShardedRedis(_urls(clean_redis_servers), hash_key=SECRET) as direct,
+    ):
+        assert [configured.node_for(k) for k in keys] == [direct.node_for(k) for k in keys]
+        assert "0123456789abcdef" not in repr(configured)

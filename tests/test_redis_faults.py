@@ -445,3 +445,170 @@ def test_recovery_with_threads_sends_one_probe_per_cycle(
         assert client.node_for(key) == VICTIM
         assert client.set(key, "back") is True
     outage.check(THREADS)
+
+
+# ------------------------------------------------------------------ hostile keys
+
+SURROGATE = "\udcff"  # a lone surrogate: no UTF-8 form (json.loads('"\\udcff"') makes one)
+
+# Run in a child process, so that a crash of the interpreter (mmh3 segfaults on such a str)
+# fails the test instead of the run. It prints one JSON line: call -> the exception class
+# names it raised (MRO), or "ok"; and node -> commands the server processed during the calls.
+_HOSTILE_SCRIPT = r"""
+import asyncio, json, sys
+import redis
+from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
+
+urls = json.loads(sys.argv[1])
+bad = "\udcff"
+outcome = {}
+
+def note(name, call):
+    try:
+        call()
+    except BaseException as exc:
+        outcome[name] = [cls.__name__ for cls in type(exc).__mro__]
+    else:
+        outcome[name] = "ok"
+
+directs = {name: redis.Redis.from_url(url, single_connection_client=True)
+           for name, url in urls.items()}
+
+def processed():
+    return {n: int(d.info("stats")["total_commands_processed"]) for n, d in directs.items()}
+
+first = processed()
+calibration = {n: c - first[n] for n, c in processed().items()}  # our own INFO
+
+def pipe(client, *calls):
+    p = client.pipeline()
+    for method, args in calls:
+        getattr(p, method)(*args)
+    return p.execute()
+
+sync = ShardedRedis(urls)
+sync.ping()  # reads the COMMAND table: not counted below
+for health in (False, True):
+    client = ShardedRedis(urls, health=health)
+    client.ping()
+    before = processed()
+    tag = "health" if health else "plain"
+    note(f"{tag}.get", lambda: client.get(bad))
+    note(f"{tag}.set", lambda: client.set("x" + bad, "v"))
+    note(f"{tag}.tagged", lambda: client.get("user:{" + bad + "}:cart"))
+    note(f"{tag}.mget", lambda: client.mget(["a", bad, "b"]))
+    note(f"{tag}.mset", lambda: client.mset({"a": 1, bad: 2}))
+    note(f"{tag}.delete", lambda: client.delete("a", bad))
+    note(f"{tag}.exists", lambda: client.exists(bad))
+    note(f"{tag}.pipeline", lambda: pipe(client, ("set", ("a", 1)), ("get", (bad,))))
+    note(f"{tag}.node_for", lambda: client.node_for(bad))
+    note(f"{tag}.client_for", lambda: client.client_for(bad))
+    after = processed()
+    outcome[f"{tag}.sent"] = {n: after[n] - before[n] - calibration[n] for n in urls}
+    client.close()
+
+async def run_async():
+    async with AsyncShardedRedis(urls) as client:
+        await client.ping()
+        before = processed()
+        async def call(name, coro_fn):
+            try:
+                await coro_fn()
+            except BaseException as exc:
+                outcome[name] = [cls.__name__ for cls in type(exc).__mro__]
+            else:
+                outcome[name] = "ok"
+        await call("async.get", lambda: client.get(bad))
+        await call("async.set", lambda: client.set("x" + bad, "v"))
+        await call("async.mget", lambda: client.mget(["a", bad]))
+        await call("async.mset", lambda: client.mset({"a": 1, bad: 2}))
+        await call("async.delete", lambda: client.delete(bad, "a"))
+        async def apipe():
+            p = client.pipeline()
+            p.set("a", 1).get(bad)
+            return await p.execute()
+        await call("async.pipeline", apipe)
+        note("async.node_for", lambda: client.node_for(bad))
+        after = processed()
+        outcome["async.sent"] = {n: after[n] - before[n] - calibration[n] for n in urls}
+
+asyncio.run(run_async())
+# Another client encoding: redis-py's own encoder refuses the key first.
+latin = ShardedRedis(urls, encoding="latin-1")
+latin.ping()
+note("latin1.get", lambda: latin.get(bad))
+note("latin1.node_for", lambda: latin.node_for(bad))
+latin.close()
+print(json.dumps(outcome))
+"""
+
+
+def test_surrogate_keys_raise_typed_errors_and_send_nothing(
+    clean_redis_servers: list[RedisServer],
+) -> None:
+    """A key with a lone surrogate, through both clients (single-key, MGET/MSET/DEL,
+    pipelines, node_for): a typed error before anything is sent; the interpreter lives."""
+    import json
+    import subprocess
+    import sys
+
+    urls = _urls(clean_redis_servers)
+    child = subprocess.run(
+        [sys.executable, "-c", _HOSTILE_SCRIPT, json.dumps(urls)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    outcome = json.loads(child.stdout.strip().splitlines()[-1])
+    calls = {name: mro for name, mro in outcome.items() if not name.endswith(".sent")}
+    assert len(calls) == 2 * 10 + 7 + 2
+    for name, mro in calls.items():
+        if name.startswith("latin1."):
+            assert "UnicodeEncodeError" in mro, (name, mro)  # redis-py's own encoder
+        else:
+            assert mro[0] == "KeyEncodingError", (name, mro)
+            assert {"InvalidKeyError", "HashRingError", "ValueError", "TypeError"} <= set(mro)
+    for name in ("plain.sent", "health.sent", "async.sent"):
+        assert outcome[name] == dict.fromkeys(NAMES, 0), name  # nothing reached a server
+    for server in clean_redis_servers:
+        with server.client() as direct:
+            assert direct.dbsize() == 0
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_bytes_like_keys_are_placed_like_the_same_bytes(
+    clean_redis_servers: list[RedisServer], kind: Callable[[bytes], Any]
+) -> None:
+    """bytearray and memoryview keys work wherever redis-py takes them, on the same node as
+    the same bytes: single-key, MSET/MGET/DEL, pipelines, node_for."""
+    with ShardedRedis(_urls(clean_redis_servers)) as client:
+        raw = [f"bk:{i}".encode() for i in range(60)]
+        assert {client.node_for(kind(key)) for key in raw} == set(NAMES)
+        assert [client.node_for(kind(key)) for key in raw] == [client.node_for(k) for k in raw]
+        assert client.set(kind(raw[0]), b"one") is True
+        assert client.get(raw[0]) == b"one"
+        pairs = [part for key in raw for part in (kind(key), key)]  # a bytearray is unhashable
+        assert client.execute_command("MSET", *pairs) is True
+        assert client.mget([kind(key) for key in raw]) == raw
+        with client.pipeline() as pipe:
+            for key in raw[:10]:
+                pipe.get(kind(key))
+            assert pipe.execute() == raw[:10]
+        for key in raw:  # each key lives on the node node_for names
+            with clean_redis_servers[NAMES.index(client.node_for(key))].client() as direct:
+                assert direct.get(key) == key
+        assert client.delete(*[kind(key) for key in raw]) == len(raw)
+
+    async def scenario() -> list[Any]:
+        async with AsyncShardedRedis(_urls(clean_redis_servers)) as aclient:
+            assert [aclient.node_for(kind(key)) for key in raw] == [
+                aclient.node_for(k) for k in raw
+            ]
+            await aclient.execute_command("MSET", *[p for k in raw for p in (kind(k), k)])
+            pipe = aclient.pipeline()
+            pipe.get(kind(raw[0])).get(kind(raw[1]))
+            assert await pipe.execute() == raw[:2]
+            return list(await aclient.mget([kind(key) for key in raw]))
+
+    assert asyncio.run(scenario()) == raw
