@@ -2,12 +2,18 @@
 
 A request names a *logical* host (``http://users/42``); the adapter picks the node that owns
 the request's shard key and rewrites scheme, host, port (and a base path, if the node URL has
-one) to that node's. ``HttpRouter.route(key)`` gives, in order, the nodes to try:
+one) to that node's. ``HttpRouter.route(key)`` gives a :class:`Route`: the node to try first,
+then (on a failure that allows it) the next ones, in this order:
 
 * with a key: the key's preference list (the owner first), without ejected nodes; with
   ``bounded_load`` set, the first node with room under bounded-load consistent hashing;
 * without a key: the node the keyless balancer picks, then the others in name order.
 
+Nodes that health has ejected are skipped, unless every candidate is ejected (then all are
+tried, in order). A half-open node (its ``retry_timeout`` over) is tried by one request at a
+time, the one holding its probe (see :class:`hashring.HealthTracker`); a later node of a
+route is claimed only when the request actually moves on to it, so a request that succeeds
+on its first node never holds another node's probe. At most ``max_attempts`` nodes are tried.
 Only the first node counts as in flight for least-loaded / power-of-two / bounded loads.
 Failover (trying the next node) is for idempotent requests only: GET, HEAD, OPTIONS, PUT,
 DELETE, TRACE, or any request marked idempotent; the adapters never replay anything else.
@@ -54,7 +60,7 @@ from hashring._keys import check_key
 from hashring._nodes import check_node_name, check_weight
 from hashring._urls import split_userinfo
 
-__all__ = ["IDEMPOTENT_METHODS", "HttpRouter", "NodeURL", "parse_node_url"]
+__all__ = ["IDEMPOTENT_METHODS", "HttpRouter", "NodeURL", "Route", "parse_node_url"]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -153,6 +159,45 @@ def parse_node_url(name: str, url: Any) -> NodeURL:
     )
 
 
+class Route:
+    """The nodes one request may try: :attr:`first`, then :meth:`next` after each failure.
+
+    Built by :meth:`HttpRouter.route`. ``candidates`` is the order to follow (the first
+    choice, then the rest of the preference list); ejected nodes are skipped, and a
+    half-open node is taken only if this request gets its probe, claimed when the request
+    reaches it. If no candidate is usable at all, every one is tried, in order.
+    """
+
+    def __init__(self, health: HealthTracker, candidates: list[str], max_attempts: int) -> None:
+        self._health = health
+        self._left = max_attempts
+        self.tried: list[str] = []
+        """The nodes handed out so far, in order."""
+        self._checked = any(health.usable(node, claim=False) for node in candidates)
+        self._rest = iter(candidates)
+        first = self.next()
+        if first is None:  # the probes of the only usable nodes were claimed meanwhile
+            self._checked, self._rest, self._left = False, iter(candidates), max_attempts
+            first = self.next()
+        if first is None:
+            raise AssertionError("a route has at least one candidate")  # pragma: no cover
+        self.first: str = first
+        """The node to send to first."""
+
+    def next(self) -> str | None:
+        """The next node to try (its probe claimed if it is half-open), or None when no
+        node is left or ``max_attempts`` are used up. O(candidates) in all."""
+        while self._left > 0:
+            node = next(self._rest, None)
+            if node is None:
+                return None
+            if not self._checked or self._health.usable(node):
+                self._left -= 1
+                self.tried.append(node)
+                return node
+        return None
+
+
 class HttpRouter:
     """Nodes, placement, keyless balancer, bounded loads and health of an HTTP adapter.
 
@@ -244,9 +289,9 @@ class HttpRouter:
         return None if explicit is None else check_key(explicit)
 
     @contextmanager
-    def route(self, key: Key | None) -> Iterator[list[str]]:
-        """The nodes to try, in order (at most ``max_attempts``); the first one counts as in
-        flight (for the load-aware strategies) until the block exits.
+    def route(self, key: Key | None) -> Iterator[Route]:
+        """The nodes to try for ``key`` (None: keyless), as a :class:`Route`; its first
+        choice counts as in flight (for the load-aware strategies) until the block exits.
 
         Raises:
             EmptyRingError: there are no nodes.
@@ -314,8 +359,7 @@ class HttpRouter:
         """Per-node counters: requests, errors, ejections, ejected."""
         return self.health.stats(self._urls)
 
-    def _targets(self, first: str, order: list[str]) -> list[str]:
-        """``first``, then ``order`` without it; usable nodes before ejected ones."""
+    def _targets(self, first: str, order: list[str]) -> Route:
+        """``first``, then ``order`` without it, as a :class:`Route`."""
         candidates = [first, *(node for node in order if node != first)]
-        usable = [node for node in candidates if self.health.usable(node)]
-        return (usable or candidates)[: self.max_attempts]
+        return Route(self.health, candidates, self.max_attempts)

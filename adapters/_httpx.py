@@ -77,7 +77,7 @@ import httpx
 
 from hashring import InvalidOptionError, Key, redact_url
 
-from ._http_routing import HttpRouter
+from ._http_routing import HttpRouter, Route
 
 __all__ = [
     "AFTER_SEND_ERRORS",
@@ -153,32 +153,35 @@ class _Attempts:
             extensions=self.request.extensions,
         )
 
-    def retry_status(self, response: httpx.Response, node: str, last: bool) -> bool:
-        """Record the node's health from ``response``; whether to try the next node."""
+    def after_status(self, response: httpx.Response, node: str, route: Route) -> str | None:
+        """Record the node's health from ``response``; the next node to try, or None when
+        ``response`` is the answer (then annotated with the node and the attempts)."""
         failed = response.status_code in self.router.retry_statuses
         self.router.health.record(node, not failed)
-        if failed and self.replayable and not last:
-            return True
-        response.extensions["hashring_node"] = node
-        response.extensions["hashring_attempts"] = tuple(self.tried)
-        return False
+        following = route.next() if failed and self.replayable else None
+        if following is None:
+            response.extensions["hashring_node"] = node
+            response.extensions["hashring_attempts"] = tuple(self.tried)
+        return following
 
-    def retry_error(self, exc: httpx.TransportError, node: str, last: bool) -> bool:
-        """Record the node's health from ``exc``; whether to try the next node."""
+    def after_error(self, exc: httpx.TransportError, node: str, route: Route) -> str | None:
+        """Record the node's health from ``exc``; the next node to try, or None when ``exc``
+        is to be raised (then with a note naming the nodes tried)."""
         if not isinstance(exc, HEALTH_ERRORS):
-            return False
+            return None
         self.router.health.record(node, False)
         reached = isinstance(exc, AFTER_SEND_ERRORS)
-        if not last and self.router.may_move_on(self.replayable, reached):
-            return True
-        note = f"hashring: nodes tried: {', '.join(self.tried)}"
-        if reached and self.replayable and not last:
-            note += (
-                "; not replayed on another node: the connection failed after the request was "
-                "sent, so it may have run there (retry_after_send=True replays it)"
-            )
-        exc.add_note(note)
-        return False
+        moving = self.router.may_move_on(self.replayable, reached)
+        following = route.next() if moving else None
+        if following is None:
+            note = f"hashring: nodes tried: {', '.join(self.tried)}"
+            if reached and self.replayable and not moving:
+                note += (
+                    "; not replayed on another node: the connection failed after the request "
+                    "was sent, so it may have run there (retry_after_send=True replays it)"
+                )
+            exc.add_note(note)
+        return following
 
 
 def _check_host(host: object) -> str:
@@ -356,19 +359,22 @@ class ShardedTransport(_ShardedBase[httpx.BaseTransport], httpx.BaseTransport):
             return self._transport.handle_request(request)
         _check_url(request)
         attempts = _Attempts(self.router, request)
-        with self.router.route(attempts.key()) as nodes:
-            for index, node in enumerate(nodes):
-                last = index == len(nodes) - 1
+        with self.router.route(attempts.key()) as route:
+            node = route.first
+            while True:
                 try:
                     response = self._transport.handle_request(attempts.to(node))
                 except httpx.TransportError as exc:
-                    if attempts.retry_error(exc, node, last):
-                        continue
-                    raise
-                if not attempts.retry_status(response, node, last):
+                    following = attempts.after_error(exc, node, route)
+                    if following is None:
+                        raise
+                    node = following
+                    continue
+                following = attempts.after_status(response, node, route)
+                if following is None:
                     return response
                 response.close()
-        raise AssertionError("unreachable: the last node returns or raises")  # pragma: no cover
+                node = following
 
     def close(self) -> None:
         """Close the delegate transport (its connection pool)."""
@@ -403,19 +409,22 @@ class AsyncShardedTransport(_ShardedBase[httpx.AsyncBaseTransport], httpx.AsyncB
             return await self._transport.handle_async_request(request)
         _check_url(request)
         attempts = _Attempts(self.router, request)
-        with self.router.route(attempts.key()) as nodes:
-            for index, node in enumerate(nodes):
-                last = index == len(nodes) - 1
+        with self.router.route(attempts.key()) as route:
+            node = route.first
+            while True:
                 try:
                     response = await self._transport.handle_async_request(attempts.to(node))
                 except httpx.TransportError as exc:
-                    if attempts.retry_error(exc, node, last):
-                        continue
-                    raise
-                if not attempts.retry_status(response, node, last):
+                    following = attempts.after_error(exc, node, route)
+                    if following is None:
+                        raise
+                    node = following
+                    continue
+                following = attempts.after_status(response, node, route)
+                if following is None:
                     return response
                 await response.aclose()
-        raise AssertionError("unreachable: the last node returns or raises")  # pragma: no cover
+                node = following
 
     async def aclose(self) -> None:
         """Close the delegate transport (its connection pool)."""

@@ -262,9 +262,9 @@ class ShardedAdapter(BaseAdapter):
         if timeout is None:
             timeout = self.timeout
         failures: list[str] = []  # "'n0' (ConnectionError)", "'n1' (status 503)", ...
-        with self.router.route(key) as nodes:
-            for index, node in enumerate(nodes):
-                last = index == len(nodes) - 1
+        with self.router.route(key) as route:
+            node = route.first
+            while True:
                 outgoing = self._for_node(request, url, node)
                 try:
                     response = self.adapter.send(
@@ -275,19 +275,22 @@ class ShardedAdapter(BaseAdapter):
                     self.router.health.record(node, False)
                     reached = _may_have_reached(exc)
                     failures.append(f"{node!r} ({type(exc).__name__})")
-                    if last or not self.router.may_move_on(replayable, reached):
-                        sent = reached and replayable and not last
+                    moving = self.router.may_move_on(replayable, reached)
+                    following = route.next() if moving else None
+                    if following is None:
+                        sent = reached and replayable and not moving
                         exc.add_note(_why(method, failures, idempotent, one_shot, sent))
                         raise
+                    node = following
                     continue
                 failed = response.status_code in self.router.retry_statuses
                 self.router.health.record(node, not failed)
-                if failed and replayable and not last:
-                    failures.append(f"{node!r} (status {response.status_code})")
-                    response.close()
-                    continue
-                return self._logical(response, request, url, node)
-        raise AssertionError("HttpRouter.route() yielded no node")  # pragma: no cover
+                following = route.next() if failed and replayable else None
+                if following is None:
+                    return self._logical(response, request, url, node)
+                failures.append(f"{node!r} (status {response.status_code})")
+                response.close()
+                node = following
 
     def close(self) -> None:
         """Close the delegate adapter (its connection pools)."""

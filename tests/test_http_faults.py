@@ -11,6 +11,7 @@ import base64
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -531,3 +532,35 @@ def test_hash_tags_are_off_by_default_for_http(nodes: dict[str, str]) -> None:
         assert len({adapter.router.placement.get_node(k) for k in keys}) == 3
     for adapter in (ShardedAdapter(nodes, hash_tags=True), ShardedTransport(nodes, hash_tags=True)):
         assert len({adapter.router.placement.get_node(k) for k in keys}) == 1
+
+
+# ---------------------------------------------------------------------- half-open probes
+
+
+def test_a_request_claims_a_recovering_node_only_when_it_reaches_it(
+    nodes: dict[str, str], servers: dict[str, HttpServer]
+) -> None:
+    """A POST that fails on its first node never held the probe of a half-open node later in
+    its preference list: the next request for that node's keys probes it and restores it."""
+    with ShardedSession(nodes, host="users", failure_limit=1, retry_timeout=1.0) as session:
+        router = session.router
+        servers["n1"].kill()
+        session.get(f"{URL}/x", shard_key=key_on(router, "n1"))
+        assert session.stats()["n1"]["ejected"] is True
+        servers["n1"].restart()
+        servers["n2"].kill()
+        deadline = time.monotonic() + WAIT
+        while session.stats()["n1"]["ejected"] and time.monotonic() < deadline:
+            time.sleep(0.02)  # waiting for the ejection to end (half-open)
+        with pytest.raises(requests.ConnectionError):
+            session.post(f"{URL}/x", shard_key=key_with(router, "n2", "n1"))
+        answered: list[str] = []
+
+        def probe() -> None:  # another thread: a claim of the POST's thread would stop it
+            answered.append(session.get(f"{URL}/x", shard_key=key_on(router, "n1")).json()["node"])
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join(timeout=WAIT)
+    assert answered == ["n1"]
+    assert session.stats()["n1"]["ejected"] is False
