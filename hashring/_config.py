@@ -202,6 +202,8 @@ def _parse_toml(raw: bytes, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
 
 
 def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topology:
@@ -300,8 +302,8 @@ def _secret(variable: str, source: str) -> bytes:
 def _only(table: Mapping[str, Any], allowed: set[str], source: str, prefix: str) -> None:
     if prefix in ("", "placement.") and "hash_key" in table:
         raise ConfigError(
-            f"{source}: placement.hash_key: a secret does not belong in a file; put it in an "
-            'environment variable and name that variable: hash_key_env = "VARIABLE"'
+            f"{source}: placement.hash_key: a secret does not belong in the file: use "
+            'hash_key_env = "VARIABLE" to name the environment variable that holds it'
         )
     unknown = sorted(set(table) - allowed)
     if unknown:

@@ -83,10 +83,17 @@ def run(args: argparse.Namespace) -> int:
             rows.append(measure(algorithm, before, after, keys, live=not args.to))
             bar.update(1)
     if args.format == "json":
-        json.dump(_json(rows, len(keys)), sys.stdout, indent=2)
+        document = _json(rows, len(keys)) | {"hash_key_env": before.hash_key_env}
+        json.dump(document, sys.stdout, indent=2)
         print()
     else:
-        print(f"{len(keys):,} synthetic keys; {len(before.nodes)} nodes -> {len(after.nodes)}")
+        keyed = f"; hash key from ${before.hash_key_env}" if before.hash_key_env else ""
+        print(
+            escape(
+                f"{len(keys):,} synthetic keys; {len(before.nodes)} nodes -> "
+                f"{len(after.nodes)}{keyed}"
+            )
+        )
         print("\n".join(escape(line) for line in _table(rows).split("\n")))
     return EXIT_OK
 
