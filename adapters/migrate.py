@@ -24,6 +24,34 @@ acknowledged it: values and TTLs are kept, and a key is never lost, even if this
 is killed (SIGINT, SIGKILL) in the middle. Keys that expired or were deleted since the
 ``SCAN`` are skipped by the server (``NOKEY``) and counted as ``missing``, not as errors.
 
+Durability of the destinations. A destination acknowledges a ``RESTORE`` once the key is
+in its memory; the source then deletes its copy. If the destination keeps no persistence,
+a crash or restart of it after that moment loses the key for good. So before anything
+moves, :meth:`MigrationSession.migrate` checks every node of the new topology (``INFO
+persistence`` and ``INFO replication``, which work where ``CONFIG`` is disabled, plus
+``CONFIG GET appendfsync`` when allowed) and counts it as durable when:
+
+* its AOF is on (``aof_enabled:1``, last write ok): Redis writes the AOF before it replies,
+  so a killed process loses no acknowledged key; ``appendfsync always`` also survives a
+  power loss, ``everysec`` can lose the last second of writes to one (shown in the check);
+* or, without AOF, it is a primary with at least one replica online: after every round
+  trip that moved keys to it, ``WAIT 1 timeout`` must see a replica acknowledge them
+  (else :class:`MigrationError`, nothing more moves). A crash before the replica has them
+  can still lose that last round trip's keys, and a primary that restarts empty makes its
+  replicas empty too unless a replica was promoted first: AOF is the better choice.
+
+Anything else (no AOF and no replica, RDB snapshots only, or a server whose ``INFO`` does
+not say) is volatile, and :class:`VolatileDestinationError` is raised before any key moves,
+unless ``allow_volatile=True`` (right for caches, where a lost key is a miss).
+
+Loss check. The session remembers an 8-byte fingerprint of every key it moved (16 bytes
+with its expiry time, for keys with a TTL) per destination. :meth:`MigrationSession.verify`
+after :meth:`MigrationSession.migrate` in the same session checks, while it scans, that each
+is on its destination; those that are not, other than keys whose TTL ran out, are counted
+as ``lost`` (per node, with the nodes that restarted during the session: their ``run_id``
+changed). A key a client deleted on its destination during the run is counted too: a loss
+report means "look", not always "Redis lost it".
+
 Conflicts: a key that already exists on its destination (written there by clients of the
 new topology) is answered ``BUSYKEY`` by the destination; ``MIGRATE`` still moves the rest
 of its batch and replies with that error. The engine then looks up which keys of the batch
@@ -48,7 +76,14 @@ Requirements and limits:
 * URLs are shown redacted (``redact_url``) in every message; passwords never appear.
 
 Cost: O(N) for N keys over all nodes: one ``SCAN`` round trip per page plus one pipelined
-round trip per page that has keys to move; routing is :meth:`get_node_many` on the page.
+round trip per page that has keys to move (the misplaced keys' TTLs ride in it, for
+the loss check: one read-only Lua script per destination, or one ``PTTL`` per key on a
+source that refuses scripts; plus ``PUBLISH`` + ``WAIT`` to a destination kept durable by
+replicas, the ``PUBLISH`` to channel ``hashring:migrate:wait`` only giving ``WAIT`` an
+offset);
+routing is :meth:`get_node_many` on the page. Memory: O(batch), plus 8 to 16 bytes per
+moved key for the loss check (and, while one node is verified, a set of the fingerprints
+of the keys moved to it: about 100 bytes per key).
 ``with_bytes`` adds ``MEMORY USAGE key SAMPLES 0`` for every misplaced key (pipelined, but
 the server does the work per key: expect a noticeably slower plan on big key spaces).
 ``SCAN`` may return a key twice while a node's hash table is resized by concurrent writes;
@@ -59,7 +94,9 @@ nothing to move).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
+from array import array
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -83,12 +120,14 @@ __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_TIMEOUT_MS",
     "ON_CONFLICT",
+    "Durability",
     "MigrationError",
     "MigrationPlan",
     "MigrationResult",
     "MigrationSession",
     "OnConflict",
     "Pair",
+    "VolatileDestinationError",
     "migrate",
     "plan_migration",
     "verify",
@@ -99,6 +138,10 @@ ON_CONFLICT: tuple[OnConflict, ...] = ("keep-destination", "replace", "skip")
 DEFAULT_BATCH = 1000
 DEFAULT_TIMEOUT_MS = 5000
 CONNECT_TIMEOUT = 5.0  # seconds to connect to a node before it counts as unreachable
+WAIT_CHANNEL = "hashring:migrate:wait"  # PUBLISHed to (no subscriber) so that WAIT has an offset
+# The PTTL of every key of a batch in one command: a pipelined PTTL per key costs redis-py
+# about 20 us a key, this about 3 (measured on a 1,000-key batch). Read-only.
+_PTTL_SCRIPT = "local t = {} for i, k in ipairs(KEYS) do t[i] = redis.call('PTTL', k) end return t"
 
 Pair = tuple[str, str]
 """``(from_node, to_node)``."""
@@ -109,8 +152,42 @@ Progress = Callable[[int], object]
 
 class MigrationError(HashRingError, RuntimeError):
     """The migration could not be carried out: a node unreachable, ``MIGRATE`` refused by a
-    destination (other than for a conflict), a timeout. Nothing is lost: re-run to finish.
+    destination (other than for a conflict), a timeout, a replica that did not acknowledge.
+    Keys moved so far stay moved: re-run to finish.
     """
+
+
+class VolatileDestinationError(MigrationError):
+    """A destination would hold moved keys in memory only (no AOF, no replica, or its
+    persistence cannot be told); raised before any key moves, unless volatile destinations
+    are allowed. ``volatile`` lists their :class:`Durability`.
+    """
+
+    def __init__(self, message: str, volatile: tuple[Durability, ...]) -> None:
+        super().__init__(message)
+        self.volatile = volatile
+
+
+@dataclass(frozen=True)
+class Durability:
+    """Whether a node keeps what it acknowledged through a crash, and why (see the module).
+
+    ``how`` is ``"aof"``, ``"replicas"`` (durable), ``"none"`` or ``"unknown"`` (volatile);
+    ``detail`` says it in words, for people.
+    """
+
+    node: str
+    how: Literal["aof", "replicas", "none", "unknown"]
+    detail: str
+    fsync: str | None = None
+    """``appendfsync`` with AOF on, when ``CONFIG GET`` is allowed; else None."""
+    replicas: int = 0
+    """Replicas online (``INFO replication``)."""
+
+    @property
+    def durable(self) -> bool:
+        """True for ``"aof"`` and ``"replicas"``."""
+        return self.how in ("aof", "replicas")
 
 
 # --------------------------------------------------------------------------- results
@@ -133,11 +210,25 @@ class MigrationPlan:
     """``MEMORY USAGE`` totals per pair when asked for (``with_bytes``), else None."""
     seconds: float = 0.0
     """Wall time of the scan."""
+    checked: int = 0
+    """Verification after a migration in the same session: keys moved by it that were
+    looked for on their destination (0 otherwise)."""
+    expired: int = 0
+    """Of ``checked``, keys not found whose TTL had run out (not a loss)."""
+    lost: dict[str, int] = field(default_factory=dict)
+    """Of ``checked``, keys not on their destination (TTL not run out), per destination."""
+    restarted: tuple[str, ...] = ()
+    """Nodes whose ``run_id`` changed since the session connected (they restarted)."""
 
     @property
     def misplaced(self) -> int:
         """Keys not on their owner (the plan's keys to move; 0 when the job is done)."""
         return sum(self.pairs.values())
+
+    @property
+    def lost_total(self) -> int:
+        """Moved keys missing from their destination, over all destinations."""
+        return sum(self.lost.values())
 
     @property
     def keys_per_second(self) -> float:
@@ -326,6 +417,80 @@ class _Tally:
             counts[pair] = counts.get(pair, 0) + n
 
 
+def _fingerprint(key: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+
+
+class _Arrivals:
+    """Fingerprints of the keys moved to each destination, to check later that they are there.
+
+    8 bytes per key without TTL; 8 + 8 (its expiry, on ``time.monotonic``'s clock, never
+    later than the real one) per key with a TTL.
+    """
+
+    def __init__(self) -> None:
+        self._plain: dict[str, array[int]] = {}
+        self._ttl: dict[str, tuple[array[int], array[float]]] = {}
+
+    def add(self, node: str, key: bytes, pttl: int, sent_at: float) -> None:
+        if pttl < 0:
+            self._plain.setdefault(node, array("Q")).append(_fingerprint(key))
+        else:
+            fps, deadlines = self._ttl.setdefault(node, (array("Q"), array("d")))
+            fps.append(_fingerprint(key))
+            deadlines.append(sent_at + pttl / 1000)
+
+    def count(self, node: str | None = None) -> int:
+        nodes = set(self._plain) | set(self._ttl) if node is None else {node}
+        return sum(
+            len(self._plain.get(name, ())) + len(self._ttl.get(name, ((), ()))[0]) for name in nodes
+        )
+
+    def nodes(self) -> list[str]:
+        return sorted(set(self._plain) | set(self._ttl))
+
+    def pending(self, node: str) -> tuple[set[int], dict[int, float]]:
+        """The fingerprints to look for on ``node``: (without TTL, {with TTL: expiry})."""
+        fps, deadlines = self._ttl.get(node, (array("Q"), array("d")))
+        return set(self._plain.get(node, ())), dict(zip(fps, deadlines, strict=True))
+
+
+def _classify(
+    name: str,
+    persistence: Mapping[str, Any] | None,
+    replication: Mapping[str, Any] | None,
+    fsync: str | None,
+    refused: str | None,
+) -> Durability:
+    """A node's :class:`Durability` from its ``INFO persistence`` / ``INFO replication``."""
+    if persistence is None or "aof_enabled" not in persistence:
+        why = refused or "INFO persistence has no aof_enabled field"
+        return Durability(name, "unknown", f"cannot tell whether it persists ({why})")
+    aof_ok = str(persistence.get("aof_last_write_status", "ok")) == "ok"
+    if _int(persistence.get("aof_enabled")) == 1 and aof_ok:
+        policy = fsync or "unknown (CONFIG refused)"
+        return Durability(name, "aof", f"AOF on, appendfsync {policy}", fsync=fsync)
+    replicas = 0
+    if replication is not None and replication.get("role") == "master":
+        replicas = sum(
+            1
+            for field_name, value in replication.items()
+            if field_name.startswith("slave")
+            and field_name[5:].isdigit()
+            and isinstance(value, dict)
+            and value.get("state") == "online"
+        )
+    if replicas:
+        return Durability(
+            name, "replicas", f"no AOF, {replicas} replica(s) online: WAIT after each batch",
+            replicas=replicas,
+        )  # fmt: skip
+    why = "AOF on but its last write failed" if not aof_ok else "no AOF and no replica"
+    return Durability(
+        name, "none", f"{why}: a crash or restart loses the keys it holds since its last save"
+    )
+
+
 # --------------------------------------------------------------------------- the session
 
 
@@ -364,6 +529,10 @@ class MigrationSession:
         self._timeout_ms = timeout_ms
         self._secrets = [secret for node in self._nodes.values() for secret in node.secrets()]
         self._clients: dict[str, redis.Redis] = {}
+        self._run_ids: dict[str, str] = {}
+        self._arrivals = _Arrivals()
+        self._wait_on: frozenset[str] = frozenset()
+        self._scripted: frozenset[str] = frozenset()  # sources that run _PTTL_SCRIPT
         try:
             self._connect()
         except BaseException:
@@ -390,6 +559,7 @@ class MigrationSession:
             with self._talking_to(name, "cannot connect to"):
                 info = client.info("server")
             run_id = str(info.get("run_id", name))
+            self._run_ids[name] = run_id
             same = servers.setdefault((run_id, node.db), name)
             if same != name:
                 raise ConfigError(
@@ -440,6 +610,42 @@ class MigrationSession:
             with self._talking_to(name):
                 total += int(client.dbsize())
         return total
+
+    def durability(self) -> dict[str, Durability]:
+        """Every node of the new topology (a possible destination): does it keep what it
+        acknowledges through a crash? (See the module for the rule.) Moves nothing.
+
+        Two or three round trips per node (``INFO persistence``, ``INFO replication``,
+        ``CONFIG GET appendfsync`` when AOF is on; a refused one makes the answer
+        ``"unknown"``, never an error).
+
+        Raises:
+            MigrationError: a node is unreachable.
+        """
+        found: dict[str, Durability] = {}
+        for name, node in self._nodes.items():
+            if not node.is_destination:
+                continue
+            client = self._clients[name]
+            persistence = replication = None
+            fsync = refused = None
+            with self._talking_to(name):
+                try:
+                    persistence = client.info("persistence")
+                    replication = client.info("replication")
+                except redis.ResponseError as exc:
+                    refused = f"INFO refused: {self._scrub(str(exc))}"
+                if persistence is not None and _int(persistence.get("aof_enabled")) == 1:
+                    try:
+                        answer = cast(dict[Any, Any], client.config_get("appendfsync"))
+                    except redis.ResponseError:
+                        answer = {}
+                    value = answer.get(b"appendfsync", answer.get("appendfsync"))
+                    if isinstance(value, bytes):
+                        value = value.decode("ascii", "replace")
+                    fsync = value if isinstance(value, str) else None
+            found[name] = _classify(name, persistence, replication, fsync, refused)
+        return found
 
     # ------------------------------------------------------------------ operations
 
@@ -496,12 +702,79 @@ class MigrationSession:
     def verify(
         self, *, batch: int = DEFAULT_BATCH, progress: Progress | None = None
     ) -> MigrationPlan:
-        """The keys still misplaced: :meth:`plan` without bytes (``misplaced`` is 0 when done).
+        """The keys still misplaced, and the moved keys that are gone from their destination.
+
+        Scans every node as :meth:`plan` does (``misplaced`` is 0 when the job is done).
+        After :meth:`migrate` in this session it also looks, during the same scan, for every
+        key that migration moved on its destination: ``checked`` keys, ``expired`` (gone,
+        TTL run out: not a loss), ``lost`` per destination (gone otherwise: a restart of a
+        volatile destination, a client's delete, an eviction). ``restarted`` names the nodes
+        whose ``run_id`` changed since the session connected. The job is done when
+        ``misplaced == 0 and lost_total == 0``. O(keys) time; memory: a set of the moved
+        keys' fingerprints of one destination at a time.
 
         Raises:
             MigrationError: a node is unreachable.
         """
-        return self.plan(batch=batch, progress=progress)
+        _check_batch(batch)
+        start = time.perf_counter()
+        pairs: dict[Pair, int] = {}
+        scanned = in_place = 0
+        arrived = set(self._arrivals.nodes())
+        lost: dict[str, int] = {}
+        expired = 0
+
+        def settle(node: str, plain: set[int], with_ttl: dict[int, float]) -> None:
+            """Count the fingerprints not seen on ``node``: expired, or lost."""
+            nonlocal expired
+            now = time.monotonic()
+            gone = len(plain) + sum(1 for deadline in with_ttl.values() if deadline > now)
+            expired += len(plain) + len(with_ttl) - gone
+            if gone:
+                lost[node] = gone
+
+        current: tuple[str, set[int], dict[int, float]] | None = None
+        for source, keys, groups in self._pages(batch):
+            if current is not None and current[0] != source:
+                settle(*current)
+                current = None
+            if current is None and source in arrived:
+                arrived.discard(source)
+                current = (source, *self._arrivals.pending(source))
+            if current is not None:
+                _, plain, with_ttl = current
+                for key in keys:
+                    fp = _fingerprint(key)
+                    plain.discard(fp)
+                    with_ttl.pop(fp, None)
+            scanned += len(keys)
+            moving = 0
+            for owner, group in groups.items():
+                _Tally.add(pairs, (source, owner), len(group))
+                moving += len(group)
+            in_place += len(keys) - moving
+            if progress is not None:
+                progress(len(keys))
+        if current is not None:
+            settle(*current)
+        for node in sorted(arrived):  # destinations whose scan found no key at all
+            settle(node, *self._arrivals.pending(node))
+        restarted = []
+        for name, client in self._clients.items():
+            with self._talking_to(name):
+                run_id = str(client.info("server").get("run_id", name))
+            if run_id != self._run_ids.get(name, run_id):
+                restarted.append(name)
+        return MigrationPlan(
+            scanned=scanned,
+            in_place=in_place,
+            pairs=_sorted_pairs(pairs),
+            seconds=time.perf_counter() - start,
+            checked=self._arrivals.count(),
+            expired=expired,
+            lost={node: lost[node] for node in sorted(lost)},
+            restarted=tuple(restarted),
+        )
 
     def migrate(
         self,
@@ -511,8 +784,12 @@ class MigrationSession:
         on_conflict: OnConflict = "keep-destination",
         with_bytes: bool = False,
         progress: Progress | None = None,
+        allow_volatile: bool = False,
     ) -> MigrationResult:
         """Move every misplaced key to its owner under the new topology.
+
+        First checks :meth:`durability` of every node of the new topology and refuses
+        volatile ones (before anything moves) unless ``allow_volatile``.
 
         One ``SCAN`` page at a time per node; its misplaced keys go out as one ``MIGRATE``
         per destination, pipelined in one round trip (with ``rate``, one ``MIGRATE`` of at
@@ -528,11 +805,16 @@ class MigrationSession:
             on_conflict: ``"keep-destination"``, ``"replace"`` or ``"skip"`` (see the module).
             with_bytes: also sum ``MEMORY USAGE`` of the moved keys per pair.
             progress: called with the number of keys scanned after every page.
+            allow_volatile: move keys to destinations that keep them in memory only (no
+                AOF, no replica, or persistence unknown): right for caches.
 
         Raises:
-            MigrationError: a node is unreachable, or a destination refused ``MIGRATE`` for
-                another reason than a conflict (out of memory, authentication, timeout):
-                keys moved so far stay moved; re-run to finish.
+            VolatileDestinationError: a destination is volatile and ``allow_volatile`` is
+                False (nothing moved).
+            MigrationError: a node is unreachable, a destination refused ``MIGRATE`` for
+                another reason than a conflict (out of memory, authentication, timeout), or
+                no replica of a replica-backed destination acknowledged a batch: keys moved
+                so far stay moved; re-run to finish.
             InvalidOptionError: a bad ``batch``, ``rate`` or ``on_conflict``.
         """
         _check_batch(batch)
@@ -544,6 +826,48 @@ class MigrationSession:
             raise _option_error(
                 f"on_conflict must be one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}"
             )
+        durability = self.durability()
+        volatile = tuple(d for d in durability.values() if not d.durable)
+        if volatile and not allow_volatile:
+            raise VolatileDestinationError(
+                "refusing to move keys to volatile destinations (a crash or restart would "
+                "lose the keys moved there, after their source copies are deleted): "
+                + "; ".join(f"{d.node} ({self._nodes[d.node].shown}): {d.detail}" for d in volatile)
+                + ": turn on appendonly (appendfsync always) or attach a replica, or allow "
+                "volatile destinations (a cache)",
+                volatile,
+            )
+        self._wait_on = frozenset(name for name, d in durability.items() if d.how == "replicas")
+        scripted = set()
+        for name, client in self._clients.items():
+            with self._talking_to(name):
+                try:
+                    client.eval("return 1", 0)
+                except redis.ResponseError:  # scripting off or not allowed: PTTL per key
+                    continue
+            scripted.add(name)
+        self._scripted = frozenset(scripted)
+        try:
+            return self._migrate(batch, rate, on_conflict, with_bytes, progress)
+        except MigrationError as exc:
+            at_risk = {d.node: self._arrivals.count(d.node) for d in volatile}
+            at_risk = {name: n for name, n in at_risk.items() if n}
+            if not at_risk:
+                raise
+            risk = ", ".join(f"{n:,} to {name}" for name, n in sorted(at_risk.items()))
+            raise MigrationError(
+                f"{exc}; keys moved so far to volatile destinations ({risk}) are lost if "
+                "those restarted"
+            ) from exc.__cause__
+
+    def _migrate(
+        self,
+        batch: int,
+        rate: float | None,
+        on_conflict: OnConflict,
+        with_bytes: bool,
+        progress: Progress | None,
+    ) -> MigrationResult:
         start = time.perf_counter()
         tally = _Tally()
         bucket = _TokenBucket(rate)
@@ -627,29 +951,54 @@ class MigrationSession:
             if with_bytes:
                 for key in keys:
                     pipe.memory_usage(key, samples=0)
-            pipe.exists(*keys)
+            if source in self._scripted:
+                pipe.eval(_PTTL_SCRIPT, len(keys), *keys)
+            else:
+                for key in keys:
+                    pipe.pttl(key)
             pipe.execute_command(  # type: ignore[no-untyped-call]
                 "MIGRATE", target.host, target.port, "", target.db, self._timeout_ms,
                 *(["REPLACE"] if replace else []), *target.migrate_auth(), "KEYS", *keys,
             )  # fmt: skip
+        sent_at = time.monotonic()
         with self._talking_to(source):
             replies = pipe.execute(raise_on_error=False)
         at = 0
+        arrived: set[str] = set()
         for owner, keys in send:
             pair = (source, owner)
             usage = replies[at : at + len(keys)] if with_bytes else []
             at += len(usage)
-            existed, answer = _int(replies[at]), replies[at + 1]
-            at += 2
+            if source in self._scripted:
+                found = replies[at]
+                if not isinstance(found, list) or len(found) != len(keys):
+                    raise MigrationError(
+                        f"node {source!r} ({self._nodes[source].shown}) refused the PTTL "
+                        f"script ({self._scrub(str(found))}) after accepting it: its keys "
+                        "moved in this round trip are not checked; re-run to finish"
+                    )
+                answer, at = replies[at + 1], at + 2
+            else:
+                found, answer = replies[at : at + len(keys)], replies[at + len(keys)]
+                at += len(keys) + 1
+            ttls = [_int(ttl, -2) for ttl in found]
+            existed = sum(1 for ttl in ttls if ttl != -2)
             tally.missing += len(keys) - existed
             if not isinstance(answer, Exception):  # OK, or NOKEY when none was left
                 moved = existed if answer == b"OK" else 0
                 tally.missing += existed - moved
                 _Tally.add(tally.moved, pair, moved)
+                if moved:
+                    arrived.add(owner)
+                    for key, ttl in zip(keys, ttls, strict=True):
+                        if ttl != -2:
+                            self._arrivals.add(owner, key, ttl, sent_at)
                 if with_bytes:
                     _Tally.add(tally.bytes, pair, sum(_int(u) for u in usage))
                 continue
-            left = self._resolve(source, owner, keys, existed, on_conflict, tally)
+            left = self._resolve(source, owner, keys, ttls, sent_at, on_conflict, tally)
+            if len(left) < existed:
+                arrived.add(owner)
             if with_bytes:
                 sizes = (_int(u) for key, u in zip(keys, usage, strict=True) if key not in left)
                 _Tally.add(tally.bytes, pair, sum(sizes))
@@ -659,19 +1008,39 @@ class MigrationSession:
                     f"MIGRATE {source} -> {owner} ({target_address(self._nodes[owner])}) "
                     f"failed: {message}; keys moved so far stay moved, re-run to finish"
                 )
+        for owner in sorted(arrived & self._wait_on):
+            self._wait_for_replica(owner)
+
+    def _wait_for_replica(self, owner: str) -> None:
+        """``WAIT 1 timeout`` on ``owner`` after keys arrived there; raise if no replica has
+        them. A ``PUBLISH`` on the same connection first gives ``WAIT`` the offset to wait
+        for: the primary's offset after the ``RESTORE``\\ s the source just sent it."""
+        with self._talking_to(owner):
+            pipe = self._clients[owner].pipeline(transaction=False)
+            pipe.publish(WAIT_CHANNEL, b"")
+            pipe.execute_command("WAIT", 1, self._timeout_ms)  # type: ignore[no-untyped-call]
+            acked = _int(pipe.execute()[1])
+        if acked < 1:
+            raise MigrationError(
+                f"no replica of node {owner!r} ({self._nodes[owner].shown}) acknowledged the "
+                f"keys just moved there within {self._timeout_ms} ms (WAIT): they are in its "
+                "memory only; stopped: check its replicas, then re-run"
+            )
 
     def _resolve(
         self,
         source: str,
         owner: str,
         keys: list[bytes],
-        existed: int,
+        ttls: list[int],
+        sent_at: float,
         on_conflict: OnConflict,
         tally: _Tally,
     ) -> set[bytes]:
         """After a ``MIGRATE`` error: find the keys left on the source, apply the conflict
         policy to those the destination holds too, count. Returns the keys left."""
         pair = (source, owner)
+        existed = sum(1 for ttl in ttls if ttl != -2)
         with self._talking_to(source):
             pipe = self._clients[source].pipeline(transaction=False)
             for key in keys:
@@ -679,6 +1048,10 @@ class MigrationSession:
             on_source = pipe.execute()
         left = [key for key, there in zip(keys, on_source, strict=True) if there]
         _Tally.add(tally.moved, pair, max(0, existed - len(left)))
+        staying = set(left)
+        for key, ttl in zip(keys, ttls, strict=True):
+            if ttl != -2 and key not in staying:
+                self._arrivals.add(owner, key, ttl, sent_at)
         if not left:
             return set()
         with self._talking_to(owner):
@@ -731,8 +1104,8 @@ def target_address(node: _Node) -> str:
     return f"{node.host}:{node.port}/{node.db}"
 
 
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _int(value: object, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _check_batch(batch: int) -> None:
@@ -778,12 +1151,17 @@ def migrate(
     timeout_ms: int = DEFAULT_TIMEOUT_MS,
     with_bytes: bool = False,
     progress: Progress | None = None,
+    allow_volatile: bool = False,
 ) -> MigrationResult:
     """Move every key that is not on its owner under ``new`` to that owner (no verification:
-    call :func:`verify` after it). See :meth:`MigrationSession.migrate`.
+    call :func:`verify` after it, which then checks locations only; for the loss check run
+    :meth:`MigrationSession.migrate` then :meth:`MigrationSession.verify` in one session).
+    See :meth:`MigrationSession.migrate`.
 
     Raises:
         ConfigError: the topologies cannot be migrated between (see :class:`MigrationSession`).
+        VolatileDestinationError: a destination keeps no persistence and ``allow_volatile``
+            is False (nothing moved).
         MigrationError: a node is unreachable or a destination refused ``MIGRATE``.
     """
     with MigrationSession(old, new, timeout_ms=timeout_ms) as session:
@@ -793,6 +1171,7 @@ def migrate(
             on_conflict=on_conflict,
             with_bytes=with_bytes,
             progress=progress,
+            allow_volatile=allow_volatile,
         )
 
 

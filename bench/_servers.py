@@ -1,7 +1,7 @@
 """Real redis-servers for the benchmarks in bench/, from the test suite's machinery.
 
 ``tests/redis_servers.py`` starts them on free loopback ports (never 6379) with persistence
-off; this wraps its pool for use outside pytest.
+off unless ``extra_args`` turn it on; this wraps its pool for use outside pytest.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ class _TempDirs:
 
 
 @contextlib.contextmanager
-def redis_servers(n: int) -> Iterator[list[RedisServer]]:
-    """``n`` fresh redis-servers, stopped (and their directories removed) on exit."""
+def redis_servers(n: int, extra_args: tuple[str, ...] = ()) -> Iterator[list[RedisServer]]:
+    """``n`` fresh redis-servers, stopped (and their directories removed) on exit.
+
+    ``extra_args``: more ``redis-server`` options for each (``("--appendonly", "yes")``...).
+    """
     with (
         tempfile.TemporaryDirectory(prefix="hashring-bench-") as base,
         redis_server_pool(cast(Any, _TempDirs(Path(base)))) as factory,
     ):
-        yield factory(n)
+        yield factory(n, extra_args=extra_args)

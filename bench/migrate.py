@@ -2,13 +2,18 @@
 
 Run by hand (not part of the test run)::
 
-    .venv/bin/python bench/migrate.py            # 1,000,000 keys, about a minute
-    .venv/bin/python bench/migrate.py --quick    # 100,000 keys, a few seconds
+    .venv/bin/python bench/migrate.py                  # 1,000,000 keys, about a minute
+    .venv/bin/python bench/migrate.py --quick          # 100,000 keys, a few seconds
+    .venv/bin/python bench/migrate.py --quick --aof    # servers with appendfsync always
 
 The script starts its own 4 ``redis-server`` processes on free loopback ports (through
-``tests/redis_servers.py``: never port 6379, persistence off) and stops them at the end, also
-after an error. Nodes ``n0`` .. ``n3``; the old topology is ``n0`` .. ``n2``, the new one all
-four (default ring placement), so about a quarter of the keys move, all to ``n3``.
+``tests/redis_servers.py``: never port 6379) and stops them at the end, also after an
+error. By default they keep no persistence, so the engine runs with ``allow_volatile=True``
+(what the CLI's ``--allow-volatile-destination`` does); with ``--aof`` every server has
+``appendonly yes`` and ``appendfsync always`` (durable: the default path, and what fsync
+costs on this machine's disk). Nodes ``n0`` .. ``n3``; the old topology is ``n0`` ..
+``n2``, the new one all four (default ring placement), so about a quarter of the keys move,
+all to ``n3``.
 
 The data set: N small string keys (``key:{i}``, values of 8-16 bytes, no TTL) written to
 their owners under the old topology with pipelined MSETs (not timed).
@@ -21,12 +26,15 @@ What is measured, in this order, on that one data set (``time.perf_counter``, gc
   source and destination (no SCAN, no routing: that favours it). keys/s = M / seconds; it
   is measured on this subset only and its keys/s is extrapolated as a rate (a per-key loop
   has a constant cost per key, so the rate does not depend on N).
-* engine: :func:`hashring.adapters.migrate.migrate` (batch 1000, no rate limit) over the
-  whole data set: it SCANs all N keys on all nodes, routes each page with ``get_node_many``
-  and moves the remaining misplaced keys (all but the M moved naively) with pipelined
-  ``MIGRATE``. keys/s = keys moved / seconds, scanning included. Also shown: keys scanned/s.
-* then :func:`hashring.adapters.migrate.verify` (not compared): it must find 0 misplaced,
-  and the servers must hold N keys in total (nothing lost).
+* engine: :meth:`hashring.adapters.migrate.MigrationSession.migrate` (batch 1000, no rate
+  limit) over the whole data set, as ``hashring migrate --apply`` runs it: the durability
+  check of the destinations, then it SCANs all N keys on all nodes, routes each page with
+  ``get_node_many`` and moves the remaining misplaced keys (all but the M moved naively)
+  with pipelined ``PTTL`` + ``MIGRATE``, remembering a fingerprint of each moved key.
+  keys/s = keys moved / seconds, scanning included. Also shown: keys scanned/s.
+* then :meth:`~hashring.adapters.migrate.MigrationSession.verify` in the same session (not
+  compared): it must find 0 misplaced and 0 of the moved keys lost (it looks for each on
+  its destination while it scans), and the servers must hold N keys in total.
 
 Target: engine keys/s >= 10x naive keys/s.
 
@@ -46,7 +54,7 @@ from collections.abc import Sequence
 import redis
 from _measure import exit_on_signal, timed, times
 from _servers import RedisServer, redis_servers
-from hashring.adapters.migrate import migrate, verify
+from hashring.adapters.migrate import MigrationSession
 from tabulate import tabulate
 
 from hashring import parse_topology
@@ -71,7 +79,7 @@ def naive_move(clients: dict[str, redis.Redis], moves: Sequence[tuple[str, str, 
         clients[source].delete(key)
 
 
-def measure(servers: list[RedisServer], quick: bool) -> int:
+def measure(servers: list[RedisServer], quick: bool, aof: bool) -> int:
     n = QUICK_KEYS if quick else KEYS
     naive_n = QUICK_NAIVE_KEYS if quick else NAIVE_KEYS
     names = [f"n{i}" for i in range(len(servers))]
@@ -98,17 +106,28 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
         ]
 
         naive_seconds, _ = timed(lambda: naive_move(clients, moves))
-        engine_seconds, result = timed(lambda: migrate(old, new, batch=BATCH))
-        verify_seconds, check = timed(lambda: verify(old, new, batch=BATCH))
+        with MigrationSession(old, new) as session:
+            engine_seconds, result = timed(
+                lambda: session.migrate(batch=BATCH, allow_volatile=not aof)
+            )
+            verify_seconds, check = timed(lambda: session.verify(batch=BATCH))
         total = sum(int(client.dbsize()) for client in clients.values())
     finally:
         for client in clients.values():
             client.close()
 
-    if result.moved_total != to_move - len(moves) or check.misplaced or total != n:
+    expected = to_move - len(moves)
+    if (
+        result.moved_total != expected
+        or check.misplaced
+        or check.lost_total
+        or check.checked != expected
+        or total != n
+    ):
         print(
-            f"WRONG: moved {result.moved_total:,} of {to_move - len(moves):,}, "
-            f"misplaced {check.misplaced:,}, keys {total:,} of {n:,}",
+            f"WRONG: moved {result.moved_total:,} of {expected:,}, misplaced "
+            f"{check.misplaced:,}, lost {check.lost_total:,} of {check.checked:,} checked, "
+            f"keys {total:,} of {n:,}",
             file=sys.stderr,
         )
         return 1
@@ -118,7 +137,8 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"migrate engine vs naive DUMP/RESTORE/DEL ({'quick' if quick else 'full'} run: "
-        f"{n:,} small keys, {NODES - 1} -> {NODES} local redis-servers, {to_move:,} to move; "
+        f"{n:,} small keys, {NODES - 1} -> {NODES} local redis-servers "
+        f"({'AOF, appendfsync always' if aof else 'no persistence'}), {to_move:,} to move; "
         f"Python {sys.version.split()[0]}, redis-py {redis.__version__}, load average {load})"
     )
     rows = [
@@ -136,7 +156,8 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
             f"{result.scanned / engine_seconds:,.0f} keys/s scanned",
         ],
         [
-            f"verify(): SCAN {check.scanned:,} keys, {check.misplaced} misplaced",
+            f"verify(): SCAN {check.scanned:,} keys, {check.misplaced} misplaced, "
+            f"{check.checked:,} moved keys checked, {check.lost_total} lost",
             f"{verify_seconds:,.2f} s",
             "",
             f"{check.scanned / verify_seconds:,.0f} keys/s scanned",
@@ -164,10 +185,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help=f"{QUICK_KEYS:,} keys instead of {KEYS:,}"
     )
+    parser.add_argument(
+        "--aof",
+        action="store_true",
+        help="servers with appendonly yes, appendfsync always (durable destinations)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, exit_on_signal)
-    with redis_servers(NODES) as servers:
-        return measure(servers, args.quick)
+    extra = ("--appendonly", "yes", "--appendfsync", "always") if args.aof else ()
+    with redis_servers(NODES, extra) as servers:
+        return measure(servers, args.quick, args.aof)
 
 
 if __name__ == "__main__":

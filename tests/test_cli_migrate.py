@@ -1,9 +1,12 @@
 """``hashring migrate`` through its real entry points, against real redis-server processes.
 
-Four fresh servers per test: ``old.toml`` names three of them (n0..n2), ``new.toml`` all
-four (n0..n3). What the command did is checked without its code: full dumps of every node
-(``DUMP`` payload, ``PTTL``) before and after, and owners from a ``HashRing`` built directly
-with the same nodes (the topologies use the defaults: ring, mmh3, 160 vnodes, hash tags).
+Four fresh servers per test, with AOF on (``appendfsync everysec``: durable destinations,
+so ``--apply`` runs without ``--allow-volatile-destination``; the durability rule itself is
+tested in ``test_migrate_durability.py``): ``old.toml`` names three of them (n0..n2),
+``new.toml`` all four (n0..n3). What the command did is checked without its code: full
+dumps of every node (``DUMP`` payload, ``PTTL``) before and after, and owners from a
+``HashRing`` built directly with the same nodes (the topologies use the defaults: ring,
+mmh3, 160 vnodes, hash tags).
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ NAMES = ["n0", "n1", "n2", "n3"]
 TOP_KEYS = {
     "schema", "mode", "from", "to", "nodes", "options", "scanned", "in_place", "to_move",
     "moved", "conflicts", "missing", "failed", "pairs", "verification", "misplaced",
-    "elapsed_seconds", "keys_per_second",
+    "elapsed_seconds", "keys_per_second", "durability", "lost",
 }  # fmt: skip
 PAIR_KEYS = {"from", "to", "keys", "moved", "conflicts", "bytes"}
-OPTION_KEYS = {"batch", "rate", "timeout_ms", "on_conflict", "bytes"}
-VERIFICATION_KEYS = {"scanned", "misplaced", "elapsed_seconds", "pairs"}
+OPTION_KEYS = {"batch", "rate", "timeout_ms", "on_conflict", "bytes", "allow_volatile_destination"}
+VERIFICATION_KEYS = {
+    "scanned", "misplaced", "elapsed_seconds", "pairs", "checked", "expired", "lost",
+    "lost_by_node", "restarted",
+}  # fmt: skip
+AOF = ("--appendonly", "yes", "--appendfsync", "everysec")
 
 Dump = dict[bytes, tuple[str, bytes, int]]  # key -> (node, DUMP payload, PTTL)
 
@@ -118,7 +125,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster(redis_server_factory: RedisServerFactory, tmp_path: Path) -> Cluster:
-    return Cluster(redis_server_factory(4), tmp_path)
+    return Cluster(redis_server_factory(4, extra_args=AOF), tmp_path)
 
 
 def load(cluster: Cluster, n: int, *, prefix: str = "k", ttl_share: float = 0.3) -> list[str]:
@@ -190,6 +197,21 @@ def test_apply_moves_100k_keys_with_ttls_and_loses_nothing(cluster: Cluster) -> 
     assert report["conflicts"] == report["missing"] == report["failed"] == 0
     assert {(p["from"], p["to"]): p["moved"] for p in report["pairs"]} == dict(expected)
     assert report["keys_per_second"] > 0
+    assert set(report["verification"]) == VERIFICATION_KEYS
+    assert report["verification"]["checked"] == report["moved"]
+    assert report["lost"] == report["verification"]["lost"] == 0
+    assert report["verification"]["restarted"] == []
+    assert {name: d["how"] for name, d in report["durability"].items()} == dict.fromkeys(
+        NAMES, "aof"
+    )
+    assert all(d["fsync"] == "everysec" for d in report["durability"].values())
+
+
+def default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default. A background job (``pytest &``,
+    nohup, some CI runners) starts with SIGINT ignored, children inherit that, and Python
+    then installs no KeyboardInterrupt handler: the SIGINT sent below would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def interrupt_when(cluster: Cluster, moved: int, sig: int) -> tuple[int, str]:
@@ -200,6 +222,7 @@ def interrupt_when(cluster: Cluster, moved: int, sig: int) -> tuple[int, str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,  # only signal.signal: safe before exec
     )
     try:
         deadline = time.monotonic() + 30
@@ -230,6 +253,8 @@ def test_interrupted_mid_way_then_rerun_finishes_without_loss(cluster: Cluster) 
     assert sum(cluster.misplaced().values()) == to_move - moved
     report = migrate_json(*cluster.files, "--apply")
     assert report["moved"] == to_move - moved  # nothing moved twice
+    assert report["verification"]["checked"] == report["moved"]
+    assert report["lost"] == 0
     assert report["misplaced"] == 0
     after = cluster.dump()
     assert_same_data(before, after, (time.monotonic() - start) * 1000)
@@ -460,8 +485,9 @@ def test_two_names_for_one_database_exit_2(
 
 
 def test_bad_flags_exit_2(tmp_path: Path) -> None:
+    """argparse's complaints are one line too, naming the flag."""
     good = write(tmp_path / "good.toml", nodes_toml({"a": "redis://127.0.0.1:1/0"}))
     for flags in (["--batch", "0"], ["--rate", "-1"], ["--on-conflict", "merge"], []):
         args = ["--from", good, *flags] if flags else ["--from", good]
         result = migrate(*args, check=2)
-        assert "usage:" in result.stderr
+        one_line_error(result, "hashring: error: ", flags[0] if flags else "--to")

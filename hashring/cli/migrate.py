@@ -19,7 +19,22 @@ scanned, keys already in place) is printed. ``--bytes`` adds per-pair ``MEMORY U
 totals: one pipelined ``MEMORY USAGE key SAMPLES 0`` per misplaced key, so a share of a
 round trip and the server's work per key (slower on big key spaces). With ``--apply`` the
 keys are moved, then a verification pass re-scans every node and reports the keys still
-misplaced (the same computation as the plan; the target is 0).
+misplaced (the same computation as the plan; the target is 0) and, for every key this run
+moved, whether it is still on its destination (``lost``; the target is 0): keys whose TTL
+ran out meanwhile are counted apart (``expired``); the nodes that restarted during the run
+are named.
+
+Durable destinations. A destination acknowledges a key once it is in its memory, and the
+source then deletes its copy: a destination without persistence that crashes or restarts
+loses those keys for good. So ``--apply`` first checks every node of the new topology
+(``INFO persistence`` / ``INFO replication``, ``CONFIG GET appendfsync`` when allowed) and
+refuses, before anything moves (exit 2), a destination that is not durable, unless
+``--allow-volatile-destination`` is given (right for caches). Durable means: AOF on
+(``appendonly yes``; ``appendfsync always`` also survives a power loss, ``everysec`` may lose
+its last second then), or, without AOF, at least one replica online, which must then
+acknowledge every batch moved there (``WAIT 1 timeout``; else the run stops, exit 1). A
+server whose ``INFO`` does not tell (a proxy, a restricted user) counts as volatile. The dry
+run shows each destination's durability.
 
 Conflicts (``--on-conflict``): a key that already exists on its destination, written there
 by clients of the new topology: ``keep-destination`` (default) keeps the destination's value
@@ -41,14 +56,20 @@ Exit status:
 
 * 0: dry run: the plan was computed (whatever it says; read ``misplaced``);
   ``--apply``: the verification found no key misplaced;
-* 1: ``--apply`` left keys misplaced (``--on-conflict skip`` conflicts, keys that failed);
-  or a node is unreachable, or a destination refused ``MIGRATE`` (one line on stderr;
-  what moved stays moved: re-run to finish);
-* 2: bad flags, a missing or invalid topology file, URLs that cannot be migrated between;
+* 1: ``--apply`` left keys misplaced (``--on-conflict skip`` conflicts, keys that failed),
+  or keys it moved are not on their destination any more (``lost``: a volatile destination
+  restarted, or clients deleted them); or a node is unreachable, a destination refused
+  ``MIGRATE``, or no replica acknowledged a batch (one line on stderr; what moved stays
+  moved: re-run to finish);
+* 2: bad flags, a missing or invalid topology file, URLs that cannot be migrated between,
+  ``--apply`` to a volatile destination without ``--allow-volatile-destination`` (nothing
+  moved);
 * 130: interrupted (safe: re-run to finish).
 
 ``--format json`` prints one JSON object (schema ``hashring.migrate/1``; keys are never
-removed or renamed within a schema version, and these are all of them)::
+removed or renamed within a schema version; ``durability``, ``lost`` and the
+verification's ``checked`` .. ``restarted`` were added to version 1 with the durability
+check; these are all of them)::
 
     {
       "schema": "hashring.migrate/1",
@@ -56,7 +77,11 @@ removed or renamed within a schema version, and these are all of them)::
       "from": str, "to": str,              # the topology files, as given
       "nodes": {name: url},                # every node scanned, URL redacted, sorted
       "options": {"batch": int, "rate": float | null, "timeout_ms": int,
-                  "on_conflict": "keep-destination" | "replace" | "skip", "bytes": bool},
+                  "on_conflict": "keep-destination" | "replace" | "skip", "bytes": bool,
+                  "allow_volatile_destination": bool},
+      "durability": {name: {               # every node of the new topology, sorted
+        "durable": bool, "how": "aof" | "replicas" | "none" | "unknown",
+        "detail": str, "fsync": str | null, "replicas": int}},
       "scanned": int,                      # keys seen by SCAN in the plan / move pass
       "in_place": int,                     # of those, already on their new owner
       "to_move": int,                      # of those, misplaced (dry run: would move)
@@ -72,9 +97,15 @@ removed or renamed within a schema version, and these are all of them)::
       ],
       "verification": null | {             # null in a dry run (the plan is its own check)
         "scanned": int, "misplaced": int, "elapsed_seconds": float,
-        "pairs": [{"from": str, "to": str, "keys": int}]   # keys still misplaced
+        "pairs": [{"from": str, "to": str, "keys": int}],  # keys still misplaced
+        "checked": int,                    # keys moved by this run, looked for
+        "expired": int,                    # of those, gone with their TTL run out
+        "lost": int,                       # of those, not on their destination
+        "lost_by_node": {name: int},       # lost per destination (only nodes with some)
+        "restarted": [str]                 # nodes whose run_id changed during the run
       },
       "misplaced": int,                    # dry run: to_move; --apply: after verification
+      "lost": int | null,                  # --apply: verification.lost; null in a dry run
       "elapsed_seconds": float,            # the plan or move pass (not the verification)
       "keys_per_second": float             # dry run: scanned/s; --apply: moved/s
     }
@@ -103,7 +134,7 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
-    from hashring.adapters.migrate import MigrationPlan, MigrationResult, Pair
+    from hashring.adapters.migrate import Durability, MigrationPlan, MigrationResult, Pair
 
 __all__ = ["SCHEMA", "register", "run"]
 
@@ -124,8 +155,13 @@ def register(subparsers: Any) -> None:
         description="Move live Redis keys to their owners under a new topology with "
         "Redis's MIGRATE (values and TTLs kept, safe to interrupt and re-run). Dry run by "
         "default: prints the plan; --apply moves the keys, then verifies.",
-        epilog="Exit status: 0 dry run computed / --apply left nothing misplaced; 1 keys "
-        "left misplaced or a node unreachable; 2 bad flags or topology files.",
+        epilog="Durability: --apply refuses (exit 2, nothing moved) a destination that would "
+        "hold moved keys in memory only: it must have AOF on (appendonly yes) or a replica "
+        "online (then WAIT 1 must acknowledge every batch); servers whose INFO does not tell "
+        "count as volatile. Exit status: 0 dry run computed / --apply left nothing misplaced "
+        "and lost nothing; 1 keys left misplaced, moved keys lost, or a node unreachable; "
+        "2 bad flags or topology files, or a volatile destination without "
+        "--allow-volatile-destination.",
     )
     parser.add_argument(
         "--from",
@@ -174,6 +210,12 @@ def register(subparsers: Any) -> None:
         help="a key already on its destination: keep-destination (default: keep its value, "
         "delete the stale source copy), replace (source wins), skip (leave both)",
     )
+    parser.add_argument(
+        "--allow-volatile-destination",
+        action="store_true",
+        help="move keys to destinations without AOF or replica too (a crash or restart of "
+        "one loses the keys moved there: right for caches only)",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.set_defaults(run=run)
 
@@ -186,7 +228,11 @@ def run(args: argparse.Namespace) -> int:
         OperationError: a node unreachable or a MIGRATE refused (exit 1).
     """
     try:
-        from hashring.adapters.migrate import MigrationError, MigrationSession
+        from hashring.adapters.migrate import (
+            MigrationError,
+            MigrationSession,
+            VolatileDestinationError,
+        )
     except ImportError as exc:  # pragma: no cover - redis-py comes with the redis extra
         raise UsageError(
             f"migrate needs redis-py ({exc.name} is missing): pip install 'hashring[redis]'"
@@ -196,12 +242,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         with MigrationSession(old, new, timeout_ms=args.timeout) as session:
             nodes = session.nodes
+            durability = _durability(session.durability())
             if not args.apply:
                 with progress(session.dbsize(), "planning") as bar:
                     plan = session.plan(
                         batch=args.batch, with_bytes=args.bytes, progress=bar.update
                     )
-                report = _dry_run_report(args, nodes, plan)
+                report = _dry_run_report(args, nodes, durability, plan)
                 status = EXIT_OK
             else:
                 with progress(session.dbsize(), "migrating") as bar:
@@ -211,11 +258,21 @@ def run(args: argparse.Namespace) -> int:
                         on_conflict=args.on_conflict,
                         with_bytes=args.bytes,
                         progress=bar.update,
+                        allow_volatile=args.allow_volatile_destination,
                     )
                 with progress(session.dbsize(), "verifying") as bar:
                     check = session.verify(batch=args.batch, progress=bar.update)
-                report = _apply_report(args, nodes, result, check)
-                status = EXIT_OK if check.misplaced == 0 else EXIT_FAILED
+                report = _apply_report(args, nodes, durability, result, check)
+                done = check.misplaced == 0 and check.lost_total == 0
+                status = EXIT_OK if done else EXIT_FAILED
+    except VolatileDestinationError as exc:
+        volatile = "; ".join(f"{d.node} ({nodes[d.node]}): {d.detail}" for d in exc.volatile)
+        raise UsageError(
+            f"refusing to move keys to volatile destinations, nothing moved: {volatile}: a "
+            "crash or restart would lose the keys moved there once their source copies are "
+            "deleted; turn on appendonly (appendfsync always) or attach a replica, or pass "
+            "--allow-volatile-destination if losing them is acceptable (a cache)"
+        ) from None
     except MigrationError as exc:
         raise OperationError(str(exc)) from None
     if args.format == "json":
@@ -235,6 +292,20 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "timeout_ms": args.timeout,
         "on_conflict": args.on_conflict,
         "bytes": bool(args.bytes),
+        "allow_volatile_destination": bool(args.allow_volatile_destination),
+    }
+
+
+def _durability(found: dict[str, Durability]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {
+            "durable": d.durable,
+            "how": d.how,
+            "detail": d.detail,
+            "fsync": d.fsync,
+            "replicas": d.replicas,
+        }
+        for name, d in sorted(found.items())
     }
 
 
@@ -258,7 +329,12 @@ def _pair_rows(
     ]
 
 
-def _header(args: argparse.Namespace, nodes: dict[str, str], mode: str) -> dict[str, Any]:
+def _header(
+    args: argparse.Namespace,
+    nodes: dict[str, str],
+    durability: dict[str, dict[str, Any]],
+    mode: str,
+) -> dict[str, Any]:
     """The fields both modes' documents open with."""
     return {
         "schema": SCHEMA,
@@ -267,14 +343,18 @@ def _header(args: argparse.Namespace, nodes: dict[str, str], mode: str) -> dict[
         "to": args.to_file,
         "nodes": nodes,
         "options": _options(args),
+        "durability": durability,
     }
 
 
 def _dry_run_report(
-    args: argparse.Namespace, nodes: dict[str, str], plan: MigrationPlan
+    args: argparse.Namespace,
+    nodes: dict[str, str],
+    durability: dict[str, dict[str, Any]],
+    plan: MigrationPlan,
 ) -> dict[str, Any]:
     return {
-        **_header(args, nodes, "dry-run"),
+        **_header(args, nodes, durability, "dry-run"),
         "scanned": plan.scanned,
         "in_place": plan.in_place,
         "to_move": plan.misplaced,
@@ -285,6 +365,7 @@ def _dry_run_report(
         "pairs": _pair_rows(plan.pairs, None, None, plan.bytes),
         "verification": None,
         "misplaced": plan.misplaced,
+        "lost": None,
         "elapsed_seconds": round(plan.seconds, 6),
         "keys_per_second": round(plan.keys_per_second, 1),
     }
@@ -293,11 +374,12 @@ def _dry_run_report(
 def _apply_report(
     args: argparse.Namespace,
     nodes: dict[str, str],
+    durability: dict[str, dict[str, Any]],
     result: MigrationResult,
     check: MigrationPlan,
 ) -> dict[str, Any]:
     return {
-        **_header(args, nodes, "apply"),
+        **_header(args, nodes, durability, "apply"),
         "scanned": result.scanned,
         "in_place": result.in_place,
         "to_move": result.to_move,
@@ -314,8 +396,14 @@ def _apply_report(
                 {"from": source, "to": target, "keys": keys}
                 for (source, target), keys in check.pairs.items()
             ],
+            "checked": check.checked,
+            "expired": check.expired,
+            "lost": check.lost_total,
+            "lost_by_node": dict(check.lost),
+            "restarted": list(check.restarted),
         },
         "misplaced": check.misplaced,
+        "lost": check.lost_total,
         "elapsed_seconds": round(result.seconds, 6),
         "keys_per_second": round(result.keys_per_second, 1),
     }
@@ -329,6 +417,11 @@ def _text(report: dict[str, Any]) -> str:
         f"hashring migrate: {report['from']} -> {report['to']} "
         + ("(dry run: nothing moved; add --apply to move)" if dry else "(--apply)"),
         "nodes: " + ", ".join(f"{name}={url}" for name, url in report["nodes"].items()),
+        "destinations: "
+        + "; ".join(
+            f"{name} {'durable' if d['durable'] else 'VOLATILE'} ({d['detail']})"
+            for name, d in report["durability"].items()
+        ),
         "",
     ]
     if report["pairs"]:
@@ -364,6 +457,13 @@ def _text(report: dict[str, Any]) -> str:
     if dry:
         lines.append(f"elapsed {seconds:.2f} s ({rate:,.0f} keys/s scanned)")
         lines.append(f"misplaced: {report['misplaced']:,}")
+        volatile = [name for name, d in report["durability"].items() if not d["durable"]]
+        if volatile and not options["allow_volatile_destination"]:
+            lines.append(
+                f"--apply would refuse the volatile destination(s) {', '.join(volatile)}: "
+                "turn on appendonly or attach a replica, or add --allow-volatile-destination "
+                "(a cache)"
+            )
         return "\n".join(lines)
     policy = options["on_conflict"]
     lines.append(
@@ -393,4 +493,20 @@ def _text(report: dict[str, Any]) -> str:
             "failed moves)"
         )
         lines.append(hint)
+    restarted = check["restarted"]
+    lines.append(
+        f"loss check: {check['checked']:,} keys moved by this run looked for on their "
+        f"destinations: {check['lost']:,} lost, {check['expired']:,} expired (TTL ran out)"
+        + (f"; restarted during the run: {', '.join(restarted)}" if restarted else "")
+    )
+    if check["lost"]:
+        for name, lost in check["lost_by_node"].items():
+            durable = report["durability"].get(name, {}).get("durable", False)
+            cause = (
+                f"{name} restarted during the run"
+                + ("" if durable else " and keeps no persistence: they are gone for good")
+                if name in restarted
+                else "deleted by clients, evicted, or lost by the server"
+            )
+            lines.append(f"LOST: {lost:,} keys moved to {name} are not there ({cause})")
     return "\n".join(lines)

@@ -1,0 +1,413 @@
+"""``hashring migrate --apply`` and the durability of its destinations, on real redis-servers.
+
+Two sources n0, n1 (``old.toml``) and one new node n2 (``new.toml`` = n0..n2): n2 is the
+destination under test, started as each test needs it (no persistence, AOF with
+``appendfsync always``, a replica, ``CONFIG`` renamed away, a restricted user). Sources
+run with AOF (``everysec``) so that only n2's durability is at stake. Servers are killed
+with SIGKILL (``RedisServer.kill``) and restarted on the same port and directory; the
+migrate process is paused with SIGSTOP where a test needs the kill to land between two of
+its batches. What happened is checked without the command's code: full dumps of every node.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hashring.adapters.migrate import MigrationSession, VolatileDestinationError
+from redis_servers import HOST, RedisServer, RedisServerFactory
+
+from hashring import HashRing, load_topology
+
+pytestmark = pytest.mark.redis
+
+MODULE = [sys.executable, "-m", "hashring"]
+DURABLE_SOURCE = ("--appendonly", "yes", "--appendfsync", "everysec")
+AOF_ALWAYS = ("--appendonly", "yes", "--appendfsync", "always")
+NAMES = ["n0", "n1", "n2"]
+KEYS = 6_000
+SLOW = ["--batch", "20", "--rate", "1500"]  # about 75 round trips a second: easy to land in
+WAIT_TIMEOUT = 30.0  # seconds, for anything polled
+
+Dump = dict[bytes, tuple[str, bytes]]  # key -> (node, DUMP payload)
+
+
+def default_sigint() -> None:
+    """SIGINT back to its default in the child (a background pytest ignores it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+class Fleet:
+    """n0, n1 (sources, AOF everysec), n2 (the destination under test); the topologies."""
+
+    def __init__(
+        self,
+        factory: RedisServerFactory,
+        directory: Path,
+        destination_args: tuple[str, ...],
+        url_of: Callable[[str, RedisServer], str] = lambda name, server: server.url,
+    ) -> None:
+        self.factory = factory
+        self.servers = [
+            *factory(2, extra_args=DURABLE_SOURCE),
+            *factory(1, extra_args=destination_args),
+        ]
+        self.clients = {name: s.client() for name, s in zip(NAMES, self.servers, strict=True)}
+        self.old = directory / "old.toml"
+        self.new = directory / "new.toml"
+        urls = [url_of(name, server) for name, server in zip(NAMES, self.servers, strict=True)]
+        tables = [f'[nodes.{name}]\nurl = "{url}"\n' for name, url in zip(NAMES, urls, strict=True)]
+        self.old.write_text("".join(tables[:2]))
+        self.new.write_text("".join(tables))
+        self.old_ring = HashRing(NAMES[:2])
+        self.new_ring = HashRing(NAMES)
+
+    @property
+    def destination(self) -> RedisServer:
+        return self.servers[2]
+
+    @property
+    def files(self) -> list[str]:
+        return ["--from", str(self.old), "--to", str(self.new)]
+
+    def load(self, n: int = KEYS, *, ttl_share: float = 0.0) -> int:
+        """``n`` keys on their old owners (some with a TTL of 1-2 h); returns how many move."""
+        rng = random.Random(n)
+        keys = [f"k:{i}" for i in range(n)]
+        pipes = {name: self.clients[name].pipeline(transaction=False) for name in NAMES[:2]}
+        for i, (key, owner) in enumerate(zip(keys, self.old_ring.get_node_many(keys), strict=True)):
+            pipes[owner].set(key, f"value-{i}-" + "x" * rng.randrange(20))
+            if rng.random() < ttl_share:
+                pipes[owner].pexpire(key, rng.randrange(3_600_000, 7_200_000))
+        for pipe in pipes.values():
+            pipe.execute()
+        return sum(owner == "n2" for owner in self.new_ring.get_node_many(keys))
+
+    def fresh_client(self, name: str) -> Any:
+        """A new client (the old one's connection died with a killed server)."""
+        self.clients[name] = self.servers[NAMES.index(name)].client()
+        return self.clients[name]
+
+    def dump(self) -> Dump:
+        found: Dump = {}
+        for name, client in self.clients.items():
+            keys = list(client.scan_iter(count=1000))
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.dump(key)
+            for key, payload in zip(keys, pipe.execute(), strict=True):
+                assert key not in found, f"{key!r} on {found[key][0]} and {name}"
+                found[key] = (name, payload)
+        return found
+
+    def total(self) -> int:
+        return sum(int(client.dbsize()) for client in self.clients.values())
+
+
+@pytest.fixture
+def fleet_factory(redis_server_factory: RedisServerFactory, tmp_path: Path) -> Callable[..., Fleet]:
+    made: list[Fleet] = []  # each fleet writes its topologies to its own directory
+
+    def make(destination_args: tuple[str, ...] = (), **kwargs: Any) -> Fleet:
+        directory = tmp_path / f"fleet-{len(made)}"
+        directory.mkdir()
+        fleet = Fleet(redis_server_factory, directory, destination_args, **kwargs)
+        made.append(fleet)
+        return fleet
+
+    return make
+
+
+def migrate(*args: str, check: int | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*MODULE, "migrate", *args], capture_output=True, text=True, timeout=120
+    )
+    if check is not None:
+        assert result.returncode == check, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def report_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def one_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.stderr.count("\n") == 1, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+
+
+def start_slow_migrate(fleet: Fleet, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*MODULE, "migrate", *fleet.files, "--apply", *SLOW, "--format", "json", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,  # only signal.signal: safe before exec
+    )
+
+
+def wait_for_arrivals(fleet: Fleet, process: subprocess.Popen[str], n: int) -> None:
+    destination = fleet.clients["n2"]
+
+    def arrived() -> bool:
+        assert process.poll() is None, "migrate ended before the destination was killed"
+        return int(destination.dbsize()) >= n
+
+    wait_until(arrived, f"{n} keys on n2")
+
+
+# ------------------------------------------------------------------------------ refusal
+
+
+def test_volatile_destination_is_refused_before_anything_moves(fleet_factory: Any) -> None:
+    """No AOF, no replica: --apply exits 2 with one line naming n2, and no key moves."""
+    fleet = fleet_factory()
+    assert fleet.load() > 0
+    before = fleet.dump()
+    result = migrate(*fleet.files, "--apply", check=2)
+    one_line(result, "hashring: error: ", "volatile", "n2", "--allow-volatile-destination")
+    assert "no AOF and no replica" in result.stderr
+    assert "n0 (" not in result.stderr
+    assert "n1 (" not in result.stderr
+    assert result.stdout == ""
+    assert fleet.dump() == before
+    dry = report_of(migrate(*fleet.files, "--format", "json", check=0))
+    assert dry["durability"]["n2"] == {
+        "durable": False, "how": "none", "replicas": 0, "fsync": None,
+        "detail": dry["durability"]["n2"]["detail"],
+    }  # fmt: skip
+    assert dry["durability"]["n0"]["how"] == "aof"
+    text = migrate(*fleet.files, check=0).stdout
+    assert "n2 VOLATILE" in text
+    assert "--apply would refuse the volatile destination(s) n2" in text
+    with (
+        MigrationSession(load_topology(fleet.old), load_topology(fleet.new)) as session,
+        pytest.raises(VolatileDestinationError) as caught,
+    ):
+        session.migrate()
+    assert [d.node for d in caught.value.volatile] == ["n2"]
+    assert fleet.dump() == before
+
+
+def test_volatile_destination_with_the_flag_moves_and_checks(fleet_factory: Any) -> None:
+    """--allow-volatile-destination: everything moves, nothing lost, every move checked."""
+    fleet = fleet_factory()
+    to_move = fleet.load(ttl_share=0.3)
+    before = fleet.dump()
+    report = report_of(
+        migrate(
+            *fleet.files, "--apply", "--allow-volatile-destination", "--format", "json", check=0
+        )
+    )
+    assert report["options"]["allow_volatile_destination"] is True
+    assert report["moved"] == report["verification"]["checked"] == to_move
+    assert report["misplaced"] == report["lost"] == 0
+    assert report["verification"]["expired"] == 0
+    after = fleet.dump()
+    assert {key: payload for key, (_, payload) in after.items()} == {
+        key: payload for key, (_, payload) in before.items()
+    }
+    assert all(node == fleet.new_ring.get_node(key) for key, (node, _) in after.items())
+
+
+def test_unknown_durability_counts_as_volatile(fleet_factory: Any) -> None:
+    """A user that may not run INFO persistence: 'cannot tell', refused like a volatile one;
+    a server with CONFIG renamed away but AOF on is recognised from INFO (fsync unknown)."""
+    fleet = fleet_factory(
+        url_of=lambda name, s: (
+            f"redis://mover:m0ver-s3cret@{s.host}:{s.port}/0" if name == "n2" else s.url
+        )
+    )
+    admin = fleet.destination.client()
+    admin.execute_command(
+        "ACL",
+        "SETUSER",
+        "mover",
+        "on",
+        ">m0ver-s3cret",
+        "~*",
+        "&*",
+        "+@all",
+        "-info",
+        "+info|server",
+    )
+    fleet.load(600)
+    before = fleet.dump()
+    result = migrate(*fleet.files, "--apply", check=2)
+    one_line(
+        result, "n2", "cannot tell whether it persists", "no permissions", "redis://mover:***@"
+    )
+    assert "s3cret" not in result.stderr
+    assert fleet.dump() == before
+    aof = fleet_factory(("--rename-command", "CONFIG", "", *AOF_ALWAYS))
+    dry = report_of(migrate(*aof.files, "--format", "json", check=0))
+    assert dry["durability"]["n2"]["how"] == "aof"
+    assert dry["durability"]["n2"]["fsync"] is None
+    assert "CONFIG refused" in dry["durability"]["n2"]["detail"]
+
+
+def test_sources_without_scripting_still_check_every_move(fleet_factory: Any) -> None:
+    """Sources whose user may not run scripts: TTLs are read with one PTTL per key instead,
+    and the loss check still covers every moved key."""
+    fleet = fleet_factory(
+        AOF_ALWAYS,
+        url_of=lambda name, s: (
+            f"redis://plain:pl4in-s3cret@{s.host}:{s.port}/0" if name != "n2" else s.url
+        ),
+    )
+    for name in NAMES[:2]:
+        fleet.clients[name].execute_command(
+            "ACL", "SETUSER", "plain", "on", ">pl4in-s3cret", "~*", "&*", "+@all", "-@scripting"
+        )
+    to_move = fleet.load(ttl_share=0.5)
+    result = migrate(*fleet.files, "--apply", "--format", "json", check=0)
+    report = report_of(result)
+    assert "s3cret" not in result.stdout + result.stderr
+    assert report["moved"] == report["verification"]["checked"] == to_move
+    assert report["lost"] == report["verification"]["expired"] == report["misplaced"] == 0
+    assert fleet.total() == KEYS
+
+
+# ------------------------------------------------------------------------------ crashes
+
+
+def test_aof_destination_killed_mid_run_loses_nothing(fleet_factory: Any) -> None:
+    """AOF (appendfsync always) destination SIGKILLed mid-run, restarted on its port and
+    directory: the run fails (exit 1), the re-run finishes, exit 0, every key and value kept."""
+    fleet = fleet_factory(AOF_ALWAYS)
+    to_move = fleet.load()
+    before = fleet.dump()
+    process = start_slow_migrate(fleet)
+    try:
+        wait_for_arrivals(fleet, process, 300)
+        fleet.destination.kill()
+    finally:
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, (stdout, stderr)
+    assert stderr.startswith("hashring: failed: "), stderr
+    assert stderr.count("\n") == 1, stderr
+    fleet.destination.restart()
+    fleet.fresh_client("n2")
+    kept = int(fleet.clients["n2"].dbsize())
+    assert 300 <= kept < to_move  # the AOF gave back every key acknowledged before the kill
+    assert fleet.total() == KEYS
+    report = report_of(migrate(*fleet.files, "--apply", "--format", "json", check=0))
+    assert report["moved"] == report["verification"]["checked"] == to_move - kept
+    assert report["misplaced"] == report["lost"] == 0
+    assert report["durability"]["n2"]["fsync"] == "always"
+    after = fleet.dump()
+    assert len(after) == KEYS
+    assert {key: payload for key, (_, payload) in after.items()} == {
+        key: payload for key, (_, payload) in before.items()
+    }
+
+
+def test_volatile_destination_restarted_empty_mid_run_reports_the_loss(
+    fleet_factory: Any,
+) -> None:
+    """With the flag, a volatile destination SIGKILLed and restarted empty between two
+    batches of one run (the migrate paused meanwhile): the run goes on, its verification
+    counts exactly the keys lost, names n2 as restarted, exit 1."""
+    fleet = fleet_factory()
+    fleet.load(ttl_share=0.3)
+    process = start_slow_migrate(fleet, "--allow-volatile-destination")
+    try:
+        wait_for_arrivals(fleet, process, 300)
+        process.send_signal(signal.SIGSTOP)
+        fleet.destination.kill()
+        fleet.destination.restart()  # no persistence: empty
+        fleet.fresh_client("n2")
+        process.send_signal(signal.SIGCONT)
+    finally:
+        process.send_signal(signal.SIGCONT)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, (stdout, stderr)
+    assert "Traceback" not in stderr
+    report = json.loads(stdout)
+    lost = KEYS - fleet.total()  # counted independently: no key here expires within hours
+    assert lost >= 300
+    assert report["lost"] == report["verification"]["lost"] == lost
+    assert report["verification"]["lost_by_node"] == {"n2": lost}
+    assert report["verification"]["restarted"] == ["n2"]
+    assert report["verification"]["checked"] == report["moved"]
+    assert report["misplaced"] == 0  # every key left is on its owner: locations alone say "ok"
+
+
+def test_volatile_destination_killed_names_the_keys_at_risk(fleet_factory: Any) -> None:
+    """With the flag, a volatile destination SIGKILLed mid-run: the failure line says how
+    many keys this run moved there and that they are lost if it restarted."""
+    fleet = fleet_factory()
+    fleet.load()
+    process = start_slow_migrate(fleet, "--allow-volatile-destination")
+    try:
+        wait_for_arrivals(fleet, process, 300)
+        fleet.destination.kill()
+    finally:
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert stderr.startswith("hashring: failed: "), stderr
+    assert stderr.count("\n") == 1, stderr
+    assert "to n2) are lost if those restarted" in stderr
+    moved = int(stderr.split("volatile destinations (")[1].split(" to n2")[0].replace(",", ""))
+    assert moved >= 300
+
+
+# ------------------------------------------------------------------------------ replicas
+
+
+def replica_of(fleet: Fleet) -> RedisServer:
+    """A replica of n2, online."""
+    (replica,) = fleet.factory(1, extra_args=("--replicaof", HOST, str(fleet.destination.port)))
+
+    def online() -> bool:
+        info = fleet.clients["n2"].info("replication")
+        return any(
+            isinstance(value, dict) and value.get("state") == "online"
+            for field, value in info.items()
+            if field.startswith("slave")
+        )
+
+    wait_until(online, "the replica to be online")
+    return replica
+
+
+def test_destination_with_a_replica_is_durable_and_waits_for_it(fleet_factory: Any) -> None:
+    """No AOF but a replica online: accepted without the flag, every batch acknowledged by
+    the replica (WAIT); with the replica frozen (SIGSTOP), the run stops with exit 1."""
+    fleet = fleet_factory()
+    replica = replica_of(fleet)
+    to_move = fleet.load(2_000)
+    report = report_of(migrate(*fleet.files, "--apply", "--format", "json", check=0))
+    assert report["durability"]["n2"]["how"] == "replicas"
+    assert report["durability"]["n2"]["replicas"] == 1
+    assert report["moved"] == to_move
+    assert report["misplaced"] == report["lost"] == 0
+    follower = replica.client()
+    wait_until(lambda: int(follower.dbsize()) == to_move, "the replica to hold every key")
+    more = [f"late:{i}" for i in range(500)]
+    for key, owner in zip(more, fleet.old_ring.get_node_many(more), strict=True):
+        fleet.clients[owner].set(key, "written by an old-topology client")
+    replica.process.send_signal(signal.SIGSTOP)
+    try:
+        result = migrate(*fleet.files, "--apply", "--timeout", "300", check=1)
+    finally:
+        replica.process.send_signal(signal.SIGCONT)
+    one_line(result, "hashring: failed: ", "no replica of node 'n2'", "WAIT")
