@@ -212,10 +212,9 @@ class ShardedBase(Generic[C]):
         self._connect = connect
         self._redis_kwargs = dict(redis_kwargs)
         chosen = {name: check_weight((weights or {}).get(name, 1), name) for name in nodes}
-        keyed: dict[str, Any] = {} if hash_key is None else {"hash_key": hash_key}
         self._placement = placement(
             algorithm, chosen, hash=hash, hash_tags=hash_tags, vnodes=vnodes,
-            table_size=table_size, **keyed,
+            table_size=table_size, hash_key=hash_key,
         )  # fmt: skip
         slots = {
             name: Slot(connect(name, target, redis_kwargs), isinstance(target, str))

@@ -189,3 +189,42 @@ def test_redis_py_version_within_the_pin() -> None:
     assert Version(redis.__version__) in pin.specifier, (
         f"redis-py {redis.__version__} is outside the pin {pin}"
     )
+
+
+def test_async_pool_idle_connections_can_be_dropped_without_yielding(
+    clean_redis_servers: list[RedisServer],
+) -> None:
+    """drop_idle_connections (used on ejection and recovery) relies on redis-py's
+    ``_available_connections`` list and ``Connection._close()``: idle connections close at
+    once, connections in use are untouched, and a dropped one reconnects on its next use."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+    from hashring.adapters._redis_async import drop_idle_connections
+
+    server = clean_redis_servers[0]
+    observer = server.client(decode_responses=True)
+
+    def named() -> int:
+        return sum(1 for entry in observer.client_list() if entry.get("name") == "idle-drop")
+
+    async def scenario() -> None:
+        client = aioredis.Redis(host=server.host, port=server.port, client_name="idle-drop")
+        try:
+            await asyncio.gather(*(client.blpop(["nothing"], timeout=0.2) for _ in range(3)))
+            pool = client.connection_pool
+            assert len(pool._available_connections) == 3
+            held = await pool.get_connection()  # in use: must survive
+            drop_idle_connections(pool)
+            assert all(not c.is_connected for c in pool._available_connections)
+            assert held.is_connected
+            await pool.release(held)
+            deadline = time.monotonic() + 3.0
+            while named() != 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert named() == 1
+            assert await client.ping() is True  # reconnects
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
