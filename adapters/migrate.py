@@ -485,10 +485,8 @@ def _classify(
             name, "replicas", f"no AOF, {replicas} replica(s) online: WAIT after each batch",
             replicas=replicas,
         )  # fmt: skip
-    why = "AOF on but its last write failed" if not aof_ok else "no AOF and no replica"
-    return Durability(
-        name, "none", f"{why}: a crash or restart loses the keys it holds since its last save"
-    )
+    why = "AOF on but its last write failed, no replica" if not aof_ok else "no AOF and no replica"
+    return Durability(name, "none", why)
 
 
 # --------------------------------------------------------------------------- the session

@@ -470,6 +470,23 @@ def test_unreachable_node_exits_1_with_a_redacted_url(
         assert "hunter2" not in result.stderr
 
 
+def test_control_characters_in_node_names_are_escaped(
+    tmp_path: Path, redis_server_factory: RedisServerFactory
+) -> None:
+    """A node name holding ESC is printed as \\x1b in the text output, never sent raw."""
+    servers = redis_server_factory(2, extra_args=AOF)
+    old = write(tmp_path / "old.toml", f'[nodes.a]\nurl = "{servers[0].url}"\n')
+    new = write(
+        tmp_path / "new.toml",
+        f'[nodes.a]\nurl = "{servers[0].url}"\n[nodes."b\\u001b[2Jc"]\nurl = "{servers[1].url}"\n',
+    )
+    servers[0].client().mset({f"k{i}": i for i in range(200)})
+    for extra in ([], ["--apply"]):
+        result = migrate("--from", old, "--to", new, *extra)
+        assert "\x1b" not in result.stdout
+        assert "b\\x1b[2Jc" in result.stdout
+
+
 def test_two_names_for_one_database_exit_2(
     tmp_path: Path, redis_server_factory: RedisServerFactory
 ) -> None:

@@ -128,6 +128,7 @@ from ._common import (
     EXIT_OK,
     OperationError,
     UsageError,
+    escape,
     positive_float,
     positive_int,
     progress,
@@ -409,6 +410,12 @@ def _apply_report(
     }
 
 
+def _printable(lines: list[str]) -> str:
+    """The lines as one text, each escaped (node names, paths and server messages may hold
+    control characters: they are shown as ``\\x1b``, never sent to the terminal)."""
+    return "\n".join(escape(line) for line in "\n".join(lines).split("\n"))
+
+
 def _text(report: dict[str, Any]) -> str:
     dry = report["mode"] == "dry-run"
     options = report["options"]
@@ -464,7 +471,7 @@ def _text(report: dict[str, Any]) -> str:
                 "turn on appendonly or attach a replica, or add --allow-volatile-destination "
                 "(a cache)"
             )
-        return "\n".join(lines)
+        return _printable(lines)
     policy = options["on_conflict"]
     lines.append(
         f"moved {report['moved']:,}; conflicts {report['conflicts']:,} "
@@ -509,4 +516,4 @@ def _text(report: dict[str, Any]) -> str:
                 else "deleted by clients, evicted, or lost by the server"
             )
             lines.append(f"LOST: {lost:,} keys moved to {name} are not there ({cause})")
-    return "\n".join(lines)
+    return _printable(lines)
