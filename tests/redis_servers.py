@@ -20,6 +20,7 @@ import importlib.util
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -268,9 +269,21 @@ class RedisServer:
         """SIGKILL the server (a crash) and wait for it to exit. No-op if it is not running."""
         _reap(self.process)
 
-    def stop(self) -> None:
-        """Stop gracefully (SIGTERM: redis shuts down without saving), SIGKILL after a timeout."""
+    def pause(self) -> None:
+        """SIGSTOP the server: a hung node (connections are accepted, nothing answers)."""
         if self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server (harmless on one that is not paused)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM: redis shuts down without saving), SIGKILL after a timeout.
+        A paused server is resumed first, so that it can handle the SIGTERM."""
+        if self.process.poll() is None:
+            self.resume()
             self.process.terminate()
             try:
                 self.process.wait(STOP_TIMEOUT)

@@ -10,13 +10,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,7 +311,7 @@ class Outage:
     """Drives one outage of the victim (in a thread) and keeps its timestamps."""
 
     server: RedisServer
-    mode: str  # "kill": SIGKILL, then restart on the same port; "stop": SIGSTOP, SIGCONT
+    mode: str  # "kill": SIGKILL, then restart on the same port; "stop": pause (SIGSTOP), resume
     stats: Callable[[], dict[str, dict[str, float | int | bool]]]
     errors: list[tuple[float, str]] = field(default_factory=list)
     ejected_at: float = 0.0
@@ -332,7 +329,7 @@ class Outage:
             if self.mode == "kill":
                 self.server.kill()
             else:
-                os.kill(self.server.process.pid, signal.SIGSTOP)
+                self.server.pause()
             deadline = time.monotonic() + DEAD_SECONDS
             while time.monotonic() < deadline:
                 if not self.ejected_at and self.stats()[VICTIM]["ejections"]:
@@ -341,12 +338,11 @@ class Outage:
             if self.mode == "kill":
                 self.server.restart()  # same port, answers PING when this returns
             else:
-                os.kill(self.server.process.pid, signal.SIGCONT)
+                self.server.resume()
             self.back_at = time.monotonic()
             time.sleep(AFTER_SECONDS)
         finally:
-            if self.mode == "stop":
-                os.kill(self.server.process.pid, signal.SIGCONT)
+            self.server.resume()  # whatever happened (a no-op once it runs)
             self.done.set()
 
     def check(self, workers: int) -> None:
@@ -364,16 +360,6 @@ class Outage:
         assert after == []  # no stale pooled connection fails once the node is back
         assert stats["ejected"] is False
         assert stats["consecutive_failures"] == 0
-
-
-@contextlib.contextmanager
-def continued_at_exit(server: RedisServer) -> Iterator[None]:
-    """Whatever happens, a SIGSTOPped server is continued (so teardown can stop it)."""
-    try:
-        yield
-    finally:
-        if server.is_running():
-            os.kill(server.process.pid, signal.SIGCONT)
 
 
 @pytest.mark.parametrize("mode", ["kill", "stop"])
@@ -407,8 +393,7 @@ def test_recovery_with_64_tasks_sends_one_probe_per_cycle(
             assert await client.set(key, "back") is True
             return outage
 
-    with continued_at_exit(servers[1]):
-        outage = asyncio.run(scenario())
+    outage = asyncio.run(scenario())
     outage.check(TASKS)
 
 
@@ -418,10 +403,7 @@ def test_recovery_with_threads_sends_one_probe_per_cycle(
 ) -> None:
     """The same outage with 16 threads on ShardedRedis: the same bounds."""
     servers = redis_server_factory(3)
-    with (
-        continued_at_exit(servers[1]),
-        ShardedRedis(_urls(servers), max_workers=THREADS, **_health_options()) as client,
-    ):
+    with ShardedRedis(_urls(servers), max_workers=THREADS, **_health_options()) as client:
         outage = Outage(servers[1], mode, client.stats)
 
         def work(seed: int) -> None:
@@ -612,3 +594,23 @@ def test_bytes_like_keys_are_placed_like_the_same_bytes(
             return list(await aclient.mget([kind(key) for key in raw]))
 
     assert asyncio.run(scenario()) == raw
+
+
+def test_sampling_a_hung_node_fails_instead_of_hanging(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    """sample_keys (hashring report --sample-from) gives up on a SIGSTOPped node."""
+    from hashring.adapters._sampling import sample_keys
+
+    from hashring import parse_topology
+
+    servers = redis_server_factory(2)
+    servers[0].client().mset({f"s:{i}": i for i in range(50)})
+    nodes = {n: {"url": s.url} for n, s in zip(NAMES, servers, strict=False)}
+    topology = parse_topology({"nodes": nodes})
+    assert len(sample_keys(topology, 20, timeout=2.0)) == 20
+    servers[1].pause()
+    started = time.monotonic()
+    with pytest.raises(redis.TimeoutError):
+        sample_keys(topology, 20, timeout=0.3)
+    assert time.monotonic() - started < 5.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,6 +90,28 @@ def test_stop_is_graceful_and_server_can_restart(
     server.restart()
     with server.client() as client:
         assert client.ping() is True
+
+
+def test_pause_hangs_the_server_and_resume_or_stop_end_it(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    """pause() leaves a node that accepts connections and never answers; resume() brings it
+    back with its data; stop() on a paused server still exits cleanly, without waiting."""
+    (server,) = redis_server_factory(1)
+    client = server.client(socket_timeout=0.3, socket_connect_timeout=0.3)
+    client.set("k", "v")
+    server.pause()
+    assert server.is_running()
+    assert not port_refuses_connections(server.port)  # the kernel still accepts
+    with pytest.raises(redis.TimeoutError):
+        client.get("k")
+    server.resume()
+    assert client.get("k") == b"v"
+    server.pause()
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < redis_servers.STOP_TIMEOUT
+    assert server.process.returncode == 0
 
 
 def _use_servers_then_fail(
