@@ -202,7 +202,8 @@ def register(subparsers: Any) -> None:
         type=positive_int,
         default=5000,
         metavar="MS",
-        help="MIGRATE timeout in milliseconds (default 5000)",
+        help="MIGRATE timeout in milliseconds, also the WAIT timeout of a destination kept "
+        "durable by replicas (default 5000)",
     )
     parser.add_argument(
         "--on-conflict",
