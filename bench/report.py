@@ -15,6 +15,10 @@ must not dominate. Measured in one run on the same keys, best of 3, interleaved 
   in chunks under the progress bar, analyses) plus rendering the text and JSON documents.
 
 Target: analysis / floor <= 2.0 for the ring (and reported for every algorithm).
+
+``--fleet N`` also times one full report of N nodes -> N + 1 (jump, the cheapest to build)
+and its peak resident memory: the from->to counts are sparse, so memory grows with keys and
+nodes, never nodes² (a dense matrix of 100,000 nodes would take 80 GB).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import resource
 import sys
+import time
 
 from _measure import interleaved, ms
 
@@ -61,12 +67,37 @@ def measure(algorithm: str, keys: list[str]) -> tuple[float, float]:
     return best["floor"], best["full"]
 
 
+def large_fleet(nodes: int, keys: list[str]) -> None:
+    """One full report (text and JSON) of ``nodes`` -> ``nodes + 1`` jump nodes."""
+    names = [f"node-{i}" for i in range(1, nodes + 1)]
+    before = build_topology({n: NodeSpec(n, None) for n in names}, {"algorithm": "jump"}, "b")
+    grown = {n: NodeSpec(n, None) for n in [*names, f"node-{nodes + 1}"]}
+    after = build_topology(grown, {"algorithm": "jump"}, "a")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    result = build_report(keys, before, after, live=True)
+    text = render_text(result, before, after, "synthetic")
+    document = json.dumps(report_json(result, before, after, "synthetic"))
+    elapsed = time.perf_counter() - started
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    print(
+        f"fleet of {nodes:,} nodes, {len(keys):,} keys: full report {elapsed:.2f} s, "
+        f"{len(result.cell_keys):,} non-empty from->to cells, peak RSS grew {grown_kib / 1024:.0f} "
+        f"MiB (text {len(text) / 1024:.0f} KiB, JSON {len(document) / 2**20:.1f} MiB)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100,000 keys instead of 1,000,000")
+    parser.add_argument(
+        "--fleet", type=int, metavar="N", help="also time a report of N nodes (e.g. 100000)"
+    )
     args = parser.parse_args()
     count = 100_000 if args.quick else 1_000_000
     keys = [f"key:{i}" for i in range(count)]
+    if args.fleet:
+        large_fleet(args.fleet, keys)
     print(f"{count:,} synthetic keys, {NODES} nodes -> {NODES + 1} (add one); best of 3")
     print(f"{'algorithm':<28}{'2 x get_node_many':>18}{'full report':>13}{'ratio':>7}")
     ring_ratio = 0.0

@@ -230,7 +230,11 @@ def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topolog
     table_size = _typed(options, "table_size", int, None, source)
     hash_tags = _typed(options, "hash_tags", bool, True, source)
     hash_key_env = _typed(options, "hash_key_env", str, None, source)
-    hash_key = None if hash_key_env is None else _secret(hash_key_env, source)
+    hash_key = (
+        None
+        if hash_key_env is None
+        else hash_key_from_env(hash_key_env, f"{source}: placement.hash_key_env = {hash_key_env!r}")
+    )
     nodes_table = data.get("nodes")
     if not isinstance(nodes_table, Mapping) or not nodes_table:
         raise ConfigError(f"{source}: no nodes: add at least one [nodes.NAME] table with a url")
@@ -276,12 +280,17 @@ def _weight(weight: Any, source: str, where: str) -> float:
     return value
 
 
-def _secret(variable: str, source: str) -> bytes:
-    """The hash key held by environment variable ``variable`` (its UTF-8 bytes).
+def hash_key_from_env(variable: str, where: str) -> bytes:
+    """The hash key held by environment variable ``variable``: its value's UTF-8 bytes
+    (bytes that were not UTF-8 in the environment come back unchanged).
 
-    Error messages name the variable and the length, never the value.
+    ``where`` starts each error message (the file and key, or the flag). Messages name the
+    variable and the length, never the value.
+
+    Raises:
+        ConfigError: not a variable name, the variable is unset, or its value is not 16 to
+            64 bytes.
     """
-    where = f"{source}: placement.hash_key_env = {variable!r}"
     if not variable or "=" in variable or "\0" in variable:
         raise ConfigError(f"{where}: not an environment variable name")
     value = os.environ.get(variable)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 from .._algorithms import ALGORITHMS
-from .._config import NodeSpec, Topology, load_topology, parse_topology
+from .._config import NodeSpec, Topology, hash_key_from_env, load_topology, parse_topology
 from .._errors import ConfigError
 
 EXIT_OK = 0
@@ -224,6 +224,11 @@ def topology_from_args(
             does not take.
         ConfigError: a bad topology file.
     """
+    if args.hash_key_env is not None:  # checked here, so the message names the flag
+        try:
+            hash_key_from_env(args.hash_key_env, f"--hash-key-env {args.hash_key_env}")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
     base = load_topology(args.config) if args.config else None
     if base is not None and args.nodes:
         raise UsageError("give either a topology file or --nodes, not both")
