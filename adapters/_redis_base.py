@@ -143,6 +143,19 @@ def give_back(slots: Iterable[Slot[C]]) -> list[C]:
     return [slot.client for slot in slots if slot.leave()]
 
 
+def command_time(client: object) -> float:
+    """The longest a command on ``client`` may take to connect and answer, in seconds, from
+    its pool's ``socket_connect_timeout`` and ``socket_timeout`` (0 for unset ones)."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or {}
+    total = 0.0
+    answer = kwargs.get("socket_timeout")
+    for value in (kwargs.get("socket_connect_timeout") or answer, answer):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            total += min(float(value), 3600.0)
+    return total
+
+
 def check_target(name: str, target: object, client_class: type) -> None:
     """Refuse a node target that is neither a ``client_class`` nor a Redis URL.
 
@@ -225,6 +238,12 @@ class ShardedBase(Generic[C]):
         self._health = HealthTracker(
             enabled=health, failure_limit=failure_limit, retry_timeout=retry_timeout
         )
+        # A probe's claim must outlive the probe itself, or a second one would be let
+        # through while the first still waits on a hung node: retry_timeout plus the
+        # longest a command can take to connect and answer (without a socket timeout a
+        # command can wait forever, and one more is let through every retry_timeout).
+        longest = max((command_time(slot.client) for slot in slots.values()), default=0.0)
+        self._health.probe_timeout = self._health.retry_timeout + longest
 
     def node_for(self, key: Key | int | float) -> str:
         """The node that owns ``key`` now (an ejected owner's next usable node). Looks only:

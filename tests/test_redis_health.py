@@ -232,3 +232,49 @@ def test_heartbeat_interval_must_be_positive() -> None:
     """A heartbeat_interval that is not a positive number is refused."""
     with pytest.raises(InvalidOptionError, match="heartbeat_interval"):
         ShardedRedis({"a": "redis://127.0.0.1:1/0"}, heartbeat_interval=0)
+
+
+@pytest.mark.redis
+def test_a_slow_probe_on_a_hung_node_is_the_only_one(servers: dict[str, RedisServer]) -> None:
+    """A probe stuck on a SIGSTOPped node for a whole socket_timeout (longer than
+    retry_timeout) keeps its claim: every other command meanwhile uses the fallback at once."""
+    import threading
+
+    with _open(
+        list(servers.values()), health=True, failure_limit=1, retry_timeout=0.2,
+        socket_timeout=1.0,
+    ) as client:  # fmt: skip
+        victim_keys, _ = _split_keys(client)
+        key = victim_keys[0]
+        servers[VICTIM].pause()
+        with pytest.raises(redis.TimeoutError):
+            client.get(key)  # ejects it
+        time.sleep(0.25)  # retry_timeout over: the next command is the probe
+        probe_error: list[BaseException] = []
+
+        def probe() -> None:
+            try:
+                client.get(key)
+            except redis.RedisError as exc:
+                probe_error.append(exc)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        claimed = time.monotonic() + 10
+        while client.stats()[VICTIM]["probes"] == 0 and time.monotonic() < claimed:
+            time.sleep(0.005)
+        assert client.stats()[VICTIM]["probes"] == 1  # the prober holds it
+        slowest = 0.0
+        deadline = time.monotonic() + 0.8
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            client.get(key)  # never the hung node while the probe holds it: no error
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.02)
+        prober.join(10)
+        assert slowest < 0.5
+        assert len(probe_error) == 1
+        assert isinstance(probe_error[0], redis.TimeoutError)
+        stats = client.stats()[VICTIM]
+        assert (stats["probes"], stats["errors"], stats["ejections"]) == (1, 2, 2)
+        servers[VICTIM].resume()
