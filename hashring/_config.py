@@ -32,6 +32,7 @@ variable only.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tomllib
@@ -95,6 +96,11 @@ class Topology:
     source: str = field(default="<memory>", compare=False)
     hash_key_env: str | None = None
     hash_key: bytes | None = field(default=None, repr=False)
+    _validated: list[HashRing | Maglev | Rendezvous | JumpHash] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+    """The placement :func:`parse_topology` built to validate the file, handed out by the
+    first :meth:`placement` call (so a 100,000-node ring is not built twice)."""
 
     @property
     def weights(self) -> dict[str, float]:
@@ -114,12 +120,17 @@ class Topology:
         }
 
     def placement(self) -> HashRing | Maglev | Rendezvous | JumpHash:
-        """The placement this topology describes (keyed by :attr:`hash_key` when set).
+        """A new placement as this topology describes it (keyed by :attr:`hash_key` when
+        set). Each call returns an independent object: the first one may be the placement
+        built when the file was validated, later ones are built afresh.
 
         Raises:
             HashRingError: as :func:`hashring.placement` (a topology from
                 :func:`parse_topology` has already been built once, so does not raise).
         """
+        if self._validated:
+            with contextlib.suppress(IndexError):  # another thread took it first
+                return self._validated.pop()
         return placement(
             self.algorithm,
             self.weights,
@@ -260,7 +271,7 @@ def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topolog
         hash_key=hash_key,
     )
     try:
-        topology.placement()
+        topology._validated.append(topology.placement())
     except HashRingError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     return topology

@@ -302,3 +302,13 @@ def test_maglev_topology_from_config_still_works(tmp_path: Path) -> None:
     assert topology.hash_key is None
     assert topology.hash_key_env is None
     assert isinstance(topology.placement(), Maglev)
+
+
+def test_each_placement_call_returns_an_independent_placement(tmp_path: Path) -> None:
+    """The placement built to validate the file is handed out once; later calls build anew."""
+    topology = load_topology(write(tmp_path / "t.toml", "[nodes.a]\n[nodes.b]\n"))
+    first, second = topology.placement(), topology.placement()
+    assert first is not second
+    first.add_node("c")
+    assert dict(second.nodes) == {"a": 1.0, "b": 1.0}
+    assert dict(topology.placement().nodes) == {"a": 1.0, "b": 1.0}
