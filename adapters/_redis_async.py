@@ -37,6 +37,7 @@ from redis._parsers.commands import AsyncCommandsParser, PolicyRecords
 from redis.commands.core import AsyncCoreCommands
 
 from hashring import (
+    EmptyRingError,
     InvalidOptionError,
     redact_url,
 )
@@ -266,6 +267,8 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         """
         members = self._members
         names = sorted(members.slots)
+        if not names:
+            raise EmptyRingError("the client has no nodes: add_node() one first")
         index, node_cursor = scan_position(cursor, len(names))
         slot = self._enter(members, names[index])
         try:

@@ -26,6 +26,7 @@ import redis
 
 from hashring import (
     ConfigError,
+    EmptyRingError,
     HealthTracker,
     InvalidOptionError,
     Key,
@@ -336,8 +337,16 @@ class ShardedBase(Generic[C]):
         return kwargs
 
     def _default_client(self) -> C:
+        """The first node's client.
+
+        Raises:
+            EmptyRingError: there are no nodes.
+        """
         members = self._members
-        return members.slots[members.first].client
+        slot = members.slots.get(members.first)
+        if slot is None:
+            raise EmptyRingError("the client has no nodes: add_node() one first")
+        return slot.client
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({describe_nodes(self._members.urls)}; {self._placement!r})"

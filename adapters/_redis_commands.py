@@ -167,8 +167,9 @@ class CommandTable:
         return cached
 
     def _build(self, name: str) -> Command:
-        info = self._commands.get(name.split()[0], {})
-        policy = self._policies.get(name) or self._policies.get(name.split()[0])
+        head = name.split(" ", 1)[0]
+        info = self._commands.get(head, {})
+        policy = self._policies.get(name) or self._policies.get(head)
         request = policy.request_policy if policy else RequestPolicy.DEFAULT_KEYLESS
         response = policy.response_policy if policy else ResponsePolicy.DEFAULT_KEYLESS
         flags = frozenset(_text(flag) for flag in info.get("flags", ()))
@@ -217,7 +218,7 @@ def plan_command(
         CrossShardError: keys on several nodes, and the command cannot be split.
     """
     name = command.name
-    if name in CONNECTION_STATE or name.split()[0] in CONNECTION_STATE:
+    if name in CONNECTION_STATE or name.split(" ", 1)[0] in CONNECTION_STATE:
         hint = (
             "use scan() or scan_iter()"
             if name == "scan"

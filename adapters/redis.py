@@ -24,6 +24,7 @@ from redis._parsers.commands import CommandsParser
 from redis.commands.core import CoreCommands
 
 from hashring import (
+    EmptyRingError,
     InvalidOptionError,
     redact_url,
 )
@@ -246,6 +247,8 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         """
         members = self._members
         names = sorted(members.slots)
+        if not names:
+            raise EmptyRingError("the client has no nodes: add_node() one first")
         index, node_cursor = scan_position(cursor, len(names))
         with self._leased(members, names[index]) as client:
             following, keys = client.scan(

@@ -764,3 +764,52 @@ def test_from_config_reads_hash_key_env(
     ):
         assert [configured.node_for(k) for k in keys] == [direct.node_for(k) for k in keys]
         assert "0123456789abcdef" not in repr(configured)
+
+
+# ------------------------------------------------------------------ odd input
+
+
+def test_a_client_without_nodes_raises_empty_ring_error() -> None:
+    """Every command of a client with no nodes raises EmptyRingError (a LookupError)."""
+    import asyncio
+
+    from hashring.adapters.redis import AsyncShardedRedis
+
+    from hashring import EmptyRingError
+
+    client = ShardedRedis({})
+    calls: list[Callable[[], Any]] = [
+        lambda: client.get("k"),
+        lambda: client.node_for("k"),
+        lambda: client.dbsize(),
+        lambda: client.pipeline().get("a").execute(),
+        lambda: client.scan(0),
+    ]
+    for call in calls:
+        with pytest.raises(EmptyRingError):
+            call()
+    assert list(client.scan_iter()) == []
+    client.close()
+
+    async def scenario() -> None:
+        async with AsyncShardedRedis({}) as aclient:
+            with pytest.raises(EmptyRingError):
+                await aclient.get("k")
+            with pytest.raises(EmptyRingError):
+                await aclient.scan(0)
+
+    asyncio.run(scenario())
+
+
+def test_odd_command_names_never_break_routing(sharded: ShardedRedis) -> None:
+    """An empty or bytes-like command name is described as an unknown keyless command;
+    routing never raises on it (what the server or redis-py then does is theirs)."""
+    _, table = sharded._command_table()
+    for empty in ("", "   ", b"", bytearray(), memoryview(b"")):
+        described = table.describe((empty,))
+        assert (described.name, described.fixed_keys) == ("", False)
+    assert table.describe((bytearray(b"GET"), "k")).name == "get"
+    assert table.describe((memoryview(b"MGET"), "a", "b")).keys_of(("MGET", "a", "b")) == [
+        "a",
+        "b",
+    ]
