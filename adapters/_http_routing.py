@@ -39,6 +39,7 @@ multi-key commands); turn tags on (``hash_tags=True``) when your keys are yours 
 from __future__ import annotations
 
 import base64
+import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -267,7 +268,10 @@ class HttpRouter:
             self.placement, epsilon=bounded_load
         )  # fmt: skip
         self.health = HealthTracker(
-            enabled=health, failure_limit=failure_limit, retry_timeout=retry_timeout
+            enabled=health,
+            failure_limit=failure_limit,
+            retry_timeout=retry_timeout,
+            probe_timeout=_probe_timeout(retry_timeout),
         )
         self.key_func = key_func
         self.max_attempts = max_attempts
@@ -363,3 +367,18 @@ class HttpRouter:
         """``first``, then ``order`` without it, as a :class:`Route`."""
         candidates = [first, *(node for node in order if node != first)]
         return Route(self.health, candidates, self.max_attempts)
+
+
+PROBE_GRACE = 35.0
+"""Seconds a half-open probe may take beyond ``retry_timeout`` before another request may
+probe the node: the longest default attempt (the requests adapter's 5 s connect plus 30 s
+read; httpx's default is 5 s), so a probe still waiting on a hung node stays the only one."""
+
+
+def _probe_timeout(retry_timeout: Any) -> float | None:
+    """``retry_timeout + PROBE_GRACE``, or None (the tracker's default, and its own check of
+    ``retry_timeout``) when ``retry_timeout`` is not a usable number."""
+    if isinstance(retry_timeout, bool) or not isinstance(retry_timeout, (int, float)):
+        return None
+    total = float(retry_timeout) + PROBE_GRACE
+    return total if math.isfinite(total) and retry_timeout > 0 else None

@@ -564,3 +564,13 @@ def test_a_request_claims_a_recovering_node_only_when_it_reaches_it(
         thread.join(timeout=WAIT)
     assert answered == ["n1"]
     assert session.stats()["n1"]["ejected"] is False
+
+
+def test_a_probe_claim_outlasts_the_longest_default_attempt() -> None:
+    """A half-open probe stays the only one while a default-timeout attempt can still run."""
+    from hashring.adapters._http_routing import PROBE_GRACE, HttpRouter
+    from hashring.adapters.http import DEFAULT_TIMEOUT
+
+    router = HttpRouter({"a": "http://127.0.0.1:1"}, retry_timeout=7)
+    assert router.health.probe_timeout == 7 + PROBE_GRACE
+    assert sum(DEFAULT_TIMEOUT) <= PROBE_GRACE
