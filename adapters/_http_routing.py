@@ -297,18 +297,30 @@ class HttpRouter:
         """The nodes to try for ``key`` (None: keyless), as a :class:`Route`; its first
         choice counts as in flight (for the load-aware strategies) until the block exits.
 
+        When the block exits, whatever the outcome, a half-open node's probe that this
+        request claimed and no outcome resolved (an error outside the health errors, a
+        cancelled async attempt) is given back, so the next request may probe.
+
         Raises:
             EmptyRingError: there are no nodes.
         """
-        if key is None:
-            with self.keyless.acquire() as first:
-                yield self._targets(first, sorted(self._urls))
-        elif self.bounded is not None:
-            with self.bounded.acquire(key) as first:
-                yield self._targets(first, self.placement.get_nodes(key))
-        else:
-            preference = self.placement.get_nodes(key)
-            yield self._targets(preference[0], preference)
+        route: Route | None = None
+        try:
+            if key is None:
+                with self.keyless.acquire() as first:
+                    route = self._targets(first, sorted(self._urls))
+                    yield route
+            elif self.bounded is not None:
+                with self.bounded.acquire(key) as first:
+                    route = self._targets(first, self.placement.get_nodes(key))
+                    yield route
+            else:
+                preference = self.placement.get_nodes(key)
+                route = self._targets(preference[0], preference)
+                yield route
+        finally:
+            if route is not None:
+                self.health.release(route.tried)
 
     def url_for(self, node: str, url: str) -> str:
         """``url`` rewritten to ``node``."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
@@ -50,6 +50,7 @@ from ._redis_base import (
     Slot,
     check_target,
     config_arguments,
+    give_back,
     lease,
 )
 from ._redis_commands import (
@@ -94,8 +95,11 @@ def connect(name: str, target: str | aioredis.Redis, options: Mapping[str, Any])
         return target
     try:
         return aioredis.Redis.from_url(str(target), **options)
-    except ValueError as exc:
-        raise InvalidOptionError(f"node {name!r}: bad URL {redact_url(str(target))!r}") from exc
+    except ValueError:
+        pass  # raised below, outside the handler: redis-py's message (kept neither as the
+        # cause nor as the context) may quote part of the password, as when an unencoded
+        # "/" in it makes the rest look like a port; the redacted URL says enough.
+    raise InvalidOptionError(f"node {name!r}: bad URL {redact_url(str(target))!r}")
 
 
 def raw_client(client: aioredis.Redis) -> aioredis.Redis:
@@ -129,6 +133,36 @@ async def gather_all(awaitables: Iterable[Awaitable[_T]]) -> list[_T]:
         if isinstance(answer, BaseException):
             raise answer
     return cast(list[_T], answers)
+
+
+async def gather_leased(
+    jobs: list[tuple[Slot[aioredis.Redis], Coroutine[Any, Any, _T]]],
+) -> list[_T]:
+    """Run each job (a coroutine that gives its slot's lease back in a ``finally``)
+    concurrently, as :func:`gather_all`.
+
+    A job whose coroutine never started cannot give its lease back itself: when the
+    caller is cancelled after ``gather`` scheduled the jobs but before they ran, their
+    coroutines are never entered. Those leases are given back here (and a removed node's
+    client closed), so every lease ends, whenever the cancellation comes. O(jobs).
+    """
+    started = [False] * len(jobs)
+
+    async def run(index: int, job: Coroutine[Any, Any, _T]) -> _T:
+        started[index] = True
+        return await job  # enters the job's try at once: its finally gives the lease back
+
+    try:
+        return await gather_all(run(i, job) for i, (_, job) in enumerate(jobs))
+    except BaseException:
+        unstarted = [slot for (slot, job), began in zip(jobs, started, strict=True) if not began]
+        for (_, job), began in zip(jobs, started, strict=True):
+            if not began:
+                job.close()  # never entered: nothing to unwind, no "never awaited" warning
+        closing = give_back(unstarted)  # synchronous: no cancellation can cut it short
+        if closing:
+            await gather_all(client.aclose() for client in closing)
+        raise
 
 
 # ---------------------------------------------------------------------- the client
@@ -223,6 +257,12 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
                 part's error, raised once every part has finished); NodeRemovedError (a
                 ConnectionError) if the command kept being routed to nodes being removed.
         """
+        try:
+            return await self._execute(args, options)
+        finally:
+            self._health.release()  # a probe claim no outcome resolved ends with the command
+
+    async def _execute(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members
             try:
@@ -230,7 +270,8 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             except NodeRemovedError:
                 continue
             slots, closing = lease(members, (part.node for part in plan.parts))
-            await gather_all(client.aclose() for client in closing)
+            if closing:
+                await gather_all(client.aclose() for client in closing)
             if slots is None:
                 continue
             value = await self._run(plan, options, slots)
@@ -351,27 +392,56 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         await self.aclose()
 
     async def _command_table(self) -> tuple[AsyncCommandsParser, CommandTable]:
+        """The COMMAND table, read once from the first node (by name) that answers: nodes
+        are tried in name order, ejected ones last; a node that fails counts a failure
+        and the next is tried.
+
+        Raises:
+            redis.exceptions.ConnectionError, TimeoutError: no node answered (the last
+            node's error).
+            EmptyRingError: there are no nodes.
+        """
         parser, table = self._parser, self._table
         if parser is None or table is None:
             async with self._table_lock:
                 if self._parser is None or self._table is None:
-                    # get_command_policies() decodes bytes itself and fails on a client with
-                    # decode_responses=True: read the table in raw mode.
-                    raw = raw_client(self._default_client())
-                    try:
-                        fresh = AsyncCommandsParser()
-                        await fresh.initialize(raw)  # type: ignore[arg-type]
-                        # redis-py annotates the coroutine's result as Awaitable[...]; it is
-                        # the records themselves.
-                        policies = cast(PolicyRecords, await fresh.get_command_policies())
-                    finally:
-                        await raw.aclose()
+                    fresh, policies = await self._read_command_table()
                     self._table = CommandTable(fresh.commands, policies)
                     self._parser = fresh
                 parser, table = self._parser, self._table
         assert parser is not None
         assert table is not None
         return parser, table
+
+    async def _read_command_table(self) -> tuple[AsyncCommandsParser, PolicyRecords]:
+        """A parser holding the COMMAND table of the first node that answers, and the
+        command policies (see :meth:`_command_table`)."""
+        slots = self._members.slots
+        if not slots:
+            raise EmptyRingError("the client has no nodes: add_node() one first")
+        names = sorted(slots)
+        usable = [n for n in names if self._health.usable(n, claim=False)]
+        failure: BaseException | None = None
+        for name in usable + [n for n in names if n not in usable]:
+            slot = slots[name]
+            # get_command_policies() decodes bytes itself and fails on a client with
+            # decode_responses=True: read the table in raw mode.
+            raw = raw_client(slot.client)
+            try:
+                fresh = AsyncCommandsParser()
+                await fresh.initialize(raw)  # type: ignore[arg-type]
+                # redis-py annotates the coroutine's result as Awaitable[...]; it is the
+                # records themselves.
+                policies = cast(PolicyRecords, await fresh.get_command_policies())
+            except CONNECTION_ERRORS as exc:
+                self._outcome(name, slot, False)
+                failure = exc
+                continue
+            finally:
+                await raw.aclose()
+            return fresh, policies
+        assert failure is not None
+        raise failure
 
     async def _plan(self, args: tuple[Any, ...], members: Members[aioredis.Redis]) -> Plan:
         """The plan of one command over the nodes of ``members``.
@@ -387,10 +457,14 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         nodes = sorted(members.slots)
         if keys is None:
             # Movable keys are asked of parser.node (COMMAND GETKEYS): a node usable now.
-            slot = self._enter(members, self._health.first_usable(nodes, claim=False) or nodes[0])
+            asked = self._health.first_usable(nodes, claim=False) or nodes[0]
+            slot = self._enter(members, asked)
             try:
                 parser.node = slot.client  # type: ignore[assignment]
                 keys = list(await parser.get_keys(*parser_args(args)) or [])
+            except CONNECTION_ERRORS:
+                self._outcome(asked, slot, False)
+                raise
             finally:
                 await self._leave(slot)
         encoder = self.get_encoder()
@@ -423,8 +497,10 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             part = plan.parts[0]
             return plan.merge([await self._call(slots[part.node], part, options)])
         shared = {k: v for k, v in options.items() if k != "keys"}
-        calls = (self._call(slots[part.node], part, shared) for part in plan.parts)
-        return plan.merge(await gather_all(calls))
+        calls = [
+            (slots[part.node], self._call(slots[part.node], part, shared)) for part in plan.parts
+        ]
+        return plan.merge(await gather_leased(calls))
 
     async def _call(self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""
@@ -433,6 +509,9 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
                 answer = await slot.client.execute_command(*part.args, **options)  # type: ignore[no-untyped-call]
             except CONNECTION_ERRORS:
                 self._outcome(part.node, slot, False)
+                raise
+            except redis.exceptions.ResponseError:
+                self._outcome(part.node, slot, True)  # the node answered: it is alive
                 raise
             self._outcome(part.node, slot, True)
             return answer
@@ -495,6 +574,14 @@ class AsyncShardedPipeline(AsyncCoreCommands):
             redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
         """
         commands, self._commands = self._commands, []
+        try:
+            return await self._execute(commands, raise_on_error)
+        finally:
+            self._sharded._health.release()  # probe claims no outcome resolved
+
+    async def _execute(
+        self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], raise_on_error: bool
+    ) -> list[Any]:
         sharded = self._sharded
         for _ in range(REROUTE_ATTEMPTS):
             members = sharded._members
@@ -506,15 +593,19 @@ class AsyncShardedPipeline(AsyncCoreCommands):
                 refuse_cross_node_transaction(plans)
             per_node = group_per_node(plans, [options for _, options in commands])
             slots, closing = lease(members, per_node)
-            await gather_all(client.aclose() for client in closing)
+            if closing:
+                await gather_all(client.aclose() for client in closing)
             if slots is not None:
                 break
         else:
             raise NodeRemovedError(
                 "the pipeline kept being routed to nodes that were being removed; nothing was sent"
             )
-        sends = (self._send(node, slots[node], entries) for node, entries in per_node.items())
-        answers = dict(zip(per_node, await gather_all(sends), strict=True))
+        sends = [
+            (slots[node], self._send(node, slots[node], entries))
+            for node, entries in per_node.items()
+        ]
+        answers = dict(zip(per_node, await gather_leased(sends), strict=True))
         return assemble(plans, per_node, answers, raise_on_error)
 
     async def _send(self, node: str, slot: Slot[aioredis.Redis], entries: list[Entry]) -> list[Any]:

@@ -145,16 +145,44 @@ def give_back(slots: Iterable[Slot[C]]) -> list[C]:
 
 
 def command_time(client: object) -> float:
-    """The longest a command on ``client`` may take to connect and answer, in seconds, from
-    its pool's ``socket_connect_timeout`` and ``socket_timeout`` (0 for unset ones)."""
+    """The longest a command on ``client`` may take, redis-py's retries included, in
+    seconds (at most an hour): from its pool's ``socket_connect_timeout`` and
+    ``socket_timeout`` (0 for unset ones) and its ``retry``.
+
+    redis-py retries a failed command ``retries`` times, and each attempt may reconnect,
+    retrying the connect and handshake as often, with a backoff (at most its cap) before
+    each retry; so the bound is ``(retries + 1) ** 2`` attempts of connect plus answer,
+    plus as many backoffs. O(1).
+    """
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", None) or {}
-    total = 0.0
+    attempt = 0.0
     answer = kwargs.get("socket_timeout")
     for value in (kwargs.get("socket_connect_timeout") or answer, answer):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            total += min(float(value), 3600.0)
-    return total
+        attempt += min(_seconds(value), 3600.0)
+    retry = kwargs.get("retry")
+    retries = 0
+    pause = 0.0
+    if retry is not None:
+        try:  # a foreign retry object counts no retries
+            count = retry.get_retries()
+            retries = min(count, 1000) if isinstance(count, int) and count > 0 else 0
+            backoff = getattr(retry, "_backoff", None)
+            cap = getattr(backoff, "_cap", getattr(backoff, "_backoff", None))
+            if cap is None and backoff is not None:
+                cap = backoff.compute(64)
+            pause = min(_seconds(cap), 3600.0)
+        except Exception:
+            retries = 0
+    attempts = (retries + 1) ** 2
+    return min(attempts * attempt + (attempts - 1) * pause, 3600.0)
+
+
+def _seconds(value: object) -> float:
+    """``value`` as seconds if it is a positive finite number, else 0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e300:
+        return float(value)
+    return 0.0
 
 
 def check_target(name: str, target: object, client_class: type) -> None:
@@ -239,10 +267,15 @@ class ShardedBase(Generic[C]):
         self._health = HealthTracker(
             enabled=health, failure_limit=failure_limit, retry_timeout=retry_timeout
         )
-        # A probe's claim must outlive the probe itself, or a second one would be let
-        # through while the first still waits on a hung node: retry_timeout plus the
-        # longest a command can take to connect and answer (without a socket timeout a
-        # command can wait forever, and one more is let through every retry_timeout).
+        self._set_probe_timeout()
+
+    def _set_probe_timeout(self) -> None:
+        """A probe's claim is given back when its command ends (``release`` in every
+        command's ``finally``); its time limit is only a backstop for a claimer that never
+        ends: retry_timeout plus the longest a command can take, retries included (without
+        a socket timeout a command can wait forever, and then one more probe is let
+        through every retry_timeout). O(nodes)."""
+        slots = self._members.slots
         longest = max((command_time(slot.client) for slot in slots.values()), default=0.0)
         self._health.probe_timeout = self._health.retry_timeout + longest
 
@@ -294,6 +327,7 @@ class ShardedBase(Generic[C]):
         except BaseException:
             self._members = before
             raise
+        self._set_probe_timeout()
 
     def _detach(self, name: str) -> Slot[C]:
         """Take node ``name`` out and retire its slot; the caller closes the slot's client

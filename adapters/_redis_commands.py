@@ -433,7 +433,12 @@ def parser_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
     Redis 7 is every command (``SELECT 1``, ``WAIT 1 0``, ``SCAN 0`` raise AttributeError
     there): a second argument that is neither str nor bytes is passed as text (a memoryview
     as bytes). Routing is unchanged: the encoder turns ``1`` and ``"1"`` into the same bytes.
+    A bytes-like command name (``b"ZUNIONSTORE"``) is passed as text: redis-py looks
+    commands up by str name only.
     """
+    first = args[0] if args else None
+    if isinstance(first, (bytes, bytearray, memoryview)):
+        args = (_text(first), *args[1:])
     if len(args) < 2 or isinstance(args[1], (str, bytes)):
         return args
     second = bytes(args[1]) if isinstance(args[1], memoryview) else str(args[1])

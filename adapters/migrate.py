@@ -963,51 +963,60 @@ class MigrationSession:
             replies = pipe.execute(raise_on_error=False)
         at = 0
         arrived: set[str] = set()
-        for owner, keys in send:
-            pair = (source, owner)
-            usage = replies[at : at + len(keys)] if with_bytes else []
-            at += len(usage)
-            if source in self._scripted:
-                found = replies[at]
-                if not isinstance(found, list) or len(found) != len(keys):
-                    raise MigrationError(
-                        f"node {source!r} ({self._nodes[source].shown}) refused the PTTL "
-                        f"script ({self._scrub(str(found))}) after accepting it: its keys "
-                        "moved in this round trip are not checked; re-run to finish"
-                    )
-                answer, at = replies[at + 1], at + 2
-            else:
-                found, answer = replies[at : at + len(keys)], replies[at + len(keys)]
-                at += len(keys) + 1
-            ttls = [_int(ttl, -2) for ttl in found]
-            existed = sum(1 for ttl in ttls if ttl != -2)
-            tally.missing += len(keys) - existed
-            if not isinstance(answer, Exception):  # OK, or NOKEY when none was left
-                moved = existed if answer == b"OK" else 0
-                tally.missing += existed - moved
-                _Tally.add(tally.moved, pair, moved)
-                if moved:
+        failure: MigrationError | None = None
+        read_all = False
+        try:  # every reply is read, so that each destination that took keys is known
+            for owner, keys in send:
+                pair = (source, owner)
+                usage = replies[at : at + len(keys)] if with_bytes else []
+                at += len(usage)
+                if source in self._scripted:
+                    found = replies[at]
+                    if not isinstance(found, list) or len(found) != len(keys):
+                        raise MigrationError(
+                            f"node {source!r} ({self._nodes[source].shown}) refused the PTTL "
+                            f"script ({self._scrub(str(found))}) after accepting it: its keys "
+                            "moved in this round trip are not checked; re-run to finish"
+                        )
+                    answer, at = replies[at + 1], at + 2
+                else:
+                    found, answer = replies[at : at + len(keys)], replies[at + len(keys)]
+                    at += len(keys) + 1
+                ttls = [_int(ttl, -2) for ttl in found]
+                existed = sum(1 for ttl in ttls if ttl != -2)
+                tally.missing += len(keys) - existed
+                if not isinstance(answer, Exception):  # OK, or NOKEY when none was left
+                    moved = existed if answer == b"OK" else 0
+                    tally.missing += existed - moved
+                    _Tally.add(tally.moved, pair, moved)
+                    if moved:
+                        arrived.add(owner)
+                        for key, ttl in zip(keys, ttls, strict=True):
+                            if ttl != -2:
+                                self._arrivals.add(owner, key, ttl, sent_at)
+                    if with_bytes:
+                        _Tally.add(tally.bytes, pair, sum(_int(u) for u in usage))
+                    continue
+                left = self._resolve(source, owner, keys, ttls, sent_at, on_conflict, tally)
+                if len(left) < existed:
                     arrived.add(owner)
-                    for key, ttl in zip(keys, ttls, strict=True):
-                        if ttl != -2:
-                            self._arrivals.add(owner, key, ttl, sent_at)
                 if with_bytes:
-                    _Tally.add(tally.bytes, pair, sum(_int(u) for u in usage))
-                continue
-            left = self._resolve(source, owner, keys, ttls, sent_at, on_conflict, tally)
-            if len(left) < existed:
-                arrived.add(owner)
-            if with_bytes:
-                sizes = (_int(u) for key, u in zip(keys, usage, strict=True) if key not in left)
-                _Tally.add(tally.bytes, pair, sum(sizes))
-            message = self._scrub(str(answer))
-            if "BUSYKEY" not in message:
-                raise MigrationError(
-                    f"MIGRATE {source} -> {owner} ({target_address(self._nodes[owner])}) "
-                    f"failed: {message}; keys moved so far stay moved, re-run to finish"
-                )
-        for owner in sorted(arrived & self._wait_on):
-            self._wait_for_replica(owner)
+                    sizes = (_int(u) for key, u in zip(keys, usage, strict=True) if key not in left)
+                    _Tally.add(tally.bytes, pair, sum(sizes))
+                message = self._scrub(str(answer))
+                if "BUSYKEY" not in message and failure is None:
+                    failure = MigrationError(  # raised once every reply is read
+                        f"MIGRATE {source} -> {owner} ({target_address(self._nodes[owner])}) "
+                        f"failed: {message}; keys moved so far stay moved, re-run to finish"
+                    )
+            read_all = True
+        finally:  # a destination that took keys is waited for, whatever failed meanwhile
+            # (with a reply left unread, any destination of this round trip may have)
+            took = arrived if read_all else {owner for owner, _ in send}
+            for owner in sorted(took & self._wait_on):
+                self._wait_for_replica(owner)
+        if failure is not None:
+            raise failure
 
     def _wait_for_replica(self, owner: str) -> None:
         """``WAIT 1 timeout`` on ``owner`` after keys arrived there; raise if no replica has
@@ -1064,6 +1073,8 @@ class MigrationSession:
             return set(left)
         _Tally.add(tally.conflicts, pair, len(busy))
         if busy and on_conflict == "keep-destination":
+            if owner in self._wait_on:  # the copies kept must be durable before these go
+                self._wait_for_replica(owner)
             with self._talking_to(source):
                 self._clients[source].unlink(*busy)
         return set(left)

@@ -78,8 +78,11 @@ def connect(name: str, target: str | redis.Redis, options: Mapping[str, Any]) ->
         return target
     try:
         return redis.Redis.from_url(str(target), **options)
-    except ValueError as exc:
-        raise InvalidOptionError(f"node {name!r}: bad URL {redact_url(str(target))!r}") from exc
+    except ValueError:
+        pass  # raised below, outside the handler: redis-py's message (kept neither as the
+        # cause nor as the context) may quote part of the password, as when an unencoded
+        # "/" in it makes the rest look like a port; the redacted URL says enough.
+    raise InvalidOptionError(f"node {name!r}: bad URL {redact_url(str(target))!r}")
 
 
 def raw_client(client: redis.Redis) -> redis.Redis:
@@ -152,7 +155,8 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             redis_kwargs=redis_kwargs,
         )  # fmt: skip
         self.read_fallback = read_fallback
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # membership changes; never held across I/O
+        self._table_lock = threading.Lock()  # the first read of the COMMAND table
         self._parser: CommandsParser | None = None
         self._table: CommandTable | None = None
         self._stopping = threading.Event()
@@ -195,6 +199,12 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             redis.exceptions.RedisError: from a node; NodeRemovedError (a ConnectionError)
                 if the command kept being routed to nodes that were just removed.
         """
+        try:
+            return self._execute(args, options)
+        finally:
+            self._health.release()  # a probe claim no outcome resolved ends with the command
+
+    def _execute(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         _, table = self._command_table()
         command = table.describe(args)
         keys = command.keys_of(args)
@@ -330,20 +340,54 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
     # ------------------------------------------------------------------ internals
 
     def _command_table(self) -> tuple[CommandsParser, CommandTable]:
-        if self._parser is None or self._table is None:
-            with self._lock:
-                if self._parser is None:
-                    # redis-py's get_command_policies() decodes bytes itself and fails on a
-                    # client with decode_responses=True: read the table in raw mode.
-                    raw = raw_client(self._default_client())
-                    try:
-                        parser = CommandsParser(raw)  # type: ignore[no-untyped-call]
-                        self._table = CommandTable(parser.commands, parser.get_command_policies())
-                    finally:
-                        raw.close()
-                    self._parser = parser
-        assert self._table is not None
-        return self._parser, self._table
+        """The COMMAND table, read once from the first node (by name) that answers.
+
+        Nodes are tried in name order, ejected ones last; a node that fails counts a
+        failure (towards its ejection) and the next is tried. The read holds only its own
+        lock, never the membership lock, so ``add_node``/``remove_node`` never wait on it.
+
+        Raises:
+            redis.exceptions.ConnectionError, TimeoutError: no node answered (the last
+            node's error).
+            EmptyRingError: there are no nodes.
+        """
+        parser, table = self._parser, self._table
+        if parser is None or table is None:
+            with self._table_lock:
+                if self._parser is None or self._table is None:
+                    fresh = self._read_command_table()
+                    self._table = CommandTable(fresh.commands, fresh.get_command_policies())
+                    self._parser = fresh
+                parser, table = self._parser, self._table
+        assert parser is not None
+        assert table is not None
+        return parser, table
+
+    def _read_command_table(self) -> CommandsParser:
+        """A parser holding the COMMAND table of the first node that answers (see
+        :meth:`_command_table`)."""
+        slots = self._members.slots
+        if not slots:
+            raise EmptyRingError("the client has no nodes: add_node() one first")
+        names = sorted(slots)
+        usable = [n for n in names if self._health.usable(n, claim=False)]
+        failure: BaseException | None = None
+        for name in usable + [n for n in names if n not in usable]:
+            slot = slots[name]
+            # redis-py's get_command_policies() decodes bytes itself and fails on a client
+            # with decode_responses=True: read the table in raw mode.
+            raw = raw_client(slot.client)
+            try:
+                parser = CommandsParser(raw)  # type: ignore[no-untyped-call]
+            except CONNECTION_ERRORS as exc:
+                self._outcome(name, slot, False)
+                failure = exc
+                continue
+            finally:
+                raw.close()
+            return parser
+        assert failure is not None
+        raise failure
 
     def _plan(self, args: tuple[Any, ...], keys: list[Any] | None, members: Members[Any]) -> Plan:
         """The plan of one command over the nodes of ``members``.
@@ -362,7 +406,11 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             # Movable keys are asked of a node (COMMAND GETKEYS): one that is usable now.
             asked = self._health.first_usable(nodes, claim=False) or nodes[0]
             with self._leased(members, asked) as client:
-                keys = parser.get_keys(client, *parser_args(args)) or []  # type: ignore[no-untyped-call]
+                try:
+                    keys = parser.get_keys(client, *parser_args(args)) or []  # type: ignore[no-untyped-call]
+                except CONNECTION_ERRORS:
+                    self._outcome(asked, members.slots[asked], False)
+                    raise
         owners = (
             route_owners(self._placement, self._health, self.get_encoder(), keys) if keys else []
         )
@@ -430,6 +478,9 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             except CONNECTION_ERRORS:
                 self._outcome(part.node, slot, False)
                 raise
+            except redis.exceptions.ResponseError:
+                self._outcome(part.node, slot, True)  # the node answered: it is alive
+                raise
             self._outcome(part.node, slot, True)
             return answer
         finally:
@@ -489,6 +540,14 @@ class ShardedPipeline(CoreCommands):
             UnsupportedCommandError: a command that cannot be sharded (nothing sent).
         """
         commands, self._commands = self._commands, []
+        try:
+            return self._execute(commands, raise_on_error)
+        finally:
+            self._sharded._health.release()  # probe claims no outcome resolved
+
+    def _execute(
+        self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], raise_on_error: bool
+    ) -> list[Any]:
         sharded = self._sharded
         for _ in range(REROUTE_ATTEMPTS):
             members = sharded._members

@@ -10,9 +10,12 @@ threads or tasks are running, instead of all of them at once.
 
 A probe is claimed by the thread (or asyncio task) whose :meth:`HealthTracker.usable` call
 let it through. It is resolved by the next :meth:`HealthTracker.record` for that node; if
-its claimer instead records a success on another node (it went elsewhere), or nothing is
-recorded within ``probe_timeout`` seconds (default ``retry_timeout``), the claim lapses and
-the next caller may probe.
+its claimer instead records a success on another node (it went elsewhere), or gives the
+claim back with :meth:`HealthTracker.release` (its command ended without an outcome: an
+error that says nothing about the node, a cancellation), the next caller may probe.
+Adapters release in a ``finally``, so a claim lives exactly as long as its command;
+``probe_timeout`` (default ``retry_timeout``) is only a backstop for a claimer that never
+comes back: once it has passed, the claim lapses.
 
 :meth:`HealthTracker.record` returns ``"ejected"`` when a node has just been ejected and
 ``"restored"`` when an ejected node has just answered again, so that adapters can drop the
@@ -198,6 +201,29 @@ class HealthTracker:
             health.ejected_until = now + self.retry_timeout
             self._drop_probe(node, health)
             return transition
+
+    def release(self, nodes: Iterable[str] | None = None) -> None:
+        """Give back the caller's unresolved probe claims (on ``nodes``; default: all it
+        holds). Call it when a command or request ends, whatever the outcome: a claim that
+        no :meth:`record` resolved (the command raised something that says nothing about
+        the node's health, or was cancelled) is freed at once, so the next caller may
+        probe. Claims held by other callers are left alone. O(1) when the caller holds
+        none, else O(claims held)."""
+        if not self._claims:  # nobody holds a probe: the common case, no lock
+            return
+        me = _claimer()
+        with self._lock:
+            held = self._claims.get(me)
+            if not held:
+                return
+            for node in list(held) if nodes is None else [n for n in nodes if n in held]:
+                health = self._nodes.get(node)
+                if health is not None and health.probe_owner == me:
+                    self._drop_probe(node, health)
+                else:
+                    held.discard(node)
+            if not held:
+                self._claims.pop(me, None)
 
     def forget(self, node: str) -> None:
         """Drop a node's counters (it left the topology). O(1)."""

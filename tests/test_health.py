@@ -330,3 +330,34 @@ def test_bad_probe_timeout_raises(value: object) -> None:
     """probe_timeout must be a positive number or None."""
     with pytest.raises(InvalidOptionError, match="probe_timeout"):
         HealthTracker(probe_timeout=value)  # type: ignore[arg-type]
+
+
+def test_release_frees_only_the_callers_unresolved_claim(clock: FakeClock) -> None:
+    """``release`` gives back the caller's claim (the next caller may probe at once), never
+    another caller's."""
+    tracker = HealthTracker(failure_limit=1, retry_timeout=10, clock=clock, probe_timeout=1000)
+    tracker.record("a", False)
+    clock.now += 10
+    assert tracker.usable("a")  # this thread holds the probe
+    seen: list[bool] = []
+
+    def other(release: bool) -> None:
+        if release:
+            tracker.release()
+        seen.append(tracker.usable("a"))
+
+    import threading
+
+    for release in (True, False):  # another thread's release frees nothing of ours
+        thread = threading.Thread(target=other, args=(release,))
+        thread.start()
+        thread.join()
+    assert seen == [False, False]
+    tracker.release(["b"])  # not a node this caller claimed
+    assert tracker.stats()["a"]["probes"] == 1
+    tracker.release()
+    thread = threading.Thread(target=other, args=(False,))
+    thread.start()
+    thread.join()
+    assert seen[-1] is True  # claimed by the other thread now
+    assert tracker.stats()["a"]["probes"] == 2

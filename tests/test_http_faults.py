@@ -574,3 +574,46 @@ def test_a_probe_claim_outlasts_the_longest_default_attempt() -> None:
     router = HttpRouter({"a": "http://127.0.0.1:1"}, retry_timeout=7)
     assert router.health.probe_timeout == 7 + PROBE_GRACE
     assert sum(DEFAULT_TIMEOUT) <= PROBE_GRACE
+
+
+class _BodyBroke(Exception):
+    """Raised by a request body while it is being sent."""
+
+
+def test_an_attempt_that_ends_without_an_outcome_gives_its_probe_back(
+    nodes: dict[str, str], servers: dict[str, HttpServer]
+) -> None:
+    """A request that takes a half-open node's probe and then fails with an error that says
+    nothing about the node (its own body raised while being sent) records nothing and gives
+    the probe back at once: the next request, from another thread, probes and restores it."""
+    transport = ShardedTransport(nodes, failure_limit=1, retry_timeout=0.5)
+    router = transport.router
+    key = key_on(router, "n1")
+    with httpx.Client(transport=transport, timeout=WAIT) as client:
+        servers["n1"].kill()
+        with pytest.raises(httpx.ConnectError):
+            client.post(f"{URL}/x", content=b"x", extensions={"shard_key": key})
+        assert transport.stats()["n1"]["ejected"] is True
+        servers["n1"].restart()
+        deadline = time.monotonic() + WAIT
+        while transport.stats()["n1"]["ejected"] and time.monotonic() < deadline:
+            time.sleep(0.02)  # waiting for the ejection to end (half-open)
+
+        def body() -> Iterator[bytes]:
+            yield b"start"
+            raise _BodyBroke
+
+        with pytest.raises(_BodyBroke):
+            client.post(f"{URL}/x", content=body(), extensions={"shard_key": key})
+        assert transport.stats()["n1"]["probes"] == 1  # it held the probe
+        answered: list[str] = []
+
+        def probe() -> None:  # another thread: the first one's claim would stop it
+            response = client.get(f"{URL}/x", extensions={"shard_key": key})
+            answered.append(response.json()["node"])
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join(timeout=WAIT)
+    assert answered == ["n1"]
+    assert transport.stats()["n1"]["ejected_until"] == 0.0

@@ -421,3 +421,43 @@ def test_destination_with_a_replica_is_durable_and_waits_for_it(fleet_factory: A
     finally:
         replica.process.send_signal(signal.SIGCONT)
     one_line(result, "hashring: failed: ", "no replica of node 'n2'", "WAIT")
+
+
+def test_a_failed_destination_does_not_skip_the_wait_of_another(
+    redis_server_factory: RedisServerFactory, tmp_path: Path
+) -> None:
+    """One round trip moves keys to n2 (a replica, no AOF) and to n3, which refuses them
+    (its user may not RESTORE): the run fails with exit 1, and n2 was still made to WAIT
+    for its replica for the keys it took, before the error was raised."""
+    source, with_replica, refusing = (
+        *redis_server_factory(1, extra_args=DURABLE_SOURCE),
+        *redis_server_factory(1),
+        *redis_server_factory(1, extra_args=AOF_ALWAYS),
+    )
+    (replica,) = redis_server_factory(1, extra_args=("--replicaof", HOST, str(with_replica.port)))
+    follower, primary = replica.client(), with_replica.client()
+    wait_until(lambda: follower.info("replication")["master_link_status"] == "up", "replica")
+    refusing.client().execute_command(
+        "ACL", "SETUSER", "mover", "on", ">m0ver-s3cret", "~*", "&*", "+@all",
+        "-restore", "-restore-asking",
+    )  # fmt: skip
+    urls = {
+        "n0": source.url,
+        "n2": with_replica.url,
+        "n3": f"redis://mover:m0ver-s3cret@{refusing.host}:{refusing.port}/0",
+    }
+    old, new = tmp_path / "old.toml", tmp_path / "new.toml"
+    old.write_text(f'[nodes.n0]\nurl = "{urls["n0"]}"\n')
+    new.write_text("".join(f'[nodes.{n}]\nurl = "{u}"\n' for n, u in urls.items()))
+    ring = HashRing(list(urls))
+    keys = [f"k:{i}" for i in range(600)]
+    owners = ring.get_node_many(keys)
+    assert {"n2", "n3"} <= set(owners)
+    source.client().mset(dict.fromkeys(keys, "v"))
+    result = migrate("--from", str(old), "--to", str(new), "--apply", "--batch", "1000", check=1)
+    one_line(result, "MIGRATE n0 -> n3")
+    assert "s3cret" not in result.stderr
+    took = int(primary.dbsize())
+    assert took == owners.count("n2")  # n2 took its keys in the failed round trip...
+    assert int(primary.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)) >= 1
+    wait_until(lambda: int(follower.dbsize()) == took, "the replica to hold n2's keys")

@@ -89,3 +89,53 @@ def test_split_userinfo_reassembles(text: str) -> None:
 def test_examples(url: str, shown: str) -> None:
     """Known URLs, parseable or not, are shown as expected."""
     assert redact_url(url) == shown
+
+
+# ------------------------------------------------------------------ adapters' exception chains
+
+LEAKY_URLS = [
+    ("redis", "redis://user:s3cr/3t@127.0.0.1:7001/0", ("s3cr", "3t@")),
+    ("redis", "redis://user:s3#cr?et@127.0.0.1:7001/0", ("s3#cr", "cr?et")),
+    ("http", "http://user:s3cr/3t@127.0.0.1:7001", ("s3cr", "3t@")),
+    ("http", "http://user:p4ss:w0rd/x@127.0.0.1:7001", ("p4ss", "w0rd")),
+]
+
+
+def _construct(kind: str, url: str) -> list[BaseException]:
+    """The errors each adapter of ``kind`` raises for a node at ``url``."""
+    from hashring.adapters.http import AsyncShardedTransport, ShardedAdapter, ShardedTransport
+    from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
+
+    from hashring import InvalidOptionError
+
+    makers: list[type] = (
+        [ShardedRedis, AsyncShardedRedis]
+        if kind == "redis"
+        else [ShardedTransport, AsyncShardedTransport, ShardedAdapter]
+    )
+    errors: list[BaseException] = []
+    for make in makers:
+        with pytest.raises(InvalidOptionError) as caught:
+            make({"n0": url})
+        errors.append(caught.value)
+    return errors
+
+
+@pytest.mark.parametrize(("kind", "url", "secrets"), LEAKY_URLS)
+def test_no_part_of_a_password_is_in_an_adapters_traceback(
+    kind: str, url: str, secrets: tuple[str, ...]
+) -> None:
+    """The whole formatted exception (message, cause and context) of a refused node URL
+    holds no part of its password: redis-py quotes the part after an unencoded "/" as a
+    port, and that error must not ride along as the cause or the context."""
+    import traceback
+
+    from hashring import InvalidOptionError
+
+    for error in _construct(kind, url):
+        assert isinstance(error, InvalidOptionError)
+        text = "".join(traceback.format_exception(error))
+        for secret in secrets:
+            assert secret not in text, (type(error).__name__, text)
+        for linked in (error.__cause__, error.__context__):
+            assert linked is None or not any(s in repr(linked) for s in secrets)
