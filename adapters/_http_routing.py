@@ -57,9 +57,9 @@ from hashring import (
     redact_url,
 )
 from hashring import balancer as make_balancer
-from hashring._keys import check_key
-from hashring._nodes import check_node_name, check_weight
-from hashring._urls import split_userinfo
+from hashring._placement.keys import check_key
+from hashring._placement.nodes import check_node_name, check_weight
+from hashring._topology.urls import split_userinfo
 
 __all__ = ["IDEMPOTENT_METHODS", "HttpRouter", "NodeURL", "Route", "parse_node_url"]
 

@@ -36,8 +36,8 @@ from hashring import (
     placement,
     redact_url,
 )
-from hashring._health import Transition
-from hashring._nodes import check_node_name, check_weight
+from hashring._balancing.health import Transition
+from hashring._placement.nodes import check_node_name, check_weight
 
 from ._redis_commands import SCHEMES, describe_nodes, route_owners
 

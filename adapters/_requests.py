@@ -94,7 +94,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from hashring import InvalidOptionError, Key
-from hashring._keys import check_key
+from hashring._placement.keys import check_key
 
 from ._http_routing import HttpRouter
 

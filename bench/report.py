@@ -33,7 +33,7 @@ import time
 from _measure import interleaved, ms
 
 from hashring import ALGORITHMS, transition
-from hashring._config import NodeSpec, Topology
+from hashring._topology.config import NodeSpec, Topology
 from hashring.cli._common import build_topology
 from hashring.cli.report import build_report, render_text, report_json
 

@@ -11,11 +11,17 @@ True
 
 from __future__ import annotations
 
-from ._algorithms import ALGORITHMS, placement
 from ._analysis import LoadSummary, NodeLoad, Rebalance, Side, ideal_movement, rebalance
-from ._balancers import Balancer, LeastLoaded, PowerOfTwo, RandomChoice, RoundRobin, balancer
-from ._bounded import BoundedLoad
-from ._config import NodeSpec, Topology, load_topology, parse_topology, transition
+from ._balancing.balancers import (
+    Balancer,
+    LeastLoaded,
+    PowerOfTwo,
+    RandomChoice,
+    RoundRobin,
+    balancer,
+)
+from ._balancing.bounded import BoundedLoad
+from ._balancing.health import HealthTracker
 from ._errors import (
     ConfigError,
     CrossShardError,
@@ -30,15 +36,16 @@ from ._errors import (
     UnknownNodeError,
     UnsupportedCommandError,
 )
-from ._health import HealthTracker
-from ._jump import JumpHash
-from ._keys import Key, hash_tag
-from ._maglev import MAX_TABLE_SIZE, Maglev
-from ._nodes import MAX_NAME_BYTES, MAX_WEIGHT, MIN_WEIGHT
-from ._placement import Placement
-from ._rendezvous import Rendezvous
-from ._ring import MAX_POINTS, HashRing
-from ._urls import redact_url
+from ._placement.algorithms import ALGORITHMS, placement
+from ._placement.contract import Placement
+from ._placement.jump import JumpHash
+from ._placement.keys import Key, hash_tag
+from ._placement.maglev import MAX_TABLE_SIZE, Maglev
+from ._placement.nodes import MAX_NAME_BYTES, MAX_WEIGHT, MIN_WEIGHT
+from ._placement.rendezvous import Rendezvous
+from ._placement.ring import MAX_POINTS, HashRing
+from ._topology.config import NodeSpec, Topology, load_topology, parse_topology, transition
+from ._topology.urls import redact_url
 
 __all__ = [
     "ALGORITHMS",

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ._keys import Key
-from ._placement import Placement
+from ._placement.contract import Placement
+from ._placement.keys import Key
 
 __all__ = [
     "DENSE_CELLS",

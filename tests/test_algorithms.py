@@ -18,6 +18,7 @@ from strategies import key_lists, node_names
 
 from hashring import (
     ALGORITHMS,
+    BoundedLoad,
     EmptyRingError,
     HashRing,
     InvalidKeyError,
@@ -25,16 +26,18 @@ from hashring import (
     InvalidWeightError,
     JumpHash,
     Key,
+    LeastLoaded,
     Maglev,
     NodeExistsError,
     NotEnoughNodesError,
     Placement,
     Rendezvous,
+    RoundRobin,
     UnknownNodeError,
     placement,
 )
-from hashring._jump import Memento, jump, jump_array
-from hashring._maglev import is_prime, maglev_table
+from hashring._placement.jump import Memento, jump, jump_array
+from hashring._placement.maglev import is_prime, maglev_table
 
 SPREAD: list[Key] = [f"spread:{i}" for i in range(400)]
 
@@ -89,6 +92,7 @@ def test_incremental_order_does_not_matter(
     grown = build(algorithm, ())
     for name in order:
         grown.add_node(name, nodes[name])
+        grown._check()
     assert grown.get_node_many(SPREAD) == build(algorithm, nodes).get_node_many(SPREAD)
 
 
@@ -116,6 +120,7 @@ def test_adding_moves_keys_only_to_the_new_node(
     p = build(algorithm, nodes)
     before = p.get_node_many(SPREAD)
     p.add_node(new)
+    p._check()
     changes = moved(before, p.get_node_many(SPREAD))
     assert [change for change in changes if change[1] != new] == []
 
@@ -131,6 +136,7 @@ def test_removing_moves_only_the_removed_nodes_keys(
     before = p.get_node_many(SPREAD)
     seconds = [p.get_nodes(key, 2)[1] for key in SPREAD]
     p.remove_node(gone)
+    p._check()
     after = p.get_node_many(SPREAD)
     elsewhere = [
         i for i, (b, a) in enumerate(zip(before, after, strict=True)) if b != a and b != gone
@@ -412,3 +418,32 @@ def test_readers_see_one_whole_topology_while_a_writer_changes_it(algorithm: str
             thread.join(timeout=60)
     assert not errors, errors
     assert reads[0] > 0
+
+
+def test_invariant_checkers_catch_corruption() -> None:
+    """Each _check() fails on a broken structure, so the tests that call it can fail."""
+    table = Maglev({"a": 1, "b": 2}, table_size=1031)
+    table._check()
+    table._snapshot.owners[0] = 1 - table._snapshot.owners[0]
+    with pytest.raises(AssertionError, match="table matches a full rebuild"):
+        table._check()
+    hrw = Rendezvous({"a": 1, "b": 2})
+    hrw._check()
+    hrw._snapshot.scoring.weights[0] = 5.0
+    with pytest.raises(AssertionError, match="weights follow names"):
+        hrw._check()
+    rr = RoundRobin({"a": 2, "b": 1})
+    rr.pick()
+    rr._check()
+    rr._current["a"] += 1
+    with pytest.raises(AssertionError, match="sum to zero"):
+        rr._check()
+    least = LeastLoaded(["a", "b"])
+    least._check()
+    least._in_flight["a"] = 3  # changed behind the sorted order's back
+    with pytest.raises(AssertionError):  # sortedcontainers' own checker, or ours
+        least._check()
+    bounded = BoundedLoad(HashRing(["a", "b"]))
+    bounded._in_flight["a"] = 0
+    with pytest.raises(AssertionError, match="positive"):
+        bounded._check()

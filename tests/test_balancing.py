@@ -88,6 +88,7 @@ def test_bounded_load_never_exceeds_caps_under_concurrency(weights: Any) -> None
     deadline = threading.Event()
     while sum(bounded.in_flight().values()) < 8 * per_thread and not errors:
         deadline.wait(0.01)
+    bounded._check()
     loads = bounded.in_flight()
     done.set()
     for thread in threads:
@@ -100,6 +101,7 @@ def test_bounded_load_never_exceeds_caps_under_concurrency(weights: Any) -> None
         # no releases happened, so each node's cap only grew while it was being filled
         assert load <= cap(0.25, total_load - 1, ring.nodes[node], weight_sum), (node, loads)
     assert bounded.in_flight() == dict.fromkeys(ring.nodes, 0)
+    bounded._check()
 
 
 def test_bounded_load_follows_membership_changes() -> None:
@@ -111,6 +113,8 @@ def test_bounded_load_follows_membership_changes() -> None:
         hrw.add_node("c")
         with bounded.acquire("k") as second:
             assert second in {"a", "b", "c"} - {first}
+            bounded._check()
+    bounded._check()
     assert set(bounded.in_flight()) == set(hrw.nodes)
     assert set(bounded.caps()) == set(hrw.nodes)
 
@@ -199,10 +203,13 @@ def test_balancers_under_threads_and_membership_changes(strategy: str) -> None:
         thread.start()
     for i in range(20):
         chooser.add_node(f"extra-{i}")
+        chooser._check()
         chooser.remove_node(f"extra-{i}")
+        chooser._check()
     for thread in threads:
         thread.join(timeout=60)
     assert not errors
+    chooser._check()
     assert sum(seen.values()) == 1200
     assert chooser.in_flight() == dict.fromkeys(chooser.nodes, 0)
     assert {f"n{i}" for i in range(4)} <= set(seen)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hashring import ConfigError, HashRing, JumpHash, Maglev
+from hashring import HashRing, JumpHash, Maglev, load_topology
 
 HASHRING = str(Path(sys.executable).parent / "hashring")
 REPORT_KEYS = {"schema", "keys", "before", "after", "movement", "matrix"}
@@ -342,21 +342,20 @@ def test_python_m_hashring_is_the_same_program() -> None:
 
 
 def test_placements_build_from_the_shared_config_file(tmp_path: Path) -> None:
-    """HashRing.from_config (and each algorithm's) reads the same file as the CLI."""
+    """load_topology(path).placement() builds what the file says, as the CLI reads it."""
     ring_file = write(
         tmp_path / "ring.toml",
         '[placement]\nvnodes = 40\n[nodes.a]\nurl = "redis://h/0"\nweight = 2\n'
         '[nodes.b]\nurl = "redis://h/1"\n',
     )
-    ring = HashRing.from_config(ring_file)
+    ring = load_topology(ring_file).placement()
+    assert isinstance(ring, HashRing)
     assert dict(ring.nodes) == {"a": 2.0, "b": 1.0}
     assert ring.get_node_many(["x", "y"]) == HashRing({"a": 2, "b": 1}, vnodes=40).get_node_many(
         ["x", "y"]
     )
     maglev_file = write(tmp_path / "m.toml", '[placement]\nalgorithm = "maglev"\n[nodes.a]\n')
-    assert isinstance(Maglev.from_config(maglev_file), Maglev)
-    with pytest.raises(ConfigError, match="builds a Maglev, not a HashRing"):
-        HashRing.from_config(maglev_file)
+    assert isinstance(load_topology(maglev_file).placement(), Maglev)
 
 
 def test_change_flags_remove_before_add() -> None:

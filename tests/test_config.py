@@ -24,7 +24,7 @@ from hashring import (
     transition,
 )
 from hashring._analysis import DENSE_CELLS
-from hashring._config import MAX_TOPOLOGY_BYTES, NodeSpec
+from hashring._topology.config import MAX_TOPOLOGY_BYTES, NodeSpec
 from hashring.cli._common import build_topology
 from hashring.cli.report import build_report, report_json
 

@@ -7,7 +7,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from hashring import redact_url
-from hashring._urls import split_userinfo
+from hashring._topology.urls import split_userinfo
 
 SCHEMES = st.sampled_from(["redis://", "rediss://", "http://", "https://", "unix://", ""])
 HOSTS = st.sampled_from(["127.0.0.1:7001", "cache-1", "[::1]:6379", "h", ""])

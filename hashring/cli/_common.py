@@ -9,9 +9,9 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
-from .._algorithms import ALGORITHMS
-from .._config import NodeSpec, Topology, hash_key_from_env, load_topology, parse_topology
 from .._errors import ConfigError
+from .._placement.algorithms import ALGORITHMS
+from .._topology.config import NodeSpec, Topology, hash_key_from_env, load_topology, parse_topology
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import BinaryIO
 
-from .._config import Topology
-from .._keys import Key
+from .._placement.keys import Key
+from .._topology.config import Topology
 from ._common import MAX_KEYS, OperationError, UsageError, progress
 
 DEFAULT_SAMPLE = 1_000_000

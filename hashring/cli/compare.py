@@ -11,11 +11,11 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .._algorithms import ALGORITHMS
 from .._analysis import Rebalance, rebalance
-from .._config import Topology
 from .._errors import HashRingError
-from .._keys import Key
+from .._placement.algorithms import ALGORITHMS
+from .._placement.keys import Key
+from .._topology.config import Topology
 from ._common import (
     EXIT_OK,
     MAX_KEYS,

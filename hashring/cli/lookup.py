@@ -10,7 +10,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .._urls import redact_url
+from .._topology.urls import redact_url
 from ._common import (
     EXIT_OK,
     UsageError,

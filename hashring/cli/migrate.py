@@ -122,7 +122,7 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from .._config import load_topology
+from .._topology.config import load_topology
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,

@@ -52,9 +52,9 @@ from typing import Any
 from tabulate import tabulate
 
 from .._analysis import NodeLoad, Rebalance, Side, rebalance
-from .._config import NodeSpec, Topology, load_topology, transition
-from .._keys import Key
-from .._placement import Placement
+from .._placement.contract import Placement
+from .._placement.keys import Key
+from .._topology.config import NodeSpec, Topology, load_topology, transition
 from ._common import (
     EXIT_OK,
     MAX_KEYS,

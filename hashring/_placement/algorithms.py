@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from ._errors import InvalidOptionError
-from ._jump import JumpHash
-from ._maglev import DEFAULT_TABLE_SIZE, Maglev
-from ._rendezvous import Rendezvous
-from ._ring import HashRing
+from .._errors import InvalidOptionError
+from .contract import Placement
+from .jump import JumpHash
+from .maglev import DEFAULT_TABLE_SIZE, Maglev
+from .rendezvous import Rendezvous
+from .ring import HashRing
 
 __all__ = ["ALGORITHMS", "placement"]
 
@@ -33,7 +34,7 @@ def placement(
     vnodes: int | None = None,
     table_size: int | None = None,
     hash_key: bytes | None = None,
-) -> HashRing | Maglev | Rendezvous | JumpHash:
+) -> Placement:
     """Build the placement ``algorithm`` over ``nodes``.
 
     ``vnodes`` applies to ``"ring"`` (default 160) and ``table_size`` to ``"maglev"``

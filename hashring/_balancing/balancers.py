@@ -33,8 +33,8 @@ from contextlib import contextmanager
 
 from sortedcontainers import SortedKeyList
 
-from ._errors import EmptyRingError, InvalidOptionError
-from ._nodes import NodeSet
+from .._errors import EmptyRingError, InvalidOptionError
+from .._placement.nodes import NodeSet
 
 __all__ = ["Balancer", "LeastLoaded", "PowerOfTwo", "RandomChoice", "RoundRobin", "balancer"]
 
@@ -93,6 +93,19 @@ class Balancer(NodeSet[_Snapshot]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(nodes={len(self)})"
 
+    def _check(self) -> None:
+        """Verify the balancer's invariants; raise AssertionError if one is broken. O(n log n)."""
+        super()._check()
+        snapshot = self._snapshot
+        require = self._require
+        require(snapshot.names == tuple(sorted(snapshot.weights)), "names are sorted")
+        require(
+            snapshot.weight_list == [snapshot.weights[n] for n in snapshot.names],
+            "weight list follows the names",
+        )
+        require(set(self._in_flight) <= set(snapshot.weights), "in-flight only on nodes")
+        require(all(count >= 0 for count in self._in_flight.values()), "in-flight >= 0")
+
     def _live(self) -> _Snapshot:
         snapshot = self._snapshot
         if not snapshot.names:
@@ -144,6 +157,12 @@ class RoundRobin(Balancer):
     def _apply(self, weights: dict[str, float]) -> None:
         self._current = {name: self._current.get(name, 0) for name in weights}
         super()._apply(weights)
+
+    def _check(self) -> None:
+        """Also: one current weight per node, and they sum to zero between picks (nginx)."""
+        super()._check()
+        self._require(set(self._current) == set(self._snapshot.weights), "a current per node")
+        self._require(sum(self._current.values()) == 0, "current weights sum to zero")
 
 
 class _Seeded(Balancer):
@@ -214,6 +233,15 @@ class LeastLoaded(Balancer):
         super()._apply(weights)
         self._picked = {name: self._picked[name] for name in weights if name in self._picked}
         self._order = SortedKeyList(weights, key=self._rank)
+
+    def _check(self) -> None:
+        """Also: the sorted order holds every node once, ranked by its current load."""
+        super()._check()
+        self._order._check()  # type: ignore[attr-defined]  # sortedcontainers own checker
+        names = list(self._order)
+        self._require(sorted(names) == sorted(self._snapshot.weights), "order holds each node")
+        ranks = [self._rank(name) for name in names]
+        self._require(ranks == sorted(ranks), "order is by (load, last pick, name)")
 
 
 class PowerOfTwo(_Seeded):

@@ -52,8 +52,8 @@ import mmh3
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import InvalidOptionError
-from ._keys import Key
+from .._errors import InvalidOptionError
+from .keys import Key
 
 __all__ = [
     "GOLDEN64",

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import EmptyRingError, InvalidOptionError, InvalidWeightError
-from ._hashes import GOLDEN64, MASK32, MASK64, U64Array, hash_scheme, mix64, mix64_array
-from ._keys import Key, short_repr
-from ._nodes import NodeSet, check_node_name, preference_count
+from .._errors import EmptyRingError, InvalidOptionError, InvalidWeightError
+from .hashes import GOLDEN64, MASK32, MASK64, U64Array, hash_scheme, mix64, mix64_array
+from .keys import Key, short_repr
+from .nodes import NodeSet, check_node_name, preference_count
 
 __all__ = ["JumpHash", "Memento", "jump", "jump_array"]
 
@@ -314,6 +314,7 @@ class JumpHash(NodeSet[_Snapshot]):
 
     def _check(self) -> None:
         """Verify the memento invariants; raise AssertionError if one is broken."""
+        super()._check()
         snapshot = self._snapshot
         state = snapshot.memento
         live = set(range(state.size)) - set(state.removed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
-from ._keys import Key
+from .keys import Key
 
 __all__ = ["Placement"]
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import InvalidKeyError, KeyEncodingError
+from .._errors import InvalidKeyError, KeyEncodingError
 
-__all__ = ["Key", "check_key", "encode_key", "hash_tag", "routing_key", "short_repr"]
+__all__ = ["Key", "check_key", "encode_key", "hash_tag", "short_repr"]
 
 Key = str | bytes
 """What a placement accepts as a key."""
@@ -109,9 +109,3 @@ def short_repr(value: Any, width: int = 60) -> str:
         return f"{value!r:.{width}}"
     except Exception:
         return f"<{type(value).__name__} object>"
-
-
-def routing_key(key: Any, hash_tags: bool) -> Key:
-    """Check ``key`` and return the part that places it (its tag when ``hash_tags``)."""
-    key = check_key(key)
-    return hash_tag(key) if hash_tags else key

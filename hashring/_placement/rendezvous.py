@@ -19,58 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-import numpy.typing as npt
 
-from ._errors import EmptyRingError
-from ._hashes import GOLDEN64, MASK32, U32Array, hash_scheme, mix64_array, name_seed
-from ._keys import Key
-from ._nodes import NodeSet, preference_count
+from .._errors import EmptyRingError
+from .hashes import MASK32, hash_scheme
+from .keys import Key
+from .nodes import NodeSet, preference_count
+from .scores import RendezvousScores, require_scoring
 
-__all__ = ["Rendezvous", "RendezvousScores"]
-
-_BATCH_CELLS = 1 << 20  # keys x nodes scored per numpy pass in get_node_many
-
-
-class RendezvousScores:
-    """The scoring of one set of nodes: immutable, shared by Rendezvous and Maglev."""
-
-    __slots__ = ("equal", "names", "names_obj", "seeds", "weights")
-
-    def __init__(self, weights: Mapping[str, float]) -> None:
-        self.names = tuple(sorted(weights))
-        self.names_obj = np.array(self.names, dtype=object)
-        self.seeds = np.array([name_seed(name) for name in self.names], dtype=np.uint64)
-        self.weights = np.array([weights[name] for name in self.names], dtype=np.float64)
-        self.equal = len(set(weights.values())) <= 1
-
-    def scores(self, positions: U32Array) -> npt.NDArray[np.float64] | npt.NDArray[np.uint64]:
-        """Scores of every node (columns) for every position (rows); higher wins.
-
-        With equal weights the scores are the raw 64-bit mixes (uint64), else floats.
-        """
-        spread = positions.astype(np.uint64)[:, None] * np.uint64(GOLDEN64)
-        mixed = mix64_array(spread ^ self.seeds[None, :])
-        if self.equal:
-            return mixed
-        uniform = ((mixed >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
-        weighted: npt.NDArray[np.float64] = self.weights / -np.log(uniform)
-        return weighted
-
-    def ranking(self, position: int) -> npt.NDArray[np.intp]:
-        """Node indices from highest to lowest score for one position (ties: name order)."""
-        row = self.scores(np.array([position & MASK32], dtype=np.uint32))[0]
-        descending = ~row if row.dtype == np.uint64 else -row
-        order: npt.NDArray[np.intp] = np.argsort(descending, kind="stable")
-        return order
-
-    def best(self, positions: U32Array) -> npt.NDArray[np.intp]:
-        """Index of the highest-scoring node for each position, in chunks."""
-        rows = max(1, _BATCH_CELLS // max(1, len(self.names)))
-        best = np.empty(positions.size, dtype=np.intp)
-        for start in range(0, positions.size, rows):
-            chunk = positions[start : start + rows]
-            best[start : start + rows] = np.argmax(self.scores(chunk), axis=1)
-        return best
+__all__ = ["Rendezvous"]
 
 
 class _Snapshot:
@@ -149,6 +105,12 @@ class Rendezvous(NodeSet[_Snapshot]):
             f"Rendezvous(nodes={len(self)}, hash={self._scheme.name!r}, "
             f"hash_tags={self._hash_tags})"
         )
+
+    def _check(self) -> None:
+        """Verify the scoring against the weights; raise AssertionError if one is broken. O(n)."""
+        super()._check()
+        snapshot = self._snapshot
+        require_scoring(self._require, snapshot.scoring, snapshot.weights)
 
     def _scoring(self) -> RendezvousScores:
         scoring = self._snapshot.scoring

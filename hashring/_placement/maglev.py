@@ -43,11 +43,11 @@ import mmh3
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import EmptyRingError, InvalidOptionError
-from ._hashes import MASK32, hash_scheme
-from ._keys import Key, hash_tag, short_repr
-from ._nodes import NodeSet, preference_count
-from ._rendezvous import RendezvousScores
+from .._errors import EmptyRingError, InvalidOptionError
+from .hashes import MASK32, hash_scheme
+from .keys import Key, hash_tag, short_repr
+from .nodes import NodeSet, preference_count
+from .scores import RendezvousScores, require_scoring
 
 __all__ = ["MAX_TABLE_SIZE", "Maglev", "maglev_table"]
 
@@ -314,6 +314,28 @@ class Maglev(NodeSet[_Snapshot]):
             f"Maglev(nodes={len(self)}, table_size={self._size}, "
             f"hash={self._scheme.name!r}, hash_tags={self._hash_tags})"
         )
+
+    def _check(self) -> None:
+        """Verify the table against a rebuild; raise AssertionError if an invariant is broken.
+
+        Runtime complexity: O(M log M), one full table build.
+        """
+        super()._check()
+        snapshot = self._snapshot
+        require = self._require
+        weights = snapshot.weights
+        require_scoring(require, snapshot.scoring, weights)
+        names = list(snapshot.scoring.names)
+        require(snapshot.size == self._size, "the snapshot has the table size")
+        if not names:
+            require(len(snapshot.owners) == 0, "an empty table owns nothing")
+            return
+        require(len(snapshot.table) == snapshot.size, "one owner per slot")
+        rebuilt = maglev_table(names, [weights[n] for n in names], snapshot.size)
+        require(bool(np.array_equal(snapshot.owners, rebuilt)), "table matches a full rebuild")
+        require(snapshot.table == snapshot.names_obj[rebuilt].tolist(), "names follow owners")
+        counts = np.bincount(rebuilt, minlength=len(names))
+        require(int(counts.sum()) == snapshot.size, "every slot is filled")
 
     def _check_weights(self, weights: Mapping[str, float]) -> None:
         if len(weights) > self._size:

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from ._errors import InvalidOptionError
+from .._errors import InvalidOptionError
 
 __all__ = ["EJECTED", "RESTORED", "HealthTracker", "NodeHealth", "Transition"]
 

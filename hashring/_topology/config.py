@@ -42,14 +42,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._algorithms import ALGORITHMS, placement
-from ._errors import ConfigError, HashRingError
-from ._hashes import MAX_HASH_KEY_BYTES, MIN_HASH_KEY_BYTES
-from ._jump import JumpHash
-from ._maglev import Maglev
-from ._rendezvous import Rendezvous
-from ._ring import HashRing
-from ._urls import redact_url
+from .._errors import ConfigError, HashRingError
+from .._placement.algorithms import ALGORITHMS, placement
+from .._placement.contract import Placement
+from .._placement.hashes import MAX_HASH_KEY_BYTES, MIN_HASH_KEY_BYTES
+from .urls import redact_url
 
 __all__ = [
     "MAX_TOPOLOGY_BYTES",
@@ -96,9 +93,7 @@ class Topology:
     source: str = field(default="<memory>", compare=False)
     hash_key_env: str | None = None
     hash_key: bytes | None = field(default=None, repr=False)
-    _validated: list[HashRing | Maglev | Rendezvous | JumpHash] = field(
-        default_factory=list, init=False, repr=False, compare=False
-    )
+    _validated: list[Placement] = field(default_factory=list, init=False, repr=False, compare=False)
     """The placement :func:`parse_topology` built to validate the file, handed out by the
     first :meth:`placement` call (so a 100,000-node ring is not built twice)."""
 
@@ -119,7 +114,7 @@ class Topology:
             "hash_key_env": self.hash_key_env,
         }
 
-    def placement(self) -> HashRing | Maglev | Rendezvous | JumpHash:
+    def placement(self) -> Placement:
         """A new placement as this topology describes it (keyed by :attr:`hash_key` when
         set). Each call returns an independent object: the first one may be the placement
         built when the file was validated, later ones are built afresh.
@@ -142,9 +137,7 @@ class Topology:
         )
 
 
-def transition(
-    before: Topology, after: Topology
-) -> tuple[HashRing | Maglev | Rendezvous | JumpHash, HashRing | Maglev | Rendezvous | JumpHash]:
+def transition(before: Topology, after: Topology) -> tuple[Placement, Placement]:
     """The placements before and after a change, as a live client would hold them.
 
     For a placement whose result depends on its history (jump: MementoHash buckets), when
@@ -160,7 +153,9 @@ def transition(
         HashRingError: a placement cannot be built (for example weights for jump).
     """
     old = before.placement()
-    if old.HISTORY_FREE or before.options() != after.options():
+    # Applying the changes is right for any placement; building afresh is only a shortcut
+    # for those that say their placement ignores history (a custom one may not say).
+    if getattr(old, "HISTORY_FREE", False) or before.options() != after.options():
         return old, after.placement()
     new = before.placement()
     for name in sorted(set(before.nodes) - set(after.nodes)):

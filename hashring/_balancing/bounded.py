@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._errors import InvalidOptionError
-from ._keys import Key
-from ._placement import Placement
+from .._errors import InvalidOptionError
+from .._placement.contract import Placement
+from .._placement.keys import Key
 
 __all__ = ["BoundedLoad"]
 
@@ -91,6 +91,23 @@ class BoundedLoad:
 
     def __repr__(self) -> str:
         return f"BoundedLoad({self.placement!r}, epsilon={self.epsilon})"
+
+    def _check(self) -> None:
+        """Verify the load bookkeeping; raise AssertionError if it is broken. O(n).
+
+        Counts are positive (released nodes are dropped), spills never exceed what was
+        handed out, and the placement's own invariants hold where it has a checker.
+        """
+        with self._lock:
+            counts = dict(self._in_flight)
+            spilled = self._spilled
+        if not all(count > 0 for count in counts.values()):
+            raise AssertionError("BoundedLoad invariant broken: in-flight counts are positive")
+        if spilled < 0:
+            raise AssertionError("BoundedLoad invariant broken: spills are counted up")
+        check = getattr(self.placement, "_check", None)
+        if check is not None:
+            check()
 
     def _caps(self, load: int) -> dict[str, int]:
         weights = self.placement.nodes

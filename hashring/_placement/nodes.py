@@ -14,12 +14,10 @@ import math
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from numbers import Real
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from ._errors import (
-    ConfigError,
+from .._errors import (
     InvalidKeyError,
     InvalidOptionError,
     InvalidWeightError,
@@ -27,7 +25,7 @@ from ._errors import (
     NotEnoughNodesError,
     UnknownNodeError,
 )
-from ._keys import Key, check_key, hash_tag, short_repr
+from .keys import Key, check_key, hash_tag, short_repr
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -252,29 +250,6 @@ class NodeSet(Generic[S]):
 
     # -------------------------------------------------------------- construction
 
-    @classmethod
-    def from_config(cls, path: str | Path) -> Self:
-        """Build this placement from a topology file (see ``hashring.load_topology``).
-
-        The file's nodes, weights and placement options are used; its algorithm must be
-        this class's (``HashRing``: ``"ring"``, ``Maglev``: ``"maglev"``, ...). For
-        whichever algorithm a file names, use ``hashring.load_topology(path).placement()``.
-
-        Raises:
-            ConfigError: the file is unreadable or invalid, or names another algorithm.
-        """
-        from ._config import load_topology
-
-        topology = load_topology(path)
-        placement = topology.placement()
-        if not isinstance(placement, cls):
-            raise ConfigError(
-                f"{topology.source}: placement.algorithm = {topology.algorithm!r} builds a "
-                f"{type(placement).__name__}, not a {cls.__name__}; use "
-                "hashring.load_topology(path).placement() for whichever the file names"
-            )
-        return placement
-
     # -------------------------------------------------------------- inspection
 
     @property
@@ -291,6 +266,21 @@ class NodeSet(Generic[S]):
     def __iter__(self) -> Iterator[str]:
         """Node names, sorted."""
         return iter(sorted(self._snapshot.weights))
+
+    def _check(self) -> None:
+        """Verify the invariants every node set shares; subclasses extend it with their own.
+
+        Raises AssertionError naming the broken invariant. Runtime: O(n) here.
+        """
+        weights = self._snapshot.weights
+        for name, weight in weights.items():
+            self._require(check_node_name(name) == name, f"node {name!r} has a valid name")
+            self._require(check_weight(weight, name) == weight, f"node {name!r} weight valid")
+
+    def _require(self, condition: bool, what: str) -> None:
+        """Raise AssertionError ``"<Class> invariant broken: <what>"`` unless ``condition``."""
+        if not condition:
+            raise AssertionError(f"{type(self).__name__} invariant broken: {what}")
 
     # ------------------------------------------------------------ for subclasses
 

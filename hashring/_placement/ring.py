@@ -22,7 +22,6 @@ Lookup structures (one immutable snapshot, swapped in one assignment)
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
@@ -31,10 +30,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import EmptyRingError, InvalidOptionError, InvalidWeightError
-from ._hashes import MASK32, HashScheme, U32Array, hash_scheme, ketama_counts
-from ._keys import Key, hash_tag, short_repr
-from ._nodes import NodeSet, preference_count
+from .._errors import EmptyRingError, InvalidOptionError, InvalidWeightError
+from .hashes import MASK32, HashScheme, U32Array, hash_scheme, ketama_counts
+from .keys import Key, hash_tag, short_repr
+from .nodes import NodeSet, preference_count
 
 __all__ = ["MAX_POINTS", "HashRing"]
 
@@ -291,7 +290,7 @@ class HashRing(NodeSet[_Snapshot]):
         vnodes: points per unit of weight (default 160). With ``hash="ketama"`` it plays
             twemproxy's 160 points per server and must be a multiple of 4.
         hash: ``"mmh3"`` (default), ``"ketama"`` (libketama/twemproxy compatible) or a
-            callable ``bytes -> int`` (low 32 bits used). See ``hashring._hashes``.
+            callable ``bytes -> int`` (low 32 bits used). See ``hashring._placement.hashes``.
         hash_tags: place a key containing ``{tag}`` by its tag alone (default True).
         hash_key: a secret of 16 to 64 bytes that makes key positions a keyed BLAKE2b PRF,
             so that nobody without it can choose keys that land on one node (hash
@@ -452,15 +451,11 @@ class HashRing(NodeSet[_Snapshot]):
 
         Runtime complexity: O(points + table), with a full rebuild to compare against.
         """
+        super()._check()
         snapshot = self._snapshot
         weights = snapshot.weights
-
-        def require(condition: bool, what: str) -> None:
-            if not condition:
-                raise AssertionError(f"HashRing invariant broken: {what}")
-
+        require = self._require
         require(snapshot.names == tuple(sorted(weights)), "names are the sorted node names")
-        require(all(w > 0 and math.isfinite(w) for w in weights.values()), "weights positive")
         require(
             snapshot.counts == self._scheme.point_counts(weights, self._vnodes),
             "point counts follow the weights",
