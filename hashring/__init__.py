@@ -36,7 +36,7 @@ from ._errors import (
     UnknownNodeError,
     UnsupportedCommandError,
 )
-from ._placement.algorithms import ALGORITHMS, placement
+from ._placement.algorithms import ALGORITHMS, as_placement, placement
 from ._placement.contract import Placement
 from ._placement.jump import JumpHash
 from ._placement.keys import Key, hash_tag
@@ -85,6 +85,7 @@ __all__ = [
     "Topology",
     "UnknownNodeError",
     "UnsupportedCommandError",
+    "as_placement",
     "balancer",
     "hash_tag",
     "ideal_movement",

@@ -34,6 +34,7 @@ from hashring import (
     Rendezvous,
     RoundRobin,
     UnknownNodeError,
+    as_placement,
     placement,
 )
 from hashring._placement.jump import Memento, jump, jump_array
@@ -447,3 +448,23 @@ def test_invariant_checkers_catch_corruption() -> None:
     bounded._in_flight["a"] = 0
     with pytest.raises(AssertionError, match="positive"):
         bounded._check()
+
+
+def test_as_placement_builds_a_name_or_checks_a_ready_placement() -> None:
+    """One placement= argument: an algorithm name, or a placement whose nodes match."""
+    for name in ALGORITHMS:
+        built = as_placement(name, ["a", "b", "c"])
+        assert sorted(built.nodes) == ["a", "b", "c"]
+        assert built.get_node_many(SPREAD) == placement(name, ["a", "b", "c"]).get_node_many(SPREAD)
+    untagged = as_placement("ring", ["a", "b"], hash_tags=False)
+    assert untagged.get_node("x{t}") == HashRing(["a", "b"], hash_tags=False).get_node("x{t}")
+    ready = Maglev({"a": 2, "b": 1}, table_size=1031)
+    assert as_placement(ready, ["b", "a"]) is ready
+    with pytest.raises(InvalidOptionError, match="not in the placement: 'c'"):
+        as_placement(ready, ["a", "b", "c"])
+    with pytest.raises(InvalidOptionError, match="without a client: 'b'"):
+        as_placement(ready, ["a"])
+    with pytest.raises(InvalidOptionError, match="unknown algorithm"):
+        as_placement("ketama", ["a"])
+    with pytest.raises(InvalidOptionError, match="not dict"):
+        as_placement({"a": 1}, ["a"])  # type: ignore[arg-type]

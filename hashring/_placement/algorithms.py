@@ -19,7 +19,7 @@ from .maglev import DEFAULT_TABLE_SIZE, Maglev
 from .rendezvous import Rendezvous
 from .ring import HashRing
 
-__all__ = ["ALGORITHMS", "placement"]
+__all__ = ["ALGORITHMS", "as_placement", "placement"]
 
 ALGORITHMS = ("ring", "maglev", "rendezvous", "jump")
 """The names :func:`placement` accepts."""
@@ -72,3 +72,59 @@ def placement(
     if algorithm == "rendezvous":
         return Rendezvous(nodes, hash=hash, hash_tags=hash_tags, hash_key=hash_key)
     return JumpHash(nodes, hash=hash, hash_tags=hash_tags, hash_key=hash_key)
+
+
+def as_placement(
+    spec: str | Placement, names: Iterable[str], *, hash_tags: bool = True
+) -> Placement:
+    """The placement an adapter routes with, from its one ``placement=`` argument.
+
+    * an algorithm name (one of :data:`ALGORITHMS`): that algorithm over ``names``, each
+      of weight 1, with its default options and the adapter's ``hash_tags`` default;
+    * a :class:`Placement` (``HashRing(..., vnodes=200)``, ``placement("maglev", ...,
+      hash_key=secret)``, ``load_topology(path).placement()``, or your own): used as it
+      is, so weights and every option are said once, where it was built. Its node names
+      must be exactly ``names``, the nodes the adapter has clients or URLs for.
+
+    >>> as_placement("maglev", ["a", "b"]).get_node("k") in ("a", "b")
+    True
+    >>> as_placement(HashRing({"a": 2, "b": 1}), ["a", "b"]).nodes["a"]
+    2.0
+
+    Runtime: one placement build for a name, O(n) for a ready placement.
+
+    Raises:
+        InvalidOptionError: an unknown name, something that is neither a name nor a
+            placement, or a placement whose nodes are not exactly ``names`` (the message
+            lists the names missing on either side).
+    """
+    wanted = list(names)
+    if isinstance(spec, str):
+        return placement(spec, wanted, hash_tags=hash_tags)
+    if not isinstance(spec, Placement):
+        raise InvalidOptionError(
+            f"placement must be an algorithm name ({', '.join(ALGORITHMS)}) or a Placement "
+            f"such as HashRing(...), not {type(spec).__name__}"
+        )
+    held = set(spec.nodes)
+    unplaced = sorted(set(wanted) - held)
+    unknown = sorted(held - set(wanted))
+    if unplaced or unknown:
+        problems = [
+            f"{what}: {_names(group)}"
+            for what, group in (
+                ("not in the placement", unplaced),
+                ("in the placement but without a client", unknown),
+            )
+            if group
+        ]
+        raise InvalidOptionError(
+            "the placement's nodes must be exactly the adapter's nodes; " + "; ".join(problems)
+        )
+    return spec
+
+
+def _names(names: list[str]) -> str:
+    """Up to five names, quoted, for an error message."""
+    shown = ", ".join(repr(name) for name in names[:5])
+    return shown + (", ..." if len(names) > 5 else "")
