@@ -35,7 +35,9 @@ from hashring import (
     BoundedLoad,
     HashRing,
     HashRingError,
+    HealthTracker,
     InvalidKeyError,
+    JumpHash,
     KeyEncodingError,
     Placement,
     placement,
@@ -217,3 +219,86 @@ def _hashable(value: object) -> bool:
     except TypeError:
         return False
     return True
+
+
+class _Str(str):
+    """A str subclass that overrides what it can: placement must ignore all of it."""
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
+        return b"lie"
+
+    def find(self, *args: Any, **kwargs: Any) -> int:
+        return -1
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@FUZZ
+@given(key=st.text(), hash_key=hostile_hash_keys)
+def test_str_subclass_keys_place_like_plain_str(algorithm: str, key: str, hash_key: object) -> None:
+    """A key of a str subclass is placed as its plain value, or refused the same way."""
+    built = build(algorithm, ["a", "b", "c"], hash_key=hash_key)
+    if built is None:
+        return
+    plain_ok, plain = attempt(lambda: built.get_node(key))
+    sub_ok, sub = attempt(lambda: built.get_node(_Str(key)))
+    batch_ok, batch = attempt(lambda: built.get_node_many([_Str(key)]))
+    assert plain_ok == sub_ok == batch_ok
+    if plain_ok:
+        assert plain == sub == batch[0]
+
+
+@FUZZ
+@given(epsilon=hostile_weights, keys=st.lists(st.text(max_size=3), max_size=6))
+def test_bounded_load_with_any_epsilon(epsilon: object, keys: list[str]) -> None:
+    """Any epsilon gives a working BoundedLoad or a quick typed refusal; acquires nest."""
+    ok, bounded = attempt(lambda: BoundedLoad(HashRing({"a": 1e-12, "b": 1}), epsilon=epsilon))  # type: ignore[arg-type]
+    if not ok:
+        return
+    managers = [bounded.acquire(key) for key in keys]
+    try:
+        for manager in managers:
+            assert manager.__enter__() in ("a", "b")
+        bounded._check()
+    finally:
+        for manager in managers:
+            manager.__exit__(None, None, None)
+
+
+@FUZZ
+@given(retry=hostile_weights, probe=hostile_weights)
+def test_health_tracker_with_any_timeouts(retry: object, probe: object) -> None:
+    """Any retry_timeout / probe_timeout builds a tracker or is refused with a typed error."""
+    ok, tracker = attempt(lambda: HealthTracker(retry_timeout=retry, probe_timeout=probe))  # type: ignore[arg-type]
+    if ok:
+        assert tracker.usable("n")
+
+
+@FUZZ
+@given(
+    memento=st.fixed_dictionaries(
+        {
+            "buckets": st.dictionaries(st.text(max_size=3), st.integers(-2, 2**70), max_size=4),
+            "size": st.integers(-2, 2**70),
+            "last_removed": st.integers(-2, 2**70),
+            "removed": st.lists(
+                st.tuples(st.integers(-2, 8), st.integers(-2, 2**70), st.integers(-2, 8)),
+                max_size=3,
+            ),
+        }
+    )
+)
+def test_jump_from_any_memento(memento: dict[str, Any]) -> None:
+    """from_memento rebuilds a valid placement or refuses with InvalidOptionError, quickly."""
+    ok, rebuilt = attempt(lambda: JumpHash.from_memento(memento))
+    if ok:
+        rebuilt._check()
+        if len(rebuilt):
+            assert rebuilt.get_node("k") in rebuilt.nodes
+
+
+@FUZZ
+@given(keys=st.one_of(st.none(), st.integers(), st.text(max_size=3), st.binary(max_size=3)))
+def test_batches_that_are_not_iterables_of_keys(keys: object) -> None:
+    """get_node_many of a single str, bytes, None or a number is a typed refusal."""
+    ok, _ = attempt(lambda: HashRing(["a"]).get_node_many(keys))  # type: ignore[arg-type]
+    assert not ok

@@ -119,11 +119,22 @@ def test_bounded_load_follows_membership_changes() -> None:
     assert set(bounded.caps()) == set(hrw.nodes)
 
 
-@pytest.mark.parametrize("epsilon", [0, -1, math.inf, math.nan, "0.2", True])
+@pytest.mark.parametrize(
+    "epsilon", [0, -1, math.inf, math.nan, "0.2", True, 10**400, 1e308, 1e6 * 1.0001]
+)
 def test_bounded_load_epsilon_must_be_positive(epsilon: Any) -> None:
-    """epsilon must be a positive finite number."""
+    """epsilon must be a number in (0, 1e6]: caps stay finite."""
     with pytest.raises(InvalidOptionError, match="epsilon"):
         BoundedLoad(HashRing(["a"]), epsilon=epsilon)
+
+
+def test_bounded_load_caps_stay_finite_at_the_extremes() -> None:
+    """The largest epsilon with the most unequal weights still gives finite, usable caps."""
+    bounded = BoundedLoad(HashRing({"a": 1e-12, "b": 1}), epsilon=1e6)
+    with bounded.acquire("k") as first, bounded.acquire("k") as second:
+        assert {first, second} <= {"a", "b"}
+        assert all(cap >= 0 for cap in bounded.caps().values())
+    bounded._check()
 
 
 def test_bounded_load_on_empty_placement() -> None:

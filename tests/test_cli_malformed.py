@@ -41,7 +41,7 @@ class Case:
     message: str
     stdout: str = "pipe"  # "pipe", "closed" (>&-) or "full" (>/dev/full)
     env: dict[str, str] = field(default_factory=dict)
-    stdin: bytes = b""
+    stdin: bytes | None = b""  # None: standard input closed (<&-)
 
 
 def case(
@@ -50,7 +50,7 @@ def case(
     status: int = 2,
     stdout: str = "pipe",
     env: dict[str, str] | None = None,
-    stdin: bytes = b"",
+    stdin: bytes | None = b"",
 ) -> Case:
     return Case(tuple(args), status, message, stdout, env or {}, stdin)
 
@@ -75,6 +75,7 @@ FILES: dict[str, bytes] = {
     "no_nodes.toml": b"[placement]\n",
     "empty.toml": b"",
     "nul.toml": b"[nodes.a]\x00\n",
+    "bad_url_password.toml": b'[nodes.a]\nurl = "redis://u:s3cr/3t@127.0.0.1:7001/0"\n',
     "control_in_error.toml": b'[nodes."a\\u001b[2Jb"]\nweight = -1\n',
     "keys_empty.txt": b"\n\n",
 }
@@ -83,6 +84,19 @@ TABLE_BOUND = "table_size must be a prime number from 2 to"
 
 
 CASES: dict[str, Case] = {
+    # ------------------------------------------------------- found by review (issue 9)
+    "stdin_closed_keys_file": case(
+        "report", "--nodes", "3", "--keys-file", "-", stdin=None, message="standard input"
+    ),
+    "nodes_count_with_leading_zeros": case(
+        "lookup", "--nodes", "000300000", "k", message="at most 200,000 nodes"
+    ),
+    "ring_too_big_before_building": case(
+        "report", "--nodes", "150000", "--keys", "10", message="points a ring may hold"
+    ),
+    "password_in_bad_url": case(
+        "lookup", "k", "--config", "{dir}/bad_url_password.toml", message="percent-encode"
+    ),
     # ---------------------------------------------------------------- topology files
     "binary_toml": case("report", "--from", "{dir}/binary.toml", message="not UTF-8"),
     "utf16_toml": case("report", "--from", "{dir}/utf16.toml", message="UTF-16"),
@@ -170,7 +184,7 @@ CASES: dict[str, Case] = {
     "table_size_1e30": case(
         "lookup", "k", "--algorithm", "maglev", "--table-size", "1e30", message=TABLE_BOUND
     ),
-    "nodes_count_huge": case("report", "--nodes", "99999999999", message="at most 1,000,000"),
+    "nodes_count_huge": case("report", "--nodes", "99999999999", message="at most 200,000"),
     "nodes_zero": case("report", "--nodes", "0", message="at least 1"),
     "nodes_commas": case("report", "--nodes", ",,", message="empty node name"),
     "replicas_1e12": case("lookup", "k", "--nodes", "3", "--replicas", "1e12", message="only 3"),
@@ -279,11 +293,14 @@ def run(case: Case, directory: Path) -> Outcome:
     if case.stdout == "closed":
         # exec with fd 1 closed, as `hashring ... >&-` does
         command = ["/bin/sh", "-c", 'exec "$@" >&-', "sh", *command]
+    if case.stdin is None:
+        # exec with fd 0 closed, as `hashring ... <&-` does
+        command = ["/bin/sh", "-c", 'exec "$@" <&-', "sh", *command]
     started = time.perf_counter()
     with open("/dev/full" if case.stdout == "full" else os.devnull, "wb") as sink:
         result = subprocess.run(
             command,
-            input=case.stdin,
+            input=case.stdin or b"",
             stdout=sink if case.stdout == "full" else subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -318,6 +335,7 @@ def test_malformed_invocation_is_one_line_and_a_status(
     assert case.message in stderr, stderr
     assert "\x1b" not in stderr  # control characters are escaped
     assert SHORT_SECRET not in stderr  # a hash key's value is never printed
+    assert "s3cr" not in stderr  # nor any piece of a password in a node URL
     assert outcome.seconds < REFUSAL_BOUND, f"{name} took {outcome.seconds:.1f} s"
     assert outcome.stdout == b""
 

@@ -312,3 +312,27 @@ def test_each_placement_call_returns_an_independent_placement(tmp_path: Path) ->
     first.add_node("c")
     assert dict(second.nodes) == {"a": 1.0, "b": 1.0}
     assert dict(topology.placement().nodes) == {"a": 1.0, "b": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("url_toml", "secrets"),
+    [
+        ('"redis://u:s3cr/3t@127.0.0.1:7001/0"', ["s3cr", "3t"]),
+        ('"redis://u:hun#ter2@127.0.0.1:7001/0"', ["hun", "ter2"]),
+        ('"redis://u:hun?ter2@127.0.0.1:7001/0"', ["hun", "ter2"]),
+        ('"redis://user:[s3cr]@h/0"', ["s3cr"]),
+        ('["redis://u:hunter2@h:1/0"]', ["hunter2"]),
+        ("{ url = 'redis://u:hunter2@h:1/0' }", ["hunter2"]),
+    ],
+)
+def test_config_errors_never_show_a_password(
+    tmp_path: Path, url_toml: str, secrets: list[str]
+) -> None:
+    """A bad node URL is reported without any piece of its password, however it is bad."""
+    path = write(tmp_path / "t.toml", f"[nodes.a]\nurl = {url_toml}\n")
+    with pytest.raises(ConfigError) as info:
+        load_topology(path)
+    message = str(info.value)
+    assert "nodes.a.url" in message
+    for secret in secrets:
+        assert secret not in message

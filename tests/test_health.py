@@ -325,11 +325,13 @@ def test_forget_drops_a_probe(tracker: HealthTracker, clock: FakeClock) -> None:
     assert _in_thread(lambda: tracker.usable("a"))
 
 
-@pytest.mark.parametrize("value", [0, -1.0, float("nan"), True, "3"])
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), 10**400, 1e300, True, "3"])
 def test_bad_probe_timeout_raises(value: object) -> None:
-    """probe_timeout must be a positive number or None."""
+    """probe_timeout must be None or a positive number of seconds up to a year."""
     with pytest.raises(InvalidOptionError, match="probe_timeout"):
         HealthTracker(probe_timeout=value)  # type: ignore[arg-type]
+    with pytest.raises(InvalidOptionError, match="retry_timeout"):
+        HealthTracker(retry_timeout=value)  # type: ignore[arg-type]
 
 
 def test_release_frees_only_the_callers_unresolved_claim(clock: FakeClock) -> None:

@@ -338,3 +338,58 @@ def test_get_nodes_bounds() -> None:
         with pytest.raises(InvalidOptionError, match="n must be an int >= 1 or None"):
             ring.get_nodes("k", bad)  # type: ignore[arg-type]
     assert len(ring.get_nodes("k", 3)) == 3
+
+
+class _Disguised(str):
+    """A str subclass that lies about itself wherever it can."""
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
+        return b"lie"
+
+    def find(self, *args: Any, **kwargs: Any) -> int:
+        return -1
+
+    def __format__(self, spec: str) -> str:
+        return "lie"
+
+
+@pytest.mark.parametrize("hash", ["mmh3", "ketama", "keyed"])
+def test_str_subclasses_are_placed_like_the_plain_str(hash: str) -> None:
+    """Keys and node names of a str subclass place exactly like their plain str value."""
+    options: dict[str, Any] = {"hash_key": bytes(range(16))} if hash == "keyed" else {"hash": hash}
+    plain = HashRing(["a", "b", "c"], **options)
+    disguised = HashRing([_Disguised("a"), "b", "c"], **options)
+    assert all(type(name) is str for name in disguised.nodes)
+    keys = [f"k{i}" for i in range(300)] + [f"x{{t{i}}}y" for i in range(50)]
+    expected = plain.get_node_many(keys)
+    tricky = [_Disguised(k) for k in keys]
+    assert disguised.get_node_many(keys) == expected
+    assert plain.get_node_many(tricky) == expected
+    assert [plain.get_node(k) for k in tricky] == expected
+    assert [plain.get_nodes(k, 1)[0] for k in tricky] == expected
+
+
+@pytest.mark.parametrize("keys", [None, 5, "abc", b"abc", bytearray(b"ab")])
+def test_get_node_many_refuses_what_is_not_an_iterable_of_keys(keys: Any) -> None:
+    """A single str/bytes or a non-iterable is refused, not placed character by character."""
+    with pytest.raises(InvalidKeyError, match="iterable of keys"):
+        HashRing(["a"]).get_node_many(keys)
+
+
+def test_nodes_that_are_not_iterable_are_refused() -> None:
+    """nodes=None or a number is an InvalidOptionError, not a TypeError."""
+    for nodes in (None, 5):
+        with pytest.raises(InvalidOptionError, match="nodes must be an iterable"):
+            HashRing(nodes)  # type: ignore[arg-type]
+
+
+def test_the_point_bound_counts_points_exactly() -> None:
+    """The refusal names the exact point count, one above the bound."""
+    with pytest.raises(InvalidWeightError, match="16,777,217 points"):
+        HashRing(["a"], vnodes=16_777_216, hash="mmh3").add_node("b", 1e-12)
+
+
+def test_keyed_ketama_keeps_the_multiple_of_four_rule() -> None:
+    """hash_key does not bypass ketama's vnodes check (a ring with no points)."""
+    with pytest.raises(InvalidOptionError, match="multiple of 4"):
+        HashRing(["a", "b"], hash="ketama", vnodes=5, hash_key=bytes(16))

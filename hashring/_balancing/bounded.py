@@ -18,9 +18,13 @@ from contextlib import contextmanager
 
 from .._errors import InvalidOptionError
 from .._placement.contract import Placement
-from .._placement.keys import Key
+from .._placement.keys import Key, short_repr
 
-__all__ = ["BoundedLoad"]
+__all__ = ["MAX_EPSILON", "BoundedLoad"]
+
+MAX_EPSILON = 1e6
+"""Largest ``epsilon`` (a cap a million times the average is no bound at all); it keeps
+every cap a finite number."""
 
 
 class BoundedLoad:
@@ -36,17 +40,23 @@ class BoundedLoad:
         placement: any placement (HashRing, Maglev, Rendezvous, JumpHash); its preference
             lists give the order in which full nodes are skipped. Its membership may change
             while requests are in flight.
-        epsilon: how far above the average load a node may go (default 0.25); > 0.
+        epsilon: how far above the average load a node may go (default 0.25); above 0 and
+            at most ``MAX_EPSILON`` (1e6).
 
     Raises:
-        InvalidOptionError: ``epsilon`` is not a positive finite number.
+        InvalidOptionError: ``epsilon`` is not a number in (0, 1e6].
     """
 
     def __init__(self, placement: Placement, *, epsilon: float = 0.25) -> None:
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
-            raise InvalidOptionError(f"epsilon must be a positive number, got {epsilon!r}")
-        if not (epsilon > 0 and math.isfinite(epsilon)):
-            raise InvalidOptionError(f"epsilon must be a positive number, got {epsilon!r}")
+        if (
+            isinstance(epsilon, bool)
+            or not isinstance(epsilon, (int, float))
+            or not 0 < epsilon <= MAX_EPSILON
+        ):
+            raise InvalidOptionError(
+                f"epsilon must be a number above 0 and at most {MAX_EPSILON:g}, "
+                f"got {short_repr(epsilon)}"
+            )
         self.placement = placement
         self.epsilon = float(epsilon)
         self._lock = threading.Lock()
@@ -60,7 +70,8 @@ class BoundedLoad:
         Runtime complexity: O(preference-list walk), usually one lookup.
 
         Raises:
-            InvalidKeyError: ``key`` is neither str nor bytes.
+            InvalidKeyError: ``key`` is neither str nor bytes-like.
+            KeyEncodingError: ``key`` is a str with no UTF-8 form (a lone surrogate).
             EmptyRingError: the placement has no nodes.
         """
         with self._lock:

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .._errors import InvalidOptionError
+from .._placement.keys import short_repr
 
-__all__ = ["EJECTED", "RESTORED", "HealthTracker", "NodeHealth", "Transition"]
+__all__ = ["EJECTED", "MAX_SECONDS", "RESTORED", "HealthTracker", "NodeHealth", "Transition"]
 
 Transition = Literal["ejected", "restored"]
 EJECTED: Transition = "ejected"
@@ -106,11 +107,13 @@ class HealthTracker:
             raise InvalidOptionError(f"failure_limit must be an int >= 1, got {failure_limit!r}")
         if not _positive(retry_timeout):
             raise InvalidOptionError(
-                f"retry_timeout must be a positive number, got {retry_timeout!r}"
+                "retry_timeout must be a positive number of seconds, at most a year, got "
+                f"{short_repr(retry_timeout)}"
             )
         if probe_timeout is not None and not _positive(probe_timeout):
             raise InvalidOptionError(
-                f"probe_timeout must be a positive number or None, got {probe_timeout!r}"
+                "probe_timeout must be None or a positive number of seconds, at most a year, "
+                f"got {short_repr(probe_timeout)}"
             )
         self.enabled = bool(enabled)
         self.failure_limit = failure_limit
@@ -265,4 +268,11 @@ class HealthTracker:
 
 
 def _positive(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and bool(value > 0)
+    """A positive number of seconds, finite and at most a year (a float, never overflowing)."""
+    return (
+        not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value <= MAX_SECONDS
+    )
+
+
+MAX_SECONDS = 365 * 24 * 3600.0
+"""Longest ``retry_timeout`` or ``probe_timeout`` accepted: a year."""

@@ -17,7 +17,7 @@ from .contract import Placement
 from .jump import JumpHash
 from .maglev import DEFAULT_TABLE_SIZE, Maglev
 from .rendezvous import Rendezvous
-from .ring import HashRing
+from .ring import DEFAULT_VNODES, HashRing
 
 __all__ = ["ALGORITHMS", "as_placement", "placement"]
 
@@ -61,7 +61,7 @@ def placement(
     if algorithm == "ring":
         return HashRing(
             nodes,
-            vnodes=160 if vnodes is None else vnodes,
+            vnodes=DEFAULT_VNODES if vnodes is None else vnodes,
             hash=hash,
             hash_tags=hash_tags,
             hash_key=hash_key,

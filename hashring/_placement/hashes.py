@@ -139,7 +139,7 @@ def _md5_digest(label: bytes) -> bytes:
 
 
 def _ketama_key_hash(key: Key) -> int:
-    data = key.encode() if isinstance(key, str) else key
+    data = str.encode(key) if isinstance(key, str) else key
     return int(_unpack_u32(hashlib.md5(data, usedforsecurity=False).digest())[0])
 
 
@@ -181,7 +181,7 @@ def _custom_scheme(fn: Callable[[bytes], int]) -> HashScheme:
         )
 
     def key_hash(key: Key) -> int:
-        value = fn(key.encode() if isinstance(key, str) else key)
+        value = fn(str.encode(key) if isinstance(key, str) else key)
         try:
             return int(value & MASK32)
         except TypeError:
@@ -226,7 +226,7 @@ def _keyed_scheme(base: HashScheme, hash_key: object) -> HashScheme:
 
     def key_hash(key: Key) -> int:
         state = fresh()
-        state.update(key.encode() if isinstance(key, str) else key)
+        state.update(str.encode(key) if isinstance(key, str) else key)
         return from_bytes(state.digest(), "little")
 
     return HashScheme(

@@ -229,6 +229,11 @@ class JumpHash(NodeSet[_Snapshot]):
                 f"JumpHash memento is inconsistent: size {short_repr(size)} is not the "
                 f"{len(buckets):,} node buckets plus the {len(removed):,} removed ones"
             )
+        numbers = [last_removed, *removed, *(n for pair in removed.values() for n in pair)]
+        if any(not 0 <= n <= size for n in numbers):
+            raise InvalidOptionError(
+                f"JumpHash memento is inconsistent: bucket numbers must lie in 0..{size:,}"
+            )
         state = Memento(size, last_removed, removed)
         live = set(range(state.size)) - set(removed)
         if sorted(buckets.values()) != sorted(live) or len(live) != state.working:
@@ -237,7 +242,10 @@ class JumpHash(NodeSet[_Snapshot]):
                 f"buckets of a b-array of size {state.size} with {len(removed)} removed"
             )
         placement._snapshot = _Snapshot(dict.fromkeys(buckets, 1.0), state, buckets)
-        placement._check()
+        try:
+            placement._check()
+        except AssertionError as exc:
+            raise InvalidOptionError(f"JumpHash memento is inconsistent: {exc}") from None
         return placement
 
     def memento(self) -> dict[str, Any]:
@@ -266,7 +274,8 @@ class JumpHash(NodeSet[_Snapshot]):
         """Owner of ``key``. O(log n) plus the replacement chain.
 
         Raises:
-            InvalidKeyError: ``key`` is neither str nor bytes.
+            InvalidKeyError: ``key`` is neither str nor bytes-like.
+            KeyEncodingError: ``key`` is a str with no UTF-8 form (a lone surrogate).
             EmptyRingError: there are no nodes.
         """
         snapshot = self._live_snapshot()

@@ -12,6 +12,7 @@ unclosed ``{`` leave the key whole.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 from .._errors import InvalidKeyError, KeyEncodingError
@@ -34,18 +35,20 @@ def hash_tag(key: Key) -> Key:
 
     Runtime complexity: O(len(key)).
     """
+    # The base classes' methods, not the key's: a str or bytes subclass cannot change how
+    # it is placed by overriding find() or slicing.
     if isinstance(key, str):
-        start = key.find("{")
+        start = str.find(key, "{")
         if start >= 0:
-            end = key.find("}", start + 1)
+            end = str.find(key, "}", start + 1)
             if end > start + 1:
-                return key[start + 1 : end]
+                return str.__getitem__(key, slice(start + 1, end))
         return key
-    start = key.find(b"{")
+    start = bytes.find(key, b"{")
     if start >= 0:
-        end = key.find(b"}", start + 1)
+        end = bytes.find(key, b"}", start + 1)
         if end > start + 1:
-            return key[start + 1 : end]
+            return bytes.__getitem__(key, slice(start + 1, end))
     return key
 
 
@@ -59,7 +62,7 @@ def encode_key(key: str) -> bytes:
     b'caf\\xc3\\xa9'
     """
     try:
-        return key.encode()
+        return str.encode(key)
     except UnicodeEncodeError as exc:
         raise KeyEncodingError(
             f"key {key!r:.60} cannot be encoded as UTF-8 ({exc.reason} at index {exc.start}); "
@@ -97,15 +100,22 @@ def check_key(key: Any) -> Key:
 def short_repr(value: Any, width: int = 60) -> str:
     """``repr(value)`` cut to ``width`` characters, for error messages.
 
-    Never raises (a hostile ``__repr__`` may) and never builds a huge string (the repr of an
-    int of millions of digits is refused by Python, and slow before that).
+    Never raises (a hostile ``__repr__`` may) and never builds a huge string: containers are
+    abbreviated before they are printed (``reprlib``), and an int of more than 128 bits is
+    described by its size.
 
     >>> short_repr(2**1100)
     'an int of 1101 bits'
+    >>> short_repr((1.5,) * 10**6)
+    '(1.5, 1.5, 1.5, 1.5, 1.5, 1.5, ...)'
     """
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
         return f"an int of {value.bit_length()} bits"
     try:
-        return f"{value!r:.{width}}"
+        return _REPR.repr(value)[:width]
     except Exception:
         return f"<{type(value).__name__} object>"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80

@@ -264,7 +264,8 @@ class Maglev(NodeSet[_Snapshot]):
         """Owner of ``key``: one hash and one table index. O(1).
 
         Raises:
-            InvalidKeyError: ``key`` is neither str nor bytes.
+            InvalidKeyError: ``key`` is neither str nor bytes-like.
+            KeyEncodingError: ``key`` is a str with no UTF-8 form (a lone surrogate).
             EmptyRingError: there are no nodes.
         """
         snapshot = self._snapshot

@@ -92,7 +92,7 @@ def check_weight(weight: Any, name: str) -> float:
     if not (MIN_WEIGHT <= value <= MAX_WEIGHT):
         raise InvalidWeightError(
             f"weight of node {name!r:.60} must be a positive finite number from {MIN_WEIGHT:g} "
-            f"to {MAX_WEIGHT:g} (only ratios of weights matter), got {short_repr(weight)}"
+            f"to {MAX_WEIGHT:g}, got {short_repr(weight)}"
         )
     return value
 
@@ -102,14 +102,21 @@ def initial_weights(nodes: Iterable[str] | Mapping[str, float]) -> dict[str, flo
     if isinstance(nodes, (str, bytes)):
         raise InvalidOptionError(
             f"nodes must be an iterable of node names or a mapping name -> weight, "
-            f"not a single {type(nodes).__name__}; did you mean [{nodes!r}]?"
+            f"not a single {type(nodes).__name__}; did you mean [{nodes!r:.60}]?"
         )
-    items: Iterable[tuple[Any, Any]] = (
-        nodes.items() if isinstance(nodes, Mapping) else ((name, 1) for name in nodes)
-    )
+    if isinstance(nodes, Mapping):
+        items: Iterable[tuple[Any, Any]] = nodes.items()
+    else:
+        try:
+            items = [(name, 1) for name in nodes]
+        except TypeError:
+            raise InvalidOptionError(
+                "nodes must be an iterable of node names or a mapping name -> weight, "
+                f"not {type(nodes).__name__}"
+            ) from None
     weights: dict[str, float] = {}
-    for name, weight in items:
-        check_node_name(name)
+    for given, weight in items:
+        name = check_node_name(given)
         if name in weights:
             raise NodeExistsError(f"node {name!r} is listed more than once")
         weights[name] = check_weight(weight, name)
@@ -182,10 +189,25 @@ class NodeSet(Generic[S]):
         Maglev, O(k log n) for JumpHash, O(k * n) for Rendezvous (all but the key pass in C).
 
         Raises:
-            InvalidKeyError: a key is neither str nor bytes (the message gives its index).
+            InvalidKeyError: ``keys`` is not an iterable of keys (a single str or bytes is
+                refused), or a key is neither str nor bytes-like (the message gives its
+                index).
+            KeyEncodingError: a str key has no UTF-8 form (the message gives its index).
             EmptyRingError: there are no nodes and ``keys`` is not empty.
         """
-        batch = keys if isinstance(keys, list) else list(keys)
+        if keys.__class__ is not list:
+            if isinstance(keys, (str, bytes, bytearray, memoryview)):
+                raise InvalidKeyError(
+                    f"keys must be an iterable of keys, not a single {type(keys).__name__}; "
+                    "for one key use get_node(key)"
+                )
+            try:
+                keys = list(keys)
+            except TypeError:
+                raise InvalidKeyError(
+                    f"keys must be an iterable of keys, not {type(keys).__name__}"
+                ) from None
+        batch: list[Any] = keys
         if not batch:
             return []
         return self._place_many(self._routing_keys(batch))
@@ -201,7 +223,7 @@ class NodeSet(Generic[S]):
                 algorithm cannot honour).
             NodeExistsError: ``name`` is already a node.
         """
-        check_node_name(name)
+        name = check_node_name(name)
         value = check_weight(weight, name)
         with self._lock:
             weights = self._snapshot.weights
@@ -331,5 +353,5 @@ class NodeSet(Generic[S]):
                     raise type(exc)(f"keys[{i}]: {exc}") from None
             return checked
         if self._hash_tags and "{" in joined:
-            return [hash_tag(key) if "{" in key else key for key in batch]
+            return [hash_tag(key) for key in batch]
         return batch

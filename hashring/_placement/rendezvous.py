@@ -73,7 +73,8 @@ class Rendezvous(NodeSet[_Snapshot]):
         """Owner of ``key``: the highest-scoring node. O(n), vectorised.
 
         Raises:
-            InvalidKeyError: ``key`` is neither str nor bytes.
+            InvalidKeyError: ``key`` is neither str nor bytes-like.
+            KeyEncodingError: ``key`` is a str with no UTF-8 form (a lone surrogate).
             EmptyRingError: there are no nodes.
         """
         scoring = self._scoring()

@@ -22,6 +22,7 @@ Lookup structures (one immutable snapshot, swapped in one assignment)
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
@@ -35,13 +36,14 @@ from .hashes import MASK32, HashScheme, U32Array, hash_scheme, ketama_counts
 from .keys import Key, hash_tag, short_repr
 from .nodes import NodeSet, preference_count
 
-__all__ = ["MAX_POINTS", "HashRing"]
+__all__ = ["DEFAULT_VNODES", "MAX_POINTS", "HashRing"]
 
 _MIN_TABLE_BITS = 8
 _MAX_TABLE_BITS = 22
 _TABLE_EXTRA_BITS = 2  # 2**(bit_length(points) + 2): between 4 and 8 buckets per point
 _FULL_LIST_THRESHOLD = 8  # get_nodes walks in Python up to this n, with numpy above
 
+DEFAULT_VNODES = 160
 MAX_POINTS = 1 << 24
 """Most points a ring may hold (16,777,216: 100,000 nodes at 160 vnodes fit). Checked before
 any point is hashed, so an oversized ``vnodes`` or weight fails at once."""
@@ -313,7 +315,7 @@ class HashRing(NodeSet[_Snapshot]):
         self,
         nodes: Iterable[str] | Mapping[str, float] = (),
         *,
-        vnodes: int = 160,
+        vnodes: int = DEFAULT_VNODES,
         hash: str | Callable[[bytes], int] = "mmh3",
         hash_tags: bool = True,
         hash_key: bytes | None = None,
@@ -323,7 +325,7 @@ class HashRing(NodeSet[_Snapshot]):
                 f"vnodes must be an int from 1 to {MAX_POINTS:,}, got {short_repr(vnodes)}"
             )
         self._scheme = hash_scheme(hash, hash_key)
-        if self._scheme.name == "ketama" and vnodes % 4:
+        if self._scheme.point_counts is ketama_counts and vnodes % 4:
             raise InvalidOptionError(
                 f"with hash='ketama' vnodes must be a multiple of 4 (4 points per MD5 "
                 f"digest; twemproxy uses 160), got {vnodes}"
@@ -372,7 +374,8 @@ class HashRing(NodeSet[_Snapshot]):
         (about ``n * vnodes * ln(n) / len(ring)`` points) and is done with numpy above 8.
 
         Raises:
-            InvalidKeyError: ``key`` is neither str nor bytes.
+            InvalidKeyError: ``key`` is neither str nor bytes-like.
+            KeyEncodingError: ``key`` is a str with no UTF-8 form (a lone surrogate).
             InvalidOptionError: ``n`` is not an int >= 1.
             NotEnoughNodesError: ``n`` is larger than the number of nodes (this method never
                 returns fewer nodes than asked; pass ``n=None`` for all of them).
@@ -487,7 +490,7 @@ class HashRing(NodeSet[_Snapshot]):
         if self._scheme.point_counts is ketama_counts:
             total = vnodes * len(weights)  # twemproxy's counts sum to at most this
         else:
-            total = sum(max(1.0, vnodes * w + 0.5) for w in weights.values())
+            total = sum(max(1, math.floor(vnodes * w + 0.5)) for w in weights.values())
         if total > MAX_POINTS:
             raise InvalidWeightError(
                 f"the ring would hold about {total:,.0f} points (vnodes={vnodes} x the "

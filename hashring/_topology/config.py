@@ -226,12 +226,12 @@ def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topolog
     algorithm = _typed(options, "algorithm", str, "ring", source)
     if algorithm not in ALGORITHMS:
         raise ConfigError(
-            f"{source}: placement.algorithm = {algorithm!r} is not allowed: "
+            f"{source}: placement.algorithm = {algorithm!r:.60} is not allowed: "
             f"use one of {', '.join(ALGORITHMS)}"
         )
     hash_name = _typed(options, "hash", str, "mmh3", source)
     if hash_name not in ("mmh3", "ketama"):
-        raise ConfigError(f"{source}: placement.hash = {hash_name!r}: use 'mmh3' or 'ketama'")
+        raise ConfigError(f"{source}: placement.hash = {hash_name!r:.60}: use 'mmh3' or 'ketama'")
     vnodes = _typed(options, "vnodes", int, None, source)
     table_size = _typed(options, "table_size", int, None, source)
     hash_tags = _typed(options, "hash_tags", bool, True, source)
@@ -340,16 +340,32 @@ def _typed(
         return default
     value = table[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{source}: {where}.{key} = {value!r}: must be a {kind.__name__}")
+        # The value itself is not shown: a misplaced URL or secret would be printed whole.
+        raise ConfigError(
+            f"{source}: {where}.{key} is a {_toml_type(value)}: it must be a {kind.__name__}"
+        )
     return value
+
+
+def _toml_type(value: Any) -> str:
+    """How a TOML user names the type of ``value`` (for error messages)."""
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
+    for kind, name in names.items():
+        if isinstance(value, kind):
+            return name
+    return "table" if isinstance(value, Mapping) else type(value).__name__
 
 
 def _check_url(url: str, source: str, where: str) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConfigError(f"{source}: {where}.url = {redact_url(url)!r}: {exc}") from None
+    except ValueError:
+        # urlsplit's own message quotes the text it failed on, which may be the password.
+        raise ConfigError(
+            f"{source}: {where}.url = {redact_url(url)!r}: not a valid URL (a bad port or "
+            "host; percent-encode any '/', '?', '#', '@' or ':' in the user or password)"
+        ) from None
     if not parts.scheme or not (parts.hostname or (parts.scheme == "unix" and parts.path)):
         raise ConfigError(
             f"{source}: {where}.url = {redact_url(url)!r}: must be a URL with a scheme and a "

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from .._errors import ConfigError
 from .._placement.algorithms import ALGORITHMS
+from .._placement.ring import DEFAULT_VNODES, MAX_POINTS
 from .._topology.config import NodeSpec, Topology, hash_key_from_env, load_topology, parse_topology
 
 EXIT_OK = 0
@@ -19,9 +20,9 @@ EXIT_USAGE = 2
 
 MAX_KEYS = 10_000_000
 """Most keys one command places: ``--keys``, ``--sample`` and the lines of ``--keys-file``."""
-MAX_NODES = 1_000_000
-"""Largest count ``--nodes N`` accepts (each algorithm has its own bounds too: the ring's
-points, Maglev's table size)."""
+MAX_NODES = 200_000
+"""Largest count ``--nodes N`` accepts (each algorithm has its own bounds too, checked before
+any node is built: the ring's points, Maglev's table size)."""
 MAX_RENDEZVOUS_WORK = 5_000_000_000
 """Rendezvous places a key in O(nodes): keys x nodes above this (about a minute of work) is
 refused rather than left running."""
@@ -169,7 +170,7 @@ def check_rendezvous_work(topology: Any, keys: int) -> None:
 def node_names(text: str) -> list[str]:
     """``--nodes`` value: a count (``8`` -> node-1..node-8) or comma-separated names."""
     if text.strip().isdecimal():
-        digits = text.strip()
+        digits = text.strip().lstrip("0") or "0"
         if len(digits) > 7 or int(digits) > MAX_NODES:
             raise UsageError(f"--nodes {digits[:20]}: at most {MAX_NODES:,} nodes are allowed")
         count = int(digits)
@@ -234,7 +235,15 @@ def topology_from_args(
         raise UsageError("give either a topology file or --nodes, not both")
     options: dict[str, Any] = {}
     if base is None:
-        specs = {name: NodeSpec(name, None) for name in node_names(args.nodes or "8")}
+        names = node_names(args.nodes or "8")
+        if (args.algorithm or "ring") == "ring":  # refuse a huge ring before building it
+            vnodes = args.vnodes or DEFAULT_VNODES
+            if len(names) * vnodes > MAX_POINTS:
+                raise UsageError(
+                    f"--nodes: {len(names):,} nodes x {vnodes:,} vnodes is more than the "
+                    f"{MAX_POINTS:,} points a ring may hold; lower --vnodes or the node count"
+                )
+        specs = {name: NodeSpec(name, None) for name in names}
         if args.nodes is not None and not args.nodes.strip():
             raise UsageError("--nodes: give a count or comma-separated names")
         source = "--nodes"

@@ -37,6 +37,8 @@ def read_keys_file(path: str) -> list[Key]:
     """
     try:
         if path == "-":
+            if sys.stdin is None or not hasattr(sys.stdin, "buffer"):
+                raise UsageError("--keys-file -: standard input is closed")
             data = _bounded_read(sys.stdin.buffer, path)
         else:
             with open(path, "rb") as handle:
