@@ -385,8 +385,8 @@ def test_nodes_that_are_not_iterable_are_refused() -> None:
 
 def test_the_point_bound_counts_points_exactly() -> None:
     """The refusal names the exact point count, one above the bound."""
-    with pytest.raises(InvalidWeightError, match="16,777,217 points"):
-        HashRing(["a"], vnodes=16_777_216, hash="mmh3").add_node("b", 1e-12)
+    with pytest.raises(InvalidWeightError, match="16,777,218 points"):
+        HashRing(["a", "b"], vnodes=16_777_216 // 2 + 1)
 
 
 def test_keyed_ketama_keeps_the_multiple_of_four_rule() -> None:
