@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -32,9 +32,12 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def tracker(clock: FakeClock) -> HealthTracker:
-    """failure_limit=3, retry_timeout=10 s, on the fake clock."""
-    return HealthTracker(failure_limit=3, retry_timeout=10.0, clock=clock)
+def tracker(clock: FakeClock) -> Iterator[HealthTracker]:
+    """failure_limit=3, retry_timeout=10 s, on the fake clock; its invariants are checked
+    after the test."""
+    made = HealthTracker(failure_limit=3, retry_timeout=10.0, clock=clock)
+    yield made
+    made._check()
 
 
 def test_ejected_after_limit_consecutive_failures(tracker: HealthTracker) -> None:
@@ -363,3 +366,40 @@ def test_release_frees_only_the_callers_unresolved_claim(clock: FakeClock) -> No
     thread.join()
     assert seen[-1] is True  # claimed by the other thread now
     assert tracker.stats()["a"]["probes"] == 2
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_counters_are_exact_under_threads(clock: FakeClock, enabled: bool) -> None:
+    """8 threads recording at once on shared nodes lose no count, with health off (no
+    tracker lock taken) and on (failures below the limit take none either)."""
+    tracker = HealthTracker(enabled=enabled, failure_limit=1000, retry_timeout=10.0, clock=clock)
+    rounds, threads = 2_000, 8
+    start = threading.Barrier(threads)
+
+    def work(index: int) -> None:
+        start.wait(10)
+        for i in range(rounds):
+            tracker.record("ab"[(i + index) % 2], i % 4 != 0)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    stats = tracker.stats()
+    assert stats["a"]["commands"] + stats["b"]["commands"] == rounds * threads
+    assert stats["a"]["errors"] + stats["b"]["errors"] == rounds * threads // 4
+    assert not stats["a"]["ejected"]
+    tracker._check()
+
+
+def test_check_catches_a_broken_invariant(tracker: HealthTracker, clock: FakeClock) -> None:
+    """_check() fails on a probe held by nobody's claims (it can fail, so it checks)."""
+    _eject(tracker)
+    clock.advance(10.01)
+    assert tracker.usable("a")
+    tracker._check()
+    tracker._claims.clear()
+    with pytest.raises(AssertionError):
+        tracker._check()
+    tracker.record("a", True)  # resolves the probe: consistent again for the fixture

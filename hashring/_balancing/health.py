@@ -35,7 +35,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .._errors import InvalidOptionError
@@ -50,8 +50,14 @@ RESTORED: Transition = "restored"
 
 @dataclass
 class NodeHealth:
-    """Counters of one node (and its probe, if one is in flight)."""
+    """Counters of one node (and its probe, if one is in flight).
 
+    ``lock`` guards the counters; the state (``ejected_until`` and the probe) changes only
+    with the tracker's lock held as well (taken first), so a holder of ``lock`` alone sees
+    the state stand still.
+    """
+
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     commands: int = 0
     errors: int = 0
     consecutive_failures: int = 0
@@ -172,38 +178,67 @@ class HealthTracker:
         ejection, and a failure on a node that was ejected before (a failed probe) ejects it
         again at once.
 
+        Cost: an outcome that changes no state (every outcome with health off; a success on
+        a healthy node or a failure below ``failure_limit`` with it on, while nobody holds a
+        probe) takes only the node's own lock, never the tracker's; only ejections,
+        restorations and probes take the tracker's lock.
+
         Returns:
             ``"ejected"`` when this failure ejected the node, ``"restored"`` when this
             success ended an ejection, else None.
         """
+        health = self._nodes.get(node)
+        if health is None:
+            with self._lock:
+                health = self._nodes.setdefault(node, NodeHealth())
+        with health.lock:  # the common case: counters only
+            if ok:
+                quiet = health.ejected_until == 0.0 and not self._claims
+            else:
+                quiet = not self.enabled or health.consecutive_failures + 1 < self.failure_limit
+            if quiet:
+                health.commands += 1
+                if ok:
+                    health.consecutive_failures = 0
+                else:
+                    health.errors += 1
+                    health.consecutive_failures += 1
+                return None
         me = _claimer() if self._claims else None
         with self._lock:
-            health = self._nodes.setdefault(node, NodeHealth())
-            health.commands += 1
-            if ok:
-                was_ejected = health.ejected_until != 0.0
-                health.consecutive_failures = 0
-                health.ejected_until = 0.0
-                self._drop_probe(node, health)
-                held = self._claims.get(me) if me is not None else None
-                if held:  # the claimer went to another node: its probes are free again
-                    for other in list(held):
-                        lapsed = self._nodes.get(other)
-                        if lapsed is not None:
-                            self._drop_probe(other, lapsed)
-                return RESTORED if was_ejected else None
-            health.errors += 1
-            health.consecutive_failures += 1
-            if not self.enabled or health.consecutive_failures < self.failure_limit:
-                return None
-            now = self._clock()
-            transition: Transition | None = None
-            if health.ejected_until <= now:
-                health.ejections += 1
-                transition = EJECTED
-            health.ejected_until = now + self.retry_timeout
+            health = self._nodes.get(node) or self._nodes.setdefault(node, NodeHealth())
+            with health.lock:
+                return self._record_locked(node, health, ok, me)
+
+    def _record_locked(
+        self, node: str, health: NodeHealth, ok: bool, me: object
+    ) -> Transition | None:
+        """:meth:`record` with both locks held (the tracker's, then the node's)."""
+        health.commands += 1
+        if ok:
+            was_ejected = health.ejected_until != 0.0
+            health.consecutive_failures = 0
+            health.ejected_until = 0.0
             self._drop_probe(node, health)
-            return transition
+            held = self._claims.get(me) if me is not None else None
+            if held:  # the claimer went to another node: its probes are free again
+                for other in list(held):
+                    lapsed = self._nodes.get(other)
+                    if lapsed is not None:
+                        self._drop_probe(other, lapsed)
+            return RESTORED if was_ejected else None
+        health.errors += 1
+        health.consecutive_failures += 1
+        if not self.enabled or health.consecutive_failures < self.failure_limit:
+            return None
+        now = self._clock()
+        transition: Transition | None = None
+        if health.ejected_until <= now:
+            health.ejections += 1
+            transition = EJECTED
+        health.ejected_until = now + self.retry_timeout
+        self._drop_probe(node, health)
+        return transition
 
     def release(self, nodes: Iterable[str] | None = None) -> None:
         """Give back the caller's unresolved probe claims (on ``nodes``; default: all it
@@ -243,17 +278,42 @@ class HealthTracker:
             now = self._clock()
             result: dict[str, dict[str, float | int | bool]] = {}
             for name in names:
-                health = self._nodes.get(name, NodeHealth())
-                result[name] = {
-                    "commands": health.commands,
-                    "errors": health.errors,
-                    "consecutive_failures": health.consecutive_failures,
-                    "ejections": health.ejections,
-                    "ejected_until": health.ejected_until,
-                    "probes": health.probes,
-                    "ejected": health.ejected_until > now,
-                }
+                health = self._nodes.get(name) or NodeHealth()
+                with health.lock:
+                    result[name] = {
+                        "commands": health.commands,
+                        "errors": health.errors,
+                        "consecutive_failures": health.consecutive_failures,
+                        "ejections": health.ejections,
+                        "ejected_until": health.ejected_until,
+                        "probes": health.probes,
+                        "ejected": health.ejected_until > now,
+                    }
             return result
+
+    def _check(self) -> None:
+        """Assert every invariant of the tracker (for tests). O(nodes + claims).
+
+        Counters never go negative and errors never exceed commands; an ejected node has
+        reached ``failure_limit``; a probe has an owner exactly when it has a deadline, only
+        on an ejected node, and is listed under its owner's claims; every listed claim is a
+        probe its owner holds.
+        """
+        with self._lock:
+            for name, health in self._nodes.items():
+                with health.lock:
+                    assert 0 <= health.errors <= health.commands, name
+                    assert 0 <= health.consecutive_failures <= health.errors, name
+                    if health.ejected_until != 0.0:
+                        assert health.consecutive_failures >= self.failure_limit, name
+                    assert (health.probe_owner is None) == (health.probe_deadline == 0.0), name
+                    if health.probe_owner is not None:
+                        assert health.ejected_until != 0.0, name
+                        assert name in self._claims.get(health.probe_owner, ()), name
+            for owner, held in self._claims.items():
+                assert held, owner
+                for name in held:
+                    assert self._nodes[name].probe_owner == owner, name
 
     def _drop_probe(self, node: str, health: NodeHealth) -> None:
         """Free ``node``'s probe claim (the lock is held)."""
