@@ -33,6 +33,11 @@ clients are measured in alternating rounds, order flipped every round, best roun
   plus ``execute()``, 3 rounds, ``ShardedRedis.pipeline()`` over 4 nodes vs
   ``redis.Redis.pipeline(transaction=False)`` on one node.
 
+* the asyncio clients, on one event loop: AsyncShardedRedis over the 4 nodes (and over
+  ``node-0`` alone) vs a plain ``redis.asyncio.Redis`` on ``node-0``, single-key GET and SET
+  loops (N = 2,000, 15 rounds) and MGET / MSET of 1,000 keys (15 rounds); the routing
+  overhead per call is shown in µs next to each ratio, as for the synchronous client.
+
 Targets (second table): single-key GET and SET through ShardedRedis >= 0.9x the plain
 client's ops/s; MGET and MSET of 1,000 keys >= 2x faster than redis-shard and >= 10x faster
 than 1,000 single commands through ShardedRedis; pipeline ratio reported. If a single-key
@@ -48,6 +53,7 @@ average is printed in the header. Trust the ratios within one run, not absolute 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -56,9 +62,10 @@ from functools import partial
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from _measure import Row, exit_on_signal, interleaved, loop_get, ms, profile_calls, times
 from _servers import RedisServer, redis_servers
-from hashring.adapters.redis import ShardedRedis
+from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
 from redis_shard.shard import RedisShardAPI  # type: ignore[import-untyped]
 from tabulate import tabulate
 
@@ -107,6 +114,100 @@ def run_pipeline(pipe: Any, n: int) -> list[Any]:
     if len(answers) != n:
         raise AssertionError(f"pipeline returned {len(answers)} answers for {n} commands")
     return answers
+
+
+async def aloop_get(get: Callable[[str], Any], keys: Sequence[str]) -> None:
+    for key in keys:
+        await get(key)
+
+
+async def aloop_set(set_: Callable[[str, str], Any], items: Sequence[tuple[str, str]]) -> None:
+    for key, value in items:
+        await set_(key, value)
+
+
+def measure_async(servers: list[RedisServer], single_n: int, rows: list[Row]) -> None:
+    """The asyncio clients: AsyncShardedRedis (4 nodes, and node-0 alone) against a plain
+    ``redis.asyncio.Redis`` on node-0, single-key GET/SET loops and MGET/MSET of 1,000 keys,
+    all on one event loop (each timed call is one ``run_until_complete``)."""
+    names = [f"node-{i}" for i in range(len(servers))]
+    loop = asyncio.new_event_loop()
+    run = loop.run_until_complete
+    sharded = AsyncShardedRedis(
+        {name: server.url for name, server in zip(names, servers, strict=True)},
+        decode_responses=True,
+    )
+    sharded_one = AsyncShardedRedis({names[0]: servers[0].url}, decode_responses=True)
+    plain = aioredis.Redis(host=servers[0].host, port=servers[0].port, db=0, decode_responses=True)
+    try:
+        keys = [f"user:{i}" for i in range(max(single_n, MULTI_KEYS))]
+        single_keys = keys[:single_n]
+        items = [(key, f"value-{key}") for key in single_keys]
+        mapping = {key: f"value-{key}" for key in keys[:MULTI_KEYS]}
+        multi_keys = list(mapping)
+        expected = list(mapping.values())
+        for client in (sharded, sharded_one, plain):
+            run(aloop_set(client.set, items[:WARMUP_OPS]))
+            run(aloop_get(client.get, single_keys[:WARMUP_OPS]))
+            run(client.mset(mapping))
+            if run(client.mget(multi_keys)) != expected:
+                raise AssertionError(f"{type(client).__name__}.mget returned wrong values")
+        best = interleaved(
+            {
+                "plain get": lambda: run(aloop_get(plain.get, single_keys)),
+                "sharded get": lambda: run(aloop_get(sharded.get, single_keys)),
+                "one-node get": lambda: run(aloop_get(sharded_one.get, single_keys)),
+                "plain set": lambda: run(aloop_set(plain.set, items)),
+                "sharded set": lambda: run(aloop_set(sharded.set, items)),
+            },
+            SINGLE_ROUNDS,
+        )
+        for op in ("get", "set"):
+            mine, theirs = best[f"sharded {op}"], best[f"plain {op}"]
+            rows.append(
+                [
+                    f"async single {op.upper()} ({single_n:,} round trips)",
+                    ops(mine, single_n),
+                    f"plain async 1 node {ops(theirs, single_n)}",
+                    times(theirs / mine),
+                    f"sharded/plain ops/s ({(mine - theirs) / single_n * 1e6:+,.1f} µs/call)",
+                ]
+            )
+        one, plain_get = best["one-node get"], best["plain get"]
+        rows.append(
+            [
+                "  async GET, AsyncShardedRedis over node-0 only",
+                ops(one, single_n),
+                f"plain async 1 node {ops(plain_get, single_n)}",
+                times(plain_get / one),
+                f"this/plain ops/s ({(one - plain_get) / single_n * 1e6:+,.1f} µs)",
+            ]
+        )
+        best = interleaved(
+            {
+                "sharded mget": lambda: run(sharded.mget(multi_keys)),
+                "plain mget": lambda: run(plain.mget(multi_keys)),
+                "sharded mset": lambda: run(sharded.mset(mapping)),
+                "plain mset": lambda: run(plain.mset(mapping)),
+            },
+            MULTI_ROUNDS,
+        )
+        for op in ("mget", "mset"):
+            mine, theirs = best[f"sharded {op}"], best[f"plain {op}"]
+            rows.append(
+                [
+                    f"async {op.upper()} {MULTI_KEYS:,} keys, 4 nodes",
+                    ms(mine),
+                    f"plain async 1 node {ms(theirs)}",
+                    times(theirs / mine),
+                    f"plain/sharded ({(mine - theirs) * 1e6:+,.0f} µs/call)",
+                ]
+            )
+    finally:
+        run(sharded.aclose())
+        run(sharded_one.aclose())
+        run(plain.aclose())
+        loop.close()
 
 
 # ------------------------------------------------------------------ formatting
@@ -252,7 +353,7 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
                     ms(mine),
                     f"plain {ms(best[f'plain {op}'])}",
                     times(best[f"plain {op}"] / mine),
-                    "plain/sharded",
+                    f"plain/sharded ({(mine - best[f'plain {op}']) * 1e6:+,.0f} µs/call)",
                 ]
             )
             targets.append(
@@ -297,6 +398,7 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
         targets.append(
             (f"pipeline {pipeline_n:,} commands, sharded/plain time", times(pipe_ratio), None)
         )
+        measure_async(servers, single_n, rows)
 
         profiles: list[tuple[str, str, list[Row]]] = []
         if single_missed:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
-from hashring.adapters._redis_async import AsyncShardedRedis
+from hashring.adapters.redis import AsyncShardedRedis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis_servers import RedisServer, RedisServerFactory

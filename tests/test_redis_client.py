@@ -22,6 +22,7 @@ from hashring import (
     ConfigError,
     CrossShardError,
     InvalidOptionError,
+    Placement,
     UnsupportedCommandError,
     placement,
 )
@@ -706,9 +707,9 @@ def test_hash_key_places_alike_with_the_same_secret(clean_redis_servers: list[Re
     urls = _urls(clean_redis_servers)
     keys = [f"hk:{i}" for i in range(500)]
     with (
-        ShardedRedis(urls, hash_key=SECRET, decode_responses=True) as first,
-        ShardedRedis(urls, hash_key=SECRET, decode_responses=True) as second,
-        ShardedRedis(urls, hash_key=OTHER_SECRET) as other,
+        ShardedRedis(urls, placement=_keyed(SECRET), decode_responses=True) as first,
+        ShardedRedis(urls, placement=_keyed(SECRET), decode_responses=True) as second,
+        ShardedRedis(urls, placement=_keyed(OTHER_SECRET)) as other,
         ShardedRedis(urls) as unkeyed,
     ):
         owners = [first.node_for(key) for key in keys]
@@ -726,7 +727,7 @@ def test_hash_key_places_alike_with_the_same_secret(clean_redis_servers: list[Re
         assert all(by_node[o].get(k) == k for o, k in zip(owners, keys, strict=True))
 
     async def async_owners() -> list[str]:
-        async with AsyncShardedRedis(urls, hash_key=SECRET) as client:
+        async with AsyncShardedRedis(urls, placement=_keyed(SECRET)) as client:
             return [client.node_for(key) for key in keys]
 
     import asyncio
@@ -734,14 +735,23 @@ def test_hash_key_places_alike_with_the_same_secret(clean_redis_servers: list[Re
     assert asyncio.run(async_owners()) == owners
 
 
+def _keyed(secret: bytes) -> Placement:
+    """A fresh ring over NAMES keyed by ``secret`` (each client gets its own placement)."""
+    return placement("ring", NAMES, hash_key=secret)
+
+
 @pytest.mark.parametrize("secret", [b"short", "a str of 16+ chars", b"x" * 65])
 def test_bad_hash_key_is_refused(secret: Any) -> None:
-    """A hash_key that is not 16 to 64 bytes raises InvalidOptionError, without the secret."""
+    """A hash_key that is not 16 to 64 bytes raises InvalidOptionError, without the secret:
+    when the placement is built, and when passed to a client (where it names placement=)."""
     from hashring.adapters.redis import AsyncShardedRedis
 
     url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(InvalidOptionError) as caught:
+        placement("ring", ["a"], hash_key=secret)
+    assert str(secret) not in str(caught.value)
     for cls in (ShardedRedis, AsyncShardedRedis):
-        with pytest.raises(InvalidOptionError) as caught:
+        with pytest.raises(InvalidOptionError, match="placement=") as caught:
             cls({"a": url}, hash_key=secret)
         assert str(secret) not in str(caught.value)
 
@@ -760,7 +770,7 @@ def test_from_config_reads_hash_key_env(
     keys = [f"cfg:{i}" for i in range(200)]
     with (
         ShardedRedis.from_config(config) as configured,
-        ShardedRedis(_urls(clean_redis_servers), hash_key=SECRET) as direct,
+        ShardedRedis(_urls(clean_redis_servers), placement=_keyed(SECRET)) as direct,
     ):
         assert [configured.node_for(k) for k in keys] == [direct.node_for(k) for k in keys]
         assert "0123456789abcdef" not in repr(configured)

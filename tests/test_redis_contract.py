@@ -27,7 +27,7 @@ from redis_servers import RedisServer
 pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS_SOURCE = ROOT / "adapters" / "_redis_commands.py"
+COMMANDS_SOURCE = ROOT / "adapters" / "redis" / "_commands.py"
 
 REQUEST_MEMBERS = ("MULTI_SHARD", "ALL_SHARDS", "ALL_NODES", "SPECIAL", "DEFAULT_KEYED",
                    "DEFAULT_KEYLESS")  # fmt: skip
@@ -80,11 +80,11 @@ def test_policy_enum_members_exist() -> None:
     """Every RequestPolicy / ResponsePolicy member the router uses still exists."""
     missing = [f"RequestPolicy.{m}" for m in REQUEST_MEMBERS if not hasattr(RequestPolicy, m)]
     missing += [f"ResponsePolicy.{m}" for m in RESPONSE_MEMBERS if not hasattr(ResponsePolicy, m)]
-    assert not missing, f"redis-py dropped {missing}: update adapters/_redis_commands.py"
+    assert not missing, f"redis-py dropped {missing}: update adapters/redis/_commands.py"
 
 
 def test_policy_members_referenced_by_the_router_exist() -> None:
-    """Every RequestPolicy.X / ResponsePolicy.X written in _redis_commands.py exists."""
+    """Every RequestPolicy.X / ResponsePolicy.X written in adapters/redis/_commands.py exists."""
     source = COMMANDS_SOURCE.read_text()
     used = set(re.findall(r"\b(RequestPolicy|ResponsePolicy)\.([A-Z_]+)\b", source))
     assert ("RequestPolicy", "MULTI_SHARD") in used  # the scan found the references
@@ -92,7 +92,7 @@ def test_policy_members_referenced_by_the_router_exist() -> None:
     missing = sorted(
         f"{enum}.{member}" for enum, member in used if not hasattr(enums[enum], member)
     )
-    assert not missing, f"redis-py dropped {missing}: update adapters/_redis_commands.py"
+    assert not missing, f"redis-py dropped {missing}: update adapters/redis/_commands.py"
 
 
 def test_command_policies_object_shape(policies: dict[str, CommandPolicies]) -> None:
@@ -137,7 +137,7 @@ def test_msetnx_is_multi_shard_so_the_router_must_refuse_it(
     policies: dict[str, CommandPolicies],
 ) -> None:
     """MSETNX is tagged multi_shard: only ATOMIC_MULTI_KEY keeps it from being split."""
-    from hashring.adapters._redis_commands import ATOMIC_MULTI_KEY
+    from hashring.adapters.redis._commands import ATOMIC_MULTI_KEY
 
     assert policies["msetnx"].request_policy is RequestPolicy.MULTI_SHARD
     assert "msetnx" in ATOMIC_MULTI_KEY
@@ -155,8 +155,9 @@ def test_get_command_policies_fails_on_a_decoding_client(
         return
     pytest.fail(
         "redis-py's CommandsParser.get_command_policies() now works with "
-        "decode_responses=True: the raw-client workaround in adapters/redis.py (raw_client() "
-        "used by ShardedRedis._command_table) can go, and this test with it."
+        "decode_responses=True: the raw-client workaround in adapters/redis/_clients.py "
+        "(raw_client() and raw_async_client(), used to read the COMMAND table) can go, and "
+        "this test with it."
     )
 
 
@@ -200,7 +201,7 @@ def test_async_pool_idle_connections_can_be_dropped_without_yielding(
     import asyncio
 
     import redis.asyncio as aioredis
-    from hashring.adapters._redis_async import drop_idle_connections
+    from hashring.adapters.redis._clients import drop_idle_connections
 
     server = clean_redis_servers[0]
     observer = server.client(decode_responses=True)

@@ -601,7 +601,7 @@ def test_sampling_a_hung_node_fails_instead_of_hanging(
     redis_server_factory: RedisServerFactory,
 ) -> None:
     """sample_keys (hashring report --sample-from) gives up on a SIGSTOPped node."""
-    from hashring.adapters._sampling import sample_keys
+    from hashring.adapters.redis._sampling import sample_keys
 
     from hashring import parse_topology
 

@@ -86,7 +86,7 @@ def sample_keys(topology: Topology, count: int) -> list[Key]:
     try:
         import redis
 
-        from ..adapters._sampling import sample_keys as scan_sample
+        from ..adapters.redis._sampling import sample_keys as scan_sample
     except ImportError:  # pragma: no cover - the dev and redis extras install it
         raise UsageError("--sample-from needs redis-py: pip install 'hashring[redis]'") from None
     with progress(count, "sampling keys") as bar:

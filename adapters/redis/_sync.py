@@ -6,7 +6,7 @@
 >>> cache.set("user:42", "x"); cache.get("user:42")          # doctest: +SKIP
 
 It inherits every command method of ``redis.Redis`` and overrides only ``execute_command``,
-which plans the command (see ``_redis_commands`` for the routing table) and runs the plan:
+which plans the command (see ``_commands`` for the routing table) and runs the plan:
 one part goes straight to its node; several parts run in parallel, one per node.
 """
 
@@ -23,75 +23,16 @@ import redis
 from redis._parsers.commands import CommandsParser
 from redis.commands.core import CoreCommands
 
-from hashring import (
-    EmptyRingError,
-    InvalidOptionError,
-    redact_url,
-)
+from hashring import EmptyRingError, InvalidOptionError, Placement
 
-from ._redis_base import (
-    REROUTE_ATTEMPTS,
-    Members,
-    NodeRemovedError,
-    ShardedBase,
-    Slot,
-    check_target,
-    config_arguments,
-    lease,
-)
-from ._redis_commands import (
-    CONNECTION_ERRORS,
-    SCRIPTING,
-    CommandTable,
-    Entry,
-    Part,
-    Plan,
-    assemble,
-    group_per_node,
-    missed_reads,
-    next_scan_cursor,
-    parser_args,
-    plan_command,
-    refuse_cross_node_transaction,
-    route_owners,
-    scan_position,
-    script_keys,
-)
+from ._base import ShardedBase, config_arguments
+from ._clients import connect, read_command_table
+from ._commands import CONNECTION_ERRORS, CommandTable, Part, Plan, known_keys, parser_args
+from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
+from ._pipeline import ShardedPipeline
+from ._routing import next_scan_cursor, scan_position
 
-__all__ = [
-    "AsyncShardedPipeline",
-    "AsyncShardedRedis",
-    "NodeRemovedError",
-    "ShardedPipeline",
-    "ShardedRedis",
-]
-
-
-def connect(name: str, target: str | redis.Redis, options: Mapping[str, Any]) -> redis.Redis:
-    """A redis.Redis for ``target``: a URL (redis://, rediss://, unix://) or a client as is.
-
-    Raises:
-        InvalidOptionError: an unsupported URL scheme or a target of the wrong type.
-    """
-    check_target(name, target, redis.Redis)
-    if isinstance(target, redis.Redis):
-        return target
-    try:
-        return redis.Redis.from_url(str(target), **options)
-    except ValueError:
-        pass  # raised below, outside the handler: redis-py's message (kept neither as the
-        # cause nor as the context) may quote part of the password, as when an unencoded
-        # "/" in it makes the rest look like a port; the redacted URL says enough.
-    raise InvalidOptionError(f"node {name!r}: bad URL {redact_url(str(target))!r}")
-
-
-def raw_client(client: redis.Redis) -> redis.Redis:
-    """A short-lived client to the same server with ``decode_responses=False``."""
-    pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, "decode_responses": False}
-    raw = redis.Redis(connection_pool=redis.ConnectionPool(pool.connection_class, **kwargs))
-    raw.auto_close_connection_pool = True  # close() must disconnect the pool made here
-    return raw
+__all__ = ["ShardedRedis"]
 
 
 class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
@@ -100,12 +41,14 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
     Args:
         nodes: node name -> URL (``redis://``, ``rediss://``, ``unix://``) or a ready
             ``redis.Redis``.
-        weights: optional node name -> weight (default 1).
-        algorithm, vnodes, table_size, hash, hash_tags: the placement (see
-            :func:`hashring.placement`); hash tags are on by default, as in Redis Cluster.
-        hash_key: a secret of at least 16 bytes that keys the placement's hash (see
-            :func:`hashring.placement`), so that nobody without it can aim keys at one node;
-            clients with the same secret (and nodes) place every key alike. Default None.
+        placement: which node owns a key: an algorithm name (``"ring"``, the default,
+            ``"maglev"``, ``"rendezvous"``, ``"jump"``: every node of weight 1, default
+            options, hash tags on as in Redis Cluster) or a ready
+            :class:`hashring.Placement` over exactly the names of ``nodes``, which carries
+            the weights and every option (``HashRing(weights, vnodes=..., hash_key=...)``,
+            ``hashring.placement("maglev", weights, table_size=...)``,
+            ``load_topology(path).placement()``); see :func:`hashring.as_placement`.
+            Clients with the same placement (a ``hash_key`` included) place every key alike.
         health: eject a node after ``failure_limit`` consecutive connection errors for
             ``retry_timeout`` seconds, sending its keys to the next node of their preference
             list (default off: right for stores; turn it on for caches, accepting that keys
@@ -122,8 +65,10 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             (``decode_responses``, ``socket_timeout``, ``password``, ...).
 
     Raises:
-        InvalidOptionError: a bad node name, URL or placement option.
-        InvalidWeightError: a bad weight.
+        InvalidOptionError: a bad node name, URL or placement (name, type or nodes), or a
+            placement option (``weights``, ``algorithm``, ``vnodes``, ``table_size``,
+            ``hash``, ``hash_tags``, ``hash_key``) among ``redis_kwargs``: it belongs in
+            ``placement=``.
     """
 
     _event_dispatcher: Any = None  # declared by redis-py's CommandsProtocol; unused here
@@ -133,13 +78,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         self,
         nodes: Mapping[str, str | redis.Redis],
         *,
-        weights: Mapping[str, float] | None = None,
-        algorithm: str = "ring",
-        vnodes: int | None = None,
-        table_size: int | None = None,
-        hash: str = "mmh3",
-        hash_tags: bool = True,
-        hash_key: bytes | None = None,
+        placement: str | Placement = "ring",
         health: bool = False,
         failure_limit: int = 2,
         retry_timeout: float = 30.0,
@@ -149,16 +88,13 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         **redis_kwargs: Any,
     ) -> None:
         self._setup(
-            nodes, connect, weights=weights, algorithm=algorithm, vnodes=vnodes,
-            table_size=table_size, hash=hash, hash_tags=hash_tags, hash_key=hash_key,
-            health=health, failure_limit=failure_limit, retry_timeout=retry_timeout,
-            redis_kwargs=redis_kwargs,
+            nodes, connect, placement=placement, health=health, failure_limit=failure_limit,
+            retry_timeout=retry_timeout, redis_kwargs=redis_kwargs,
         )  # fmt: skip
         self.read_fallback = read_fallback
         self._lock = threading.Lock()  # membership changes; never held across I/O
         self._table_lock = threading.Lock()  # the first read of the COMMAND table
-        self._parser: CommandsParser | None = None
-        self._table: CommandTable | None = None
+        self._table: tuple[CommandsParser, CommandTable] | None = None
         self._stopping = threading.Event()
         if heartbeat_interval is not None:
             if not (isinstance(heartbeat_interval, (int, float)) and heartbeat_interval > 0):
@@ -175,18 +111,20 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
 
     @classmethod
     def from_config(cls, path: str | Path, **redis_kwargs: Any) -> ShardedRedis:
-        """A client for the topology file at ``path`` (see :func:`hashring.load_topology`).
+        """A client for the topology file at ``path`` (see :func:`hashring.load_topology`):
+        its node URLs, and ``placement=load_topology(path).placement()`` (keyed by the
+        secret its ``hash_key_env`` names). ``redis_kwargs`` as for the constructor.
 
         Raises:
-            ConfigError: the file is not valid, or a node has no url.
+            ConfigError: the file is not valid, a node has no url, or the secret is missing.
         """
-        nodes, options = config_arguments(path)
-        return cls(nodes, **options, **redis_kwargs)
+        nodes, placement = config_arguments(path)
+        return cls(nodes, placement=placement, **redis_kwargs)
 
     # ------------------------------------------------------------------ routing
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Route one command (see the routing table in ``_redis_commands``) and run it.
+        """Route one command (see the routing table in ``_commands``) and run it.
 
         The clients of the nodes it uses are leased before anything is sent, so a node
         removed meanwhile closes its client only after this command is done; a command
@@ -205,28 +143,32 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             self._health.release()  # a probe claim no outcome resolved ends with the command
 
     def _execute(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-        _, table = self._command_table()
-        command = table.describe(args)
-        keys = command.keys_of(args)
+        parser, table = self._command_table()
+        command = table.describe(args)  # once per command, whatever the reroutes
+        keys = known_keys(command, args)
         for _ in range(REROUTE_ATTEMPTS):
             if keys is not None and len(keys) == 1:  # the common case, without a plan
-                node = route_owners(self._placement, self._health, self.get_encoder(), keys)[0]
+                node = self._owner(keys)
                 slot = self._members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
                 value = self._call(Part(node, args), options, slot)
-                if value is None and self.read_fallback is not None and "readonly" in command.flags:
-                    single = Plan([Part(node, args)], _first, command.name, True, keys)
-                    value = self._fall_back(single, args, options, value)
+                if value is None and self.read_fallback is not None:
+                    value = self._fall_back(self._single(command, node, args, keys), options, value)
                 return value
+            members = self._members
             try:
-                plan, slots = self._leased_plan(args, keys)
+                plan = self._plan_for(
+                    command, args, self._keys(parser, args, keys, members), members
+                )
             except NodeRemovedError:
                 continue
-            value = self._run(plan, options, slots)
-            if self.read_fallback is not None and plan.readonly:
-                value = self._fall_back(plan, args, options, value)
-            return value
+            slots, closing = lease(members, (part.node for part in plan.parts))
+            for client in closing:
+                client.close()
+            if slots is None:
+                continue  # a node of the plan left: nothing was sent, route again
+            return self._fall_back(plan, options, self._run(plan, options, slots))
         raise NodeRemovedError(
             f"{command.name.upper()} kept being routed to nodes that were being removed; "
             "nothing was sent"
@@ -351,87 +293,47 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             node's error).
             EmptyRingError: there are no nodes.
         """
-        parser, table = self._parser, self._table
-        if parser is None or table is None:
+        table = self._table
+        if table is None:
             with self._table_lock:
-                if self._parser is None or self._table is None:
-                    fresh = self._read_command_table()
-                    self._table = CommandTable(fresh.commands, fresh.get_command_policies())
-                    self._parser = fresh
-                parser, table = self._parser, self._table
-        assert parser is not None
-        assert table is not None
-        return parser, table
+                if self._table is None:
+                    self._table = read_command_table(self._table_sources(), self._outcome)
+                table = self._table
+        return table
 
-    def _read_command_table(self) -> CommandsParser:
-        """A parser holding the COMMAND table of the first node that answers (see
-        :meth:`_command_table`)."""
-        slots = self._members.slots
-        if not slots:
-            raise EmptyRingError("the client has no nodes: add_node() one first")
-        names = sorted(slots)
-        usable = [n for n in names if self._health.usable(n, claim=False)]
-        failure: BaseException | None = None
-        for name in usable + [n for n in names if n not in usable]:
-            slot = slots[name]
-            # redis-py's get_command_policies() decodes bytes itself and fails on a client
-            # with decode_responses=True: read the table in raw mode.
-            raw = raw_client(slot.client)
+    def _keys(
+        self,
+        parser: CommandsParser,
+        args: tuple[Any, ...],
+        keys: list[Any] | None,
+        members: Members[redis.Redis],
+    ) -> list[Any]:
+        """``keys`` if known, else the command's movable keys, asked of a node that is usable
+        now (COMMAND GETKEYS); a connection error counts against that node.
+
+        Raises:
+            NodeRemovedError: the node asked left meanwhile.
+        """
+        if keys is not None:
+            return keys
+        asked = self._asked_node(members)
+        with self._leased(members, asked) as client:
             try:
-                parser = CommandsParser(raw)  # type: ignore[no-untyped-call]
-            except CONNECTION_ERRORS as exc:
-                self._outcome(name, slot, False)
-                failure = exc
-                continue
-            finally:
-                raw.close()
-            return parser
-        assert failure is not None
-        raise failure
+                return list(parser.get_keys(client, *parser_args(args)) or [])  # type: ignore[no-untyped-call]
+            except CONNECTION_ERRORS:
+                self._outcome(asked, members.slots[asked], False)
+                raise
 
-    def _plan(self, args: tuple[Any, ...], keys: list[Any] | None, members: Members[Any]) -> Plan:
-        """The plan of one command over the nodes of ``members``.
+    def _plan(self, args: tuple[Any, ...], members: Members[redis.Redis]) -> Plan:
+        """The plan of one command over the nodes of ``members`` (for pipelines).
 
         Raises:
             NodeRemovedError: the node asked for a command's movable keys left meanwhile.
         """
         parser, table = self._command_table()
         command = table.describe(args)
-        if keys is None:
-            keys = command.keys_of(args)
-        if keys is None and command.name in SCRIPTING:
-            keys = script_keys(args)
-        nodes = sorted(members.slots)
-        if keys is None:
-            # Movable keys are asked of a node (COMMAND GETKEYS): one that is usable now.
-            asked = self._health.first_usable(nodes, claim=False) or nodes[0]
-            with self._leased(members, asked) as client:
-                try:
-                    keys = parser.get_keys(client, *parser_args(args)) or []  # type: ignore[no-untyped-call]
-                except CONNECTION_ERRORS:
-                    self._outcome(asked, members.slots[asked], False)
-                    raise
-        owners = (
-            route_owners(self._placement, self._health, self.get_encoder(), keys) if keys else []
-        )
-        return plan_command(command, args, keys, owners, nodes, nodes[0])
-
-    def _leased_plan(
-        self, args: tuple[Any, ...], keys: list[Any] | None
-    ) -> tuple[Plan, dict[str, Slot[redis.Redis]]]:
-        """A plan and a lease on the slot of each node it uses.
-
-        Raises:
-            NodeRemovedError: one of its nodes left before the lease (nothing leased).
-        """
-        members = self._members
-        plan = self._plan(args, keys, members)
-        slots, closing = lease(members, (part.node for part in plan.parts))
-        for client in closing:
-            client.close()
-        if slots is None:
-            raise NodeRemovedError("a node of the plan was removed")
-        return plan, slots
+        keys = self._keys(parser, args, known_keys(command, args), members)
+        return self._plan_for(command, args, keys, members)
 
     @contextmanager
     def _leased(self, members: Members[redis.Redis], node: str) -> Iterator[redis.Redis]:
@@ -493,126 +395,16 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             with suppress(*CONNECTION_ERRORS, OSError):
                 slot.client.connection_pool.disconnect(inuse_connections=False)
 
-    def _fall_back(
-        self, plan: Plan, args: tuple[Any, ...], options: dict[str, Any], value: Any
-    ) -> Any:
+    def _fall_back(self, plan: Plan, options: dict[str, Any], value: Any) -> Any:
         """During a migration: a read that missed on its new owner asks the old topology."""
-        fallback = self.read_fallback
-        assert fallback is not None
-        missed = missed_reads(plan, value, fallback.node_for)
+        missed = self._misses_to_ask(plan, value)
         if missed is None:
             return value
+        fallback = self.read_fallback
+        assert fallback is not None
         if plan.command != "mget":
-            return fallback.execute_command(*args, **options)
+            return fallback.execute_command(*plan.parts[0].args, **options)
         older = fallback.execute_command("MGET", *[plan.keys[i] for i in missed])
         for i, old in zip(missed, older, strict=True):
             value[i] = old
         return value
-
-
-class ShardedPipeline(CoreCommands):
-    """Buffers commands; ``execute()`` sends one pipeline per node, in parallel.
-
-    Results come back in the order the commands were buffered. Errors behave as in
-    redis-py: with ``raise_on_error=True`` (default) the first failed command's error is
-    raised after every node has answered; with False each failed command's exception takes
-    its place in the results.
-    """
-
-    _event_dispatcher: Any = None
-    _is_async_client: Literal[False] = False
-
-    def __init__(self, sharded: ShardedRedis, transaction: bool) -> None:
-        self._sharded = sharded
-        self._transaction = transaction
-        self._commands: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-
-    def execute_command(self, *args: Any, **options: Any) -> ShardedPipeline:
-        """Buffer one command (routing is decided at ``execute``)."""
-        self._commands.append((args, options))
-        return self
-
-    def execute(self, raise_on_error: bool = True) -> list[Any]:
-        """Send the buffered commands and return their answers in order.
-
-        Raises:
-            CrossShardError: ``transaction=True`` and the commands span nodes (nothing sent).
-            UnsupportedCommandError: a command that cannot be sharded (nothing sent).
-        """
-        commands, self._commands = self._commands, []
-        try:
-            return self._execute(commands, raise_on_error)
-        finally:
-            self._sharded._health.release()  # probe claims no outcome resolved
-
-    def _execute(
-        self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], raise_on_error: bool
-    ) -> list[Any]:
-        sharded = self._sharded
-        for _ in range(REROUTE_ATTEMPTS):
-            members = sharded._members
-            try:
-                plans = [sharded._plan(args, None, members) for args, _ in commands]
-            except NodeRemovedError:
-                continue
-            if self._transaction:
-                refuse_cross_node_transaction(plans)
-            per_node = group_per_node(plans, [options for _, options in commands])
-            slots, closing = lease(members, per_node)
-            for client in closing:
-                client.close()
-            if slots is not None:
-                break
-        else:
-            raise NodeRemovedError(
-                "the pipeline kept being routed to nodes that were being removed; nothing was sent"
-            )
-        futures: dict[str, Future[list[Any]]] = {}
-        try:
-            for node, entries in per_node.items():
-                futures[node] = sharded._executor.submit(self._send, node, slots[node], entries)
-        except BaseException:
-            for node in per_node:
-                if node not in futures:
-                    sharded._leave(slots[node])
-            raise
-        answers = {node: future.result() for node, future in futures.items()}
-        return assemble(plans, per_node, answers, raise_on_error)
-
-    def _send(self, node: str, slot: Slot[redis.Redis], entries: list[Entry]) -> list[Any]:
-        """Send one node's share on its leased client; give the lease back."""
-        try:
-            pipe = slot.client.pipeline(transaction=self._transaction)
-            for _, _, part, options in entries:
-                pipe.execute_command(*part.args, **options)  # type: ignore[no-untyped-call]
-            try:
-                answers: list[Any] = pipe.execute(raise_on_error=False)
-            except CONNECTION_ERRORS:
-                self._sharded._outcome(node, slot, False)
-                raise
-            finally:
-                pipe.reset()
-            self._sharded._outcome(node, slot, True)
-            return answers
-        finally:
-            self._sharded._leave(slot)
-
-    def __len__(self) -> int:
-        return len(self._commands)
-
-    def reset(self) -> None:  # type: ignore[override]
-        """Drop the buffered commands."""
-        self._commands = []
-
-    def __enter__(self) -> ShardedPipeline:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.reset()
-
-
-def _first(answers: list[Any]) -> Any:
-    return answers[0]
-
-
-from ._redis_async import AsyncShardedPipeline, AsyncShardedRedis  # noqa: E402  (re-export)

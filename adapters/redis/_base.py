@@ -1,28 +1,18 @@
 """What ShardedRedis and AsyncShardedRedis share: everything that does no I/O.
 
-Nodes and their clients, the placement, health counters, URLs (kept for ``repr`` with
-passwords redacted and to know which clients this object created), topology files, and the
-lookups ``node_for`` / ``client_for``. Only connecting (sync or asyncio client classes) and
-the I/O itself differ between the two clients.
-
-Membership is one immutable snapshot (:class:`Members`: node -> :class:`Slot`, URLs, the
-default node), replaced in one assignment, so a reader never sees a half-applied change.
-A command *leases* the slot of every node it will use before sending anything
-(:meth:`Slot.enter`) and gives it back when its node has answered (:meth:`Slot.leave`).
-``remove_node`` retires the slot: no new lease is granted, and the client is closed by
-whoever leaves last, so commands already under way finish on an open client. A command
-routed just before the removal fails to lease and is routed again (nothing was sent).
+Nodes and their clients (leased, see ``_leases``), the placement, health wiring, URLs (kept
+for ``repr`` with passwords redacted and to know which clients this object created),
+topology files, the lookups ``node_for`` / ``client_for``, and the routing of one command
+once its keys are known (:meth:`ShardedBase._owner` for one key, :meth:`ShardedBase._plan_for`
+for the rest). Only connecting (sync or asyncio client classes) and the I/O itself differ
+between the two clients.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-
-import redis
 
 from hashring import (
     ConfigError,
@@ -32,116 +22,51 @@ from hashring import (
     Key,
     NodeExistsError,
     Placement,
+    as_placement,
     load_topology,
-    placement,
     redact_url,
 )
 from hashring._balancing.health import Transition
-from hashring._placement.nodes import check_node_name, check_weight
+from hashring._placement.nodes import check_node_name
 
-from ._redis_commands import SCHEMES, describe_nodes, route_owners
+from ._commands import SCHEMES, Command, Part, Plan, first_answer, plan_command
+from ._leases import Members, Slot
+from ._routing import describe_nodes, missed_reads, route_owners
 
 __all__ = [
-    "Members",
-    "NodeRemovedError",
+    "REMOVED_OPTIONS",
     "ShardedBase",
-    "Slot",
     "check_target",
+    "command_time",
     "config_arguments",
+    "refuse_removed_options",
 ]
 
 C = TypeVar("C")
 
-#: Times a command is routed again when a node it was routed to left meanwhile.
-REROUTE_ATTEMPTS = 8
+REMOVED_OPTIONS = frozenset(
+    {"weights", "algorithm", "vnodes", "table_size", "hash", "hash_tags", "hash_key"}
+)
+"""The placement's options, once keywords of the clients: now said once, in ``placement=``."""
 
 
-class NodeRemovedError(redis.exceptions.ConnectionError):
-    """A node was removed from the topology before a command could be sent to it (nothing
-    was sent). Raised only when routing again kept meeting removed nodes."""
+def refuse_removed_options(options: Mapping[str, Any]) -> None:
+    """Refuse a placement option passed among a client's redis-py keyword arguments (where
+    redis-py would reject it with a less helpful error, or worse, take it). O(options).
 
-
-class Slot(Generic[C]):
-    """One node's client with a count of the commands using it (thread-safe).
-
-    ``enter``/``leave`` bracket every use; ``retire`` marks the node removed. The client
-    must be closed exactly once, by the caller that gets True from ``retire`` or ``leave``:
-    after the last command in flight, never under one.
+    Raises:
+        InvalidOptionError: naming the options (never their values: one may be a secret)
+            and ``placement=``, which takes them now.
     """
-
-    __slots__ = ("_inflight", "_lock", "_retired", "client", "created")
-
-    def __init__(self, client: C, created: bool) -> None:
-        self.client = client
-        self.created = created  # this object built the client from a URL: it closes it
-        self._inflight = 0
-        self._retired = False
-        self._lock = threading.Lock()
-
-    def enter(self) -> bool:
-        """Lease the client for one command; False once the node has been removed. O(1)."""
-        with self._lock:
-            if self._retired:
-                return False
-            self._inflight += 1
-            return True
-
-    def leave(self) -> bool:
-        """Give the lease back; True when the caller must now close the client (it was the
-        last lease of a removed node whose client this object created). O(1)."""
-        with self._lock:
-            self._inflight -= 1
-            return self._retired and self._inflight == 0 and self.created
-
-    def retire(self) -> bool:
-        """Refuse new leases; True when the caller must close the client now (nothing in
-        flight, and this object created it). O(1)."""
-        with self._lock:
-            self._retired = True
-            return self._inflight == 0 and self.created
-
-    @property
-    def retired(self) -> bool:
-        """Whether the node has been removed."""
-        return self._retired
-
-    @property
-    def in_flight(self) -> int:
-        """Commands using the client now."""
-        return self._inflight
-
-
-@dataclass(frozen=True)
-class Members(Generic[C]):
-    """The nodes at one moment: replaced as a whole, never changed in place."""
-
-    slots: Mapping[str, Slot[C]]
-    urls: Mapping[str, str | None]
-    first: str  # the default node: the first name ("" with no nodes)
-
-
-def lease(members: Members[C], nodes: Iterable[str]) -> tuple[dict[str, Slot[C]] | None, list[C]]:
-    """Lease the slot of every node of ``nodes`` (each once).
-
-    Returns:
-        (node -> slot, []) when every node is still a member; else (None, clients to
-        close): nothing stays leased, and a client whose last lease was given back here
-        must be closed by the caller.
-    """
-    leased: dict[str, Slot[C]] = {}
-    for node in nodes:
-        if node in leased:
-            continue
-        slot = members.slots.get(node)
-        if slot is None or not slot.enter():
-            return None, give_back(leased.values())
-        leased[node] = slot
-    return leased, []
-
-
-def give_back(slots: Iterable[Slot[C]]) -> list[C]:
-    """End one lease of each slot; the clients the caller must now close."""
-    return [slot.client for slot in slots if slot.leave()]
+    removed = sorted(REMOVED_OPTIONS.intersection(options))
+    if removed:
+        raise InvalidOptionError(
+            f"{', '.join(removed)}: not options of the client any more; say the placement "
+            "once with placement=, an algorithm name or a Placement built with these options "
+            "(placement=HashRing(weights, vnodes=..., hash_key=...), "
+            "placement=hashring.placement('maglev', weights, ...), or "
+            "placement=load_topology(path).placement())"
+        )
 
 
 def command_time(client: object) -> float:
@@ -202,9 +127,9 @@ def check_target(name: str, target: object, client_class: type) -> None:
         )
 
 
-def config_arguments(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
-    """Node URLs and constructor options from the topology file at ``path`` (the placement's
-    ``hash_key`` comes from the environment variable its ``hash_key_env`` names).
+def config_arguments(path: str | Path) -> tuple[dict[str, str], Placement]:
+    """Node URLs and the placement of the topology file at ``path`` (keyed by the secret in
+    the environment variable its ``hash_key_env`` names).
 
     Raises:
         ConfigError: the file is not valid, a node has no url, or the secret is missing.
@@ -214,22 +139,14 @@ def config_arguments(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
     if missing:
         raise ConfigError(f"{topology.source}: nodes.{missing[0]}.url is required here")
     nodes = {name: spec.url for name, spec in topology.nodes.items() if spec.url}
-    options: dict[str, Any] = {
-        "weights": topology.weights,
-        "algorithm": topology.algorithm,
-        "vnodes": topology.vnodes,
-        "table_size": topology.table_size,
-        "hash": topology.hash,
-        "hash_tags": topology.hash_tags,
-        "hash_key": topology.hash_key,  # read from the variable named by hash_key_env
-    }
-    return nodes, options
+    return nodes, topology.placement()
 
 
 class ShardedBase(Generic[C]):
     """Nodes, clients, placement and health of a sharded client of client type ``C``."""
 
     _members: Members[C]
+    read_fallback: Any
     _placement: Placement
     _health: HealthTracker
     _redis_kwargs: dict[str, Any]
@@ -239,31 +156,31 @@ class ShardedBase(Generic[C]):
         nodes: Mapping[str, str | C],
         connect: Callable[[str, str | C, Mapping[str, Any]], C],
         *,
-        weights: Mapping[str, float] | None,
-        algorithm: str,
-        vnodes: int | None,
-        table_size: int | None,
-        hash: str,
-        hash_tags: bool,
-        hash_key: bytes | None,
+        placement: str | Placement,
         health: bool,
         failure_limit: int,
         retry_timeout: float,
         redis_kwargs: Mapping[str, Any],
     ) -> None:
+        """Check the options, build the placement (see :func:`hashring.as_placement`; hash
+        tags on by default, as in Redis Cluster) and a client per node. No I/O.
+
+        Raises:
+            InvalidOptionError: a removed placement option among ``redis_kwargs``, a bad
+                node name or URL, or a placement whose nodes are not ``nodes``.
+        """
+        refuse_removed_options(redis_kwargs)
         self._connect = connect
         self._redis_kwargs = dict(redis_kwargs)
-        chosen = {name: check_weight((weights or {}).get(name, 1), name) for name in nodes}
-        self._placement = placement(
-            algorithm, chosen, hash=hash, hash_tags=hash_tags, vnodes=vnodes,
-            table_size=table_size, hash_key=hash_key,
-        )  # fmt: skip
+        for name in nodes:
+            check_node_name(name)
+        self._placement = as_placement(placement, nodes, hash_tags=True)
         slots = {
             name: Slot(connect(name, target, redis_kwargs), isinstance(target, str))
             for name, target in nodes.items()
         }
         urls = {name: t if isinstance(t, str) else None for name, t in nodes.items()}
-        self._members = Members(slots, urls, min(slots, default=""))
+        self._members = Members.of(slots, urls)
         self._health = HealthTracker(
             enabled=health, failure_limit=failure_limit, retry_timeout=retry_timeout
         )
@@ -317,10 +234,9 @@ class ShardedBase(Generic[C]):
             raise NodeExistsError(f"node {name!r} is already in the placement")
         client = self._connect(name, target, self._redis_kwargs)
         # Client first, placement second: a key routed to the new node finds its client.
-        self._members = Members(
+        self._members = Members.of(
             {**before.slots, name: Slot(client, isinstance(target, str))},
             {**before.urls, name: target if isinstance(target, str) else None},
-            min(before.first, name) if before.first else name,
         )
         try:
             self._placement.add_node(name, weight)
@@ -341,9 +257,7 @@ class ShardedBase(Generic[C]):
         self._placement.remove_node(name)
         before = self._members
         slots = {n: s for n, s in before.slots.items() if n != name}
-        self._members = Members(
-            slots, {n: u for n, u in before.urls.items() if n != name}, min(slots, default="")
-        )
+        self._members = Members.of(slots, {n: u for n, u in before.urls.items() if n != name})
         self._health.forget(name)
         return before.slots[name]
 
@@ -362,8 +276,77 @@ class ShardedBase(Generic[C]):
         return self._health.record(node, ok)
 
     def get_encoder(self) -> Any:
-        """The encoder redis-py's command methods use (the first node's)."""
-        return self._default_client().get_encoder()  # type: ignore[attr-defined]
+        """The encoder redis-py's command methods use: the first node's client's, built once
+        per membership change (redis-py's own ``get_encoder`` builds one per call). O(1).
+
+        Raises:
+            EmptyRingError: there are no nodes.
+        """
+        encoder = self._members.encoder
+        if encoder is None:
+            raise EmptyRingError("the client has no nodes: add_node() one first")
+        return encoder
+
+    # ------------------------------------------------------------------ routing, no I/O
+
+    def _table_sources(self) -> list[tuple[str, Slot[C]]]:
+        """The nodes to read the COMMAND table from, in the order to try them: usable ones
+        by name, then ejected ones. Claims nothing. O(n).
+
+        Raises:
+            EmptyRingError: there are no nodes.
+        """
+        members = self._members
+        if not members.names:
+            raise EmptyRingError("the client has no nodes: add_node() one first")
+        usable = [n for n in members.names if self._health.usable(n, claim=False)]
+        ejected = [n for n in members.names if n not in usable]
+        return [(name, members.slots[name]) for name in usable + ejected]
+
+    def _owner(self, keys: list[Any]) -> str:
+        """The node a one-key command goes to (claiming a recovering node's probe, as the
+        command will be sent there). O(1) for most placements.
+
+        Raises:
+            EmptyRingError, InvalidKeyError, KeyEncodingError: as :meth:`node_for`.
+        """
+        return route_owners(self._placement, self._health, self.get_encoder(), keys)[0]
+
+    def _plan_for(
+        self, command: Command, args: tuple[Any, ...], keys: list[Any], members: Members[C]
+    ) -> Plan:
+        """The plan of ``args`` (described as ``command``, with its ``keys``) over the nodes
+        of ``members``. O(keys) lookups.
+
+        Raises:
+            CrossShardError, UnsupportedCommandError: the command cannot be planned.
+            InvalidKeyError, KeyEncodingError: a key the placement refuses.
+        """
+        owners = (
+            route_owners(self._placement, self._health, self.get_encoder(), keys) if keys else []
+        )
+        return plan_command(command, args, keys, owners, members.names, members.first)
+
+    def _asked_node(self, members: Members[C]) -> str:
+        """The node asked for a command's movable keys (COMMAND GETKEYS): the first usable
+        one by name, else the first. Claims nothing."""
+        return self._health.first_usable(members.names, claim=False) or members.first
+
+    def _misses_to_ask(self, plan: Plan, value: Any) -> list[int] | None:
+        """During a migration, which of a read's keys to ask the previous topology (see
+        ``missed_reads``); None when there is no fallback, the command is not a read, or
+        nothing missed."""
+        fallback = self.read_fallback
+        if fallback is None or not plan.readonly:
+            return None
+        return missed_reads(plan, value, fallback.node_for)
+
+    @staticmethod
+    def _single(command: Command, node: str, args: tuple[Any, ...], keys: list[Any]) -> Plan:
+        """The plan of a one-key command sent to ``node`` (built only when needed)."""
+        return Plan(
+            [Part(node, args)], first_answer, command.name, "readonly" in command.flags, keys
+        )
 
     def get_connection_kwargs(self) -> dict[str, Any]:
         """Connection options of the first node's client."""

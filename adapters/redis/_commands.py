@@ -1,5 +1,7 @@
 """How a sharded client routes one Redis command: a *plan* of per-node parts and a merge.
 
+No I/O: this module reads the COMMAND table it is given and plans; the clients send.
+
 Everything is read from the server's own COMMAND table, through redis-py's
 ``CommandsParser`` (key positions, flags) and its ``get_command_policies()`` (the request and
 response policies Redis publishes for clusters). The few rules that are ours are listed here:
@@ -25,42 +27,29 @@ other keyless commands    the default node (the first node by name): TIME, ECHO,
 
 from __future__ import annotations
 
-import codecs
-import functools
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 
-from hashring import (
-    CrossShardError,
-    HealthTracker,
-    Placement,
-    UnsupportedCommandError,
-    redact_url,
-)
+from hashring import CrossShardError, UnsupportedCommandError
 
 __all__ = [
     "CONNECTION_ERRORS",
+    "CONNECTION_STATE",
     "SCHEMES",
+    "SCRIPTING",
     "Command",
     "CommandTable",
-    "Entry",
     "Part",
     "Plan",
-    "assemble",
-    "describe_nodes",
-    "group_per_node",
-    "missed_reads",
-    "next_scan_cursor",
+    "first_answer",
+    "known_keys",
     "parser_args",
     "plan_command",
-    "refuse_cross_node_transaction",
-    "route_owners",
-    "scan_position",
     "script_keys",
 ]
 
@@ -194,6 +183,16 @@ class CommandTable:
         )
 
 
+def known_keys(command: Command, args: Sequence[Any]) -> list[Any] | None:
+    """The keys of ``args`` known without asking a server: at the command's fixed positions,
+    or a script's ``numkeys`` arguments; None when they must be asked (COMMAND GETKEYS for
+    movable keys). O(keys)."""
+    keys = command.keys_of(args)
+    if keys is None and command.name in SCRIPTING:
+        keys = script_keys(args)
+    return keys
+
+
 def script_keys(args: Sequence[Any]) -> list[Any]:
     """Keys of EVAL/EVALSHA/FCALL-style commands: ``numkeys`` arguments after it."""
     try:
@@ -208,7 +207,7 @@ def plan_command(
     args: tuple[Any, ...],
     keys: list[Any],
     owners: list[str],
-    all_nodes: list[str],
+    all_nodes: Sequence[str],
     default_node: str,
 ) -> Plan:
     """The plan for ``args``, given its ``keys`` and their ``owners`` (same order).
@@ -232,7 +231,7 @@ def plan_command(
     if keys:
         distinct = sorted(set(owners))
         if len(distinct) == 1:
-            return Plan([Part(distinct[0], args)], _only, name, readonly, keys)
+            return Plan([Part(distinct[0], args)], first_answer, name, readonly, keys)
         if command.request is RequestPolicy.MULTI_SHARD and name not in ATOMIC_MULTI_KEY:
             return _split(command, args, owners, readonly, keys)
         shown = ", ".join(
@@ -252,7 +251,7 @@ def plan_command(
     if command.request in _FAN_OUT:
         parts = [Part(node, args) for node in all_nodes]
         return Plan(parts, _combiner(command.response), name, readonly)
-    return Plan([Part(default_node, args)], _only, name, readonly)
+    return Plan([Part(default_node, args)], first_answer, name, readonly)
 
 
 def _split(
@@ -316,7 +315,8 @@ def _gather(answers: list[Any]) -> Any:
     return random.choice(present) if present else None
 
 
-def _only(answers: list[Any]) -> Any:
+def first_answer(answers: list[Any]) -> Any:
+    """The merge of a one-part plan: that part's answer."""
     return answers[0]
 
 
@@ -325,105 +325,6 @@ def _text(value: Any) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", "replace")
     return str(value)
-
-
-#: One buffered pipeline command's share on a node: (command index, part index, part, options).
-Entry = tuple[int, int, Part, dict[str, Any]]
-
-
-def route_owners(
-    placement: Placement,
-    health: HealthTracker,
-    encoder: Any,
-    keys: list[Any],
-    *,
-    claim: bool = True,
-) -> list[str]:
-    """The node of each key (placed by the bytes the client sends); with health tracking on,
-    an ejected owner is replaced by the first usable node of the key's preference list.
-
-    str keys are placed as str when the client encodes them strictly as UTF-8 (the same
-    bytes, and the placement's fast path); anything else (bytearray, memoryview, numbers,
-    other encodings) goes through the client's encoder first, so a key is placed by exactly
-    the bytes redis-py sends. ``claim`` is passed to the tracker: True when the command
-    will be sent to the nodes returned (it may take a recovering node's single probe).
-    O(len(keys)) lookups.
-
-    Raises:
-        KeyEncodingError: a str key with no UTF-8 form (a lone surrogate), before any
-            hashing; with another client encoding, the encoder's UnicodeEncodeError.
-        InvalidKeyError: a key the placement refuses.
-        redis.exceptions.DataError: a key type redis-py cannot encode.
-    """
-    plain = _is_plain(encoder.encoding, encoder.encoding_errors)
-    routed = [
-        key if plain and key.__class__ in (str, bytes) else encoder.encode(key) for key in keys
-    ]
-    if len(routed) == 1:  # the common case: skip the batch path's numpy overhead
-        owners = [placement.get_node(routed[0])]
-    else:
-        owners = placement.get_node_many(routed)
-    if health.enabled:
-        verdicts: dict[str, bool] = {}  # one decision per owner: its keys stay together
-        for i, owner in enumerate(owners):
-            usable = verdicts.get(owner)
-            if usable is None:
-                usable = verdicts[owner] = health.usable(owner, claim=claim)
-            if not usable:
-                preference = placement.get_nodes(routed[i])
-                owners[i] = health.first_usable(preference, claim=claim) or owner
-    return owners
-
-
-def refuse_cross_node_transaction(plans: list[Plan]) -> None:
-    """Raises:
-    CrossShardError: the plans touch more than one node (a transaction cannot span them).
-    """
-    nodes = sorted({part.node for plan in plans for part in plan.parts})
-    if len(nodes) > 1:
-        raise CrossShardError(
-            f"a transaction must stay on one node, but its commands touch {', '.join(nodes)}; "
-            "nothing was sent. Give the keys a common {hash tag}.",
-            tuple(nodes),
-        )
-
-
-def group_per_node(plans: list[Plan], options: list[dict[str, Any]]) -> dict[str, list[Entry]]:
-    """Every part of every plan, grouped by node in buffering order. A split command's parts
-    lose the ``keys`` option (it names the whole command's keys)."""
-    per_node: dict[str, list[Entry]] = {}
-    for i, (plan, opts) in enumerate(zip(plans, options, strict=True)):
-        shared = opts if len(plan.parts) == 1 else {k: v for k, v in opts.items() if k != "keys"}
-        for j, part in enumerate(plan.parts):
-            per_node.setdefault(part.node, []).append((i, j, part, shared))
-    return per_node
-
-
-def assemble(
-    plans: list[Plan],
-    per_node: dict[str, list[Entry]],
-    node_answers: Mapping[str, list[Any]],
-    raise_on_error: bool,
-) -> list[Any]:
-    """Each command's merged answer, in buffering order; a command with a failed part gets
-    that part's exception.
-
-    Raises:
-        Exception: the first failed command's error, when ``raise_on_error`` is true.
-    """
-    answers: list[list[Any]] = [[None] * len(plan.parts) for plan in plans]
-    for node, entries in per_node.items():
-        for (i, j, _, _), answer in zip(entries, node_answers[node], strict=True):
-            answers[i][j] = answer
-    results: list[Any] = []
-    for plan, parts in zip(plans, answers, strict=True):
-        failed = next((a for a in parts if isinstance(a, Exception)), None)
-        results.append(failed if failed is not None else plan.merge(parts))
-    if raise_on_error:
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-    return results
 
 
 def parser_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -443,45 +344,3 @@ def parser_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
         return args
     second = bytes(args[1]) if isinstance(args[1], memoryview) else str(args[1])
     return (args[0], second, *args[2:])
-
-
-def describe_nodes(urls: Mapping[str, str | None]) -> str:
-    """``name=redacted-url`` (or ``name=client``) for every node, sorted by name."""
-    return ", ".join(
-        f"{name}={redact_url(url) if url else 'client'}" for name, url in sorted(urls.items())
-    )
-
-
-def scan_position(cursor: int, nodes: int) -> tuple[int, int]:
-    """A sharded SCAN cursor as (node index in name order, that node's own cursor)."""
-    cursor = int(cursor)
-    return cursor % nodes, cursor // nodes
-
-
-def next_scan_cursor(following: int, index: int, nodes: int) -> int:
-    """The sharded cursor after node ``index`` answered ``following``: its next page, else
-    the next node's start, else 0 when the last node is done."""
-    if following:
-        return int(following) * nodes + index
-    return index + 1 if index + 1 < nodes else 0
-
-
-def missed_reads(plan: Plan, value: Any, old_owner: Callable[[Any], str]) -> list[int] | None:
-    """Which of a read's keys to ask the previous topology during a migration.
-
-    Indices into ``plan.keys``: an MGET's keys that came back None, or ``[0]`` for a
-    single-key read that missed on a node that did not own the key before. None when there
-    is nothing to ask.
-    """
-    if plan.command == "mget" and isinstance(value, list):
-        return [i for i, v in enumerate(value) if v is None] or None
-    if value is None and len(plan.keys) == 1 and old_owner(plan.keys[0]) != plan.parts[0].node:
-        return [0]
-    return None
-
-
-@functools.cache
-def _is_plain(encoding: str, errors: str) -> bool:
-    """Whether a client writes str keys as exactly their strict UTF-8 bytes (what the
-    placement hashes for a str)."""
-    return codecs.lookup(encoding).name == "utf-8" and errors == "strict"

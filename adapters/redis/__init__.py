@@ -1,0 +1,40 @@
+"""Redis adapters: drop-in redis-py clients that send every command to the node owning its
+keys.
+
+>>> from hashring.adapters.redis import ShardedRedis          # doctest: +SKIP
+>>> cache = ShardedRedis({"cache-1": "redis://10.0.0.1:6379/0",
+...                       "cache-2": "redis://10.0.0.2:6379/0"})  # doctest: +SKIP
+>>> cache.set("user:42", "x"); cache.get("user:42")          # doctest: +SKIP
+
+``ShardedRedis`` (redis-py) and ``AsyncShardedRedis`` (``redis.asyncio``) inherit every
+command method of redis-py and override only ``execute_command``; both take
+``placement=``, an algorithm name or a ready :class:`hashring.Placement`.
+
+Modules, by what they hold (everything that does no I/O exists once, for both clients):
+
+* ``_commands``: the COMMAND table and the plan of one command (routing table there);
+* ``_routing``: keys to nodes under health, pipelines grouped per node and reassembled,
+  sharded SCAN cursors, migration fallbacks;
+* ``_leases``: node membership snapshots and the leases that keep a removed node's client
+  open under the commands still using it;
+* ``_base``: what both clients share: nodes, placement, health wiring, topology files, the
+  routing of one command once its keys are known;
+* ``_clients``: connecting to the nodes (sync and asyncio) and asyncio gathering;
+* ``_sync`` / ``_async``: the two clients, their I/O only; ``_pipeline``: their pipelines;
+* ``_sampling``: a sample of live keys for ``hashring report --sample-from``.
+"""
+
+from __future__ import annotations
+
+from ._async import AsyncShardedRedis
+from ._leases import NodeRemovedError
+from ._pipeline import AsyncShardedPipeline, ShardedPipeline
+from ._sync import ShardedRedis
+
+__all__ = [
+    "AsyncShardedPipeline",
+    "AsyncShardedRedis",
+    "NodeRemovedError",
+    "ShardedPipeline",
+    "ShardedRedis",
+]

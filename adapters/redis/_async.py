@@ -1,0 +1,402 @@
+"""AsyncShardedRedis: the asyncio twin of ``ShardedRedis``, on ``redis.asyncio``.
+
+>>> from hashring.adapters.redis import AsyncShardedRedis              # doctest: +SKIP
+>>> async with AsyncShardedRedis({"cache-1": "redis://10.0.0.1:6379/0",
+...                               "cache-2": "redis://10.0.0.2:6379/0"}) as cache:
+...     await cache.set("user:42", "x"); await cache.get("user:42")  # doctest: +SKIP
+
+It inherits every command method of ``redis.asyncio.Redis`` (``AsyncCoreCommands``) and
+overrides only ``execute_command``. Commands are routed exactly as by the synchronous client,
+by the shared planner in ``_commands`` (see its routing table): one part is awaited on
+its node; several parts (MGET/MSET/DEL/... split per node, DBSIZE/KEYS/PING/INFO fanned
+out) run concurrently with ``asyncio.gather`` and are merged in the caller's order.
+
+Keys are found as by the synchronous client (``known_keys``, COMMAND GETKEYS only for movable
+keys), through redis-py's ``AsyncCommandsParser``, read once under an ``asyncio.Lock``.
+
+Differences from ``ShardedRedis``, all forced by asyncio: ``remove_node``, ``aclose`` (and
+its alias ``close``) and pipeline ``execute``/``reset`` are coroutines; there is no
+``max_workers`` (no threads). ``add_node`` does no I/O and stays a plain method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+import redis.asyncio as aioredis
+from redis._parsers.commands import AsyncCommandsParser
+from redis.commands.core import AsyncCoreCommands
+
+from hashring import EmptyRingError, Placement
+
+from ._base import ShardedBase, config_arguments
+from ._clients import (
+    connect_async,
+    drop_idle_connections,
+    gather_all,
+    gather_leased,
+    read_command_table_async,
+)
+from ._commands import CONNECTION_ERRORS, CommandTable, Part, Plan, known_keys, parser_args
+from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
+from ._pipeline import AsyncShardedPipeline
+from ._routing import next_scan_cursor, scan_position
+
+__all__ = ["AsyncShardedRedis"]
+
+
+# ---------------------------------------------------------------------- the client
+
+
+# redis-py's own async mixins disagree on command_info; nothing of ours is involved.
+class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type: ignore[misc]
+    """A drop-in ``redis.asyncio.Redis`` over several Redis servers, sharded by key.
+
+    Args:
+        nodes: node name -> URL (``redis://``, ``rediss://``, ``unix://``) or a ready
+            ``redis.asyncio.Redis``.
+        placement: an algorithm name (default ``"ring"``) or a ready
+            :class:`hashring.Placement` over exactly the names of ``nodes``, as for
+            ``ShardedRedis`` (see :func:`hashring.as_placement`).
+        health: eject a node after ``failure_limit`` consecutive connection errors for
+            ``retry_timeout`` seconds, sending its keys to the next node of their preference
+            list (default off: right for stores; turn it on for caches). Then exactly one
+            command (task) probes the node while the others keep using the fallback; the
+            node's idle pooled connections are dropped when it is ejected and when it
+            recovers.
+        read_fallback: the client of the previous topology during a migration: a read that
+            finds nothing on its new owner is retried there.
+        **redis_kwargs: passed to ``redis.asyncio.Redis.from_url`` for every URL
+            (``decode_responses``, ``socket_timeout``, ``password``, ...).
+
+    Commands raise what ``ShardedRedis`` raises: ``CrossShardError`` (keys on several nodes
+    for a command that cannot be split) and ``UnsupportedCommandError`` (connection-state
+    commands, raw SCAN) before anything is sent, and redis-py's errors from the nodes.
+
+    Raises:
+        InvalidOptionError: a bad node name, URL or placement, or a placement option
+            (``weights``, ``hash_key``, ...) among ``redis_kwargs``: it belongs in
+            ``placement=``.
+    """
+
+    _is_async_client: Literal[True] = True  # redis-py's typing marker: commands are awaitable
+    _event_dispatcher: Any = None  # declared by redis-py's CommandsProtocol; unused here
+
+    def __init__(
+        self,
+        nodes: Mapping[str, str | aioredis.Redis],
+        *,
+        placement: str | Placement = "ring",
+        health: bool = False,
+        failure_limit: int = 2,
+        retry_timeout: float = 30.0,
+        read_fallback: AsyncShardedRedis | None = None,
+        **redis_kwargs: Any,
+    ) -> None:
+        self._setup(
+            nodes, connect_async, placement=placement, health=health,
+            failure_limit=failure_limit, retry_timeout=retry_timeout, redis_kwargs=redis_kwargs,
+        )  # fmt: skip
+        self.read_fallback = read_fallback
+        self._table_lock = asyncio.Lock()
+        self._table: tuple[AsyncCommandsParser, CommandTable] | None = None
+
+    @classmethod
+    def from_config(cls, path: str | Path, **redis_kwargs: Any) -> AsyncShardedRedis:
+        """A client for the topology file at ``path``, as ``ShardedRedis.from_config``:
+        its node URLs and ``placement=load_topology(path).placement()``.
+
+        Raises:
+            ConfigError: the file is not valid, a node has no url, or the secret is missing.
+        """
+        nodes, placement = config_arguments(path)
+        return cls(nodes, placement=placement, **redis_kwargs)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Route one command (see the routing table in ``_commands``) and run it;
+        the parts of a multi-node command run concurrently.
+
+        The clients of the nodes it uses are leased before anything is sent, so a node
+        removed meanwhile closes its client only after this command is done; a command
+        routed to a node that left before it was sent is routed again.
+
+        Raises:
+            CrossShardError, UnsupportedCommandError: before anything is sent.
+            InvalidKeyError, KeyEncodingError: a key the placement refuses (a str with a
+                lone surrogate), before anything is sent.
+            redis.exceptions.RedisError: from a node (with several parts, the first failed
+                part's error, raised once every part has finished); NodeRemovedError (a
+                ConnectionError) if the command kept being routed to nodes being removed.
+        """
+        try:
+            return await self._execute(args, options)
+        finally:
+            self._health.release()  # a probe claim no outcome resolved ends with the command
+
+    async def _execute(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        parser, table = await self._command_table()
+        command = table.describe(args)  # once per command, whatever the reroutes
+        keys = known_keys(command, args)
+        for _ in range(REROUTE_ATTEMPTS):
+            if keys is not None and len(keys) == 1:  # the common case, without a plan
+                node = self._owner(keys)
+                slot = self._members.slots.get(node)
+                if slot is None or not slot.enter():
+                    continue  # the node left after routing: nothing was sent, route again
+                value = await self._call(slot, Part(node, args), options)
+                if value is None and self.read_fallback is not None:
+                    plan = self._single(command, node, args, keys)
+                    value = await self._fall_back(plan, options, value)
+                return value
+            members = self._members
+            try:
+                known = await self._keys(parser, args, keys, members)
+            except NodeRemovedError:
+                continue
+            plan = self._plan_for(command, args, known, members)
+            slots, closing = lease(members, (part.node for part in plan.parts))
+            if closing:
+                await gather_all(client.aclose() for client in closing)
+            if slots is None:
+                continue  # a node of the plan left: nothing was sent, route again
+            return await self._fall_back(plan, options, await self._run(plan, options, slots))
+        raise NodeRemovedError(
+            f"{command.name.upper()} kept being routed to nodes that were being removed; "
+            "nothing was sent"
+        )
+
+    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> AsyncShardedPipeline:
+        """A pipeline whose commands are grouped per node and sent concurrently.
+
+        ``transaction=True`` wraps them in MULTI/EXEC and is refused (before anything is
+        sent) unless every command's keys live on one node.
+        """
+        return AsyncShardedPipeline(self, transaction)
+
+    # ------------------------------------------------------------------ keyless scans
+
+    async def scan(
+        self,
+        cursor: int = 0,
+        match: Any = None,
+        count: int | None = None,
+        _type: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[int, list[Any]]:
+        """SCAN over every node in turn; the cursor encodes (node, node cursor) as in
+        ``ShardedRedis.scan``.
+
+        Start with 0 and stop when 0 comes back, as with one server. Membership changes
+        during a scan invalidate the cursor.
+        """
+        members = self._members
+        names = sorted(members.slots)
+        if not names:
+            raise EmptyRingError("the client has no nodes: add_node() one first")
+        index, node_cursor = scan_position(cursor, len(names))
+        slot = self._enter(members, names[index])
+        try:
+            following, keys = await slot.client.scan(
+                node_cursor, match=match, count=count, _type=_type, **kwargs
+            )
+        finally:
+            await self._leave(slot)
+        return next_scan_cursor(following, index, len(names)), keys
+
+    async def scan_iter(  # type: ignore[override]
+        self, match: Any = None, count: int | None = None, _type: str | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """Every key of every node (each node's ``scan_iter`` in turn, by node name)."""
+        members = self._members
+        for name in sorted(members.slots):
+            slot = self._enter(members, name)
+            try:
+                async for key in slot.client.scan_iter(
+                    match=match, count=count, _type=_type, **kwargs
+                ):
+                    yield key
+            finally:
+                await self._leave(slot)
+
+    # ------------------------------------------------------------------ membership
+
+    async def remove_node(self, name: str) -> None:
+        """Remove a node at runtime; does not wait for commands under way.
+
+        Commands already under way on the node finish there (commands routed to it but not
+        yet sent are routed again); its client, if this object created it, is closed after
+        the last of them, by whichever task finishes last (here, if none is under way).
+
+        Raises:
+            UnknownNodeError: ``name`` is not a node.
+        """
+        slot = self._detach(name)
+        if slot.retire():
+            await slot.client.aclose()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def check_health(self) -> dict[str, bool]:
+        """PING every node once (concurrently) and record the outcome: failures count
+        towards ejection, a success restores an ejected node. Returns node -> answered.
+        Schedule it in a task for an active heartbeat."""
+        slots = self._members.slots
+
+        async def ping(name: str) -> bool | None:
+            slot = slots[name]
+            if not slot.enter():
+                return None  # removed meanwhile
+            try:
+                try:
+                    ok = bool(await slot.client.ping())
+                except CONNECTION_ERRORS:
+                    ok = False
+                self._outcome(name, slot, ok)
+                return ok
+            finally:
+                await self._leave(slot)
+
+        names = sorted(slots)
+        answers = await asyncio.gather(*map(ping, names))
+        return {name: ok for name, ok in zip(names, answers, strict=True) if ok is not None}
+
+    async def aclose(self) -> None:
+        """Close every node client this object created (clients passed in stay open)."""
+        await gather_all(client.aclose() for client in self._created_clients())
+
+    async def close(self) -> None:
+        """Alias of :meth:`aclose`, as on ``redis.asyncio.Redis``."""
+        await self.aclose()
+
+    async def __aenter__(self) -> AsyncShardedRedis:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _command_table(self) -> tuple[AsyncCommandsParser, CommandTable]:
+        """The COMMAND table, read once from the first node (by name) that answers: nodes
+        are tried in name order, ejected ones last; a node that fails counts a failure
+        and the next is tried.
+
+        Raises:
+            redis.exceptions.ConnectionError, TimeoutError: no node answered (the last
+            node's error).
+            EmptyRingError: there are no nodes.
+        """
+        table = self._table
+        if table is None:
+            async with self._table_lock:
+                if self._table is None:
+                    sources = self._table_sources()
+                    self._table = await read_command_table_async(sources, self._outcome)
+                table = self._table
+        return table
+
+    async def _keys(
+        self,
+        parser: AsyncCommandsParser,
+        args: tuple[Any, ...],
+        keys: list[Any] | None,
+        members: Members[aioredis.Redis],
+    ) -> list[Any]:
+        """``keys`` if known, else the command's movable keys, asked of a node that is usable
+        now (COMMAND GETKEYS through ``parser.node``); a connection error counts against it.
+
+        Raises:
+            NodeRemovedError: the node asked left meanwhile.
+        """
+        if keys is not None:
+            return keys
+        asked = self._asked_node(members)
+        slot = self._enter(members, asked)
+        try:
+            parser.node = slot.client  # type: ignore[assignment]
+            return list(await parser.get_keys(*parser_args(args)) or [])
+        except CONNECTION_ERRORS:
+            self._outcome(asked, slot, False)
+            raise
+        finally:
+            await self._leave(slot)
+
+    async def _plan(self, args: tuple[Any, ...], members: Members[aioredis.Redis]) -> Plan:
+        """The plan of one command over the nodes of ``members`` (for pipelines).
+
+        Raises:
+            NodeRemovedError: the node asked for a command's movable keys left meanwhile.
+        """
+        parser, table = await self._command_table()
+        command = table.describe(args)
+        keys = await self._keys(parser, args, known_keys(command, args), members)
+        return self._plan_for(command, args, keys, members)
+
+    @staticmethod
+    def _enter(members: Members[aioredis.Redis], node: str) -> Slot[aioredis.Redis]:
+        """Lease ``node``'s slot (give it back with :meth:`_leave`).
+
+        Raises:
+            NodeRemovedError: the node has been removed.
+        """
+        slot = members.slots.get(node)
+        if slot is None or not slot.enter():
+            raise NodeRemovedError(f"node {node!r} has been removed")
+        return slot
+
+    @staticmethod
+    async def _leave(slot: Slot[aioredis.Redis]) -> None:
+        """End one lease; the last lease of a removed node closes its client."""
+        if slot.leave():
+            await slot.client.aclose()
+
+    async def _run(
+        self, plan: Plan, options: dict[str, Any], slots: dict[str, Slot[aioredis.Redis]]
+    ) -> Any:
+        """Run a plan whose nodes' slots are leased (each part gives its lease back)."""
+        if len(plan.parts) == 1:
+            part = plan.parts[0]
+            return plan.merge([await self._call(slots[part.node], part, options)])
+        shared = {k: v for k, v in options.items() if k != "keys"}
+        calls = [
+            (slots[part.node], self._call(slots[part.node], part, shared)) for part in plan.parts
+        ]
+        return plan.merge(await gather_leased(calls))
+
+    async def _call(self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]) -> Any:
+        """Send one part on its leased client, record the outcome, give the lease back."""
+        try:
+            try:
+                answer = await slot.client.execute_command(*part.args, **options)  # type: ignore[no-untyped-call]
+            except CONNECTION_ERRORS:
+                self._outcome(part.node, slot, False)
+                raise
+            except redis.exceptions.ResponseError:
+                self._outcome(part.node, slot, True)  # the node answered: it is alive
+                raise
+            self._outcome(part.node, slot, True)
+            return answer
+        finally:
+            await self._leave(slot)
+
+    def _outcome(self, node: str, slot: Slot[aioredis.Redis], ok: bool) -> None:
+        """Record a command's outcome; when the node has just been ejected or has just
+        recovered, drop its idle pooled connections (stale after a restart)."""
+        if self._record(node, slot, ok) is not None:
+            drop_idle_connections(slot.client.connection_pool)
+
+    async def _fall_back(self, plan: Plan, options: dict[str, Any], value: Any) -> Any:
+        """During a migration: a read that missed on its new owner asks the old topology."""
+        missed = self._misses_to_ask(plan, value)
+        if missed is None:
+            return value
+        fallback = self.read_fallback
+        assert fallback is not None
+        if plan.command != "mget":
+            return await fallback.execute_command(*plan.parts[0].args, **options)
+        older = await fallback.execute_command("MGET", *[plan.keys[i] for i in missed])
+        for i, old in zip(missed, older, strict=True):
+            value[i] = old
+        return value
