@@ -31,10 +31,12 @@ from ._errors import (
     InvalidOptionError,
     InvalidWeightError,
     KeyEncodingError,
+    MigrationError,
     NodeExistsError,
     NotEnoughNodesError,
     UnknownNodeError,
     UnsupportedCommandError,
+    VolatileDestinationError,
 )
 from ._placement.algorithms import ALGORITHMS, as_placement, placement
 from ._placement.contract import Placement
@@ -71,6 +73,7 @@ __all__ = [
     "LeastLoaded",
     "LoadSummary",
     "Maglev",
+    "MigrationError",
     "NodeExistsError",
     "NodeLoad",
     "NodeSpec",
@@ -85,6 +88,7 @@ __all__ = [
     "Topology",
     "UnknownNodeError",
     "UnsupportedCommandError",
+    "VolatileDestinationError",
     "as_placement",
     "balancer",
     "hash_tag",

@@ -13,14 +13,19 @@ subclass also derives from the built-in exception it refines, so callers can cat
     ├── CrossShardError       (ValueError)    a command whose keys live on several nodes
     ├── UnsupportedCommandError (ValueError)  a command that cannot be sharded (MULTI, SELECT)
     ├── ConfigError           (ValueError)    a topology file that is not valid
-    └── InvalidKeyError       (TypeError)     a key that is neither str nor bytes
-        └── KeyEncodingError  (ValueError)    a str key that has no UTF-8 form (lone surrogate)
+    ├── InvalidKeyError       (TypeError)     a key that is neither str nor bytes
+    │   └── KeyEncodingError  (ValueError)    a str key that has no UTF-8 form (lone surrogate)
+    └── MigrationError        (RuntimeError)  a live key migration could not be carried out
+        └── VolatileDestinationError          a destination would keep moved keys in memory
+                                              only (refused before any key moves)
 
 Errors from libraries below hashring (redis-py, HTTP clients) are never swallowed: they
 propagate unchanged, or are wrapped with ``raise ... from exc`` where hashring adds meaning.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -31,10 +36,12 @@ __all__ = [
     "InvalidOptionError",
     "InvalidWeightError",
     "KeyEncodingError",
+    "MigrationError",
     "NodeExistsError",
     "NotEnoughNodesError",
     "UnknownNodeError",
     "UnsupportedCommandError",
+    "VolatileDestinationError",
 ]
 
 
@@ -101,3 +108,31 @@ class UnsupportedCommandError(HashRingError, ValueError):
 
 class ConfigError(HashRingError, ValueError):
     """A topology file is not valid; the message names the file, the key and what is allowed."""
+
+
+class MigrationError(HashRingError, RuntimeError):
+    """A live key migration (``hashring.adapters.migrate``, ``hashring migrate``) could not be
+    carried out: a node unreachable, ``MIGRATE`` refused by a destination (other than for a
+    conflict), a timeout, a replica that did not acknowledge. Keys moved so far stay moved:
+    re-run to finish.
+
+    A ``RuntimeError``: the operation failed while running, for reasons that are not all I/O
+    (a refused command, a replica that stayed silent, a destination refused by policy), and
+    the layer below it (redis-py, whose ``ConnectionError`` is no ``OSError``) is not an
+    ``OSError`` either; the redis-py error is kept as ``__cause__`` when no credential shows
+    in it.
+    """
+
+
+class VolatileDestinationError(MigrationError):
+    """A destination would hold moved keys in memory only (no AOF, no replica, or its
+    persistence cannot be told); raised before any key moves, unless volatile destinations
+    are allowed.
+
+    ``volatile`` holds the ``hashring.adapters.migrate.Durability`` of each such destination
+    (``.node``, ``.how``, ``.detail``; typed ``Any`` here: the core imports no adapter).
+    """
+
+    def __init__(self, message: str, volatile: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.volatile = volatile

@@ -1,4 +1,9 @@
-"""``hashring migrate`` through its real entry points, against real redis-server processes.
+"""``hashring migrate`` through its real entry point, against real redis-server processes.
+
+The command runs in this process through ``hashring.cli.main(argv)`` (what the console script
+calls), its stdout and stderr captured; a child process only where the process boundary is
+what is tested: the installed console script (the dry-run test) and interruptions by SIGINT
+and SIGKILL.
 
 Four fresh servers per test, with AOF on (``appendfsync everysec``: durable destinations,
 so ``--apply`` runs without ``--allow-volatile-destination``; the durability rule itself is
@@ -11,6 +16,8 @@ mmh3, 160 vnodes, hash tags).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
 import signal
@@ -19,13 +26,15 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
-from hashring.adapters.migrate import MigrationSession
+from hashring.adapters.migrate import ON_CONFLICT, MigrationSession
 from redis_servers import RedisServer, RedisServerFactory, free_port
 
 from hashring import HashRing, load_topology
+from hashring.cli import main
+from hashring.cli._migrate_report import POLICY_TEXT
 
 pytestmark = pytest.mark.redis
 
@@ -45,31 +54,52 @@ VERIFICATION_KEYS = {
 }  # fmt: skip
 AOF = ("--appendonly", "yes", "--appendfsync", "everysec")
 
-Dump = dict[bytes, tuple[str, bytes, int]]  # key -> (node, DUMP payload, PTTL)
+
+class Copy(NamedTuple):
+    """One key as a node holds it."""
+
+    node: str
+    payload: bytes
+    """``DUMP`` of the value."""
+    pttl: int
+
+
+Dump = dict[bytes, Copy]  # every key of every node
 
 
 # ------------------------------------------------------------------------------ helpers
 
 
-def migrate(
-    *args: str, script: bool = False, check: int | None = 0
-) -> subprocess.CompletedProcess[str]:
-    """Run ``hashring migrate`` (``python -m hashring``, or the console script); assert the exit
-    status unless ``check`` is None, and that no traceback was printed."""
-    command = [HASHRING] if script else MODULE
-    result = subprocess.run(
-        [*command, "migrate", *args], capture_output=True, text=True, timeout=120
-    )
+class Run(NamedTuple):
+    """What one ``hashring migrate`` run returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def migrate(*args: str, script: bool = False, check: int | None = 0) -> Run:
+    """Run ``hashring migrate`` in this process (``hashring.cli.main``), or with ``script`` the
+    installed console script in a child process; assert the exit status unless ``check`` is
+    None, and that no traceback was printed."""
+    if script:
+        done = subprocess.run(
+            [HASHRING, "migrate", *args], capture_output=True, text=True, timeout=120
+        )
+        result = Run(done.returncode, done.stdout, done.stderr)
+    else:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            status = main(["migrate", *args])
+        result = Run(status, stdout.getvalue(), stderr.getvalue())
     if check is not None:
         assert result.returncode == check, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     return result
 
 
-def migrate_json(*args: str, script: bool = False, check: int = 0) -> dict[str, Any]:
-    report: dict[str, Any] = json.loads(
-        migrate(*args, "--format", "json", script=script, check=check).stdout
-    )
+def migrate_json(*args: str, check: int = 0) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(migrate(*args, "--format", "json", check=check).stdout)
     assert set(report) == TOP_KEYS
     return report
 
@@ -108,8 +138,8 @@ class Cluster:
                     pipe.pttl(key)
                 answers = pipe.execute()
                 for i, key in enumerate(chunk):
-                    assert key not in found, f"{key!r} on {found[key][0]} and {name}"
-                    found[key] = (name, answers[2 * i], answers[2 * i + 1])
+                    assert key not in found, f"{key!r} on {found[key].node} and {name}"
+                    found[key] = Copy(name, answers[2 * i], answers[2 * i + 1])
         return found
 
     def misplaced(self) -> Counter[tuple[str, str]]:
@@ -154,9 +184,9 @@ def load(cluster: Cluster, n: int, *, prefix: str = "k", ttl_share: float = 0.3)
 def assert_same_data(before: Dump, after: Dump, elapsed_ms: float) -> None:
     """Same keys, same DUMP payloads, TTLs kept (less the time that passed)."""
     assert after.keys() == before.keys()
-    for key, (_, payload, ttl) in before.items():
-        _, payload_after, ttl_after = after[key]
-        assert payload_after == payload, key
+    for key, copy in before.items():
+        ttl, ttl_after = copy.pttl, after[key].pttl
+        assert after[key].payload == copy.payload, key
         if ttl < 0:
             assert ttl_after == ttl, key
         else:
@@ -165,12 +195,12 @@ def assert_same_data(before: Dump, after: Dump, elapsed_ms: float) -> None:
 
 def placed(dump: Dump) -> dict[bytes, tuple[str, bytes]]:
     """Node and payload of every key (TTLs tick, so they are left out)."""
-    return {key: (node, payload) for key, (node, payload, _) in dump.items()}
+    return {key: (copy.node, copy.payload) for key, copy in dump.items()}
 
 
 def assert_on_owners(cluster: Cluster, dump: Dump) -> None:
     owners = cluster.new_ring.get_node_many(list(dump))
-    wrong = [(k, v[0], o) for (k, v), o in zip(dump.items(), owners, strict=True) if v[0] != o]
+    wrong = [(k, c.node, o) for (k, c), o in zip(dump.items(), owners, strict=True) if c.node != o]
     assert not wrong, wrong[:5]
 
 
@@ -178,14 +208,14 @@ def assert_on_owners(cluster: Cluster, dump: Dump) -> None:
 
 
 def test_apply_moves_100k_keys_with_ttls_and_loses_nothing(cluster: Cluster) -> None:
-    """3 -> 4 nodes through the console script: every key on its new owner, values and TTLs
-    kept (full dumps compared), verification 0 misplaced, exit 0."""
+    """3 -> 4 nodes: every key on its new owner, values and TTLs kept (full dumps compared),
+    verification 0 misplaced, exit 0."""
     load(cluster, 100_000)
     expected = cluster.misplaced()
     assert set(expected) == {("n0", "n3"), ("n1", "n3"), ("n2", "n3")}
     start = time.monotonic()
     before = cluster.dump()
-    report = migrate_json(*cluster.files, "--apply", script=True)
+    report = migrate_json(*cluster.files, "--apply")
     after = cluster.dump()
     assert_same_data(before, after, (time.monotonic() - start) * 1000)
     assert_on_owners(cluster, after)
@@ -350,12 +380,12 @@ def test_engine_counts_keys_deleted_between_scan_and_migrate(cluster: Cluster) -
     pages = session._pages
 
     def deleting_pages(batch: int) -> Any:
-        for source, page, groups in pages(batch):
-            for group in groups.values():
+        for page in pages(batch):
+            for group in page.moves.values():
                 doomed = group[::3]
-                cluster.clients[source].delete(*doomed)
+                cluster.clients[page.source].delete(*doomed)
                 deleted.extend(doomed)
-            yield source, page, groups
+            yield page
 
     session._pages = deleting_pages
     with session:
@@ -413,7 +443,7 @@ def nodes_toml(urls: dict[str, str]) -> str:
     return "".join(f'[nodes.{name}]\nurl = "{url}"\n' for name, url in urls.items())
 
 
-def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+def one_line_error(result: Run, *needles: str) -> None:
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stdout == ""
     for needle in needles:
@@ -508,3 +538,15 @@ def test_bad_flags_exit_2(tmp_path: Path) -> None:
         args = ["--from", good, *flags] if flags else ["--from", good]
         result = migrate(*args, check=2)
         one_line_error(result, "hashring: error: ", flags[0] if flags else "--to")
+
+
+def test_on_conflict_takes_exactly_the_engines_policies(tmp_path: Path) -> None:
+    """--on-conflict accepts each of the engine's ON_CONFLICT (the one list), names them all
+    when it refuses another, and the text output has words for each."""
+    good = write(tmp_path / "good.toml", nodes_toml({"a": "redis://127.0.0.1:1/0"}))
+    result = migrate("--from", good, "--to", good, "--on-conflict", "merge", check=2)
+    one_line_error(result, "--on-conflict", "'merge'", ", ".join(ON_CONFLICT))
+    assert set(POLICY_TEXT) == set(ON_CONFLICT)
+    for policy in ON_CONFLICT:  # accepted: the run gets as far as connecting (nothing there)
+        result = migrate("--from", good, "--to", good, "--on-conflict", policy, check=1)
+        one_line_error(result, "hashring: failed: ", "node 'a'")

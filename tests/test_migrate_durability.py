@@ -7,10 +7,16 @@ run with AOF (``everysec``) so that only n2's durability is at stake. Servers ar
 with SIGKILL (``RedisServer.kill``) and restarted on the same port and directory; the
 migrate process is paused with SIGSTOP where a test needs the kill to land between two of
 its batches. What happened is checked without the command's code: full dumps of every node.
+
+The command runs in this process through ``hashring.cli.main(argv)``, its output captured,
+except where it must run while a test kills or pauses servers: there it is a child process
+(``python -m hashring``), paused with SIGSTOP when a kill must land between two batches.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
 import signal
@@ -19,13 +25,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hashring.adapters.migrate import MigrationSession, VolatileDestinationError
 from redis_servers import HOST, RedisServer, RedisServerFactory
 
-from hashring import HashRing, load_topology
+from hashring import HashRing, HashRingError, MigrationError, load_topology
+from hashring.cli import main
 
 pytestmark = pytest.mark.redis
 
@@ -37,7 +44,16 @@ KEYS = 6_000
 SLOW = ["--batch", "20", "--rate", "1500"]  # about 75 round trips a second: easy to land in
 WAIT_TIMEOUT = 30.0  # seconds, for anything polled
 
-Dump = dict[bytes, tuple[str, bytes]]  # key -> (node, DUMP payload)
+
+class Copy(NamedTuple):
+    """One key as a node holds it."""
+
+    node: str
+    payload: bytes
+    """``DUMP`` of the value."""
+
+
+Dump = dict[bytes, Copy]  # every key of every node
 
 
 def default_sigint() -> None:
@@ -111,8 +127,8 @@ class Fleet:
             for key in keys:
                 pipe.dump(key)
             for key, payload in zip(keys, pipe.execute(), strict=True):
-                assert key not in found, f"{key!r} on {found[key][0]} and {name}"
-                found[key] = (name, payload)
+                assert key not in found, f"{key!r} on {found[key].node} and {name}"
+                found[key] = Copy(name, payload)
         return found
 
     def total(self) -> int:
@@ -133,22 +149,33 @@ def fleet_factory(redis_server_factory: RedisServerFactory, tmp_path: Path) -> C
     return make
 
 
-def migrate(*args: str, check: int | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [*MODULE, "migrate", *args], capture_output=True, text=True, timeout=120
-    )
+class Run(NamedTuple):
+    """What one ``hashring migrate`` run returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def migrate(*args: str, check: int | None = None) -> Run:
+    """``hashring migrate ARGS`` in this process (``hashring.cli.main``), output captured;
+    assert the exit status unless ``check`` is None, and that no traceback was printed."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = main(["migrate", *args])
+    result = Run(status, stdout.getvalue(), stderr.getvalue())
     if check is not None:
         assert result.returncode == check, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     return result
 
 
-def report_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+def report_of(result: Run) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(result.stdout)
     return document
 
 
-def one_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+def one_line(result: Run, *needles: str) -> None:
     assert result.stderr.count("\n") == 1, result.stderr
     for needle in needles:
         assert needle in result.stderr, (needle, result.stderr)
@@ -205,6 +232,9 @@ def test_volatile_destination_is_refused_before_anything_moves(fleet_factory: An
     ):
         session.migrate()
     assert [d.node for d in caught.value.volatile] == ["n2"]
+    assert isinstance(caught.value, MigrationError)  # hashring's error tree
+    assert isinstance(caught.value, HashRingError)
+    assert isinstance(caught.value, RuntimeError)
     assert fleet.dump() == before
 
 
@@ -223,10 +253,10 @@ def test_volatile_destination_with_the_flag_moves_and_checks(fleet_factory: Any)
     assert report["misplaced"] == report["lost"] == 0
     assert report["verification"]["expired"] == 0
     after = fleet.dump()
-    assert {key: payload for key, (_, payload) in after.items()} == {
-        key: payload for key, (_, payload) in before.items()
+    assert {key: copy.payload for key, copy in after.items()} == {
+        key: copy.payload for key, copy in before.items()
     }
-    assert all(node == fleet.new_ring.get_node(key) for key, (node, _) in after.items())
+    assert all(copy.node == fleet.new_ring.get_node(key) for key, copy in after.items())
 
 
 def test_unknown_durability_counts_as_volatile(fleet_factory: Any) -> None:
@@ -316,8 +346,8 @@ def test_aof_destination_killed_mid_run_loses_nothing(fleet_factory: Any) -> Non
     assert report["durability"]["n2"]["fsync"] == "always"
     after = fleet.dump()
     assert len(after) == KEYS
-    assert {key: payload for key, (_, payload) in after.items()} == {
-        key: payload for key, (_, payload) in before.items()
+    assert {key: copy.payload for key, copy in after.items()} == {
+        key: copy.payload for key, copy in before.items()
     }
 
 
