@@ -21,7 +21,8 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
 from .._errors import HashRingError
 from ._common import EXIT_FAILED, EXIT_USAGE, OperationError, Parser, UsageError, escape
@@ -54,12 +55,52 @@ def parser() -> Parser:
     return top
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    ``stdin``, ``stdout`` and ``stderr`` default to ``sys.stdin``, ``sys.stdout`` and
+    ``sys.stderr``; a stream given here stands in for its ``sys`` attribute while the command
+    runs (so argparse's messages and progress bars go there too) and the attribute is restored
+    afterwards. ``--keys-file -`` reads ``stdin.buffer``. Not thread-safe: ``sys`` streams
+    are process-wide.
+
+    >>> import json
+    >>> out = io.StringIO()
+    >>> main(["lookup", "user:1", "--nodes", "a,b", "--format", "json"], stdout=out)
+    0
+    >>> json.loads(out.getvalue())["keys"][0]["owner"]
+    'a'
 
     Never raises (``--help`` and argument errors return their status too) and never prints a
     traceback: an unexpected exception is one ``hashring: internal error:`` line, exit 1.
     """
+    with _streams(stdin, stdout, stderr):
+        return _main(argv)
+
+
+@contextlib.contextmanager
+def _streams(stdin: TextIO | None, stdout: TextIO | None, stderr: TextIO | None) -> Iterator[None]:
+    """Put the given streams in place of ``sys.stdin``/``stdout``/``stderr``; restore them."""
+    saved = sys.stdin, sys.stdout, sys.stderr
+    if stdin is not None:
+        sys.stdin = stdin
+    if stdout is not None:
+        sys.stdout = stdout
+    if stderr is not None:
+        sys.stderr = stderr
+    try:
+        yield
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+
+
+def _main(argv: Sequence[str] | None) -> int:
     if _MISSING is not None:
         return _error("error", f"the command line needs {_MISSING}: pip install 'hashring[cli]'")
     if sys.stdout is None:  # started with stdout closed (>&-)
@@ -123,7 +164,10 @@ def _write_output(text: str, status: int) -> int:
 
 def _discard_stdout() -> None:
     """Point fd 1 at devnull, so the interpreter's final flush of what is still buffered
-    does not fail again (and print "Exception ignored ...") at exit."""
+    does not fail again (and print "Exception ignored ...") at exit. Only the process's own
+    standard output: a stream passed to :func:`main` is the caller's, left as it is."""
+    if id(sys.stdout) != id(sys.__stdout__):  # (id: an `is` test would narrow the type)
+        return
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
