@@ -276,15 +276,17 @@ def _side(placement: Placement, names: Sequence[str], counts: I64Array, keys: in
     total = math.fsum(weights.values())
     shares_fn = getattr(placement, "hash_space_shares", None)
     spaces: Mapping[str, float] = shares_fn() if callable(shares_fn) else {}
+    loads: list[int] = counts.tolist()  # Python ints: iterating numpy scalars is slow
+    get_space = spaces.get
     nodes = tuple(
         NodeLoad(
             name=name,
             weight=weights[name],
-            keys=int(count),
-            share=int(count) / keys if keys else 0.0,
+            keys=count,
+            share=count / keys if keys else 0.0,
             fair_share=weights[name] / total,
-            hash_space=spaces.get(name),
+            hash_space=get_space(name),
         )
-        for name, count in zip(names, counts, strict=True)
+        for name, count in zip(names, loads, strict=True)
     )
-    return Side(nodes, LoadSummary.of([int(count) for count in counts]))
+    return Side(nodes, LoadSummary.of(loads))
