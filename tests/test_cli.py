@@ -1,4 +1,7 @@
-"""The ``hashring`` command line through its real console entry point (subprocesses).
+"""The ``hashring`` command line, run in-process through ``hashring.cli.main(argv)``.
+
+The process boundary (the installed script and ``python -m``, their exit status, argv bytes,
+a reader closing the pipe) is tested with real subprocesses in ``tests/test_cli_process.py``.
 
 Report numbers are checked against an independent computation: owners from placements built
 directly, counted with Counter, statistics from the statistics module.
@@ -6,42 +9,38 @@ directly, counted with Counter, statistics from the statistics module.
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runs import CliRun, run_main
 
 from hashring import HashRing, JumpHash, Maglev, load_topology
+from hashring.cli import main
 
-HASHRING = str(Path(sys.executable).parent / "hashring")
 REPORT_KEYS = {"schema", "keys", "before", "after", "movement", "matrix"}
 SIDE_KEYS = {"topology", "nodes", "summary"}
 NODE_KEYS = {"name", "weight", "keys", "share", "fair_share", "deviation", "hash_space"}
 SUMMARY_KEYS = {"mean", "max", "min", "stdev", "cv", "peak_to_mean"}
 
 
-def cli(
-    *args: str, stdin: str | None = None, check: int | None = 0
-) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``hashring`` script; assert its exit status unless ``check`` is None."""
-    result = subprocess.run(
-        [HASHRING, *args], input=stdin, capture_output=True, text=True, timeout=120
-    )
+def cli(*args: str, stdin: str | None = None, check: int | None = 0) -> CliRun:
+    """Run ``hashring ARGS`` in this process; assert its exit status unless ``check`` is None."""
+    result = run_main(*args, stdin=(stdin or "").encode())
     if check is not None:
-        assert result.returncode == check, (result.stdout, result.stderr)
+        assert result.status == check, (result.text, result.stderr)
     assert "Traceback" not in result.stderr
     return result
 
 
 def report(*args: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(cli("report", "--format", "json", *args).stdout)
+    document: dict[str, Any] = json.loads(cli("report", "--format", "json", *args).text)
     return document
 
 
@@ -144,8 +143,8 @@ def test_report_jump_applies_the_change_to_the_live_placement() -> None:
     after = JumpHash([f"node-{i}" for i in range(1, 7)])
     after.remove_node("node-3")
     after.add_node("x")
-    keys = [f"key:{i}" for i in range(1_000_000)]
-    expected = independent(keys[:50_000], before, after)
+    keys = [f"key:{i}" for i in range(50_000)]  # the first of the report's 1,000,000
+    expected = independent(keys, before, after)
     assert {(p["from"], p["to"]) for p in doc["movement"]["pairs"]} == {("node-3", "x")}
     assert set(expected["pairs"]) == {("node-3", "x")}
     assert doc["movement"]["fraction"] == pytest.approx(1 / 6, rel=0.02)
@@ -156,7 +155,7 @@ def test_report_keys_from_stdin_and_file(tmp_path: Path) -> None:
     keys = [f"user:{i}" for i in range(500)]
     text = "\n".join(keys) + "\n\n"
     from_stdin = json.loads(
-        cli("report", "--nodes", "3", "--keys-file", "-", "--format", "json", stdin=text).stdout
+        cli("report", "--nodes", "3", "--keys-file", "-", "--format", "json", stdin=text).text
     )
     from_file = report("--nodes", "3", "--keys-file", write(tmp_path / "keys.txt", text))
     assert from_stdin["keys"]["count"] == from_file["keys"]["count"] == 500
@@ -171,12 +170,12 @@ def test_report_keys_from_stdin_and_file(tmp_path: Path) -> None:
 
 def test_report_text_csv_and_plot(tmp_path: Path) -> None:
     """The terminal table, CSV rows per node, and a PNG plot."""
-    text = cli("report", "--nodes", "4", "--weight", "node-2=2", "--keys", "20000").stdout
+    text = cli("report", "--nodes", "4", "--weight", "node-2=2", "--keys", "20000").text
     for label in ("moved:", "ideal", "peak-to-mean", "coeff. of variation", "movement matrix"):
         assert label in text
     assert "1 -> 2" in text  # node-2's weight change
     rows = cli("report", "--nodes", "4", "--remove", "node-4", "--keys", "8000", "--format", "csv")
-    lines = rows.stdout.splitlines()
+    lines = rows.text.splitlines()
     assert lines[0].split(",")[:3] == ["node", "weight_before", "keys_before"]
     by_node = {line.split(",")[0]: line.split(",") for line in lines[1:]}
     assert set(by_node) == {"node-1", "node-2", "node-3", "node-4"}
@@ -189,7 +188,7 @@ def test_report_text_csv_and_plot(tmp_path: Path) -> None:
 
 def test_report_many_nodes_lists_the_largest_moves() -> None:
     """Beyond a dozen nodes the text shows the largest from->to pairs, not the whole matrix."""
-    text = cli("report", "--nodes", "30", "--remove", "node-7", "--keys", "30000").stdout
+    text = cli("report", "--nodes", "30", "--remove", "node-7", "--keys", "30000").text
     assert "largest moves" in text
     assert "node-7" in text.split("largest moves")[1]
 
@@ -227,21 +226,21 @@ def test_lookup_prints_owner_and_preference_list(tmp_path: Path) -> None:
     out = json.loads(
         cli(
             "lookup", "user:1", "k{tag}", "--config", config, "--replicas", "2", "--format", "json"
-        ).stdout
+        ).text
     )
     assert out["schema"] == "hashring.lookup/1"
     for row in out["keys"]:
         assert row["preference"] == ring.get_nodes(row["key"], 2)
         assert row["owner"] == ring.get_node(row["key"])
     on_a = next(f"k{i}" for i in range(1000) if ring.get_node(f"k{i}") == "a")
-    text = cli("lookup", on_a, "--config", config).stdout
+    text = cli("lookup", on_a, "--config", config).text
     assert "s3cret" not in text
     assert "redis://:***@127.0.0.1:7001/0" in text
 
 
 def test_compare_runs_every_algorithm() -> None:
     """Every algorithm is measured on the same change; each moves about the ideal 1/5."""
-    out = json.loads(cli("compare", "--nodes", "4", "--keys", "20000", "--format", "json").stdout)
+    out = json.loads(cli("compare", "--nodes", "4", "--keys", "20000", "--format", "json").text)
     assert out["schema"] == "hashring.compare/1"
     rows = {row["algorithm"]: row for row in out["algorithms"]}
     assert set(rows) == {"ring", "maglev", "rendezvous", "jump"}
@@ -253,11 +252,29 @@ def test_compare_runs_every_algorithm() -> None:
     weighted = json.loads(
         cli(
             "compare", "--nodes", "a,b", "--weight", "a=2", "--keys", "2000", "--format", "json"
-        ).stdout
+        ).text
     )
     problems = {row["algorithm"]: row["problem"] for row in weighted["algorithms"]}
     assert "weights" in str(problems["jump"])
     assert problems["ring"] is None
+
+
+def test_main_writes_to_the_streams_it_is_given_and_restores_sys() -> None:
+    """main(argv, stdin=, stdout=, stderr=) reads and writes those streams, not sys's, and
+    leaves sys.stdin/stdout/stderr as they were (after success and after an error)."""
+    saved = sys.stdin, sys.stdout, sys.stderr
+    source = io.TextIOWrapper(io.BytesIO(b"k1\nk2\n"), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    args = ["report", "--nodes", "2", "--keys-file", "-", "--format", "json"]
+    assert main(args, stdin=source, stdout=out, stderr=err) == 0
+    assert json.loads(out.getvalue())["keys"]["count"] == 2
+    assert err.getvalue() == ""
+    assert (sys.stdin, sys.stdout, sys.stderr) == saved
+    bad_out, bad_err = io.StringIO(), io.StringIO()
+    assert main(["report", "--keys", "0"], stdout=bad_out, stderr=bad_err) == 2
+    assert bad_err.getvalue().startswith("hashring: error: ")
+    assert bad_out.getvalue() == ""
+    assert (sys.stdin, sys.stdout, sys.stderr) == saved
 
 
 # ------------------------------------------------------------------ errors and exit codes
@@ -326,19 +343,7 @@ def test_bad_config_names_file_and_key(tmp_path: Path, toml: str, message: str) 
 def test_help_everywhere(command: list[str]) -> None:
     """--help works for the program and every subcommand."""
     result = cli(*command, "--help")
-    assert "usage: hashring" in result.stdout
-
-
-def test_python_m_hashring_is_the_same_program() -> None:
-    """`python -m hashring` runs the same command line."""
-    result = subprocess.run(
-        [sys.executable, "-m", "hashring", "lookup", "k", "--nodes", "3"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert HashRing(["node-1", "node-2", "node-3"]).get_node("k") in result.stdout
+    assert "usage: hashring" in result.text
 
 
 def test_placements_build_from_the_shared_config_file(tmp_path: Path) -> None:
@@ -363,33 +368,3 @@ def test_change_flags_remove_before_add() -> None:
     doc = report("--nodes", "3", "--remove", "node-1", "--add", "node-1=2", "--keys", "3000")
     assert {n["name"]: n["weight"] for n in doc["after"]["nodes"]}["node-1"] == 2.0
     assert doc["movement"]["ideal_fraction"] == pytest.approx(0.5 - 1 / 3)
-
-
-def test_lookup_of_non_utf8_argv_uses_the_raw_bytes() -> None:
-    """A key that is not UTF-8 on the command line is looked up by its bytes."""
-    result = subprocess.run(
-        [HASHRING.encode(), b"lookup", b"a\xff", b"--nodes", b"5", b"--format", b"json"],
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    owner = json.loads(result.stdout.decode("utf-8", "surrogateescape"))["keys"][0]["owner"]
-    assert owner == HashRing([f"node-{i}" for i in range(1, 6)]).get_node(b"a\xff")
-
-
-def test_closed_pipe_is_not_an_error() -> None:
-    """`hashring report | head -1`: exit 0, nothing on stderr, even with buffered output."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    with subprocess.Popen(
-        [HASHRING, "report", "--keys", "100000", "--nodes", "300"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    ) as process:
-        assert process.stdout is not None
-        assert process.stderr is not None
-        process.stdout.readline()
-        process.stdout.close()
-        error = process.stderr.read()
-        assert process.wait(timeout=120) == 0
-    assert error == b""
