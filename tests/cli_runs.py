@@ -24,6 +24,7 @@ JSON answer per line on its stdout.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -235,7 +236,8 @@ class Zygote:
         process.wait(timeout=60)
         for stream in (process.stdin, process.stdout):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):  # a request still buffered for a dead pipe
+                    stream.close()
 
     def close(self) -> None:
         """Stop the zygote (it exits at the end of its input) and release its pipes."""
