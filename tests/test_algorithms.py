@@ -93,7 +93,7 @@ def test_incremental_order_does_not_matter(
     grown = build(algorithm, ())
     for name in order:
         grown.add_node(name, nodes[name])
-        grown._check()
+    grown._check()
     assert grown.get_node_many(SPREAD) == build(algorithm, nodes).get_node_many(SPREAD)
 
 
