@@ -38,6 +38,11 @@ clients are measured in alternating rounds, order flipped every round, best roun
   loops (N = 2,000, 15 rounds) and MGET / MSET of 1,000 keys (15 rounds); the routing
   overhead per call is shown in µs next to each ratio, as for the synchronous client.
 
+* routing only (``--routing-only`` runs just this): the same GET/SET loops and MGET/MSET
+  of 1,000 keys, sync and async, with every node client's ``execute_command`` (and the
+  plain clients') replaced by a stub that answers at once, so the network's noise is gone
+  and the difference to plain redis-py is the routing overhead per call.
+
 Targets (second table): single-key GET and SET through ShardedRedis >= 0.9x the plain
 client's ops/s; MGET and MSET of 1,000 keys >= 2x faster than redis-shard and >= 10x faster
 than 1,000 single commands through ShardedRedis; pipeline ratio reported. If a single-key
@@ -207,6 +212,88 @@ def measure_async(servers: list[RedisServer], single_n: int, rows: list[Row]) ->
         run(sharded.aclose())
         run(sharded_one.aclose())
         run(plain.aclose())
+        loop.close()
+
+
+def _stub_answer(*args: Any, **options: Any) -> Any:
+    """What a stubbed node answers: a list for MGET (one None per key), else True."""
+    name = str(args[0]).upper()
+    return [None] * (len(args) - 1) if name == "MGET" else True
+
+
+async def _async_stub_answer(*args: Any, **options: Any) -> Any:
+    return _stub_answer(*args, **options)
+
+
+def measure_routing(servers: list[RedisServer], single_n: int, rows: list[Row]) -> None:
+    """The routing cost alone, without the network's noise: every node client's (and the
+    plain clients') ``execute_command`` is replaced by a stub that answers at once, so a
+    sharded command costs redis-py's command method + routing + the stub, and a plain one
+    redis-py's command method + the stub; the difference is the routing overhead per call.
+    The COMMAND table is read from the real servers first."""
+    names = [f"node-{i}" for i in range(len(servers))]
+    urls = {name: server.url for name, server in zip(names, servers, strict=True)}
+    keys = [f"user:{i}" for i in range(max(single_n, MULTI_KEYS))]
+    single_keys = keys[:single_n]
+    items = [(key, "v") for key in single_keys]
+    mapping = dict.fromkeys(keys[:MULTI_KEYS], "v")
+    multi_keys = list(mapping)
+    loop = asyncio.new_event_loop()
+    run = loop.run_until_complete
+    sharded = ShardedRedis(urls, decode_responses=True)
+    asharded = AsyncShardedRedis(urls, decode_responses=True)
+    plain = redis.Redis(host=servers[0].host, port=servers[0].port, decode_responses=True)
+    aplain = aioredis.Redis(host=servers[0].host, port=servers[0].port, decode_responses=True)
+    try:
+        sharded.mget(multi_keys[:10])  # reads the COMMAND table
+        run(asharded.mget(multi_keys[:10]))
+        for client in [*sharded.clients.values(), plain]:
+            client.execute_command = _stub_answer  # type: ignore[method-assign]
+        for aclient in [*asharded.clients.values(), aplain]:
+            aclient.execute_command = _async_stub_answer  # type: ignore[method-assign]
+        best = interleaved(
+            {
+                "sync plain get": partial(loop_get, plain.get, single_keys),
+                "sync sharded get": partial(loop_get, sharded.get, single_keys),
+                "sync plain set": partial(loop_set, plain.set, items),
+                "sync sharded set": partial(loop_set, sharded.set, items),
+                "sync plain mget": partial(plain.mget, multi_keys),
+                "sync sharded mget": partial(sharded.mget, multi_keys),
+                "sync plain mset": partial(plain.mset, mapping),
+                "sync sharded mset": partial(sharded.mset, mapping),
+                "async plain get": lambda: run(aloop_get(aplain.get, single_keys)),
+                "async sharded get": lambda: run(aloop_get(asharded.get, single_keys)),
+                "async plain set": lambda: run(aloop_set(aplain.set, items)),
+                "async sharded set": lambda: run(aloop_set(asharded.set, items)),
+                "async plain mget": lambda: run(aplain.mget(multi_keys)),
+                "async sharded mget": lambda: run(asharded.mget(multi_keys)),
+                "async plain mset": lambda: run(aplain.mset(mapping)),
+                "async sharded mset": lambda: run(asharded.mset(mapping)),
+            },
+            SINGLE_ROUNDS,
+        )
+        for kind in ("sync", "async"):
+            for op, calls in (("get", single_n), ("set", single_n), ("mget", 1), ("mset", 1)):
+                mine, theirs = best[f"{kind} sharded {op}"], best[f"{kind} plain {op}"]
+                what = f"{MULTI_KEYS:,} keys" if calls == 1 else "1 key"
+                rows.append(
+                    [
+                        f"routing only, {kind} {op.upper()} {what}",
+                        f"{mine / calls * 1e6:,.1f} µs",
+                        f"plain, stubbed {theirs / calls * 1e6:,.1f} µs",
+                        times(mine / theirs),
+                        f"sharded/plain time ({(mine - theirs) / calls * 1e6:+,.1f} µs/call)",
+                    ]
+                )
+    finally:
+        for client in [*sharded.clients.values(), plain]:
+            vars(client).pop("execute_command", None)
+        for aclient in [*asharded.clients.values(), aplain]:
+            vars(aclient).pop("execute_command", None)
+        sharded.close()
+        plain.close()
+        run(asharded.aclose())
+        run(aplain.aclose())
         loop.close()
 
 
@@ -399,6 +486,7 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
             (f"pipeline {pipeline_n:,} commands, sharded/plain time", times(pipe_ratio), None)
         )
         measure_async(servers, single_n, rows)
+        measure_routing(servers, single_n, rows)
 
         profiles: list[tuple[str, str, list[Row]]] = []
         if single_missed:
@@ -462,9 +550,23 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="10x fewer operations (smoke run)")
+    parser.add_argument(
+        "--routing-only", action="store_true", help="only the routing cost (stubbed nodes)"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, exit_on_signal)
     with redis_servers(NODES) as servers:
+        if args.routing_only:
+            rows: list[Row] = []
+            measure_routing(servers, SINGLE_OPS // (10 if args.quick else 1), rows)
+            print(
+                tabulate(
+                    rows,
+                    headers=["measure", "sharded", "plain redis-py", "ratio", "ratio is"],
+                    colalign=("left", "right", "right", "right", "left"),
+                )
+            )
+            return 0
         return measure(servers, args.quick)
 
 

@@ -259,17 +259,22 @@ def _split(
 ) -> Plan:
     """Split a multi_shard command into one part per node, keeping each key's arguments."""
     first, step = command.first_key, max(1, command.step)
-    prefix, suffix = args[:first], args[first + len(owners) * step :]
-    groups: dict[str, list[int]] = {}
-    for index, owner in enumerate(owners):
-        groups.setdefault(owner, []).append(index)
-    nodes = sorted(groups)
+    end = first + len(owners) * step
+    prefix, body, suffix = args[:first], args[first:end], args[end:]
+    nodes = sorted(set(owners))
+    groups: dict[str, list[int]] = {node: [] for node in nodes}
+    add = {node: group.append for node, group in groups.items()}
+    for index, owner in enumerate(owners):  # O(keys), no allocation per key
+        add[owner](index)
     parts = []
     for node in nodes:
-        middle: list[Any] = []
-        for index in groups[node]:
-            start = first + index * step
-            middle.extend(args[start : start + step])
+        if step == 1:
+            middle = [body[index] for index in groups[node]]
+        else:
+            middle = []
+            extend = middle.extend
+            for index in groups[node]:
+                extend(body[index * step : (index + 1) * step])
         parts.append(Part(node, (*prefix, *middle, *suffix)))
     if command.response is ResponsePolicy.DEFAULT_KEYED:
 
