@@ -147,14 +147,22 @@ def describe_nodes(urls: Mapping[str, str | None]) -> str:
 
 
 def scan_position(cursor: int, nodes: int) -> tuple[int, int]:
-    """A sharded SCAN cursor as (node index in name order, that node's own cursor)."""
+    """A sharded SCAN cursor as (node index in name order, that node's own cursor). O(1).
+
+    >>> scan_position(0, 3), scan_position(7, 3)
+    ((0, 0), (1, 2))
+    """
     cursor = int(cursor)
     return cursor % nodes, cursor // nodes
 
 
 def next_scan_cursor(following: int, index: int, nodes: int) -> int:
     """The sharded cursor after node ``index`` answered ``following``: its next page, else
-    the next node's start, else 0 when the last node is done."""
+    the next node's start, else 0 when the last node is done. O(1).
+
+    >>> next_scan_cursor(2, 1, 3), next_scan_cursor(0, 1, 3), next_scan_cursor(0, 2, 3)
+    (7, 2, 0)
+    """
     if following:
         return int(following) * nodes + index
     return index + 1 if index + 1 < nodes else 0
