@@ -2,8 +2,9 @@
 
 Run by hand (not part of the test run)::
 
-    .venv/bin/python bench/http_client.py            # full run, under a minute
+    .venv/bin/python bench/http_client.py            # full run, about a minute
     .venv/bin/python bench/http_client.py --quick    # smoke run: 10x fewer requests
+    .venv/bin/python bench/http_client.py --routing  # only the routing cost (no server)
 
 The script starts its own HTTP node process (``tests/http_node.py``, through
 ``tests/http_servers.py``: a free loopback port) and stops it at the end, also after an error
@@ -38,6 +39,22 @@ Targets (second table): keyed GETs through the sharded httpx client >= 0.9x the 
 reported. If a target is missed, one sharded loop of that client is profiled (cProfile) and
 the top 10 functions by own time are printed under the tables.
 
+Routing cost (third table; no I/O, no server): what ``HttpRouter.route`` costs per request
+at 3, 8, 100 and 1,000 nodes (addresses only: nothing is sent), default ring placement,
+health on, ``max_attempts=3``, keys ``f"user:{i}"``, best of 15 interleaved rounds:
+
+* "route, keyed": ``with router.route(key) as route: route.first``, the cost of every keyed
+  request that succeeds on its first node;
+* "route, keyed, failover": the same, then ``route.next()`` until the route is used up (all
+  ``max_attempts`` nodes handed out), the cost of a request that fails over twice;
+* "route, keyless": ``router.route(None)`` (round-robin);
+* peers: ``placement.get_node(key)`` (the floor: one lookup), and
+  ``placement.get_nodes(key)`` (the whole preference list, which ``route`` computed for every
+  request before it computed only what ``max_attempts`` needs).
+
+Each row prints µs per request at every size and the ratio of the 1,000-node cost to the
+3-node cost. Target: "route, keyed" at 1,000 nodes <= 1.2x its cost at 3 nodes.
+
 Noise: the machine has 2 cores shared by the client, the node (a Python
 ``ThreadingHTTPServer``) and possibly other jobs; the load average is printed in the header.
 Trust the ratios within one run, not absolute numbers.
@@ -58,8 +75,8 @@ from typing import Any
 import httpx
 import requests
 from _measure import Row, exit_on_signal, interleaved, profile_calls, times
-from hashring.adapters._httpx import ShardedTransport
-from hashring.adapters._requests import SHARD_KEY_HEADER, ShardedAdapter, ShardedSession
+from hashring.adapters.http import HttpRouter, ShardedAdapter, ShardedSession, ShardedTransport
+from hashring.adapters.http._requests import SHARD_KEY_HEADER
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -68,6 +85,10 @@ from http_servers import HttpServer, http_server_pool
 NODE_NAMES = ("n0", "n1", "n2")
 LOGICAL_HOST = "users"
 REQUESTS_PER_ROUND = 2_000
+ROUTING_SIZES = (3, 8, 100, 1_000)
+ROUTING_KEYS = 2_000
+ROUTING_TARGET = 1.2
+ROUTING_ROUNDS = 15  # a routing loop takes milliseconds: more rounds, less scheduling noise
 ROUNDS = 6
 WARMUP_REQUESTS = 200
 PROFILE_TOP = 10
@@ -179,10 +200,92 @@ def us(seconds: float, n: int) -> str:
     return f"{seconds / n * 1e6:,.1f} µs"
 
 
+# ------------------------------------------------------------------ routing cost
+
+
+def route_first(router: HttpRouter, keys: Sequence[str | None]) -> None:
+    route = router.route
+    for key in keys:
+        with route(key) as chosen:
+            chosen.first  # noqa: B018 - what every request reads
+
+
+def route_walk(router: HttpRouter, keys: Sequence[str]) -> None:
+    route = router.route
+    for key in keys:
+        with route(key) as chosen:
+            while chosen.next() is not None:
+                pass
+
+
+def lookup(get: Callable[[str], object], keys: Sequence[str]) -> None:
+    for key in keys:
+        get(key)
+
+
+def measure_routing(quick: bool) -> list[tuple[str, str, bool | None]]:
+    """Print the routing-cost table; return its target rows."""
+    rounds = 3 if quick else ROUTING_ROUNDS
+    loops: dict[str, Callable[[], object]] = {}
+    units: dict[str, int] = {}
+    for size in ROUTING_SIZES:
+        router = HttpRouter(
+            {f"n{i}": f"http://10.0.{i // 250}.{i % 250}:8080" for i in range(size)}
+        )
+        # The whole list is slow at 1,000 nodes (that is the point): fewer keys for it.
+        count = ROUTING_KEYS // (10 if quick else 1)
+        keys = [f"user:{i}" for i in range(count)]
+        few = keys[: max(20, count // (size // 10 or 1))]
+        placement = router.placement
+        for name, fn, used in (
+            ("route, keyed", partial(route_first, router, keys), count),
+            ("route, keyed, failover", partial(route_walk, router, keys), count),
+            ("route, keyless", partial(route_first, router, [None] * count), count),
+            ("peer: placement.get_node", partial(lookup, placement.get_node, keys), count),
+            ("peer: whole preference list", partial(lookup, placement.get_nodes, few), len(few)),
+        ):
+            loops[f"{name}@{size}"] = fn
+            units[f"{name}@{size}"] = used
+        with router.route("user:1") as check:  # the routes hand out what the placement says
+            if [check.first, *iter(check.next, None)] != placement.get_nodes("user:1", 3):
+                raise AssertionError(f"routing at {size} nodes disagrees with the placement")
+    best = interleaved(loops, rounds)
+    names = dict.fromkeys(key.split("@")[0] for key in loops)
+    rows: list[Row] = []
+    targets: list[tuple[str, str, bool | None]] = []
+    small, large = ROUTING_SIZES[0], ROUTING_SIZES[-1]
+    for name in names:
+        per = {size: best[f"{name}@{size}"] / units[f"{name}@{size}"] for size in ROUTING_SIZES}
+        ratio = per[large] / per[small]
+        rows.append([name, *(f"{per[size] * 1e6:,.1f} µs" for size in ROUTING_SIZES), times(ratio)])
+        if name == "route, keyed":
+            label = f"route, keyed: {large:,} nodes <= {ROUTING_TARGET}x {small} nodes"
+            targets.append((label, times(ratio), ratio <= ROUTING_TARGET))
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"Routing cost per request (HttpRouter.route, no I/O, ring placement, max_attempts=3, "
+        f"best of {rounds} interleaved rounds, load average {load})"
+    )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "measure",
+                *(f"{size:,} nodes" for size in ROUTING_SIZES),
+                f"{large:,} / {small} nodes",
+            ],
+            colalign=("left", *("right",) * (len(ROUTING_SIZES) + 1)),
+        )
+    )
+    return targets
+
+
 # ------------------------------------------------------------------ main
 
 
-def measure(server: HttpServer, quick: bool) -> int:
+def measure(
+    server: HttpServer, quick: bool, routing_targets: list[tuple[str, str, bool | None]]
+) -> int:
     n = REQUESTS_PER_ROUND // (10 if quick else 1)
     nodes = dict.fromkeys(NODE_NAMES, server.url)
     keys = [f"user:{i}" for i in range(n)]
@@ -214,7 +317,7 @@ def measure(server: HttpServer, quick: bool) -> int:
         best = interleaved(loops, ROUNDS)
 
         rows: list[Row] = []  # measure, sharded, plain, ratio, overhead
-        targets: list[tuple[str, str, bool | None]] = []
+        targets: list[tuple[str, str, bool | None]] = list(routing_targets)
         missed: list[tuple[str, str]] = []
         cases = (
             ("httpx", "httpx keyed", "ShardedTransport, extensions shard_key", True),
@@ -303,11 +406,23 @@ def measure(server: HttpServer, quick: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="10x fewer requests (smoke run)")
+    parser.add_argument("--routing", action="store_true", help="only the routing cost")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, exit_on_signal)
+    routing_targets = measure_routing(args.quick)
+    print()
+    if args.routing:
+        status = {True: "PASS", False: "MISS", None: "REPORTED"}
+        print(
+            tabulate(
+                [(name, value, status[ok]) for name, value, ok in routing_targets],
+                headers=["target", "measured", "status"],
+            )
+        )
+        return 0
     with http_server_pool() as servers:
         servers.append(HttpServer.start("n0"))
-        return measure(servers[0], args.quick)
+        return measure(servers[0], args.quick, routing_targets)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,19 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from hashring.adapters._http_routing import HttpRouter, parse_node_url
-from hashring.adapters._httpx import AsyncShardedTransport, ShardedTransport
-from hashring.adapters._requests import DEFAULT_TIMEOUT, ShardedAdapter, ShardedSession
+from hashring.adapters.http import (
+    DEFAULT_TIMEOUT,
+    AsyncShardedTransport,
+    HttpRouter,
+    ShardedAdapter,
+    ShardedSession,
+    ShardedTransport,
+    parse_node_url,
+)
 from http_servers import HttpServer, http_server_pool
 from requests.adapters import HTTPAdapter
 
-from hashring import InvalidOptionError, placement
+from hashring import InvalidOptionError, Placement, placement
 
 URL = "http://users"
 PASSWORD = "s3cr/t#P?w@rd"  # unencoded, it would break any URL parser
@@ -506,31 +512,52 @@ def test_requests_redirect_to_another_host_goes_where_it_says(
 
 
 def test_hash_key_is_forwarded_to_the_placement(nodes: dict[str, str]) -> None:
-    """hash_key= keys the placement of both adapters; a short key is refused."""
+    """A placement keyed with hash_key= routes both adapters; a short key is refused."""
     secret = b"0123456789abcdef"
     keyed = placement("ring", dict.fromkeys(nodes, 1), hash_key=secret)
     plain = placement("ring", dict.fromkeys(nodes, 1))
     keys = [f"user:{i}" for i in range(60)]
     assert [keyed.get_node(k) for k in keys] != [plain.get_node(k) for k in keys]
-    with ShardedSession(nodes, host="users", hash_key=secret) as session:
+
+    def keyed_placement() -> Placement:
+        return placement("ring", dict.fromkeys(nodes, 1), hash_key=secret, hash_tags=False)
+
+    with ShardedSession(nodes, host="users", placement=keyed_placement()) as session:
         for key in keys[:12]:
             assert session.get(f"{URL}/x", shard_key=key).json()["node"] == keyed.get_node(key)
-    transport = ShardedTransport(nodes, hash_key=secret)
+    transport = ShardedTransport(nodes, placement=keyed_placement())
     with httpx.Client(transport=transport, timeout=WAIT) as client:
         for key in keys[:12]:
             answered = client.get(f"{URL}/x", extensions={"shard_key": key}).json()["node"]
             assert answered == keyed.get_node(key)
+    with pytest.raises(InvalidOptionError, match="hash_key"):
+        placement("ring", dict.fromkeys(nodes, 1), hash_key=b"short")
+    lacking = placement("ring", {"n0": 1, "n1": 1}, hash_key=secret)
     for build in (ShardedSession, ShardedAdapter, ShardedTransport, AsyncShardedTransport):
-        with pytest.raises(InvalidOptionError):
-            build(nodes, hash_key=b"short")
+        with pytest.raises(InvalidOptionError, match="'n2'"):
+            build(nodes, placement=lacking)  # the placement must hold every node
+        with pytest.raises(TypeError, match="hash_key"):
+            build(nodes, hash_key=secret)  # said once, in the placement
 
 
 def test_hash_tags_are_off_by_default_for_http(nodes: dict[str, str]) -> None:
-    """A client cannot pin its keys to one node with {tags} unless hash_tags=True."""
+    """A client cannot pin its keys to one node with {tags} unless the placement has tags on."""
     keys = [f"session:{i}{{x}}" for i in range(40)]
     for adapter in (ShardedAdapter(nodes), ShardedTransport(nodes)):
         assert len({adapter.router.placement.get_node(k) for k in keys}) == 3
-    for adapter in (ShardedAdapter(nodes, hash_tags=True), ShardedTransport(nodes, hash_tags=True)):
+    for name in ("ring", "maglev", "rendezvous", "jump"):
+        for adapter in (
+            ShardedAdapter(nodes, placement=name),
+            ShardedTransport(nodes, placement=name),
+        ):
+            assert len({adapter.router.placement.get_node(k) for k in keys}) == 3, name
+    tagged = (
+        ShardedAdapter(nodes, placement=placement("ring", dict.fromkeys(nodes, 1))),
+        ShardedTransport(
+            nodes, placement=placement("ring", dict.fromkeys(nodes, 1), hash_tags=True)
+        ),
+    )
+    for adapter in tagged:
         assert len({adapter.router.placement.get_node(k) for k in keys}) == 1
 
 
@@ -568,8 +595,7 @@ def test_a_request_claims_a_recovering_node_only_when_it_reaches_it(
 
 def test_a_probe_claim_outlasts_the_longest_default_attempt() -> None:
     """A half-open probe stays the only one while a default-timeout attempt can still run."""
-    from hashring.adapters._http_routing import PROBE_GRACE, HttpRouter
-    from hashring.adapters.http import DEFAULT_TIMEOUT
+    from hashring.adapters.http._router import PROBE_GRACE
 
     router = HttpRouter({"a": "http://127.0.0.1:1"}, retry_timeout=7)
     assert router.health.probe_timeout == 7 + PROBE_GRACE

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hashring.adapters._httpx import AsyncShardedTransport, ShardedTransport
+from hashring.adapters.http import AsyncShardedTransport, ShardedTransport
 from http_servers import HttpServer
 
 from hashring import InvalidKeyError, InvalidOptionError, NodeExistsError, UnknownNodeError
@@ -153,7 +153,8 @@ def test_post_to_a_killed_node_raises_and_is_not_replayed(
     servers[VICTIM].kill()
     with pytest.raises(httpx.ConnectError) as caught:
         client.post("http://users/orders", content=b"once", extensions={"shard_key": key})
-    assert f"nodes tried: {VICTIM}" in "".join(caught.value.__notes__)
+    assert f"POST failed on {VICTIM!r} (ConnectError)" in "".join(caught.value.__notes__)
+    assert "not idempotent" in "".join(caught.value.__notes__)
     with pytest.raises(httpx.ConnectError):
         client.put("http://users/blob", content=iter([b"a", b"b"]), extensions={"shard_key": key})
     # The transport made one attempt each, on the victim, and none on any other node.

@@ -11,14 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from hashring.adapters._http_routing import HttpRouter
-from hashring.adapters._requests import (
-    IDEMPOTENT_HEADER,
-    SHARD_KEY_HEADER,
-    ShardedAdapter,
-    ShardedSession,
-    served_by,
-)
+from hashring.adapters.http import HttpRouter, ShardedAdapter, ShardedSession
+from hashring.adapters.http._requests import IDEMPOTENT_HEADER, SHARD_KEY_HEADER, served_by
 from http_servers import HttpServer
 from requests.adapters import HTTPAdapter
 

@@ -27,10 +27,12 @@ Shard keys
     The ``X-Shard-Key`` header (:data:`SHARD_KEY_HEADER`), else ``key_func(request)`` (called
     with the logical :class:`requests.PreparedRequest`), else none. Keys are ``str`` or
     ``bytes`` (anything else: :class:`~hashring.InvalidKeyError`; a str with a lone surrogate:
-    :class:`~hashring.KeyEncodingError`). Hash tags are off unless ``hash_tags=True`` (keys
-    from clients could pin themselves to one node with ``{x}``); ``hash_key=`` keys the hash so
-    that nobody without the secret can aim keys at a node. A request without a key goes to the
-    keyless balancer (``balancer=``, round-robin by default). ``X-Shard-Key`` and
+    :class:`~hashring.KeyEncodingError`). ``placement=`` is an algorithm name (``"ring"`` by
+    default) or a ready :class:`~hashring.Placement` over the node names. Hash tags are off when
+    it is a name (keys from clients could pin themselves to one node with ``{x}``); a placement
+    built with ``hash_key=`` keys the hash so that nobody without the secret can aim keys at a
+    node. A request without a key goes to the keyless balancer (``balancer=``, round-robin by
+    default). ``X-Shard-Key`` and
     ``X-Idempotent`` are routing instructions for this adapter: they are removed before the
     request leaves, and nodes never see them. A key given as a header cannot hold CR/LF or
     start with whitespace (requests refuses such header values).
@@ -90,20 +92,17 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import DEFAULT_POOLSIZE, BaseAdapter, HTTPAdapter
 from requests.models import PreparedRequest, Response
-from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from hashring import InvalidOptionError, Key
-from hashring._placement.keys import check_key
+from hashring import InvalidOptionError, Key, Placement
 
-from ._http_routing import HttpRouter
+from ._router import HttpRouter
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "IDEMPOTENT_HEADER",
     "SHARD_KEY_HEADER",
     "ShardedAdapter",
-    "ShardedSession",
     "served_by",
 ]
 
@@ -111,6 +110,8 @@ SHARD_KEY_HEADER = "X-Shard-Key"
 """Request header carrying the shard key; removed before the request is sent."""
 IDEMPOTENT_HEADER = "X-Idempotent"
 """``X-Idempotent: true`` marks a request safe to replay on another node; removed before sending."""
+_MARK_HINT = f"mark it with {IDEMPOTENT_HEADER}: true"
+"""How to mark a requests request idempotent (for the note on an error)."""
 
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
@@ -141,12 +142,10 @@ class ShardedAdapter(BaseAdapter):
         adapter: the adapter that does the I/O (default: a pooling
             :class:`requests.adapters.HTTPAdapter` with a pool per node); closed by
             :meth:`close`.
-        weights, algorithm, vnodes, table_size, hash: the placement (see
-            :func:`hashring.placement`).
-        hash_tags: place keys by their ``{tag}`` (default False: see the module docstring of
-            ``hashring.adapters._http_routing``).
-        hash_key: a secret of 16 to 64 bytes keying the key hash (recommended when keys come
-            from clients).
+        placement: an algorithm name (default ``"ring"``, hash tags off) or a ready
+            :class:`hashring.Placement` over exactly the node names, with its weights and
+            options (``hash_key=`` recommended when keys come from clients); see
+            :func:`hashring.as_placement`.
         key_func: ``key_func(prepared_request) -> key or None`` for requests without an
             ``X-Shard-Key`` header.
         balancer: keyless strategy: ``"round-robin"`` (default), ``"random"``,
@@ -173,13 +172,7 @@ class ShardedAdapter(BaseAdapter):
         nodes: Mapping[str, str],
         *,
         adapter: BaseAdapter | None = None,
-        weights: Mapping[str, float] | None = None,
-        algorithm: str = "ring",
-        vnodes: int | None = None,
-        table_size: int | None = None,
-        hash: str = "mmh3",
-        hash_tags: bool = False,
-        hash_key: bytes | None = None,
+        placement: str | Placement = "ring",
         key_func: Callable[[PreparedRequest], Key | None] | None = None,
         balancer: str = "round-robin",
         bounded_load: float | None = None,
@@ -192,10 +185,9 @@ class ShardedAdapter(BaseAdapter):
         timeout: Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         router = HttpRouter(
-            nodes, weights=weights, algorithm=algorithm, vnodes=vnodes, table_size=table_size,
-            hash=hash, hash_tags=hash_tags, hash_key=hash_key, key_func=key_func,
-            balancer=balancer, bounded_load=bounded_load, health=health,
-            failure_limit=failure_limit, retry_timeout=retry_timeout, max_attempts=max_attempts,
+            nodes, placement=placement, key_func=key_func, balancer=balancer,
+            bounded_load=bounded_load, health=health, failure_limit=failure_limit,
+            retry_timeout=retry_timeout, max_attempts=max_attempts,
             retry_statuses=retry_statuses, retry_after_send=retry_after_send,
         )  # fmt: skip
         self._setup(router, adapter, timeout)
@@ -256,41 +248,30 @@ class ShardedAdapter(BaseAdapter):
         key = self.router.shard_key(request.headers.get(SHARD_KEY_HEADER), request)
         method = (request.method or "").upper()
         marked = _idempotent_mark(request.headers.get(IDEMPOTENT_HEADER))
-        idempotent = self.router.idempotent(method, marked)
         one_shot = not (request.body is None or isinstance(request.body, (bytes, str)))
-        replayable = idempotent and not one_shot
         if timeout is None:
             timeout = self.timeout
-        failures: list[str] = []  # "'n0' (ConnectionError)", "'n1' (status 503)", ...
-        with self.router.route(key) as route:
-            node = route.first
+        with self.router.attempts(
+            key,
+            method,
+            idempotent=self.router.idempotent(method, marked),
+            one_shot=one_shot,
+            mark_hint=_MARK_HINT,
+        ) as attempt:
             while True:
-                outgoing = self._for_node(request, url, node)
+                node = attempt.node
                 try:
                     response = self.adapter.send(
-                        outgoing, stream=stream, timeout=timeout, verify=verify, cert=cert,
-                        proxies=proxies,
+                        self._for_node(request, url, node), stream=stream, timeout=timeout,
+                        verify=verify, cert=cert, proxies=proxies,
                     )  # fmt: skip
                 except (requests.ConnectionError, requests.Timeout) as exc:
-                    self.router.health.record(node, False)
-                    reached = _may_have_reached(exc)
-                    failures.append(f"{node!r} ({type(exc).__name__})")
-                    moving = self.router.may_move_on(replayable, reached)
-                    following = route.next() if moving else None
-                    if following is None:
-                        sent = reached and replayable and not moving
-                        exc.add_note(_why(method, failures, idempotent, one_shot, sent))
-                        raise
-                    node = following
-                    continue
-                failed = response.status_code in self.router.retry_statuses
-                self.router.health.record(node, not failed)
-                following = route.next() if failed and replayable else None
-                if following is None:
+                    if attempt.failed(exc, reached=_may_have_reached(exc)):
+                        continue
+                    raise
+                if attempt.answered(response.status_code):
                     return self._logical(response, request, url, node)
-                failures.append(f"{node!r} (status {response.status_code})")
                 response.close()
-                node = following
 
     def close(self) -> None:
         """Close the delegate adapter (its connection pools)."""
@@ -325,225 +306,6 @@ class ShardedAdapter(BaseAdapter):
         return f"{type(self).__name__}(nodes={self.router.node_urls!r})"
 
 
-class ShardedSession(requests.Session):
-    """A requests.Session whose logical host ``host`` is served by sharded nodes.
-
-    Mounts one :class:`ShardedAdapter` for ``http://{host}/`` and ``https://{host}/``; other
-    URLs behave as in any session. Every request method takes two more keywords:
-
-    * ``shard_key``: the request's shard key (str or bytes), sent as ``X-Shard-Key``;
-    * ``idempotent``: True marks the request safe to replay on another node.
-
-    Args:
-        nodes: node name -> base URL, as for :class:`ShardedAdapter`.
-        host: the logical host name (default ``"shard"``), such as ``"users"``.
-        adapter, timeout, and the routing options: as for :class:`ShardedAdapter`.
-
-    Raises:
-        InvalidOptionError, InvalidWeightError: a bad host, node, URL or option.
-    """
-
-    def __init__(
-        self,
-        nodes: Mapping[str, str],
-        *,
-        host: str = "shard",
-        adapter: BaseAdapter | None = None,
-        weights: Mapping[str, float] | None = None,
-        algorithm: str = "ring",
-        vnodes: int | None = None,
-        table_size: int | None = None,
-        hash: str = "mmh3",
-        hash_tags: bool = False,
-        hash_key: bytes | None = None,
-        key_func: Callable[[PreparedRequest], Key | None] | None = None,
-        balancer: str = "round-robin",
-        bounded_load: float | None = None,
-        health: bool = True,
-        failure_limit: int = 2,
-        retry_timeout: float = 30.0,
-        max_attempts: int = 3,
-        retry_statuses: tuple[int, ...] | frozenset[int] = (),
-        retry_after_send: bool = False,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.host = _check_host(host)
-        sharded = ShardedAdapter(
-            nodes, adapter=adapter, weights=weights, algorithm=algorithm, vnodes=vnodes,
-            table_size=table_size, hash=hash, hash_tags=hash_tags, hash_key=hash_key,
-            key_func=key_func, balancer=balancer, bounded_load=bounded_load, health=health,
-            failure_limit=failure_limit, retry_timeout=retry_timeout,
-            max_attempts=max_attempts, retry_statuses=retry_statuses,
-            retry_after_send=retry_after_send, timeout=timeout,
-        )  # fmt: skip
-        super().__init__()
-        self.sharded_adapter = sharded
-        self.router = sharded.router
-        for scheme in ("http", "https"):
-            self.mount(f"{scheme}://{self.host}/", sharded)
-
-    def request(
-        self,
-        method: str | bytes,
-        url: str | bytes,
-        *args: Any,
-        shard_key: Key | None = None,
-        idempotent: bool = False,
-        **kwargs: Any,
-    ) -> Response:
-        """``Session.request`` plus ``shard_key=`` and ``idempotent=`` (see the class).
-
-        Raises:
-            InvalidKeyError: ``shard_key`` is neither str nor bytes.
-            KeyEncodingError: ``shard_key`` is a str with no UTF-8 form (a lone surrogate).
-            InvalidOptionError: ``shard_key`` or ``idempotent`` for a URL off the logical
-                host, or a key that cannot travel in a header.
-        """
-        routing: dict[str, str | bytes] = {}
-        if shard_key is not None:
-            routing[SHARD_KEY_HEADER] = _header_key(check_key(shard_key))
-        if idempotent:
-            routing[IDEMPOTENT_HEADER] = "true"
-        if routing:
-            target = urlsplit(url.decode() if isinstance(url, bytes) else url)
-            if target.scheme.lower() not in ("http", "https") or target.netloc.lower() != self.host:
-                raise InvalidOptionError(
-                    f"shard_key/idempotent given for a URL off the logical host {self.host!r}: "
-                    f"address it as http://{self.host}/..."
-                )
-            if len(args) >= 3:  # headers passed positionally (params, data, headers, ...)
-                args = (*args[:2], _merged(args[2], routing), *args[3:])
-            else:
-                kwargs["headers"] = _merged(kwargs.pop("headers", None), routing)
-        return super().request(method, url, *args, **kwargs)
-
-    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        """``Session.send``; routing headers are dropped from requests that leave the logical
-        host (a redirect elsewhere), so other hosts never see them."""
-        headers = request.headers
-        if (SHARD_KEY_HEADER in headers or IDEMPOTENT_HEADER in headers) and self.get_adapter(
-            request.url or ""
-        ) is not self.sharded_adapter:
-            request = request.copy()
-            request.headers.pop(SHARD_KEY_HEADER, None)
-            request.headers.pop(IDEMPOTENT_HEADER, None)
-        return super().send(request, **kwargs)
-
-    # The verbs, typed with the two extra keywords (requests' own versions pass them through
-    # at run time, but their signatures do not declare them).
-
-    def get(
-        self,
-        url: str | bytes,
-        params: Any = None,
-        *,
-        shard_key: Key | None = None,
-        idempotent: bool = False,
-        **kwargs: Any,
-    ) -> Response:
-        """GET ``url`` (see :meth:`request`)."""
-        kwargs.setdefault("allow_redirects", True)
-        return self.request(
-            "GET", url, params=params, shard_key=shard_key, idempotent=idempotent, **kwargs
-        )
-
-    def options(
-        self,
-        url: str | bytes,
-        *,
-        shard_key: Key | None = None,
-        idempotent: bool = False,
-        **kwargs: Any,
-    ) -> Response:
-        """OPTIONS ``url`` (see :meth:`request`)."""
-        kwargs.setdefault("allow_redirects", True)
-        return self.request("OPTIONS", url, shard_key=shard_key, idempotent=idempotent, **kwargs)
-
-    def head(
-        self,
-        url: str | bytes,
-        *,
-        shard_key: Key | None = None,
-        idempotent: bool = False,
-        **kwargs: Any,
-    ) -> Response:
-        """HEAD ``url`` (see :meth:`request`); redirects are not followed by default."""
-        kwargs.setdefault("allow_redirects", False)
-        return self.request("HEAD", url, shard_key=shard_key, idempotent=idempotent, **kwargs)
-
-    def post(
-        self,
-        url: str | bytes,
-        data: Any = None,
-        json: Any = None,
-        *,
-        shard_key: Key | None = None,
-        idempotent: bool = False,
-        **kwargs: Any,
-    ) -> Response:
-        """POST ``url`` (see :meth:`request`); never replayed unless ``idempotent=True``."""
-        return self.request(
-            "POST", url, data=data, json=json, shard_key=shard_key, idempotent=idempotent,
-            **kwargs,
-        )  # fmt: skip
-
-    def put(
-        self,
-        url: str | bytes,
-        data: Any = None,
-        *,
-        shard_key: Key | None = None,
-        idempotent: bool = False,
-        **kwargs: Any,
-    ) -> Response:
-        """PUT ``url`` (see :meth:`request`)."""
-        return self.request(
-            "PUT", url, data=data, shard_key=shard_key, idempotent=idempotent, **kwargs
-        )
-
-    def patch(
-        self,
-        url: str | bytes,
-        data: Any = None,
-        *,
-        shard_key: Key | None = None,
-        idempotent: bool = False,
-        **kwargs: Any,
-    ) -> Response:
-        """PATCH ``url`` (see :meth:`request`); never replayed unless ``idempotent=True``."""
-        return self.request(
-            "PATCH", url, data=data, shard_key=shard_key, idempotent=idempotent, **kwargs
-        )
-
-    def delete(
-        self,
-        url: str | bytes,
-        *,
-        shard_key: Key | None = None,
-        idempotent: bool = False,
-        **kwargs: Any,
-    ) -> Response:
-        """DELETE ``url`` (see :meth:`request`)."""
-        return self.request("DELETE", url, shard_key=shard_key, idempotent=idempotent, **kwargs)
-
-    # ------------------------------------------------------------------ topology
-
-    def add_node(self, name: str, url: str, weight: float = 1) -> None:
-        """Add a node at runtime (thread-safe); see :meth:`HttpRouter.add_node`."""
-        self.router.add_node(name, url, weight)
-
-    def remove_node(self, name: str) -> None:
-        """Remove a node at runtime (thread-safe); see :meth:`HttpRouter.remove_node`."""
-        self.router.remove_node(name)
-
-    def stats(self) -> dict[str, dict[str, float | int | bool]]:
-        """Per-node counters: commands (requests), errors, ejections, ejected."""
-        return self.router.stats()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(host={self.host!r}, nodes={self.router.node_urls!r})"
-
-
 # ---------------------------------------------------------------------- helpers
 
 
@@ -563,59 +325,6 @@ def _idempotent_mark(value: str | bytes | None) -> bool:
     raise InvalidOptionError(
         f"{IDEMPOTENT_HEADER} must be true, false, 1 or 0, not {_text(value)!r:.60}"
     )
-
-
-def _header_key(key: Key) -> Key:
-    """``key`` if it can travel in a header value (no CR/LF, no leading whitespace)."""
-    text = _text(key)
-    if "\r" in text or "\n" in text or text[:1].isspace():
-        raise InvalidOptionError(
-            f"shard key {key!r:.60} cannot be sent in the {SHARD_KEY_HEADER} header: "
-            "it holds CR/LF or starts with whitespace"
-        )
-    return key
-
-
-def _merged(headers: Any, routing: Mapping[str, str | bytes]) -> CaseInsensitiveDict[str | bytes]:
-    """``headers`` (a mapping or None) with the routing headers set, whatever their case."""
-    merged: CaseInsensitiveDict[str | bytes] = CaseInsensitiveDict(headers or {})
-    merged.update(routing)
-    return merged
-
-
-def _check_host(host: Any) -> str:
-    """A logical host name such as ``users`` or ``users.internal:8080``."""
-    if isinstance(host, str) and host:
-        try:
-            parts = urlsplit(f"http://{host}/")
-            parts.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError:
-            parts = None
-        if parts is not None and parts.netloc == host and parts.path == "/" and "@" not in host:
-            return host.lower()
-    raise InvalidOptionError(
-        f"host must be a logical host name such as 'users' (no scheme, path or credentials), "
-        f"got {host!r}"
-    )
-
-
-def _why(method: str, failures: list[str], idempotent: bool, one_shot: bool, sent: bool) -> str:
-    """The note added to the error of a request's last attempt (``sent``: stopped because
-    the failed attempt may have reached its node)."""
-    note = f"hashring: {method} failed on {', '.join(failures)}"
-    if not idempotent:
-        return (
-            f"{note}; not replayed on another node: {method} is not idempotent "
-            f"(mark it with {IDEMPOTENT_HEADER}: true if it is safe to replay)"
-        )
-    if one_shot:
-        return f"{note}; not replayed on another node: its body is a one-shot stream"
-    if sent:
-        return (
-            f"{note}; not replayed on another node: the connection failed after the request "
-            "was sent, so it may have run there (retry_after_send=True replays it)"
-        )
-    return f"{note}: every node it was allowed to try (max_attempts, ejected nodes last)"
 
 
 def _may_have_reached(exc: requests.RequestException) -> bool:

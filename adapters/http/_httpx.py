@@ -33,10 +33,12 @@ carries its own ``Authorization``; the URL sent has none, and reprs show ``***``
 Shard key. ``request.extensions["shard_key"]`` (str or bytes), else ``key_func(request)`` if
 given (e.g. ``lambda r: r.url.path.split("/")[2]``). Any other type raises
 :class:`hashring.InvalidKeyError`, a str with no UTF-8 form (a lone surrogate)
-:class:`hashring.KeyEncodingError`. ``{hash tags}`` apply only with ``hash_tags=True`` (off by
-default: keys that clients choose could pin themselves to one node); ``hash_key=`` keys the
-hash so that nobody without the secret can aim keys at a node. A request with no key goes to
-the node the keyless ``balancer`` picks (round-robin by default).
+:class:`hashring.KeyEncodingError`. ``placement=`` is an algorithm name (``"ring"`` by
+default) or a ready :class:`hashring.Placement` over the node names. ``{hash tags}`` are off
+when it is a name (keys that clients choose could pin themselves to one node); a placement
+built with ``hash_key=`` keys the hash so that nobody without the secret can aim keys at a
+node. A request with no key goes to the node the keyless ``balancer`` picks (round-robin by
+default).
 
 Failover. The nodes tried are the key's preference list (the owner first) without ejected
 nodes, at most ``max_attempts``. The next node is tried only when the request is idempotent
@@ -58,9 +60,11 @@ one-shot stream (a generator, an iterator, multipart files). A POST is never rep
 * Everything else (``PoolTimeout``, ``ProxyError``, ``LocalProtocolError``, ...) propagates
   unchanged and says nothing about the node.
 
-When a request cannot move on, the last node's httpx exception is re-raised unchanged (a note
-names the nodes tried). Failures while the *body* is read, after the transport has returned
-the response, are the client's to see: the transport does not observe them.
+When a request cannot move on, the last node's httpx exception is re-raised unchanged, with a
+note naming the nodes tried and why it was not replayed. This policy is the router's (see
+``_attempts``), shared with the requests adapter. Failures while the *body* is read, after
+the transport has returned the response, are the client's to see: the transport does not
+observe them.
 
 Each response carries ``response.extensions["hashring_node"]`` (the node that answered) and
 ``response.extensions["hashring_attempts"]`` (the nodes tried, in order). For the load-aware
@@ -71,13 +75,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
 
 import httpx
 
-from hashring import InvalidOptionError, Key, redact_url
+from hashring import InvalidOptionError, Key, Placement, redact_url
 
-from ._http_routing import HttpRouter, Route
+from ._attempts import Attempts
+from ._router import HttpRouter
 
 __all__ = [
     "AFTER_SEND_ERRORS",
@@ -112,76 +118,57 @@ httpx builds from it carries it, so a redirect to another host is not routed."""
 _T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
-class _Attempts:
-    """One request's way through its nodes: what to send, and whether it may move on."""
+_MARK_HINT = "mark it with extensions={'idempotent': True}"
+"""How to mark an httpx request idempotent (for the note on an error)."""
 
-    def __init__(self, router: HttpRouter, request: httpx.Request) -> None:
-        self.router = router
-        self.request = request
-        marked = request.extensions.get("idempotent", False)
-        if not isinstance(marked, bool):
-            raise InvalidOptionError(
-                f"extensions['idempotent'] must be a bool, not {type(marked).__name__}"
-            )
-        try:
-            request.content  # noqa: B018 - raises RequestNotRead for a one-shot stream
-            replayable = True
-        except httpx.RequestNotRead:
-            replayable = False
-        self.replayable = replayable and router.idempotent(request.method, marked)
-        self.tried: list[str] = []
 
-    def key(self) -> Key | None:
-        """``extensions["shard_key"]``, else ``key_func(request)``, else None (keyless)."""
-        return self.router.shard_key(self.request.extensions.get("shard_key"), self.request)
+def _attempts(router: HttpRouter, request: httpx.Request) -> AbstractContextManager[Attempts]:
+    """The router's attempts for ``request``: its shard key (``extensions["shard_key"]``,
+    else ``key_func``), method, idempotent mark and whether its body can be sent again.
 
-    def to(self, node: str) -> httpx.Request:
-        """The request, sent to ``node``: URL and Host header rewritten, body and
-        extensions as they are."""
-        self.tried.append(node)
-        url = httpx.URL(self.router.url_for(node, str(self.request.url)))
-        headers = self.request.headers.copy()
-        headers["Host"] = url.netloc.decode("ascii")
-        authorization = self.router.authorization(node)
-        if authorization is not None and "Authorization" not in headers:
-            headers["Authorization"] = authorization
-        return httpx.Request(
-            self.request.method,
-            url,
-            headers=headers,
-            stream=self.request.stream,
-            extensions=self.request.extensions,
+    Raises:
+        InvalidOptionError: ``extensions["idempotent"]`` is not a bool.
+        InvalidKeyError, KeyEncodingError: a bad shard key.
+    """
+    marked = request.extensions.get("idempotent", False)
+    if not isinstance(marked, bool):
+        raise InvalidOptionError(
+            f"extensions['idempotent'] must be a bool, not {type(marked).__name__}"
         )
+    try:
+        request.content  # noqa: B018 - raises RequestNotRead for a one-shot stream
+        one_shot = False
+    except httpx.RequestNotRead:
+        one_shot = True
+    key = router.shard_key(request.extensions.get("shard_key"), request)
+    return router.attempts(
+        key,
+        request.method,
+        idempotent=router.idempotent(request.method, marked),
+        one_shot=one_shot,
+        mark_hint=_MARK_HINT,
+    )
 
-    def after_status(self, response: httpx.Response, node: str, route: Route) -> str | None:
-        """Record the node's health from ``response``; the next node to try, or None when
-        ``response`` is the answer (then annotated with the node and the attempts)."""
-        failed = response.status_code in self.router.retry_statuses
-        self.router.health.record(node, not failed)
-        following = route.next() if failed and self.replayable else None
-        if following is None:
-            response.extensions["hashring_node"] = node
-            response.extensions["hashring_attempts"] = tuple(self.tried)
-        return following
 
-    def after_error(self, exc: httpx.TransportError, node: str, route: Route) -> str | None:
-        """Record the node's health from ``exc``; the next node to try, or None when ``exc``
-        is to be raised (then with a note naming the nodes tried)."""
-        if not isinstance(exc, HEALTH_ERRORS):
-            return None
-        self.router.health.record(node, False)
-        reached = isinstance(exc, AFTER_SEND_ERRORS)
-        moving = self.router.may_move_on(self.replayable, reached)
-        following = route.next() if moving else None
-        if following is None:
-            note = f"hashring: nodes tried: {', '.join(self.tried)}"
-            if reached and self.replayable and not moving:
-                note += (
-                    "; not replayed on another node: the connection failed after the request "
-                    "was sent, so it may have run there (retry_after_send=True replays it)"
-                )
-            exc.add_note(note)
-        return following
+def _to(router: HttpRouter, request: httpx.Request, node: str) -> httpx.Request:
+    """``request`` sent to ``node``: URL and Host header rewritten, credentials of the node
+    URL added (unless the request has its own), body and extensions as they are."""
+    url = httpx.URL(router.url_for(node, str(request.url)))
+    headers = request.headers.copy()
+    headers["Host"] = url.netloc.decode("ascii")
+    authorization = router.authorization(node)
+    if authorization is not None and "Authorization" not in headers:
+        headers["Authorization"] = authorization
+    return httpx.Request(
+        request.method, url, headers=headers, stream=request.stream, extensions=request.extensions
+    )
+
+
+def _answer(response: httpx.Response, attempt: Attempts) -> httpx.Response:
+    """``response``, naming the node that answered and the nodes tried."""
+    response.extensions["hashring_node"] = attempt.node
+    response.extensions["hashring_attempts"] = tuple(attempt.tried)
+    return response
 
 
 def _check_host(host: object) -> str:
@@ -229,13 +216,7 @@ class _ShardedBase(Generic[_T]):
         *,
         host: str | None = None,
         transport: _T | None = None,
-        weights: Mapping[str, float] | None = None,
-        algorithm: str = "ring",
-        vnodes: int | None = None,
-        table_size: int | None = None,
-        hash: str = "mmh3",
-        hash_tags: bool = False,
-        hash_key: bytes | None = None,
+        placement: str | Placement = "ring",
         key_func: Callable[[httpx.Request], Key | None] | None = None,
         balancer: str = "round-robin",
         bounded_load: float | None = None,
@@ -253,10 +234,9 @@ class _ShardedBase(Generic[_T]):
                 f"not {type(transport).__name__}"
             )
         self.router = HttpRouter(
-            nodes, weights=weights, algorithm=algorithm, vnodes=vnodes, table_size=table_size,
-            hash=hash, hash_tags=hash_tags, hash_key=hash_key, key_func=key_func,
-            balancer=balancer, bounded_load=bounded_load, health=health,
-            failure_limit=failure_limit, retry_timeout=retry_timeout, max_attempts=max_attempts,
+            nodes, placement=placement, key_func=key_func, balancer=balancer,
+            bounded_load=bounded_load, health=health, failure_limit=failure_limit,
+            retry_timeout=retry_timeout, max_attempts=max_attempts,
             retry_statuses=retry_statuses, retry_after_send=retry_after_send,
         )  # fmt: skip
         self._transport: _T = self._default_transport() if transport is None else transport
@@ -316,11 +296,10 @@ class ShardedTransport(_ShardedBase[httpx.BaseTransport], httpx.BaseTransport):
             routed, except a redirect to another host than the routed request it follows.
         transport: the httpx transport that sends to the nodes (default
             ``httpx.HTTPTransport()``); closed by :meth:`close`.
-        weights: optional node name -> weight (default 1).
-        algorithm, vnodes, table_size, hash: the placement (see :func:`hashring.placement`).
-        hash_tags: place keys by their ``{tag}`` (default False, see the module docstring).
-        hash_key: a secret of 16 to 64 bytes keying the key hash (recommended when keys come
-            from clients).
+        placement: an algorithm name (default ``"ring"``, hash tags off) or a ready
+            :class:`hashring.Placement` over exactly the node names, with its weights and
+            options (``hash_key=`` recommended when keys come from clients); see
+            :func:`hashring.as_placement`.
         key_func: ``key_func(request) -> key or None`` for requests without
             ``extensions["shard_key"]``.
         balancer: keyless strategy: ``"round-robin"`` (default), ``"random"``,
@@ -358,23 +337,19 @@ class ShardedTransport(_ShardedBase[httpx.BaseTransport], httpx.BaseTransport):
         if not self._routed(request):
             return self._transport.handle_request(request)
         _check_url(request)
-        attempts = _Attempts(self.router, request)
-        with self.router.route(attempts.key()) as route:
-            node = route.first
+        with _attempts(self.router, request) as attempt:
             while True:
                 try:
-                    response = self._transport.handle_request(attempts.to(node))
-                except httpx.TransportError as exc:
-                    following = attempts.after_error(exc, node, route)
-                    if following is None:
-                        raise
-                    node = following
-                    continue
-                following = attempts.after_status(response, node, route)
-                if following is None:
-                    return response
+                    response = self._transport.handle_request(
+                        _to(self.router, request, attempt.node)
+                    )
+                except HEALTH_ERRORS as exc:
+                    if attempt.failed(exc, reached=isinstance(exc, AFTER_SEND_ERRORS)):
+                        continue
+                    raise
+                if attempt.answered(response.status_code):
+                    return _answer(response, attempt)
                 response.close()
-                node = following
 
     def close(self) -> None:
         """Close the delegate transport (its connection pool)."""
@@ -408,23 +383,19 @@ class AsyncShardedTransport(_ShardedBase[httpx.AsyncBaseTransport], httpx.AsyncB
         if not self._routed(request):
             return await self._transport.handle_async_request(request)
         _check_url(request)
-        attempts = _Attempts(self.router, request)
-        with self.router.route(attempts.key()) as route:
-            node = route.first
+        with _attempts(self.router, request) as attempt:
             while True:
                 try:
-                    response = await self._transport.handle_async_request(attempts.to(node))
-                except httpx.TransportError as exc:
-                    following = attempts.after_error(exc, node, route)
-                    if following is None:
-                        raise
-                    node = following
-                    continue
-                following = attempts.after_status(response, node, route)
-                if following is None:
-                    return response
+                    response = await self._transport.handle_async_request(
+                        _to(self.router, request, attempt.node)
+                    )
+                except HEALTH_ERRORS as exc:
+                    if attempt.failed(exc, reached=isinstance(exc, AFTER_SEND_ERRORS)):
+                        continue
+                    raise
+                if attempt.answered(response.status_code):
+                    return _answer(response, attempt)
                 await response.aclose()
-                node = following
 
     async def aclose(self) -> None:
         """Close the delegate transport (its connection pool)."""
