@@ -413,19 +413,21 @@ def test_volatile_destination_killed_names_the_keys_at_risk(fleet_factory: Any) 
 # ------------------------------------------------------------------------------ replicas
 
 
+def replica_online(primary: Any) -> bool:
+    """Whether ``primary`` (a client) lists a replica as online: what migrate's durability
+    check reads (the replica's own ``master_link_status`` can say "up" before this)."""
+    info = primary.info("replication")
+    return any(
+        isinstance(value, dict) and value.get("state") == "online"
+        for field, value in info.items()
+        if field.startswith("slave")
+    )
+
+
 def replica_of(fleet: Fleet) -> RedisServer:
     """A replica of n2, online."""
     (replica,) = fleet.factory(1, extra_args=("--replicaof", HOST, str(fleet.destination.port)))
-
-    def online() -> bool:
-        info = fleet.clients["n2"].info("replication")
-        return any(
-            isinstance(value, dict) and value.get("state") == "online"
-            for field, value in info.items()
-            if field.startswith("slave")
-        )
-
-    wait_until(online, "the replica to be online")
+    wait_until(lambda: replica_online(fleet.clients["n2"]), "the replica to be online")
     return replica
 
 
@@ -467,6 +469,7 @@ def test_a_failed_destination_does_not_skip_the_wait_of_another(
     (replica,) = redis_server_factory(1, extra_args=("--replicaof", HOST, str(with_replica.port)))
     follower, primary = replica.client(), with_replica.client()
     wait_until(lambda: follower.info("replication")["master_link_status"] == "up", "replica")
+    wait_until(lambda: replica_online(primary), "the primary to count its replica online")
     refusing.client().execute_command(
         "ACL", "SETUSER", "mover", "on", ">m0ver-s3cret", "~*", "&*", "+@all",
         "-restore", "-restore-asking",
