@@ -10,8 +10,8 @@ from tabulate import tabulate
 
 from ._common import escape
 
-if TYPE_CHECKING:
-    from hashring.adapters.migrate import Durability, MigrationPlan, MigrationResult, Pair
+if TYPE_CHECKING:  # mypy checks the adapters as the top-level package they live in
+    from adapters.migrate import Durability, MigrationPlan, MigrationResult, Pair
 
 __all__ = ["POLICY_TEXT", "SCHEMA", "apply_report", "dry_run_report", "durability_fields", "text"]
 

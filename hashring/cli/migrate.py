@@ -118,7 +118,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import MigrationError, VolatileDestinationError
 from .._topology.config import load_topology
@@ -219,7 +219,10 @@ def run(args: argparse.Namespace) -> int:
         OperationError: a node unreachable or a MIGRATE refused (exit 1).
     """
     try:
-        from hashring.adapters.migrate import MigrationSession
+        if TYPE_CHECKING:  # mypy knows the adapters by their folder's name
+            from adapters.migrate import MigrationSession
+        else:
+            from hashring.adapters.migrate import MigrationSession
     except ImportError as exc:  # pragma: no cover - redis-py comes with the redis extra
         raise _needs_redis(exc) from None
     old = load_topology(args.from_file)
@@ -278,7 +281,10 @@ def _on_conflict(value: str) -> str:
         UsageError: redis-py is not installed.
     """
     try:
-        from hashring.adapters.migrate import ON_CONFLICT
+        if TYPE_CHECKING:
+            from adapters.migrate import ON_CONFLICT
+        else:
+            from hashring.adapters.migrate import ON_CONFLICT
     except ImportError as exc:  # pragma: no cover - redis-py comes with the redis extra
         raise _needs_redis(exc) from None
     if value not in ON_CONFLICT:
