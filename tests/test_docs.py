@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib
 import pathlib
@@ -76,22 +77,67 @@ def test_main_job_runs() -> None:
     assert "node-9" in result.stdout.split("movement matrix")[1]
 
 
-@pytest.mark.parametrize(
-    "module",
-    sorted(
-        name
-        for _, name, _ in pkgutil.walk_packages(hashring.__path__, "hashring.")
-        if not name.endswith("__main__")
-    ),
-)
+def package_modules() -> list[str]:
+    """Every module of hashring and of hashring.adapters (which lives in its own folder)."""
+    import hashring.adapters
+
+    names = {"hashring", "hashring.adapters"}
+    for package in (hashring, hashring.adapters):
+        prefix = f"{package.__name__}."
+        names.update(name for _, name, _ in pkgutil.walk_packages(package.__path__, prefix))
+    return sorted(name for name in names if not name.endswith("__main__"))
+
+
+PUBLIC_MODULES = [name for name in package_modules() if "._" not in name and ".cli" not in name]
+"""Modules whose names are public API: each has an __all__ of its public names."""
+
+
+@pytest.mark.parametrize("module", package_modules())
 def test_docstring_examples(module: str) -> None:
-    """Doctests in every hashring module pass."""
+    """Doctests in every module of hashring and its adapters pass."""
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
 
 
-def test_public_names_are_exported() -> None:
-    """__all__ lists every public name of the package (ruff's RUF022 keeps it sorted)."""
+def test_every_module_is_collected() -> None:
+    """The module walk reaches the core layers and the adapters."""
+    modules = package_modules()
+    assert "hashring._placement.ring" in modules
+    assert "hashring.adapters.redis" in modules
+    assert "hashring.adapters.http" in modules
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES)
+def test_public_names_are_exported(module: str) -> None:
+    """Each public module's __all__ lists every public name it defines or re-exports from its
+    own private modules (ruff's RUF022 keeps it sorted), and nothing it lacks."""
+    loaded = importlib.import_module(module)
+    assert loaded.__file__ is not None
+    tree = ast.parse(pathlib.Path(loaded.__file__).read_text(encoding="utf-8"))
+    defined = {  # names this module defines itself (imports are not its own API)
+        target.id
+        for node in tree.body
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    } | {
+        node.name
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    }
+    reexported = {  # classes and functions of the package's own private modules
+        name
+        for name, value in vars(loaded).items()
+        if str(getattr(value, "__module__", "")).startswith(f"{module}._")
+    }
+    public = {name for name in defined | reexported if not name.startswith("_")} - {"__all__"}
+    exported = set(getattr(loaded, "__all__", ()))
+    assert public <= exported, f"missing from __all__: {sorted(public - exported)}"
+    assert all(hasattr(loaded, name) for name in exported)
+
+
+def test_the_root_exports_every_public_name() -> None:
+    """hashring.__all__ is exactly the root package's public names."""
     public = {name for name in vars(hashring) if not name.startswith("_")}
     modules = {name for name in public if isinstance(getattr(hashring, name), type(sys))}
     assert set(hashring.__all__) == public - modules - {"annotations"}
