@@ -32,15 +32,20 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import EmptyRingError, InvalidOptionError, InvalidWeightError
-from .hashes import MASK32, HashScheme, U32Array, hash_scheme, ketama_counts
+from .hashes import MASK32, U32Array, hash_scheme, ketama_counts
 from .keys import Key, hash_tag, short_repr
 from .nodes import NodeSet, preference_count
+from .ring_table import (
+    MIN_TABLE_BITS,
+    Table,
+    build_table,
+    merge_points,
+    patch_table,
+    table_bits,
+)
 
 __all__ = ["DEFAULT_VNODES", "MAX_POINTS", "HashRing"]
 
-_MIN_TABLE_BITS = 8
-_MAX_TABLE_BITS = 22
-_TABLE_EXTRA_BITS = 2  # 2**(bit_length(points) + 2): between 4 and 8 buckets per point
 _FULL_LIST_THRESHOLD = 8  # get_nodes walks in Python up to this n, with numpy above
 
 DEFAULT_VNODES = 160
@@ -49,7 +54,6 @@ MAX_POINTS = 1 << 24
 any point is hashed, so an oversized ``vnodes`` or weight fails at once."""
 
 U64Array = npt.NDArray[np.uint64]
-Table = list[str | None]
 
 
 class _Snapshot:
@@ -110,7 +114,7 @@ class _Snapshot:
         points before it in its bucket. The padding point 2**32 - 1 stops every walk.
         """
         if self.batch_index is None:
-            bits = max(_MIN_TABLE_BITS, self.points.size.bit_length())
+            bits = max(MIN_TABLE_BITS, self.points.size.bit_length())
             per_bucket = np.bincount(self.points >> (32 - bits), minlength=1 << bits)
             self.batch_index = (np.cumsum(per_bucket) - per_bucket, 32 - bits)
         first, shift = self.batch_index
@@ -133,130 +137,6 @@ def _empty_snapshot() -> _Snapshot:
     padded = np.full(1, MASK32, dtype=np.uint32)
     names_obj = np.empty(0, dtype=object)
     return _Snapshot({}, {}, (), names_obj, padded, np.zeros(1, dtype=np.uint32), [None], 0)
-
-
-def _table_bits(point_count: int, current: int) -> int:
-    """Bucket-table size for ``point_count`` points; keeps ``current`` within one bit."""
-    if point_count == 0:
-        return 0
-    wanted = point_count.bit_length() + _TABLE_EXTRA_BITS
-    wanted = min(_MAX_TABLE_BITS, max(_MIN_TABLE_BITS, wanted))
-    return current if current and abs(current - wanted) <= 1 else wanted
-
-
-def _build_table(points: U32Array, owners: U32Array, names_obj: Any, bits: int) -> Table:
-    """The whole bucket table, vectorised. O(points + 2**bits)."""
-    if bits == 0:
-        return [None]
-    shift = 32 - bits
-    per_bucket = np.bincount(points >> shift, minlength=1 << bits)
-    first = np.cumsum(per_bucket) - per_bucket
-    entries = names_obj[owners[first]]
-    entries[per_bucket > 0] = None
-    table: Table = entries.tolist()
-    return table
-
-
-def _previous_point(points: U32Array, values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """For each value, the largest point strictly below it (wrapping: minus 2**32)."""
-    if not points.size:
-        return np.full(values.shape, -(1 << 33), dtype=np.int64)
-    index = np.searchsorted(points, values.astype(np.uint32), side="left") - 1
-    wrapped = index < 0
-    result = points[np.where(wrapped, points.size - 1, index)].astype(np.int64)
-    result[wrapped] -= 1 << 32
-    return result
-
-
-def _patch_table(
-    table: Table,
-    bits: int,
-    changed: U32Array,
-    before: _Snapshot,
-    points: U32Array,
-    owners: U32Array,
-    names_obj: Any,
-) -> Table | None:
-    """Copy ``table`` and recompute the entries that the ``changed`` points can affect.
-
-    A bucket's entry depends on whether a point lies inside it and on the first point at or
-    after its start, so a changed point ``d`` can only affect its own bucket and the buckets
-    that start after the point preceding ``d`` (in the old or the new ring) and at or before
-    ``d``. Returns None when so many buckets are affected that a full build is cheaper.
-    """
-    shift = 32 - bits
-    size = 1 << bits
-    values = np.unique(changed).astype(np.int64)
-    previous = np.maximum(_previous_point(before.points, values), _previous_point(points, values))
-    low = (previous >> shift) + 1
-    high = values >> shift
-    lengths = high - low + 1
-    total = int(lengths.sum())
-    if total > size // 4:
-        return None
-    offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    buckets = np.unique((np.repeat(low, lengths) + offsets) % size)
-    starts = (buckets << shift).astype(np.uint32)
-    ends = starts + np.uint32((1 << shift) - 1)
-    first = np.searchsorted(points, starts, side="left")
-    after = np.searchsorted(points, ends, side="right")
-    entries = names_obj[owners[first]]
-    entries[after > first] = None
-    patched = table.copy()
-    for bucket, owner in zip(buckets.tolist(), entries.tolist(), strict=True):
-        patched[bucket] = owner
-    return patched
-
-
-def _merge_points(
-    before: _Snapshot,
-    names: tuple[str, ...],
-    counts: dict[str, int],
-    changed: set[str],
-    scheme: HashScheme,
-) -> tuple[U32Array, U32Array, U32Array]:
-    """Points and owners after replacing the points of the ``changed`` nodes.
-
-    Returns ``(padded, owners, touched)``: the sorted points followed by one padding point
-    2**32 - 1, their owners followed by the wrap-around owner, and every point value that
-    was removed or added. O(points) in C (numpy merges) plus the hashing of the changed nodes.
-    """
-    index = {name: i for i, name in enumerate(names)}
-    old_count = before.points.size
-    if old_count:
-        remap = np.fromiter(
-            (-1 if name in changed or name not in index else index[name] for name in before.names),
-            dtype=np.int64,
-            count=len(before.names),
-        )
-        mapped = remap[before.owners[:old_count]]
-        keep = mapped >= 0
-        kept = (before.points[keep].astype(np.uint64) << 32) | mapped[keep].astype(np.uint64)
-        removed = before.points[~keep]
-    else:
-        kept = np.empty(0, dtype=np.uint64)
-        removed = np.empty(0, dtype=np.uint32)
-    present = [(name, counts[name]) for name in sorted(changed) if counts.get(name)]
-    new_points = scheme.node_points(present).astype(np.uint64)
-    new_owners = np.repeat(
-        np.array([index[name] for name, _ in present], dtype=np.uint64),
-        [count for _, count in present],
-    )
-    added = np.sort((new_points << 32) | new_owners)
-    if not kept.size:
-        merged = added
-    elif not added.size:
-        merged = kept
-    else:
-        merged = np.insert(kept, np.searchsorted(kept, added), added)
-    padded = np.empty(merged.size + 1, dtype=np.uint32)
-    padded[:-1] = merged >> 32
-    padded[-1] = MASK32
-    owners = np.empty(merged.size + 1, dtype=np.uint32)
-    owners[:-1] = merged & MASK32
-    owners[-1] = owners[0] if merged.size else 0
-    touched = np.concatenate([removed, (added >> 32).astype(np.uint32)])
-    return padded, owners, touched
 
 
 class HashRing(NodeSet[_Snapshot]):
@@ -483,8 +363,8 @@ class HashRing(NodeSet[_Snapshot]):
             mine = np.sort(snapshot.points[snapshot.owners[:size] == i])
             expected = np.sort(self._scheme.node_points([(name, snapshot.counts[name])]))
             require(np.array_equal(mine, expected), f"node {name!r} holds exactly its points")
-        require(snapshot.bits == _table_bits(size, snapshot.bits), "table size fits points")
-        rebuilt = _build_table(snapshot.points, snapshot.owners, snapshot.names_obj, snapshot.bits)
+        require(snapshot.bits == table_bits(size, snapshot.bits), "table size fits points")
+        rebuilt = build_table(snapshot.points, snapshot.owners, snapshot.names_obj, snapshot.bits)
         require(snapshot.table == rebuilt, "bucket table matches a full rebuild")
 
     # ------------------------------------------------------------------ private
@@ -514,13 +394,17 @@ class HashRing(NodeSet[_Snapshot]):
             if before.counts.get(name) != counts.get(name)
         }
         names = tuple(sorted(weights))
-        padded, owners, touched = _merge_points(before, names, counts, changed, self._scheme)
+        padded, owners, touched = merge_points(
+            before.points, before.owners, before.names, names, counts, changed, self._scheme
+        )
         points = padded[:-1]
         names_obj = np.array(names, dtype=object)
-        bits = _table_bits(points.size, before.bits)
+        bits = table_bits(points.size, before.bits)
         table = None
         if bits and bits == before.bits:
-            table = _patch_table(before.table, bits, touched, before, points, owners, names_obj)
+            table = patch_table(
+                before.table, bits, touched, before.points, points, owners, names_obj
+            )
         if table is None:
-            table = _build_table(points, owners, names_obj, bits)
+            table = build_table(points, owners, names_obj, bits)
         self._snapshot = _Snapshot(weights, counts, names, names_obj, padded, owners, table, bits)
