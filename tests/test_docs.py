@@ -58,7 +58,7 @@ def test_readme_has_exactly_two_setup_commands() -> None:
     """The README carries the main-job and test commands, each one line, nothing else marked."""
     assert len(re.findall(r"<!-- \w+-command -->", README)) == 2
     assert readme_command("main-command").endswith("hashring report")
-    assert readme_command("test-command").endswith("python -m pytest")
+    assert readme_command("test-command").endswith("python -m pytest -n 2")
 
 
 def test_main_job_runs() -> None:
