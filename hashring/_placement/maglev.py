@@ -189,11 +189,14 @@ class _EmptyTable(list[str]):
 
 
 class _Snapshot:
-    __slots__ = ("names_obj", "owners", "scoring", "size", "table", "weights")
+    __slots__ = ("key_hash", "names_obj", "owners", "scoring", "size", "table", "weights")
 
-    def __init__(self, weights: dict[str, float], size: int) -> None:
+    def __init__(
+        self, weights: dict[str, float], size: int, key_hash: Callable[[Key], int]
+    ) -> None:
         self.weights = weights
         self.size = size
+        self.key_hash = key_hash  # here, not on the Maglev: a slot is the cheapest read
         self.scoring = RendezvousScores(weights)
         names = list(self.scoring.names)
         self.names_obj = self.scoring.names_obj
@@ -285,7 +288,7 @@ class Maglev(NodeSet[_Snapshot]):
                 key = hash_tag(key)
         else:
             key = self._routing_key(key)
-        return snapshot.table[(self._key_hash(key) & MASK32) % snapshot.size]
+        return snapshot.table[(snapshot.key_hash(key) & MASK32) % snapshot.size]
 
     def get_nodes(self, key: Key, n: int | None = None) -> list[str]:
         """Preference list: the owner, then the other nodes in rendezvous order. O(n log n).
@@ -353,4 +356,4 @@ class Maglev(NodeSet[_Snapshot]):
             )
 
     def _apply(self, weights: dict[str, float]) -> None:
-        self._snapshot = _Snapshot(weights, self._size)
+        self._snapshot = _Snapshot(weights, self._size, self._key_hash)

@@ -63,6 +63,7 @@ class _Snapshot:
         "batch_index",
         "bits",
         "counts",
+        "key_hash",
         "names",
         "names_obj",
         "owners",
@@ -85,6 +86,7 @@ class _Snapshot:
         owners: U32Array,
         table: Table,
         bits: int,
+        key_hash: Callable[[Key], int],
     ) -> None:
         self.weights = weights
         self.counts = counts
@@ -99,6 +101,7 @@ class _Snapshot:
         self.bits = bits
         self.shift = 32 - bits
         self.batch_index: tuple[npt.NDArray[np.intp], int] | None = None
+        self.key_hash = key_hash  # here, not on the ring: a slot is the cheapest read
 
     def owner_at(self, position: int) -> str:
         """Owner of an unsigned 32-bit ``position``. O(log points)."""
@@ -136,7 +139,9 @@ def _empty_error(snapshot: _Snapshot) -> EmptyRingError:
 def _empty_snapshot() -> _Snapshot:
     padded = np.full(1, MASK32, dtype=np.uint32)
     names_obj = np.empty(0, dtype=object)
-    return _Snapshot({}, {}, (), names_obj, padded, np.zeros(1, dtype=np.uint32), [None], 0)
+    return _Snapshot(
+        {}, {}, (), names_obj, padded, np.zeros(1, dtype=np.uint32), [None], 0, lambda key: 0
+    )
 
 
 class HashRing(NodeSet[_Snapshot]):
@@ -244,7 +249,7 @@ class HashRing(NodeSet[_Snapshot]):
                 key = hash_tag(key)
         else:
             key = self._routing_key(key)
-        position = self._key_hash(key)
+        position = snapshot.key_hash(key)
         owner = snapshot.table[position >> snapshot.shift]
         if owner is not None:
             return owner
@@ -407,4 +412,6 @@ class HashRing(NodeSet[_Snapshot]):
             )
         if table is None:
             table = build_table(points, owners, names_obj, bits)
-        self._snapshot = _Snapshot(weights, counts, names, names_obj, padded, owners, table, bits)
+        self._snapshot = _Snapshot(
+            weights, counts, names, names_obj, padded, owners, table, bits, self._key_hash
+        )
