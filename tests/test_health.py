@@ -403,3 +403,36 @@ def test_check_catches_a_broken_invariant(tracker: HealthTracker, clock: FakeClo
     with pytest.raises(AssertionError):
         tracker._check()
     tracker.record("a", True)  # resolves the probe: consistent again for the fixture
+
+
+def test_a_record_racing_forget_is_not_lost() -> None:
+    """A failure recorded while the node is forgotten (and so re-created) is counted."""
+    import sys
+    import threading
+
+    tracker = HealthTracker(failure_limit=2)
+    tracker.record("a", True)
+    node = tracker._nodes["a"]
+    node.lock.acquire()  # a concurrent record() stops inside its quiet path
+    worker = threading.Thread(target=tracker.record, args=("a", False))
+    worker.start()
+    deadline = threading.Event()
+    for _ in range(1000):  # bounded: until the worker waits on the node's lock
+        frame = sys._current_frames().get(worker.ident or -1)
+        if frame is not None and frame.f_code.co_name == "record" and frame.f_lineno:
+            code_line = frame.f_lineno
+            if "health.lock" in _source_line(frame.f_code.co_filename, code_line):
+                break
+        deadline.wait(0.01)
+    tracker.forget("a")
+    node.lock.release()
+    worker.join(timeout=30)
+    stats = tracker.stats(["a"])["a"]
+    assert stats["commands"] == 1
+    assert stats["errors"] == 1
+
+
+def _source_line(filename: str, line: int) -> str:
+    import linecache
+
+    return linecache.getline(filename, line)

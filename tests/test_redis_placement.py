@@ -130,3 +130,32 @@ def test_from_config_passes_the_topology_placement(tmp_path: Path) -> None:
             assert [client.node_for(k) for k in KEYS] == expected
         finally:
             _close(client)
+
+
+def test_one_placement_object_serves_one_client() -> None:
+    """A client takes its placement over (add_node changes it): a second live client may not
+    hold the same object, whichever client kind; once the first is gone it may."""
+    import gc
+
+    from hashring.adapters.http import HttpRouter
+
+    ring = HashRing(NAMES)
+    first = ShardedRedis(_urls(), placement=ring)
+    try:
+        for make in (
+            lambda: ShardedRedis(_urls(), placement=ring),
+            lambda: AsyncShardedRedis(_urls(), placement=ring),
+            lambda: HttpRouter({n: f"http://127.0.0.1:1/{n}" for n in NAMES}, placement=ring),
+        ):
+            with pytest.raises(InvalidOptionError, match="already held by a ShardedRedis"):
+                make()
+        assert set(ring.nodes) == set(NAMES)  # the refused constructions changed nothing
+    finally:
+        _close(first)
+    del first
+    gc.collect()
+    second = ShardedRedis(_urls(), placement=ring)
+    try:
+        assert second.placement is ring
+    finally:
+        _close(second)

@@ -16,7 +16,8 @@ themselves to one node with ``{x}``; pass a placement built with tags on to co-l
 >>> from hashring import HashRing
 >>> from hashring.adapters.http import HttpRouter
 >>> nodes = {"a": "http://10.0.0.1:8080", "b": "http://10.0.0.2:8080/api"}
->>> HttpRouter(nodes, placement=HashRing({"a": 2, "b": 1})).placement.nodes["a"]
+>>> weighted = HashRing({"a": 2, "b": 1}, hash_tags=False)  # tags off, as for a name
+>>> HttpRouter(nodes, placement=weighted).placement.nodes["a"]
 2.0
 
 Layout: one router (``_router.HttpRouter``: nodes, placement, keyless balancer, bounded loads,

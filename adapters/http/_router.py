@@ -128,7 +128,7 @@ class HttpRouter:
             name: parse_node_url(name, url) for name, url in nodes.items()
         }
         self._names: tuple[str, ...] = tuple(sorted(self._urls))
-        self.placement: Placement = as_placement(placement, self._urls, hash_tags=False)
+        self.placement: Placement = as_placement(placement, self._urls, hash_tags=False, owner=self)
         self.keyless = make_balancer(balancer, dict(self.placement.nodes))
         self.bounded = None if bounded_load is None else BoundedLoad(
             self.placement, epsilon=bounded_load

@@ -174,7 +174,7 @@ class ShardedBase(Generic[C]):
         self._redis_kwargs = dict(redis_kwargs)
         for name in nodes:
             check_node_name(name)
-        self._placement = as_placement(placement, nodes, hash_tags=True)
+        self._placement = as_placement(placement, nodes, hash_tags=True, owner=self)
         slots = {
             name: Slot(connect(name, target, redis_kwargs), isinstance(target, str))
             for name, target in nodes.items()

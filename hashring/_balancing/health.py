@@ -192,7 +192,9 @@ class HealthTracker:
             with self._lock:
                 health = self._nodes.setdefault(node, NodeHealth())
         with health.lock:  # the common case: counters only
-            if ok:
+            if self._nodes.get(node) is not health:  # forgotten meanwhile: the full path
+                quiet = False
+            elif ok:
                 quiet = health.ejected_until == 0.0 and not self._claims
             else:
                 quiet = not self.enabled or health.consecutive_failures + 1 < self.failure_limit

@@ -10,6 +10,8 @@ jump       :class:`~hashring.JumpHash`: jump hash with MementoHash removals; unw
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 
 from .._errors import InvalidOptionError
@@ -75,7 +77,11 @@ def placement(
 
 
 def as_placement(
-    spec: str | Placement, names: Iterable[str], *, hash_tags: bool = True
+    spec: str | Placement,
+    names: Iterable[str],
+    *,
+    hash_tags: bool = True,
+    owner: object | None = None,
 ) -> Placement:
     """The placement an adapter routes with, from its one ``placement=`` argument.
 
@@ -84,7 +90,11 @@ def as_placement(
     * a :class:`Placement` (``HashRing(..., vnodes=200)``, ``placement("maglev", ...,
       hash_key=secret)``, ``load_topology(path).placement()``, or your own): used as it
       is, so weights and every option are said once, where it was built. Its node names
-      must be exactly ``names``, the nodes the adapter has clients or URLs for.
+      must be exactly ``names``, the nodes the adapter has clients or URLs for. The adapter
+      takes the object over (its ``add_node``/``remove_node`` change it), so one placement
+      object serves one adapter: an adapter passes itself as ``owner``, and a placement
+      another live adapter already holds is refused. Build one per adapter (equal
+      placements place every key alike).
 
     >>> as_placement("maglev", ["a", "b"]).get_node("k") in ("a", "b")
     True
@@ -95,8 +105,8 @@ def as_placement(
 
     Raises:
         InvalidOptionError: an unknown name, something that is neither a name nor a
-            placement, or a placement whose nodes are not exactly ``names`` (the message
-            lists the names missing on either side).
+            placement, a placement whose nodes are not exactly ``names`` (the message lists
+            the names missing on either side), or one another adapter already holds.
     """
     wanted = list(names)
     if isinstance(spec, str):
@@ -121,7 +131,36 @@ def as_placement(
         raise InvalidOptionError(
             "the placement's nodes must be exactly the adapter's nodes; " + "; ".join(problems)
         )
+    if owner is not None:
+        _take_over(spec, owner)
     return spec
+
+
+_HOLDERS: weakref.WeakKeyDictionary[Placement, weakref.ref[object]] = weakref.WeakKeyDictionary()
+"""Which adapter holds each ready placement (entries vanish with the placement; a holder
+that was garbage-collected no longer counts)."""
+_HOLDERS_LOCK = threading.Lock()
+
+
+def _take_over(spec: Placement, owner: object) -> None:
+    """Record ``owner`` as the holder of ``spec``; refuse if another live adapter holds it.
+
+    Placements that cannot be weakly referenced (a custom class with ``__slots__``) are not
+    tracked: sharing one of those is the caller's responsibility.
+    """
+    with _HOLDERS_LOCK:
+        try:
+            held = _HOLDERS.get(spec)
+        except TypeError:  # not weakly referenceable
+            return
+        holder = held() if held is not None else None
+        if holder is not None and holder is not owner:
+            raise InvalidOptionError(
+                f"this placement object is already held by a {type(holder).__name__}, whose "
+                "add_node/remove_node would change it under this adapter: build one "
+                "placement per adapter (equal placements place every key alike)"
+            )
+        _HOLDERS[spec] = weakref.ref(owner)
 
 
 def _names(names: list[str]) -> str:
