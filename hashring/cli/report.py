@@ -37,21 +37,19 @@ node with the columns :data:`CSV_COLUMNS` (cells empty where a node is absent on
 Text and CSV output escape non-printable characters in node names, keys and paths
 (``\\x1b``); JSON keeps names exact (JSON escapes them itself). Fleets above
 :data:`NODE_ROWS` nodes list only the :data:`NODES_SHOWN` nodes furthest from their fair
-share in the text output (all of them: JSON or CSV).
+share in the text output (all of them: JSON or CSV). These constants and the rendering live in
+``hashring.cli._report_output``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tabulate import tabulate
-
-from .._analysis import NodeLoad, Rebalance, Side, rebalance
+from .._analysis import Rebalance, rebalance
 from .._placement.contract import Placement
 from .._placement.keys import Key
 from .._topology.config import NodeSpec, Topology, load_topology, transition
@@ -62,52 +60,30 @@ from ._common import (
     add_topology_flags,
     build_topology,
     check_rendezvous_work,
-    escape,
     key_count,
     parse_node,
     parse_weights,
     progress,
     topology_from_args,
 )
+from ._report_output import CSV_COLUMNS, SCHEMA, render_text, report_json, write_csv
 from ._sources import DEFAULT_SAMPLE, read_keys_file, sample_keys, synthetic_keys
 
 __all__ = [
     "CSV_COLUMNS",
+    "SCHEMA",
     "add_change_flags",
     "after_topology",
+    "build_report",
     "placements",
     "register",
+    "render_text",
     "report_json",
 ]
 
-SCHEMA = "hashring.report/1"
-CSV_COLUMNS = (
-    "node",
-    "weight_before",
-    "keys_before",
-    "share_before",
-    "deviation_before",
-    "hash_space_before",
-    "weight_after",
-    "keys_after",
-    "share_after",
-    "deviation_after",
-    "hash_space_after",
-    "moved_out",
-    "moved_in",
-)
 SAMPLE = 100_000
 """Keys read by ``--sample-from`` unless ``--sample`` says otherwise."""
 _OPTION_FLAGS = ("algorithm", "hash", "vnodes", "table_size", "hash_key_env")
-MATRIX_LIMIT = 12
-"""Text output prints the whole from->to matrix up to this many nodes, else the top pairs."""
-PAIRS_SHOWN = 15
-NODE_ROWS = 100
-"""Text output lists every node up to this many, else the :data:`NODES_SHOWN` furthest from
-their fair share."""
-NODES_SHOWN = 20
-JSON_MATRIX_CELLS = 1_000_000
-"""The JSON document holds the dense matrix up to this many cells (from nodes x to nodes)."""
 PLOT_NODES = 200
 """Most nodes ``--plot`` draws (one bar pair and one heatmap row and column each)."""
 
@@ -199,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(report_json(result, before, after, source), sys.stdout, indent=2)
         print()
     elif args.format == "csv":
-        _write_csv(result)
+        write_csv(result)
     else:
         print(render_text(result, before, after, source))
     if args.plot:
@@ -297,241 +273,3 @@ def _keys(args: argparse.Namespace) -> tuple[list[Key], str]:
 
 
 # ----------------------------------------------------------------------------- formats
-
-
-def _topology_json(topology: Topology) -> dict[str, Any]:
-    return {"source": topology.source, **topology.options()}
-
-
-def _side_json(side: Side, topology: Topology) -> dict[str, Any]:
-    summary = side.summary
-    return {
-        "topology": _topology_json(topology),
-        "nodes": [
-            {
-                "name": node.name,
-                "weight": node.weight,
-                "keys": node.keys,
-                "share": node.share,
-                "fair_share": node.fair_share,
-                "deviation": node.deviation,
-                "hash_space": node.hash_space,
-            }
-            for node in side.nodes
-        ],
-        "summary": {
-            "mean": summary.mean,
-            "max": summary.max,
-            "min": summary.min,
-            "stdev": summary.stdev,
-            "cv": summary.cv,
-            "peak_to_mean": summary.peak_to_mean,
-        },
-    }
-
-
-def report_json(
-    result: Rebalance, before: Topology, after: Topology, source: str
-) -> dict[str, Any]:
-    """The ``hashring.report/1`` document (see the module docstring)."""
-    return {
-        "schema": SCHEMA,
-        "keys": {"count": result.keys, "source": source},
-        "before": _side_json(result.before, before),
-        "after": _side_json(result.after, after),
-        "movement": {
-            "moved": result.moved,
-            "fraction": result.moved_fraction,
-            "ideal_fraction": result.ideal_fraction,
-            "pairs": [
-                {"from": a, "to": b, "keys": n} for (a, b), n in result.moved_pairs().items()
-            ],
-        },
-        "matrix": {
-            "from": list(result.from_nodes),
-            "to": list(result.to_nodes),
-            "keys": (
-                result.matrix.tolist()
-                if len(result.from_nodes) * len(result.to_nodes) <= JSON_MATRIX_CELLS
-                else None
-            ),
-            "cells": [
-                list(cell)
-                for cell in zip(
-                    result.cell_rows.tolist(),
-                    result.cell_columns.tolist(),
-                    result.cell_keys.tolist(),
-                    strict=True,
-                )
-            ],
-        },
-    }
-
-
-def _write_csv(result: Rebalance) -> None:
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    before = {node.name: node for node in result.before.nodes}
-    after = {node.name: node for node in result.after.nodes}
-    moved_out: dict[str, int] = {}
-    moved_in: dict[str, int] = {}
-    for (source, target), count in result.moved_pairs().items():
-        moved_out[source] = moved_out.get(source, 0) + count
-        moved_in[target] = moved_in.get(target, 0) + count
-    for name in _all_names(result):
-        row: list[Any] = [escape(name)]
-        for node in (before.get(name), after.get(name)):
-            if node is None:
-                row += [""] * 5
-            else:
-                space = "" if node.hash_space is None else f"{node.hash_space:.6f}"
-                row += [
-                    f"{node.weight:g}",
-                    node.keys,
-                    f"{node.share:.6f}",
-                    f"{node.deviation:.6f}",
-                    space,
-                ]
-        row += [moved_out.get(name, 0), moved_in.get(name, 0)]
-        writer.writerow(row)
-
-
-def _all_names(result: Rebalance) -> list[str]:
-    return sorted(set(result.from_nodes) | set(result.to_nodes))
-
-
-def _describe(topology: Topology) -> str:
-    options = [topology.algorithm]
-    if topology.algorithm == "ring":
-        options.append(f"vnodes={topology.vnodes or 160}")
-    if topology.algorithm == "maglev" and topology.table_size:
-        options.append(f"table_size={topology.table_size}")
-    if topology.hash != "mmh3":
-        options.append(f"hash={topology.hash}")
-    if topology.hash_key_env:
-        options.append(f"hash key from ${topology.hash_key_env}")
-    return f"{len(topology.nodes):,} nodes, {' '.join(options)} ({topology.source})"
-
-
-def render_text(result: Rebalance, before: Topology, after: Topology, source: str) -> str:
-    """The terminal report: movement, per-node load, summary statistics, movement matrix.
-
-    Non-printable characters in names, paths and the key source are escaped."""
-    lines = [
-        f"keys:   {result.keys:,} ({source})",
-        f"before: {_describe(before)}",
-        f"after:  {_describe(after)}",
-        "",
-        f"moved:  {result.moved:,} keys = {result.moved_fraction:.2%} "
-        f"(ideal {result.ideal_fraction:.2%}"
-        + (
-            f", {result.moved_fraction / result.ideal_fraction:.2f}x the ideal)"
-            if result.ideal_fraction
-            else ")"
-        ),
-        "",
-        "load per node (vs fair: share / the weight's share - 1; with equal weights, vs the mean)",
-        *_node_table(result),
-        "",
-        "summary            before        after",
-        _summary_table(result),
-        "",
-    ]
-    pairs = result.moved_pairs()
-    names = _all_names(result)
-    if not pairs:
-        lines.append("movement: no key changes owner")
-    elif len(names) <= MATRIX_LIMIT:
-        lines.append("movement matrix: keys from (rows, before) to (columns, after)")
-        lines.append(_matrix_table(result))
-    else:
-        lines.append(f"largest moves ({len(pairs):,} from->to pairs; all of them: --format json)")
-        shown = list(pairs.items())[:PAIRS_SHOWN]
-        lines.append(
-            tabulate(
-                [(escape(a), escape(b), f"{n:,}", f"{n / result.keys:.2%}") for (a, b), n in shown],
-                headers=["from", "to", "keys", "of all"],
-                colalign=("left", "left", "right", "right"),
-            )
-        )
-    return escape_lines("\n".join(lines))
-
-
-def escape_lines(text: str) -> str:
-    """``text`` with each line escaped (:func:`escape`), the line breaks kept."""
-    return "\n".join(escape(line) for line in text.split("\n"))
-
-
-def _node_table(result: Rebalance) -> list[str]:
-    before = {node.name: node for node in result.before.nodes}
-    after = {node.name: node for node in result.after.nodes}
-    ring = any(node.hash_space is not None for node in (*before.values(), *after.values()))
-    names = _all_names(result)
-    note = []
-    if len(names) > NODE_ROWS:
-
-        def distance(name: str) -> float:
-            node = after.get(name) or before[name]
-            return abs(node.deviation)
-
-        note = [
-            f"({len(names):,} nodes: the {NODES_SHOWN} furthest from their fair share after "
-            "the change; all of them: --format csv or json)"
-        ]
-        names = sorted(names, key=lambda name: (-distance(name), name))[:NODES_SHOWN]
-    rows = []
-    for name in names:
-        old, new = before.get(name), after.get(name)
-        weights = {f"{node.weight:g}" for node in (old, new) if node is not None}
-        row = [
-            escape(name),
-            " -> ".join(_weights(old, new)) if len(weights) > 1 else weights.pop(),
-        ]
-        for node in (old, new):
-            row += (
-                ["-", "-", "-"]
-                if node is None
-                else [f"{node.keys:,}", f"{node.share:.2%}", f"{node.deviation:+.2%}"]
-            )
-        if ring:
-            row += [_space(old), _space(new)]
-        rows.append(row)
-    headers = ["node", "weight", "keys before", "share", "vs fair", "keys after", "share"]
-    headers += ["vs fair"] + (["hash space before", "after"] if ring else [])
-    return [*note, tabulate(rows, headers=headers, stralign="right", disable_numparse=True)]
-
-
-def _weights(old: NodeLoad | None, new: NodeLoad | None) -> list[str]:
-    return [f"{node.weight:g}" if node else "-" for node in (old, new)]
-
-
-def _space(node: NodeLoad | None) -> str:
-    return "-" if node is None or node.hash_space is None else f"{node.hash_space:.2%}"
-
-
-def _summary_table(result: Rebalance) -> str:
-    b, a = result.before.summary, result.after.summary
-    rows = [
-        ("mean load", f"{b.mean:,.1f}", f"{a.mean:,.1f}"),
-        ("maximum load", f"{b.max:,}", f"{a.max:,}"),
-        ("minimum load", f"{b.min:,}", f"{a.min:,}"),
-        ("standard deviation", f"{b.stdev:,.1f}", f"{a.stdev:,.1f}"),
-        ("coeff. of variation", f"{b.cv:.4f}", f"{a.cv:.4f}"),
-        ("peak-to-mean", f"{b.peak_to_mean:.4f}", f"{a.peak_to_mean:.4f}"),
-    ]
-    return tabulate(
-        rows, tablefmt="plain", colalign=("left", "right", "right"), disable_numparse=True
-    )
-
-
-def _matrix_table(result: Rebalance) -> str:
-    rows = [
-        [escape(name), *(f"{int(n):,}" if n else "." for n in result.matrix[i])]
-        for i, name in enumerate(result.from_nodes)
-    ]
-    return tabulate(
-        rows,
-        headers=["from \\ to", *map(escape, result.to_nodes)],
-        stralign="right",
-        disable_numparse=True,
-    )
