@@ -3,7 +3,7 @@ would move, or what is left) and :class:`MigrationResult` (a move). Pure data, n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -163,6 +163,18 @@ class _Tally:
         """Add ``n`` to ``counts[pair]``; a pair is only created for a non-zero count."""
         if n:
             counts[pair] = counts.get(pair, 0) + n
+
+    @staticmethod
+    def add_page(
+        counts: dict[Pair, int], source: str, keys: Sized, moves: Mapping[str, Sized]
+    ) -> int:
+        """Add a SCAN page's misplaced keys to ``counts`` per (source, owner) pair; return
+        how many of the page's ``keys`` are in place."""
+        moving = 0
+        for owner, group in moves.items():
+            _Tally.add(counts, Pair(source, owner), len(group))
+            moving += len(group)
+        return len(keys) - moving
 
 
 def _int(value: object, default: int = 0) -> int:

@@ -72,11 +72,7 @@ def _plan(
     scanned = in_place = 0
     for source, keys, moves in pages:
         scanned += len(keys)
-        moving = 0
-        for owner, group in moves.items():
-            _Tally.add(pairs, Pair(source, owner), len(group))
-            moving += len(group)
-        in_place += len(keys) - moving
+        in_place += _Tally.add_page(pairs, source, keys, moves)
         if sizes is not None and moves:
             with links.talking_to(source):
                 pipe = links.clients[source].pipeline(transaction=False)

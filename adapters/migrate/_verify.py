@@ -99,11 +99,7 @@ def _verify(
                 plain.discard(fp)
                 with_ttl.pop(fp, None)
         scanned += len(keys)
-        moving = 0
-        for owner, group in moves.items():
-            _Tally.add(pairs, Pair(source, owner), len(group))
-            moving += len(group)
-        in_place += len(keys) - moving
+        in_place += _Tally.add_page(pairs, source, keys, moves)
         if progress is not None:
             progress(len(keys))
     if current is not None:
