@@ -279,14 +279,7 @@ class Maglev(NodeSet[_Snapshot]):
         elif key.__class__ is bytes:
             if b"{" in key and self._hash_tags:
                 key = hash_tag(key)
-        elif key.__class__ is str:  # not ASCII: placed by its UTF-8 bytes
-            try:
-                key = key.encode()
-            except UnicodeEncodeError:
-                key = self._routing_key(key)  # raises KeyEncodingError
-            if b"{" in key and self._hash_tags:
-                key = hash_tag(key)
-        else:
+        else:  # non-ASCII str, bytes-like, or a wrong type
             key = self._routing_key(key)
         return snapshot.table[(snapshot.key_hash(key) & MASK32) % snapshot.size]
 

@@ -330,8 +330,21 @@ class NodeSet(Generic[S]):
         )
 
     def _routing_key(self, key: Any) -> Key:
-        """Check ``key`` and return the part of it that places it."""
-        key = check_key(key)
+        """Check ``key`` and return the part of it that places it.
+
+        A non-ASCII ``str`` (the case the lookups' inlined fast paths leave to this method)
+        is encoded here directly, without the detour through ``check_key``.
+
+        Raises:
+            InvalidKeyError, KeyEncodingError: as :func:`check_key`.
+        """
+        if key.__class__ is str and not key.isascii():
+            try:
+                key = key.encode()
+            except UnicodeEncodeError:
+                key = check_key(key)  # raises KeyEncodingError, with the message
+        else:
+            key = check_key(key)
         return hash_tag(key) if self._hash_tags else key
 
     def _routing_keys(self, batch: list[Any]) -> Sequence[Key]:
