@@ -47,13 +47,7 @@ def connect(name: str, target: str | redis.Redis, options: Mapping[str, Any]) ->
     check_target(name, target, redis.Redis)
     if isinstance(target, redis.Redis):
         return target
-    try:
-        return redis.Redis.from_url(str(target), **options)
-    except ValueError:
-        pass  # raised below, outside the handler: redis-py's message (kept neither as the
-        # cause nor as the context) may quote part of the password, as when an unencoded
-        # "/" in it makes the rest look like a port; the redacted URL says enough.
-    raise InvalidOptionError(f"node {name!r}: bad URL {redact_url(str(target))!r}")
+    return _from_url(name, str(target), redis.Redis.from_url, options)
 
 
 def raw_client(client: redis.Redis) -> redis.Redis:
@@ -83,13 +77,7 @@ def connect_async(
     check_target(name, target, aioredis.Redis)
     if isinstance(target, aioredis.Redis):
         return target
-    try:
-        return aioredis.Redis.from_url(str(target), **options)
-    except ValueError:
-        pass  # raised below, outside the handler: redis-py's message (kept neither as the
-        # cause nor as the context) may quote part of the password, as when an unencoded
-        # "/" in it makes the rest look like a port; the redacted URL says enough.
-    raise InvalidOptionError(f"node {name!r}: bad URL {redact_url(str(target))!r}")
+    return _from_url(name, str(target), aioredis.Redis.from_url, options)
 
 
 def raw_async_client(client: aioredis.Redis) -> aioredis.Redis:
@@ -210,3 +198,18 @@ async def read_command_table_async(
         return parser, CommandTable(parser.commands, policies)
     assert failure is not None
     raise failure
+
+
+def _from_url(name: str, url: str, from_url: Callable[..., _T], options: Mapping[str, Any]) -> _T:
+    """``from_url(url, **options)``, a bad URL reported without any part of its password.
+
+    Raises:
+        InvalidOptionError: redis-py refused the URL.
+    """
+    try:
+        return from_url(url, **options)
+    except ValueError:
+        pass  # raised below, outside the handler: redis-py's message (kept neither as the
+        # cause nor as the context) may quote part of the password, as when an unencoded
+        # "/" in it makes the rest look like a port; the redacted URL says enough.
+    raise InvalidOptionError(f"node {name!r}: bad URL {redact_url(url)!r}")
