@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis_servers import RedisServer, RedisServerFactory, free_port
 
+import hashring
 from hashring import (
     ConfigError,
     CrossShardError,
@@ -823,3 +824,15 @@ def test_odd_command_names_never_break_routing(sharded: ShardedRedis) -> None:
         "a",
         "b",
     ]
+
+
+def test_refusals_are_redis_errors_too(sharded: ShardedRedis) -> None:
+    """redis-py code's ``except redis.RedisError`` catches the adapters' refusals, and
+    ``except hashring.CrossShardError`` still does."""
+    k1, k2 = _keys_on_distinct_nodes(sharded, 2)
+    with pytest.raises(redis.RedisError) as caught:
+        sharded.rename(k1, k2)
+    assert isinstance(caught.value, CrossShardError)
+    with pytest.raises(redis.RedisError) as refused:
+        sharded.execute_command("MULTI")
+    assert isinstance(refused.value, hashring.UnsupportedCommandError)

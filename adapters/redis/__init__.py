@@ -12,6 +12,7 @@ command method of redis-py and override only ``execute_command``; both take
 
 Modules, by what they hold (everything that does no I/O exists once, for both clients):
 
+* ``_errors``: the refusals, both hashring's and redis-py's errors;
 * ``_commands``: the COMMAND table and the plan of one command (routing table there);
 * ``_routing``: keys to nodes under health, pipelines grouped per node and reassembled,
   sharded SCAN cursors, migration fallbacks;
@@ -27,6 +28,7 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
 from __future__ import annotations
 
 from ._async import AsyncShardedRedis
+from ._errors import CrossShardError, UnsupportedCommandError
 from ._leases import NodeRemovedError
 from ._pipeline import AsyncShardedPipeline, ShardedPipeline
 from ._sync import ShardedRedis
@@ -34,7 +36,9 @@ from ._sync import ShardedRedis
 __all__ = [
     "AsyncShardedPipeline",
     "AsyncShardedRedis",
+    "CrossShardError",
     "NodeRemovedError",
     "ShardedPipeline",
     "ShardedRedis",
+    "UnsupportedCommandError",
 ]

@@ -35,7 +35,7 @@ from typing import Any
 import redis
 from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 
-from hashring import CrossShardError, UnsupportedCommandError
+from ._errors import CrossShardError, UnsupportedCommandError
 
 __all__ = [
     "CONNECTION_ERRORS",

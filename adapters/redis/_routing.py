@@ -14,9 +14,10 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from hashring import CrossShardError, HealthTracker, Placement, redact_url
+from hashring import HealthTracker, Placement, redact_url
 
 from ._commands import Plan
+from ._errors import CrossShardError
 
 __all__ = [
     "Entry",
