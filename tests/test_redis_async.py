@@ -112,7 +112,7 @@ async def test_keys_spread_over_every_node_and_live_on_their_owner(
 
 
 async def test_fan_out_dbsize_keys_ping_info(sharded: AsyncShardedRedis) -> None:
-    """DBSIZE sums, KEYS concatenates, PING succeeds, INFO answers per node."""
+    """DBSIZE sums, KEYS concatenates, PING succeeds, INFO sums the keyspace."""
     keys = [f"fan:{i}" for i in range(60)]
     await sharded.mset(dict.fromkeys(keys, "1"))
     per_node = [await c.dbsize() for c in sharded.clients.values()]
@@ -120,8 +120,7 @@ async def test_fan_out_dbsize_keys_ping_info(sharded: AsyncShardedRedis) -> None
     assert sorted(await sharded.keys("fan:*")) == sorted(keys)
     assert await sharded.ping() is True
     info = await sharded.info("keyspace")
-    assert sorted(info) == sorted(sharded.clients)
-    assert sum(section["db0"]["keys"] for section in info.values()) == 60
+    assert info["db0"]["keys"] == 60
 
 
 async def test_scan_iter_and_scan_cursor_return_every_key_once(

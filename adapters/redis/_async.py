@@ -33,6 +33,7 @@ from redis.commands.core import AsyncCoreCommands
 
 from hashring import EmptyRingError, Placement
 
+from ._answers import settled
 from ._base import ShardedBase, config_arguments
 from ._clients import (
     connect_async,
@@ -41,7 +42,15 @@ from ._clients import (
     gather_leased,
     read_command_table_async,
 )
-from ._commands import CONNECTION_ERRORS, CommandTable, Part, Plan, known_keys, parser_args
+from ._commands import (
+    CONNECTION_ERRORS,
+    CommandTable,
+    Part,
+    Plan,
+    known_keys,
+    parser_args,
+    plan_nodes,
+)
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import AsyncShardedPipeline
 from ._routing import next_scan_cursor, scan_position
@@ -361,9 +370,19 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             return plan.merge([await self._call(slots[part.node], part, options)])
         shared = {k: v for k, v in options.items() if k != "keys"}
         calls = [
-            (slots[part.node], self._call(slots[part.node], part, shared)) for part in plan.parts
+            (slots[part.node], self._attempt(slots[part.node], part, shared)) for part in plan.parts
         ]
-        return plan.merge(await gather_leased(calls))
+        outcomes = await gather_leased(calls)
+        return plan.merge(settled(plan.command, plan_nodes(plan), outcomes, plan.any_success))
+
+    async def _attempt(
+        self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]
+    ) -> Any:
+        """:meth:`_call`, its error returned rather than raised (see ``settled``)."""
+        try:
+            return await self._call(slot, part, options)
+        except Exception as error:
+            return error
 
     async def _call(self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""

@@ -14,20 +14,31 @@ keys on one node          sent to that node as is
 MSETNX                    atomic: only when all its keys share a node
 other multi-key commands  refused with CrossShardError naming the nodes, before sending
 EVAL/EVALSHA/FCALL (_RO)  keys taken from ``numkeys``; keyless scripts go to the default node
-``all_shards``/``all_nodes``  every node, combined by the response policy: DBSIZE sums, PING
-                          and FLUSHALL/FLUSHDB succeed when all do, SCRIPT EXISTS ands, KEYS
-                          concatenates, RANDOMKEY picks any node's answer
-``special`` responses     INFO (and CONFIG GET): one answer per node, ``{node: answer}``
+keyless commands          every node (see ``_server_wide``), answers combined into one
+                          server's (``_answers``): DBSIZE, SLOWLOG LEN sum; PING, FLUSHALL,
+                          CONFIG SET, ACL SETUSER, SCRIPT LOAD, SAVE ... succeed when all do
+                          (a failure names its node; the others keep the change); SCRIPT
+                          EXISTS ands; KEYS, CLIENT LIST concatenate; RANDOMKEY any node's;
+                          INFO, CONFIG GET, MEMORY STATS, FUNCTION STATS field by field
+                          (counters summed, equal values kept, else ``{node: value}``);
+                          SLOWLOG GET, ACL LOG the newest n of all nodes; LATENCY LATEST /
+                          HISTORY merged by time; DOCTOR-style reports under node headings;
+                          ACL LIST/GETUSER, FUNCTION LIST, ROLE ... the answer if all nodes
+                          agree, else ``{node: answer}``; SCRIPT KILL, CLIENT KILL succeed
+                          when one node does
+node-independent keyless  the default node (the first by name): ECHO, TIME, COMMAND ...,
+                          ACL CAT/WHOAMI, CLIENT ID/INFO/GETNAME, ``... HELP``
+refused keyless           REPLICAOF, FAILOVER, DEBUG, CLIENT UNBLOCK, CLIENT KILL ID ...:
+                          UnsupportedCommandError before sending
+pub/sub                   PUBLISH, PUBSUB ...: the default node
 SCAN                      through ``scan()`` / ``scan_iter()``, which walk every node
 connection state          MULTI, EXEC, WATCH, SELECT, SUBSCRIBE, ...: UnsupportedCommandError;
                           use ``pipeline(transaction=True)`` or ``client_for(key)``
-other keyless commands    the default node (the first node by name): TIME, ECHO, CLIENT ...
 ========================  ==================================================================
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +46,9 @@ from typing import Any
 import redis
 from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 
+from ._answers import elementwise, gather, merger
 from ._errors import CrossShardError, UnsupportedCommandError
+from ._server_wide import PUBSUB, Answer, Route, rule_for
 
 __all__ = [
     "CONNECTION_ERRORS",
@@ -50,6 +63,7 @@ __all__ = [
     "known_keys",
     "parser_args",
     "plan_command",
+    "plan_nodes",
     "script_keys",
 ]
 
@@ -59,7 +73,10 @@ SCHEMES = ("redis://", "rediss://", "unix://")
 
 SCRIPTING = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
 ATOMIC_MULTI_KEY = frozenset({"msetnx"})
-PER_NODE = frozenset({"config get"})
+PER_NODE_IDS = (
+    "client ids are per node (the same id names other clients on other nodes): use "
+    "clients[node].client_kill_filter(_id=...)"
+)
 CONNECTION_STATE = frozenset(
     {
         "multi", "exec", "discard", "watch", "unwatch", "select", "swapdb", "monitor",
@@ -67,8 +84,6 @@ CONNECTION_STATE = frozenset(
         "sunsubscribe", "reset", "quit", "hello", "auth", "client reply", "scan",
     }
 )  # fmt: skip
-
-_FAN_OUT = (RequestPolicy.ALL_SHARDS, RequestPolicy.ALL_NODES)
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,9 @@ class Plan:
     command: str
     readonly: bool = False
     keys: list[Any] = field(default_factory=list)
+    any_success: bool = False
+    """The command succeeds when one part does (SCRIPT KILL, CLIENT KILL): the other
+    parts' errors are dropped (see ``_answers.settled``)."""
 
 
 @dataclass(frozen=True)
@@ -243,15 +261,43 @@ def plan_command(
             "keep them on one node.",
             tuple(distinct),
         )
-    if name in PER_NODE or (
-        command.request in _FAN_OUT and command.response is ResponsePolicy.SPECIAL
-    ):
-        parts = [Part(node, args) for node in all_nodes]
-        return Plan(parts, lambda answers: dict(zip(all_nodes, answers, strict=True)), name)
-    if command.request in _FAN_OUT:
-        parts = [Part(node, args) for node in all_nodes]
-        return Plan(parts, _combiner(command.response), name, readonly)
-    return Plan([Part(default_node, args)], first_answer, name, readonly)
+    if name in SCRIPTING or command.first_key > 0 or "movablekeys" in command.flags:
+        # a keyed command without keys (a keyless script, a syntax error): as one server
+        return Plan([Part(default_node, args)], first_answer, name, readonly)
+    if "pubsub" in command.flags or name.split(" ", 1)[0] in PUBSUB:
+        return Plan([Part(default_node, args)], first_answer, name, readonly)
+    return _plan_keyless(command, args, all_nodes, default_node, readonly)
+
+
+def _plan_keyless(
+    command: Command,
+    args: tuple[Any, ...],
+    all_nodes: Sequence[str],
+    default_node: str,
+    readonly: bool,
+) -> Plan:
+    """A keyless command's plan from its rule (see ``_server_wide``).
+
+    Raises:
+        UnsupportedCommandError: a refused command (REPLICAOF, DEBUG, CLIENT UNBLOCK,
+            CLIENT KILL ID ...), before anything is sent.
+    """
+    name = command.name
+    rule = rule_for(name, command.request, command.response)
+    if rule.route is Route.REFUSE or (name == "client kill" and _names_client_id(args)):
+        why = rule.why if rule.route is Route.REFUSE else PER_NODE_IDS
+        raise UnsupportedCommandError(f"{name.upper()} cannot be sharded: {why}")
+    if rule.route is Route.ONE:
+        return Plan([Part(default_node, args)], first_answer, name, readonly)
+    parts = [Part(node, args) for node in all_nodes]
+    merge = merger(rule.answer, all_nodes, args)
+    return Plan(parts, merge, name, readonly, any_success=rule.answer is Answer.ANY)
+
+
+def _names_client_id(args: tuple[Any, ...]) -> bool:
+    """CLIENT KILL with an ``ID`` filter (client ids are per node). O(args)."""
+    filters = args[2:] if _text(args[0]).strip().lower() == "client" else args[1:]
+    return len(filters) > 1 and any(_text(word).lower() == "id" for word in filters[::2])
 
 
 def _split(
@@ -290,34 +336,25 @@ def _split(
 
 
 def _combiner(policy: ResponsePolicy) -> Callable[[list[Any]], Any]:
+    """The merge of a split keyed command by its response policy (sum for DEL ...)."""
     if policy is ResponsePolicy.AGG_SUM:
-        return lambda answers: _elementwise(answers, sum)
+        return lambda answers: elementwise(answers, sum)
     if policy is ResponsePolicy.AGG_MIN:
-        return lambda answers: _elementwise(answers, min)
+        return lambda answers: elementwise(answers, min)
     if policy is ResponsePolicy.AGG_MAX:
-        return lambda answers: _elementwise(answers, max)
+        return lambda answers: elementwise(answers, max)
     if policy is ResponsePolicy.AGG_LOGICAL_AND:
-        return lambda answers: _elementwise(answers, all)
+        return lambda answers: elementwise(answers, all)
     if policy is ResponsePolicy.AGG_LOGICAL_OR:
-        return lambda answers: _elementwise(answers, any)
+        return lambda answers: elementwise(answers, any)
     if policy in (ResponsePolicy.ALL_SUCCEEDED, ResponsePolicy.ONE_SUCCEEDED):
-        return lambda answers: answers[0]
-    return _gather
+        return first_answer
+    return gather
 
 
-def _elementwise(answers: list[Any], reduce: Callable[[Any], Any]) -> Any:
-    if answers and all(isinstance(a, list) for a in answers):
-        return [reduce(column) for column in zip(*answers, strict=True)]
-    return reduce(answers)
-
-
-def _gather(answers: list[Any]) -> Any:
-    """Default keyless answers: lists are concatenated (KEYS); single values are any node's
-    non-empty answer, picked at random (RANDOMKEY)."""
-    if all(isinstance(a, (list, tuple)) for a in answers):
-        return [item for answer in answers for item in answer]
-    present = [a for a in answers if a is not None]
-    return random.choice(present) if present else None
+def plan_nodes(plan: Plan) -> list[str]:
+    """The nodes of ``plan``'s parts, in order."""
+    return [part.node for part in plan.parts]
 
 
 def first_answer(answers: list[Any]) -> Any:

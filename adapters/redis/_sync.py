@@ -25,9 +25,18 @@ from redis.commands.core import CoreCommands
 
 from hashring import EmptyRingError, InvalidOptionError, Placement
 
+from ._answers import settled
 from ._base import ShardedBase, config_arguments
 from ._clients import connect, read_command_table
-from ._commands import CONNECTION_ERRORS, CommandTable, Part, Plan, known_keys, parser_args
+from ._commands import (
+    CONNECTION_ERRORS,
+    CommandTable,
+    Part,
+    Plan,
+    known_keys,
+    parser_args,
+    plan_nodes,
+)
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import ShardedPipeline
 from ._routing import next_scan_cursor, scan_position
@@ -370,7 +379,8 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             for part in plan.parts[len(futures) :]:  # never submitted: give their leases back
                 self._leave(slots[part.node])
             raise
-        return plan.merge([future.result() for future in futures])
+        outcomes = [future.exception() or future.result() for future in futures]
+        return plan.merge(settled(plan.command, plan_nodes(plan), outcomes, plan.any_success))
 
     def _call(self, part: Part, options: dict[str, Any], slot: Slot[redis.Redis]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""
