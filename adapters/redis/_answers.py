@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._server_wide import Answer
 
 __all__ = [
     "INFO_SUMMED",
+    "Failure",
     "LATENCY_SAMPLES",
     "MEMORY_SUMMED",
     "elementwise",
@@ -34,6 +35,13 @@ __all__ = [
 ]
 
 Merge = Callable[[list[Any]], Any]
+
+
+class Failure(NamedTuple):
+    """A part that raised ``error`` (an outcome, so that gathering does not raise it)."""
+
+    error: BaseException
+
 
 INFO_SUMMED = frozenset(
     {
@@ -147,7 +155,8 @@ def gather(answers: list[Any]) -> Any:
 def settled(
     command: str, nodes: Sequence[str], outcomes: list[Any], any_success: bool = False
 ) -> list[Any]:
-    """The answers of a plan's parts (sent to ``nodes``, in order), when none failed, or,
+    """The answers of a plan's parts (sent to ``nodes``, in order; a :class:`Failure` for
+    a part that raised), when none failed, or,
     with ``any_success`` (SCRIPT KILL, CLIENT KILL: the target is on one node), the answers
     of those that succeeded when one did.
 
@@ -158,17 +167,15 @@ def settled(
         applied: nothing is undone); a BaseException that is not an Exception (a
         cancellation) as it is.
     """
-    failed = [(n, o) for n, o in zip(nodes, outcomes, strict=True) if isinstance(o, BaseException)]
+    failed = [(n, o.error) for n, o in zip(nodes, outcomes, strict=True) if isinstance(o, Failure)]
     if not failed:
         return outcomes
-    succeeded = [
-        n for n, o in zip(nodes, outcomes, strict=True) if not isinstance(o, BaseException)
-    ]
+    succeeded = [n for n, o in zip(nodes, outcomes, strict=True) if not isinstance(o, Failure)]
     if any_success and succeeded:
-        return [o for o in outcomes if not isinstance(o, BaseException)]
-    for _, outcome in failed:
-        if not isinstance(outcome, Exception):
-            raise outcome
+        return [o for o in outcomes if not isinstance(o, Failure)]
+    for _, error in failed:
+        if not isinstance(error, Exception):
+            raise error
     node, error = failed[0]
     where = (
         f"it succeeded on {', '.join(map(repr, succeeded))} and stays applied there"

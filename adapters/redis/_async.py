@@ -33,7 +33,7 @@ from redis.commands.core import AsyncCoreCommands
 
 from hashring import EmptyRingError, Placement
 
-from ._answers import settled
+from ._answers import Failure, settled
 from ._base import ShardedBase, config_arguments
 from ._clients import (
     connect_async,
@@ -378,11 +378,11 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
     async def _attempt(
         self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]
     ) -> Any:
-        """:meth:`_call`, its error returned rather than raised (see ``settled``)."""
+        """:meth:`_call`, its error returned as a ``Failure`` (see ``settled``)."""
         try:
             return await self._call(slot, part, options)
         except Exception as error:
-            return error
+            return Failure(error)
 
     async def _call(self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""

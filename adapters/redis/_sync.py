@@ -25,7 +25,7 @@ from redis.commands.core import CoreCommands
 
 from hashring import EmptyRingError, InvalidOptionError, Placement
 
-from ._answers import settled
+from ._answers import Failure, settled
 from ._base import ShardedBase, config_arguments
 from ._clients import connect, read_command_table
 from ._commands import (
@@ -379,7 +379,10 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             for part in plan.parts[len(futures) :]:  # never submitted: give their leases back
                 self._leave(slots[part.node])
             raise
-        outcomes = [future.exception() or future.result() for future in futures]
+        outcomes = [
+            Failure(error) if (error := future.exception()) is not None else future.result()
+            for future in futures
+        ]
         return plan.merge(settled(plan.command, plan_nodes(plan), outcomes, plan.any_success))
 
     def _call(self, part: Part, options: dict[str, Any], slot: Slot[redis.Redis]) -> Any:
