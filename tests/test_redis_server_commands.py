@@ -352,6 +352,23 @@ def test_slowlog_get_is_one_log_newest_first_with_unique_ids(
     assert [c.slowlog_len() for c in by_node.values()] == [1, 1, 1]  # CONFIG SET itself
 
 
+def test_acl_log_is_one_log_newest_first(
+    sharded: ShardedRedis, servers: list[RedisServer], by_node: dict[str, redis.Redis]
+) -> None:
+    """ACL LOG merges every node's entries, newest first, at most ``count``; RESET clears all."""
+    for server in (servers[2], servers[0], servers[1]):
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            server.client(username="intruder", password="wrong").ping()
+    merged = sharded.acl_log()
+    assert len(merged) == 3
+    assert all(e["reason"] == "auth" and e["username"] == "intruder" for e in merged)
+    ages = [e["age-seconds"] for e in merged]
+    assert ages == sorted(ages)
+    assert len(sharded.acl_log(count=2)) == 2
+    assert sharded.acl_log_reset() is True
+    assert [c.acl_log() for c in by_node.values()] == [[], [], []]
+
+
 def test_info_merges_field_by_field_like_one_server(
     sharded: ShardedRedis, by_node: dict[str, redis.Redis], plain: redis.Redis
 ) -> None:

@@ -14,6 +14,9 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
 
 * ``_errors``: the refusals, both hashring's and redis-py's errors;
 * ``_commands``: the COMMAND table and the plan of one command (routing table there);
+* ``_server_wide``: where keyless commands go (every node, one node, refused) and why;
+* ``_answers``: answers of several nodes combined into one server's, and a failed part's
+  error naming its node;
 * ``_routing``: keys to nodes under health, pipelines grouped per node and reassembled,
   sharded SCAN cursors, migration fallbacks;
 * ``_leases``: node membership snapshots and the leases that keep a removed node's client

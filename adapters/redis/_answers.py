@@ -25,9 +25,9 @@ from ._server_wide import Answer
 
 __all__ = [
     "INFO_SUMMED",
-    "Failure",
     "LATENCY_SAMPLES",
     "MEMORY_SUMMED",
+    "Failure",
     "elementwise",
     "gather",
     "merger",
@@ -89,6 +89,9 @@ MEMORY_SUMMED = frozenset(
 """MEMORY STATS fields summed over the nodes (byte and key counts); ratios, percentages and
 peaks are kept when equal, else ``{node: value}``."""
 
+_SUMMED = {"info": INFO_SUMMED, "memory": MEMORY_SUMMED}
+"""Summed fields by command (CONFIG GET and FUNCTION STATS sum nothing)."""
+
 LATENCY_SAMPLES = 160
 """How many samples one server keeps per latency event (``LATENCY_TS_LEN``)."""
 
@@ -116,9 +119,7 @@ def merger(answer: Answer, nodes: Sequence[str], args: Sequence[Any]) -> Merge:
     if answer is Answer.AGREED:
         return lambda answers: _agreed(names, answers)
     if answer is Answer.FIELDS:
-        summed = INFO_SUMMED if _head(args) == "info" else MEMORY_SUMMED
-        if _head(args) == "config":
-            summed = frozenset()
+        summed = _SUMMED.get(_head(args), frozenset())
         return lambda answers: _fields(names, answers, summed)
     if answer is Answer.SLOWLOG:
         count = _count(args, 10)

@@ -137,8 +137,10 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             CrossShardError, UnsupportedCommandError: before anything is sent.
             InvalidKeyError, KeyEncodingError: a key the placement refuses (a str with a
                 lone surrogate), before anything is sent.
-            redis.exceptions.RedisError: from a node (with several parts, the first failed
-                part's error, raised once every part has finished); NodeRemovedError (a
+            redis.exceptions.RedisError: from a node (with several parts, once all have
+                finished: the first failed part's error class, its message naming the node
+                and the nodes where the command succeeded and stays applied; see
+                ``_answers.settled``); NodeRemovedError (a
                 ConnectionError) if the command kept being routed to nodes being removed.
         """
         try:

@@ -231,7 +231,8 @@ def plan_command(
     """The plan for ``args``, given its ``keys`` and their ``owners`` (same order).
 
     Raises:
-        UnsupportedCommandError: a command that holds connection state, or raw SCAN.
+        UnsupportedCommandError: a command that holds connection state, raw SCAN, or a
+            keyless command refused by ``_server_wide`` (REPLICAOF, DEBUG, CLIENT KILL ID ...).
         CrossShardError: keys on several nodes, and the command cannot be split.
     """
     name = command.name
