@@ -3,9 +3,11 @@ classified, writes reach every node, and merged reads answer as one server would
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -13,7 +15,7 @@ from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis, Unsupported
 from hashring.adapters.redis._answers import merger
 from hashring.adapters.redis._commands import CONNECTION_STATE, CommandTable, plan_command
 from hashring.adapters.redis._server_wide import RULES, Answer, Route
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis._parsers.commands import CommandsParser
 from redis_servers import RedisServer, RedisServerFactory
@@ -515,6 +517,93 @@ async def test_async_merges_and_partial_failure(
     assert samples == ["8", "8", "5"]
 
 
+# ---------------------------------------------------------------- differential
+
+
+LIBRARY = "#!lua name={0}\nredis.register_function('{0}_f', function() return 1 end)"
+SCRIPTS = ("return 1", "return 2")
+users = st.sampled_from(["alice", "bob"])
+state_steps = st.one_of(
+    st.tuples(st.just("acl_setuser"), users, st.booleans(), st.sampled_from(["+@all", "-@all"])),
+    st.tuples(st.just("acl_deluser"), st.lists(users, min_size=1, max_size=2)),
+    st.tuples(st.just("config_set"), st.sampled_from(["maxmemory-samples", "hz"]),
+              st.integers(1, 40)),
+    st.tuples(st.just("script_load"), st.sampled_from(SCRIPTS)),
+    st.tuples(st.just("script_flush")),
+    st.tuples(st.just("function_load"), st.sampled_from(["la", "lb"]), st.booleans()),
+    st.tuples(st.just("function_delete"), st.sampled_from(["la", "lb"])),
+)  # fmt: skip
+
+
+def _apply(step: tuple[Any, ...], client: Any) -> Any:
+    """Run one state-changing step: its answer, or its error's class and message."""
+    try:
+        if step[0] == "acl_setuser":
+            return client.acl_setuser(step[1], enabled=step[2], commands=[step[3]], reset=True)
+        if step[0] == "acl_deluser":
+            return client.acl_deluser(*step[1])
+        if step[0] == "config_set":
+            return client.config_set(step[1], step[2])
+        if step[0] == "script_load":
+            return client.script_load(step[1])
+        if step[0] == "script_flush":
+            return client.script_flush()
+        if step[0] == "function_load":
+            return client.function_load(LIBRARY.format(step[1]), replace=step[2])
+        return client.function_delete(step[1])
+    except redis.exceptions.ResponseError as error:
+        return ("error", type(error).__name__, str(error).split(" (node ")[0])
+
+
+def _observe(client: Any) -> Any:
+    """What a client sees of the server-wide state, answers and their types."""
+    seen = [
+        client.acl_users(),
+        [client.acl_getuser(u) for u in ("alice", "bob")],
+        client.config_get("maxmemory-samples"),
+        client.config_get("hz"),
+        client.script_exists(*[sha1(s) for s in SCRIPTS]),
+        client.function_list(),
+        client.function_stats(),
+    ]
+    seen[5] = sorted(seen[5], key=repr)  # FUNCTION LIST: hash-table order, on one server too
+    return [(type(answer).__name__, answer) for answer in seen]
+
+
+def sha1(script: str) -> str:
+    """A script's SHA1, as SCRIPT LOAD answers it."""
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+def _reset_server_state(clients: list[redis.Redis]) -> None:
+    for client in clients:
+        for user in client.acl_users():
+            if user != "default":
+                client.acl_deluser(user)
+        client.script_flush()
+        client.function_flush()
+        client.config_set("maxmemory-samples", 5)
+        client.config_set("hz", 10)
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(program=st.lists(state_steps, min_size=1, max_size=8))
+def test_server_state_differential_against_one_plain_server(
+    sharded: ShardedRedis,
+    by_node: dict[str, redis.Redis],
+    plain: redis.Redis,
+    program: list[tuple[Any, ...]],
+) -> None:
+    """Any sequence of ACL / CONFIG / SCRIPT / FUNCTION changes answers, and leaves the
+    server-wide state seen through ShardedRedis, exactly as one plain server."""
+    _reset_server_state([*by_node.values(), plain])
+    for step in program:
+        assert _apply(step, sharded) == _apply(step, plain), step
+        assert _observe(sharded) == _observe(plain), step
+    for client in by_node.values():  # and every node holds that state
+        assert _observe(client) == _observe(plain)
+
+
 # ---------------------------------------------------------------- merges as functions
 
 
@@ -571,7 +660,9 @@ def test_fields_merge_sums_counters_and_never_guesses(answers: list[dict[str, in
 
 
 def test_agreed_is_one_answer_or_per_node() -> None:
-    """AGREED: the common answer, else {node: answer} (never one node's answer as all's)."""
+    """AGREED: the common answer (lists in any order), else {node: answer}."""
     merge = merger(Answer.AGREED, ["a", "b"], ("ACL LIST",))
     assert merge([["x"], ["x"]]) == ["x"]
+    assert merge([["x", "y"], ["y", "x"]]) == ["x", "y"]
     assert merge([["x"], ["y"]]) == {"a": ["x"], "b": ["y"]}
+    assert merge([["x", "x"], ["x"]]) == {"a": ["x", "x"], "b": ["x"]}

@@ -206,9 +206,15 @@ def _any_success(answers: list[Any]) -> Any:
 
 
 def _agreed(nodes: list[str], answers: list[Any]) -> Any:
+    """The answer all nodes give (lists in any order: FUNCTION LIST, MODULE LIST list
+    in hash-table order, which one server does not fix either), else ``{node: answer}``."""
     first = answers[0]
     if all(a == first for a in answers[1:]):
         return first
+    if all(isinstance(a, list) for a in answers):
+        canonical = sorted(map(repr, first))
+        if all(sorted(map(repr, a)) == canonical for a in answers[1:]):
+            return first
     return dict(zip(nodes, answers, strict=True))
 
 

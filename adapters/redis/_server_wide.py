@@ -50,7 +50,7 @@ class Answer(Enum):
 
     FIRST = "all succeeded: any node's answer (they agree: OK, True, a script's SHA)"
     ANY = "succeeds when one node does (the others' errors dropped): sum of ints, else first"
-    AGREED = "the answer when all nodes agree, else {node: answer}"
+    AGREED = "the answer all nodes give (lists in any order), else {node: answer}"
     SUM = "sum (element-wise for lists)"
     MIN = "minimum"
     MAX = "maximum"
