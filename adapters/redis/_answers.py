@@ -179,7 +179,7 @@ def settled(
             raise error
     node, error = failed[0]
     where = (
-        f"it succeeded on {', '.join(map(repr, succeeded))} and stays applied there"
+        f"it succeeded on {', '.join(map(repr, succeeded))}, where nothing is undone"
         if succeeded
         else "it failed on every node"
     )
