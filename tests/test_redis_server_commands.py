@@ -433,12 +433,26 @@ def test_latency_latest_and_history_merge_by_time(
     assert [c.latency_latest() for c in by_node.values()] == [[], [], []]
 
 
-def test_lastsave_is_the_oldest_and_dbsize_sums(
+def test_save_and_bgsave_reach_every_node(
     sharded: ShardedRedis, by_node: dict[str, redis.Redis]
 ) -> None:
-    """LASTSAVE is the oldest node's (all keys saved since); SAVE reaches every node."""
+    """SAVE and BGSAVE reach every node; LASTSAVE is the oldest node's (all keys saved
+    since)."""
+    sharded.mset({f"save:{i}": i for i in range(30)})
     assert sharded.save() is True
+    changes = [c.info("persistence")["rdb_changes_since_last_save"] for c in by_node.values()]
+    assert changes == [0, 0, 0]
     assert sharded.lastsave() == min(c.lastsave() for c in by_node.values())
+    sharded.mset({f"save:{i}": -i for i in range(30)})
+    assert sharded.bgsave() is True
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        c.info("persistence")["rdb_changes_since_last_save"] for c in by_node.values()
+    ):
+        time.sleep(0.01)
+    changes = [c.info("persistence")["rdb_changes_since_last_save"] for c in by_node.values()]
+    assert changes == [0, 0, 0]
+    assert sharded.dbsize() == 30
 
 
 def test_resp3_answers_have_the_plain_servers_shape(

@@ -145,7 +145,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
                 lone surrogate), before anything is sent.
             redis.exceptions.RedisError: from a node (with several parts, once all have
                 finished: the first failed part's error class, its message naming the node
-                and the nodes where the command succeeded and stays applied; see
+                and the nodes where it succeeded, where nothing is undone; see
                 ``_answers.settled``); NodeRemovedError (a ConnectionError) if the command
                 kept being routed to nodes that were just removed.
         """
