@@ -41,10 +41,19 @@ from ._clients import (
     gather_leased,
     read_command_table_async,
 )
-from ._commands import CONNECTION_ERRORS, CommandTable, Part, Plan, known_keys, parser_args
+from ._commands import (
+    CONNECTION_ERRORS,
+    Command,
+    CommandTable,
+    Part,
+    Plan,
+    known_keys,
+    parser_args,
+)
+from ._fallback import NEW, Read, Seen, refuse_blocking, resolve, seen_of
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import AsyncShardedPipeline
-from ._routing import next_scan_cursor, scan_position
+from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
 
 __all__ = ["AsyncShardedRedis"]
 
@@ -68,8 +77,13 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             command (task) probes the node while the others keep using the fallback; the
             node's idle pooled connections are dropped when it is ejected and when it
             recovers.
-        read_fallback: the client of the previous topology during a migration: a read that
-            finds nothing on its new owner is retried there.
+        read_fallback: the client of the previous topology during a migration (its keys
+            copied to their new owners, then deleted; writes go to the new owners): every
+            read-only command with keys sends each key's EXISTS ahead of it (same round
+            trip); a key its new owner lacks is read from this client instead, then from
+            the new owner again if neither had it (see ``_fallback``). Blocking reads
+            (XREAD ... BLOCK) are refused meanwhile; writes and keyless reads never fall
+            back.
         **redis_kwargs: passed to ``redis.asyncio.Redis.from_url`` for every URL
             (``decode_responses``, ``socket_timeout``, ``password``, ...).
 
@@ -141,29 +155,28 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         parser, table = await self._command_table()
         command = table.describe(args)  # once per command, whatever the reroutes
         keys = known_keys(command, args)
+        migrating = self.read_fallback is not None and "readonly" in command.flags
         for _ in range(REROUTE_ATTEMPTS):
-            if keys is not None and len(keys) == 1:  # the common case, without a plan
+            if keys is not None and len(keys) == 1 and not migrating:  # the common case
                 node = self._owner(keys)
                 slot = self._members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
-                value = await self._call(slot, Part(node, args), options)
-                if value is None and self.read_fallback is not None:
-                    plan = self._single(command, node, args, keys)
-                    value = await self._fall_back(plan, options, value)
-                return value
+                return await self._call(slot, Part(node, args), options)
             members = self._members
             try:
                 known = await self._keys(parser, args, keys, members)
             except NodeRemovedError:
                 continue
+            if migrating and known:
+                return await self._fall_back(command, Read(args, known), options)
             plan = self._plan_for(command, args, known, members)
             slots, closing = lease(members, (part.node for part in plan.parts))
             if closing:
                 await gather_all(client.aclose() for client in closing)
             if slots is None:
                 continue  # a node of the plan left: nothing was sent, route again
-            return await self._fall_back(plan, options, await self._run(plan, options, slots))
+            return await self._run(plan, options, slots)
         raise NodeRemovedError(
             f"{command.name.upper()} kept being routed to nodes that were being removed; "
             "nothing was sent"
@@ -387,16 +400,77 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         if self._record(node, slot, ok) is not None:
             drop_idle_connections(slot.client.connection_pool)
 
-    async def _fall_back(self, plan: Plan, options: dict[str, Any], value: Any) -> Any:
-        """During a migration: a read that missed on its new owner asks the old topology."""
-        missed = self._misses_to_ask(plan, value)
-        if missed is None:
-            return value
+    async def _fall_back(self, command: Command, read: Read, options: dict[str, Any]) -> Any:
+        """A read-only command with keys while ``read_fallback`` is set, as
+        ``ShardedRedis._fall_back``: round 1 on the new owners (each key's EXISTS pipelined
+        ahead of the read), then the rounds ``_fallback.resolve`` asks.
+
+        Raises:
+            UnsupportedCommandError: a blocking read (XREAD ... BLOCK), before sending.
+            CrossShardError: the keys stayed split between the two topologies.
+        """
+        refuse_blocking(command, read.args)
         fallback = self.read_fallback
         assert fallback is not None
-        if plan.command != "mget":
-            return await fallback.execute_command(*plan.parts[0].args, **options)
-        older = await fallback.execute_command("MGET", *[plan.keys[i] for i in missed])
-        for i, old in zip(missed, older, strict=True):
-            value[i] = old
-        return value
+        rounds = resolve(command, read, (await self._round([read], options))[0])
+        options = {k: v for k, v in options.items() if k != "keys"}
+        try:
+            side, reads = next(rounds)
+            while True:
+                client = self if side == NEW else fallback
+                side, reads = rounds.send(await client._round(reads, options))
+        except StopIteration as done:
+            return done.value
+
+    async def _round(self, reads: list[Read], options: dict[str, Any]) -> list[Seen]:
+        """One round of reads on this client's own nodes (never its ``read_fallback``):
+        each read's presence commands then the read, one redis-py pipeline per node (not a
+        transaction), the nodes concurrently.
+
+        Raises:
+            NodeRemovedError: the reads kept being routed to nodes being removed.
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
+        """
+        _, table = await self._command_table()
+        for _ in range(REROUTE_ATTEMPTS):
+            members = self._members
+            plans, opts = self._round_plans(table, reads, options, members)
+            per_node = group_per_node(plans, opts)
+            slots, closing = lease(members, per_node)
+            if closing:
+                await gather_all(client.aclose() for client in closing)
+            if slots is not None:
+                break
+        else:
+            raise NodeRemovedError("reads kept being routed to nodes being removed")
+        if len(per_node) == 1:
+            [(node, entries)] = per_node.items()
+            answers = {node: await self._send_round(node, slots[node], entries)}
+        else:
+            sends = [
+                (slots[node], self._send_round(node, slots[node], entries))
+                for node, entries in per_node.items()
+            ]
+            answers = dict(zip(per_node, await gather_leased(sends), strict=True))
+        return seen_of(reads, assemble(plans, per_node, answers, raise_on_error=False))
+
+    async def _send_round(
+        self, node: str, slot: Slot[aioredis.Redis], entries: list[Entry]
+    ) -> list[Any]:
+        """Send one node's share of a round as a pipeline on its leased client, record the
+        outcome, give the lease back."""
+        try:
+            pipe = slot.client.pipeline(transaction=False)
+            for entry in entries:
+                pipe.execute_command(*entry.args, **entry.options)
+            try:
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            except CONNECTION_ERRORS:
+                self._outcome(node, slot, False)
+                raise
+            finally:
+                await pipe.reset()  # type: ignore[no-untyped-call]
+            self._outcome(node, slot, True)
+            return answers
+        finally:
+            await self._leave(slot)
