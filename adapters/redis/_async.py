@@ -50,7 +50,7 @@ from ._commands import (
     known_keys,
     parser_args,
 )
-from ._fallback import NEW, Read, Seen, refuse_blocking, resolve, seen_of
+from ._fallback import NEW, Read, Seen, may_read, reads_only, refuse_blocking, resolve, seen_of
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import AsyncShardedPipeline
 from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
@@ -155,7 +155,7 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         parser, table = await self._command_table()
         command = table.describe(args)  # once per command, whatever the reroutes
         keys = known_keys(command, args)
-        migrating = self.read_fallback is not None and "readonly" in command.flags
+        migrating = self.read_fallback is not None and may_read(command)
         for _ in range(REROUTE_ATTEMPTS):
             if keys is not None and len(keys) == 1 and not migrating:  # the common case
                 node = self._owner(keys)
@@ -166,9 +166,12 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             members = self._members
             try:
                 known = await self._keys(parser, args, keys, members)
+                reading = (
+                    migrating and bool(known) and await self._reads_only(command, args, members)
+                )
             except NodeRemovedError:
                 continue
-            if migrating and known:
+            if reading:
                 return await self._fall_back(command, Read(args, known), options)
             plan = self._plan_for(command, args, known, members)
             slots, closing = lease(members, (part.node for part in plan.parts))
@@ -399,6 +402,29 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         recovered, drop its idle pooled connections (stale after a restart)."""
         if self._record(node, slot, ok) is not None:
             drop_idle_connections(slot.client.connection_pool)
+
+    async def _reads_only(self, command: Command, args: tuple[Any, ...], members: Any) -> bool:
+        """Whether this invocation only reads (while ``read_fallback`` is set): flagged
+        ``readonly``, else every key flagged ``RO`` by ``COMMAND GETKEYSANDFLAGS`` (asked of
+        a usable node: SORT or GEORADIUS without STORE).
+
+        Raises:
+            NodeRemovedError: the node asked left meanwhile.
+        """
+        if "readonly" in command.flags:
+            return True
+        asked = self._asked_node(members)
+        slot = self._enter(members, asked)
+        try:
+            answer = await slot.client.execute_command("COMMAND GETKEYSANDFLAGS", *args)  # type: ignore[no-untyped-call]
+        except CONNECTION_ERRORS:
+            self._outcome(asked, slot, False)
+            raise
+        except redis.exceptions.ResponseError:
+            return False  # not a valid invocation: the command itself says why
+        finally:
+            await self._leave(slot)
+        return reads_only(answer)
 
     async def _fall_back(self, command: Command, read: Read, options: dict[str, Any]) -> Any:
         """A read-only command with keys while ``read_fallback`` is set, as

@@ -22,6 +22,11 @@ side holds every key the other held a moment before; keys split between the two 
 (a migrator moving a tag group key by key) raise ``CrossShardError`` after
 ``MAX_ROUNDS`` rather than answering from half of them.
 
+Commands flagged as writes only for an optional argument (SORT and GEORADIUS without
+STORE: redis-py's ``sort_ro()`` and ``georadius()`` send those) are reads when the server's
+``COMMAND GETKEYSANDFLAGS`` flags every key ``RO`` (:func:`reads_only`; asked only while
+``read_fallback`` is set, of commands with movable keys not flagged ``readonly``).
+
 Multi-key commands whose answer is per key (``multi_shard`` with a keyed or summed answer:
 MGET, EXISTS, TOUCH) are settled per key (:func:`missed_positions`, :func:`key_args`,
 :func:`merge_keys`): keys present on their new owner keep round 1's answer, each missed
@@ -55,12 +60,13 @@ __all__ = [
     "Read",
     "Rounds",
     "Seen",
-    "falls_back",
     "key_args",
+    "may_read",
     "merge_keys",
     "missed_positions",
     "per_key",
     "presence_commands",
+    "reads_only",
     "refuse_blocking",
     "resolve",
     "round_commands",
@@ -95,10 +101,24 @@ Rounds = Generator[tuple[Side, list[Read]], list[Seen], Any]
 """:func:`resolve`'s generator: yields the side and reads to send, is sent their Seen."""
 
 
-def falls_back(command: Command, keys: Sequence[Any]) -> bool:
-    """Whether a command with ``keys`` is settled by rounds while ``read_fallback`` is set:
-    a read-only command (COMMAND table flag) with at least one key. O(1)."""
-    return bool(keys) and "readonly" in command.flags
+def may_read(command: Command) -> bool:
+    """Whether a command may be a read while ``read_fallback`` is set: flagged ``readonly``
+    in the COMMAND table, or with movable keys (SORT, GEORADIUS: a write only with their
+    STORE argument; :func:`reads_only` decides from the server's key flags). O(1)."""
+    return "readonly" in command.flags or "movablekeys" in command.flags
+
+
+def reads_only(keys_and_flags: Sequence[Any]) -> bool:
+    """Whether ``COMMAND GETKEYSANDFLAGS``'s answer (``[[key, [flag, ...]], ...]``) flags
+    every key ``RO``: this invocation only reads (``SORT k``, not ``SORT k STORE d``).
+    O(keys).
+
+    >>> reads_only([[b"k", [b"RO", b"access"]]]), reads_only([["k", ["RO"]], ["d", ["OW"]]])
+    (True, False)
+    """
+    return bool(keys_and_flags) and all(
+        any(_text(flag) == "RO" for flag in flags) for _, flags in keys_and_flags
+    )
 
 
 def refuse_blocking(command: Command, args: Sequence[Any]) -> None:

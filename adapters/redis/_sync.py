@@ -36,7 +36,7 @@ from ._commands import (
     known_keys,
     parser_args,
 )
-from ._fallback import NEW, Read, Seen, refuse_blocking, resolve, seen_of
+from ._fallback import NEW, Read, Seen, may_read, reads_only, refuse_blocking, resolve, seen_of
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import ShardedPipeline
 from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
@@ -160,7 +160,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         parser, table = self._command_table()
         command = table.describe(args)  # once per command, whatever the reroutes
         keys = known_keys(command, args)
-        migrating = self.read_fallback is not None and "readonly" in command.flags
+        migrating = self.read_fallback is not None and may_read(command)
         for _ in range(REROUTE_ATTEMPTS):
             if keys is not None and len(keys) == 1 and not migrating:  # the common case
                 node = self._owner(keys)
@@ -171,9 +171,10 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             members = self._members
             try:
                 known = self._keys(parser, args, keys, members)
+                reading = migrating and bool(known) and self._reads_only(command, args, members)
             except NodeRemovedError:
                 continue
-            if migrating and known:
+            if reading:
                 return self._fall_back(command, Read(args, known), options)
             plan = self._plan_for(command, args, known, members)
             slots, closing = lease(members, (part.node for part in plan.parts))
@@ -407,6 +408,27 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         if self._record(node, slot, ok) is not None:
             with suppress(*CONNECTION_ERRORS, OSError):
                 slot.client.connection_pool.disconnect(inuse_connections=False)
+
+    def _reads_only(self, command: Command, args: tuple[Any, ...], members: Any) -> bool:
+        """Whether this invocation only reads (while ``read_fallback`` is set): flagged
+        ``readonly``, else every key flagged ``RO`` by ``COMMAND GETKEYSANDFLAGS`` (asked of
+        a usable node: SORT or GEORADIUS without STORE).
+
+        Raises:
+            NodeRemovedError: the node asked left meanwhile.
+        """
+        if "readonly" in command.flags:
+            return True
+        asked = self._asked_node(members)
+        with self._leased(members, asked) as client:
+            try:
+                answer = client.execute_command("COMMAND GETKEYSANDFLAGS", *args)  # type: ignore[no-untyped-call]
+            except CONNECTION_ERRORS:
+                self._outcome(asked, members.slots[asked], False)
+                raise
+            except redis.exceptions.ResponseError:
+                return False  # not a valid invocation: the command itself says why
+        return reads_only(answer)
 
     def _fall_back(self, command: Command, read: Read, options: dict[str, Any]) -> Any:
         """A read-only command with keys while ``read_fallback`` is set: round 1 on the new
