@@ -420,12 +420,17 @@ def test_blocking_read_is_refused_before_sending(
 
 
 def _migrate(
-    old: ShardedRedis, new: ShardedRedis, keys: list[str], order: random.Random
+    old: ShardedRedis,
+    new: ShardedRedis,
+    keys: list[str],
+    order: random.Random,
+    current: list[str],
 ) -> Iterator[None]:
     """Copy each key to its new owner, then delete it from the old (as ``hashring
-    migrate``); yields after each step so a caller can interleave."""
+    migrate``), naming the key under way in ``current[0]``; yields after each step."""
     order.shuffle(keys)
     for key in keys:
+        current[0] = key
         payload = old.client_for(key).dump(key)
         assert payload is not None
         new.client_for(key).restore(key, 0, payload, replace=True)
@@ -471,11 +476,12 @@ def test_no_read_misses_a_key_in_flight(
     assert len(moving) >= 5
     done = threading.Event()
     failures: list[str] = []
+    current = [moving[0]]
 
     def reader(rng: random.Random) -> None:
         reads = 0
         while not done.is_set() or reads < 50:
-            key = rng.choice(moving)
+            key = current[0] if rng.random() < 0.7 else rng.choice(moving)
             read, expected = checks[key]
             got = read(new)
             if got != expected:
@@ -495,7 +501,7 @@ def test_no_read_misses_a_key_in_flight(
     for thread in threads:
         thread.start()
     try:
-        for _ in _migrate(old, new, list(moving), random.Random(seed)):
+        for _ in _migrate(old, new, list(moving), random.Random(seed), current):
             pass
     finally:
         done.set()
@@ -569,10 +575,11 @@ async def test_async_no_read_misses_a_key_in_flight(
     keys, checks = _seed_moving(sync_old, 60)
     moving = [k for k in keys if sync_new.node_for(k) != sync_old.node_for(k)]
     done = threading.Event()
+    current = [moving[0]]
 
     def migrator() -> None:
         try:
-            for _ in _migrate(sync_old, sync_new, list(moving), random.Random(seed)):
+            for _ in _migrate(sync_old, sync_new, list(moving), random.Random(seed), current):
                 pass
         finally:
             done.set()
@@ -584,7 +591,7 @@ async def test_async_no_read_misses_a_key_in_flight(
     async def reader(rng: random.Random) -> None:
         reads = 0
         while (not done.is_set() or reads < 50) and reads < 20_000:
-            key = rng.choice(moving)
+            key = current[0] if rng.random() < 0.7 else rng.choice(moving)
             read, expected = checks[key]
             got = await read(new)
             if got != expected:
