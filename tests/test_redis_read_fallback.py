@@ -640,7 +640,7 @@ def test_rounds_answer_some_moment_of_the_read(
         return Seen(tuple(k in side for k in keys), frozenset(side))
 
     truths.append(frozenset(new | old))
-    read = Read(("X", *keys), keys)
+    read = Read(("X", *keys), keys, {})
     command = _plain_command()
     rounds = resolve(command, read, look(new))
     ended = False

@@ -337,7 +337,6 @@ class ShardedBase(Generic[C]):
         self,
         table: CommandTable,
         reads: list[Read],
-        options: dict[str, Any],
         members: Members[C],
     ) -> tuple[list[Plan], list[dict[str, Any]]]:
         """The plans of one round of reads during a migration (see ``_fallback``): each
@@ -348,7 +347,7 @@ class ShardedBase(Generic[C]):
             CrossShardError: a read's keys are on several of this client's nodes (the old
                 topology placing a read's keys apart) and it cannot be split.
         """
-        commands = round_commands(reads, options)
+        commands = round_commands(reads)
         keys = [each for read in reads for each in ([[k] for k in read.keys] + [read.keys])]
         plans = [
             self._plan_for(table.describe(args), args, its_keys, members)

@@ -39,8 +39,9 @@ blocking reads (XREAD ... BLOCK) are refused while ``read_fallback`` is set
 for the timeout instead of answering.
 
 :func:`resolve` drives the rounds after round 1 as a generator: it yields ``(side, reads)``
-and is sent each read's :class:`Seen` for that round; both clients (and pipelines) drive
-it with their own I/O.
+and is sent each read's :class:`Seen` for that round. :func:`together` runs many of them
+in step (a pipeline's reads: one batch per round and side); both clients drive it with
+their own I/O (``_round`` on themselves or on their ``read_fallback``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ __all__ = [
     "round_commands",
     "seen_of",
     "settle",
+    "together",
 ]
 
 MAX_ROUNDS = 6
@@ -83,10 +85,12 @@ OLD: Side = "old"
 
 
 class Read(NamedTuple):
-    """One read sent in a round: its arguments and its keys (in argument order)."""
+    """One read sent in a round: its arguments, its keys (in argument order) and
+    redis-py's options for it."""
 
     args: tuple[Any, ...]
     keys: list[Any]
+    options: dict[str, Any]
 
 
 class Seen(NamedTuple):
@@ -148,17 +152,14 @@ def presence_commands(keys: Sequence[Any]) -> list[tuple[Any, ...]]:
     return [("EXISTS", key) for key in keys]
 
 
-def round_commands(
-    reads: Sequence[Read], options: dict[str, Any]
-) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """One round's commands, in the order to send them: for each read, its presence
-    commands, then the read with ``options`` (a read alone on fewer keys than the caller's
-    command drops redis-py's ``keys`` option). O(keys).
+def round_commands(reads: Sequence[Read]) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """One round's commands with their options, in the order to send them: for each read,
+    its presence commands, then the read. O(keys).
     """
     commands: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     for read in reads:
         commands.extend((args, {}) for args in presence_commands(read.keys))
-        commands.append((read.args, options))
+        commands.append((read.args, read.options))
     return commands
 
 
@@ -230,19 +231,21 @@ def missed_positions(seen: Seen) -> list[int]:
     return [i for i, present in enumerate(seen.present) if not present]
 
 
-def key_args(command: Command, args: tuple[Any, ...], position: int, count: int) -> Read:
-    """The read of key ``position`` alone, of a per-key command with ``count`` keys: its
-    prefix, that key's arguments (``step`` of them), its suffix. O(args).
+def key_args(command: Command, read: Read, position: int) -> Read:
+    """The read of key ``position`` alone, of a per-key command: its prefix, that key's
+    arguments (``step`` of them), its suffix; redis-py's ``keys`` option dropped (it names
+    the whole command's keys). O(args).
 
     Raises:
         IndexError: ``position`` is not a key position.
     """
-    first, step = command.first_key, max(1, command.step)
+    first, step, count, args = command.first_key, max(1, command.step), len(read.keys), read.args
     if not 0 <= position < count:
         raise IndexError(position)
     start = first + position * step
     end = first + count * step
-    return Read((*args[:first], *args[start : start + step], *args[end:]), [args[start]])
+    options = {k: v for k, v in read.options.items() if k != "keys"}
+    return Read((*args[:first], *args[start : start + step], *args[end:]), [args[start]], options)
 
 
 def merge_keys(command: Command, answer: Any, found: dict[int, Any]) -> Any:
@@ -273,13 +276,46 @@ def resolve(command: Command, read: Read, first: Seen) -> Rounds:
             return _answer(first)
         if isinstance(first.answer, Exception):
             raise first.answer
-        count = len(read.keys)
-        alone = [key_args(command, read.args, i, count) for i in missed]
+        alone = [key_args(command, read, i) for i in missed]
         seen = [[Seen((False,), None)] for _ in alone]
         answers = yield from _settle_all(command, alone, seen)
         return merge_keys(command, first.answer, dict(zip(missed, answers, strict=True)))
     answers = yield from _settle_all(command, [read], [[first]])
     return answers[0]
+
+
+def together(
+    rounds: Sequence[Rounds],
+) -> Generator[tuple[Side, list[Read]], list[Seen], list[Any]]:
+    """Several reads' rounds at once: each step asks one side for the reads of every
+    unsettled generator (in order, one batch), and is sent their Seen in the same order;
+    returns each generator's answer, or the exception it raised, in order. O(reads) per
+    step; as many steps as the slowest read has rounds (at most MAX_ROUNDS - 1).
+    """
+    results: list[Any] = [None] * len(rounds)
+    asks: dict[int, tuple[Side, list[Read]]] = {}
+
+    def step(index: int, seen: list[Seen] | None) -> None:
+        try:
+            generator = rounds[index]
+            asks[index] = next(generator) if seen is None else generator.send(seen)
+        except StopIteration as done:
+            results[index] = done.value
+        except Exception as error:  # the read's own answer: raised by whoever asked
+            results[index] = error
+
+    for index in range(len(rounds)):
+        step(index, None)
+    while asks:
+        side = next(iter(asks.values()))[0]
+        batch = [(index, reads) for index, (on, reads) in asks.items() if on == side]
+        seen = yield side, [read for _, reads in batch for read in reads]
+        at = 0
+        for index, reads in batch:
+            del asks[index]
+            step(index, seen[at : at + len(reads)])
+            at += len(reads)
+    return results
 
 
 def _settle_all(command: Command, reads: list[Read], seen: list[list[Seen]]) -> Rounds:

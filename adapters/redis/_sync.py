@@ -36,7 +36,17 @@ from ._commands import (
     known_keys,
     parser_args,
 )
-from ._fallback import NEW, Read, Seen, may_read, reads_only, refuse_blocking, resolve, seen_of
+from ._fallback import (
+    NEW,
+    Read,
+    Seen,
+    may_read,
+    reads_only,
+    refuse_blocking,
+    resolve,
+    seen_of,
+    together,
+)
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import ShardedPipeline
 from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
@@ -175,7 +185,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             except NodeRemovedError:
                 continue
             if reading:
-                return self._fall_back(command, Read(args, known), options)
+                return self._fall_back(command, Read(args, known, options))
             plan = self._plan_for(command, args, known, members)
             slots, closing = lease(members, (part.node for part in plan.parts))
             for client in closing:
@@ -430,7 +440,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
                 return False  # not a valid invocation: the command itself says why
         return reads_only(answer)
 
-    def _fall_back(self, command: Command, read: Read, options: dict[str, Any]) -> Any:
+    def _fall_back(self, command: Command, read: Read) -> Any:
         """A read-only command with keys while ``read_fallback`` is set: round 1 on the new
         owners (each key's EXISTS pipelined ahead of the read, one round trip), then as
         many rounds, alternating with the old topology, as ``_fallback.resolve`` asks.
@@ -442,17 +452,19 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         refuse_blocking(command, read.args)
         fallback = self.read_fallback
         assert fallback is not None
-        rounds = resolve(command, read, self._round([read], options)[0])
-        options = {k: v for k, v in options.items() if k != "keys"}
+        batch = together([resolve(command, read, self._round([read])[0])])
         try:
-            side, reads = next(rounds)
+            side, reads = next(batch)
             while True:
                 client = self if side == NEW else fallback
-                side, reads = rounds.send(client._round(reads, options))
+                side, reads = batch.send(client._round(reads))
         except StopIteration as done:
-            return done.value
+            [value] = done.value
+        if isinstance(value, Exception):
+            raise value
+        return value
 
-    def _round(self, reads: list[Read], options: dict[str, Any]) -> list[Seen]:
+    def _round(self, reads: list[Read]) -> list[Seen]:
         """One round of reads on this client's own nodes (never its ``read_fallback``):
         each read's presence commands then the read, one redis-py pipeline per node (not a
         transaction), the nodes in parallel.
@@ -464,7 +476,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         _, table = self._command_table()
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members
-            plans, opts = self._round_plans(table, reads, options, members)
+            plans, opts = self._round_plans(table, reads, members)
             per_node = group_per_node(plans, opts)
             slots, closing = lease(members, per_node)
             for client in closing:
