@@ -156,7 +156,8 @@ READS: list[tuple[tuple[str, ...], Callable[[Any, Key], Any]]] = [
     (("expiretime",), lambda c, k: c.expiretime(k("str"))),
     (("pexpiretime",), lambda c, k: c.pexpiretime(k("str"))),
     (("dump",), lambda c, k: c.dump(k("hash"))),
-    (("sort_ro",), lambda c, k: c.sort_ro(k("list"))),
+    (("sort_ro",), lambda c, k: c.execute_command("SORT_RO", k("list"), "DESC")),
+    (("llen",), lambda c, k: c.llen(k("hash"))),  # WRONGTYPE, from whichever side holds it
     (("eval_ro",), lambda c, k: c.eval_ro(SCRIPT, 1, k("str"))),
     (("evalsha_ro",), lambda c, k: c.evalsha_ro(SHA, 1, k("str"))),
     (("fcall_ro",), lambda c, k: c.fcall_ro("rget", 1, k("str"))),
@@ -224,6 +225,18 @@ READS: list[tuple[tuple[str, ...], Callable[[Any, Key], Any]]] = [
     (("pfcount",), lambda c, k: c.pfcount(k("hll"), k("hll2"))),
 ]
 
+# Flagged as writes for their STORE argument, read-only without it (redis-py's sort_ro()
+# and georadius() send SORT and GEORADIUS): COMMAND GETKEYSANDFLAGS says RO for every key.
+READS_FLAGGED_AS_WRITES: list[tuple[tuple[str, ...], Callable[[Any, Key], Any]]] = [
+    (("sort",), lambda c, k: c.sort_ro(k("list"))),
+    (("sort",), lambda c, k: c.sort(k("list"), desc=True)),
+    (("georadius",), lambda c, k: c.georadius(k("geo"), 15, 37, 200, unit="km", sort="ASC")),
+    (
+        ("georadiusbymember",),
+        lambda c, k: c.georadiusbymember(k("geo"), "palermo", 200, unit="km", sort="ASC"),
+    ),
+]
+
 # Subcommands whose ``readonly`` flag CommandTable does not read yet (it takes the container
 # command's flags, which are empty): they answer from the new owner alone. Strict xfail, so
 # the fix in _commands.py turns them into failures to move into READS.
@@ -283,7 +296,9 @@ def _ids(reads: list[tuple[tuple[str, ...], Any]]) -> list[str]:
     return [f"{names[0]}-{i}" for i, (names, _) in enumerate(reads)]
 
 
-@pytest.mark.parametrize(("names", "read"), READS, ids=_ids(READS))
+@pytest.mark.parametrize(
+    ("names", "read"), READS + READS_FLAGGED_AS_WRITES, ids=_ids(READS + READS_FLAGGED_AS_WRITES)
+)
 def test_every_read_answers_as_one_server(
     topologies: tuple[ShardedRedis, ShardedRedis],
     plain: redis.Redis,
@@ -361,6 +376,70 @@ def test_mget_across_nodes_settles_per_key(
     new.set("m:0", "fresh")  # written on its new owner: the new owner wins
     plain.set("m:0", "fresh")
     assert new.mget(keys) == plain.mget(keys)
+
+
+def test_read_fallback_finds_keys_in_the_old_topology(
+    topologies: tuple[ShardedRedis, ShardedRedis], servers: list[RedisServer]
+) -> None:
+    """During a migration, reads of keys not yet on their new owner come from the old one
+    (moved from test_redis_client.py)."""
+    old, new = topologies
+    sample = [f"mig:{i}" for i in range(200)]
+    old.mset({key: f"v{key}" for key in sample})
+    moved = [key for key in sample if new.node_for(key) != old.node_for(key)]
+    kept = [key for key in sample if key not in moved]
+    assert moved
+    assert kept
+    with servers[3].client() as fresh:
+        assert fresh.dbsize() == 0  # nothing was migrated: values come from the fallback
+    for key in moved[:20] + kept[:20]:
+        assert new.get(key) == f"v{key}"
+    mixed = [*moved[:10], "mig:absent", *kept[:10]]
+    expected = [f"v{key}" if key != "mig:absent" else None for key in mixed]
+    assert new.mget(mixed) == expected
+    new.set(moved[0], "fresh")
+    assert new.get(moved[0]) == "fresh"  # the new owner wins once it has the key
+    assert old.get(moved[0]) == f"v{moved[0]}"
+
+
+def _split_tag_group(old: ShardedRedis, new: ShardedRedis) -> tuple[str, str]:
+    """Two keys of one moving tag group, the first moved already, the second not."""
+    tag = _tag(new, old, True)
+    first, second = f"{tag}a", f"{tag}b"
+    old.sadd(first, "x")
+    old.sadd(second, "y")
+    new.client_for(first).restore(first, 0, old.client_for(first).dump(first))
+    old.client_for(first).delete(first)
+    return first, second
+
+
+def test_keys_split_between_topologies_are_refused(
+    topologies: tuple[ShardedRedis, ShardedRedis],
+) -> None:
+    """A read of a tag group half moved answers from neither half: CrossShardError after
+    the bounded rounds; once moved, the right answer."""
+    old, new = topologies
+    first, second = _split_tag_group(old, new)
+    with pytest.raises(CrossShardError, match="split between the old and the new"):
+        new.sunion(first, second)
+    assert new.smembers(first) == {"x"}  # each key alone is answered
+    assert new.smembers(second) == {"y"}
+    new.client_for(second).restore(second, 0, old.client_for(second).dump(second))
+    old.client_for(second).delete(second)
+    assert new.sunion(first, second) == {"x", "y"}
+
+
+def test_keyless_reads_never_fall_back(
+    topologies: tuple[ShardedRedis, ShardedRedis], servers: list[RedisServer]
+) -> None:
+    """DBSIZE, KEYS, RANDOMKEY read the new topology's nodes only, and send no EXISTS."""
+    old, new = topologies
+    tag = _tag(new, old, True)
+    old.set(f"{tag}k", "v")
+    with servers[3].client() as fresh:
+        fresh.config_resetstat()
+        assert new.dbsize() == 1  # n3 holds nothing; the key counts once, on its old owner
+        assert "cmdstat_exists" not in fresh.info("commandstats")
 
 
 def test_new_owner_wins_and_writes_never_fall_back(
@@ -538,7 +617,7 @@ async def test_async_every_read_answers_as_one_server(
     _, new = async_topologies
     moved, kept = _tag(sync_new, sync_old, True), _tag(sync_new, sync_old, False)
     _prepare(sync_old, plain, [moved, kept], sync_new)
-    for names, read in READS:
+    for names, read in READS + READS_FLAGGED_AS_WRITES:
         for tag in (moved, kept, "{absent}"):
             k: Key = lambda name, tag=tag: f"{tag}{name}"  # noqa: E731
             got = await _outcome_async(read, new, k)
@@ -559,6 +638,19 @@ async def test_async_refuses_blocking_and_splits_mget(
     assert await new.exists(*keys) == plain.exists(*keys)
     with pytest.raises(UnsupportedCommandError):
         await new.xread({"s": "0-0"}, block=10)
+
+
+@pytest.mark.anyio
+async def test_async_keys_split_between_topologies_are_refused(
+    async_topologies: tuple[AsyncShardedRedis, AsyncShardedRedis],
+    topologies: tuple[ShardedRedis, ShardedRedis],
+) -> None:
+    """AsyncShardedRedis: a half-moved tag group is refused, each key alone answered."""
+    _, new = async_topologies
+    first, second = _split_tag_group(*topologies)
+    with pytest.raises(CrossShardError):
+        await new.sunion(first, second)
+    assert await new.smembers(second) == {"y"}
 
 
 @pytest.mark.anyio
