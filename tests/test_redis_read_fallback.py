@@ -445,7 +445,8 @@ def test_keyless_reads_never_fall_back(
 def test_new_owner_wins_and_writes_never_fall_back(
     topologies: tuple[ShardedRedis, ShardedRedis], servers: list[RedisServer]
 ) -> None:
-    """A key on its new owner answers from there; a write goes to the new owner only."""
+    """A key on its new owner answers from there; a write goes to the new owner only.
+    (Known limit, pinned: a key deleted on its new owner reads its old copy meanwhile.)"""
     old, new = topologies
     tag = _tag(new, old, True)
     old.hset(f"{tag}h", mapping={"a": "old"})

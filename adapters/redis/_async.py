@@ -456,6 +456,8 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
                 side, reads = batch.send(await client._round(reads))
         except StopIteration as done:
             [value] = done.value
+        finally:
+            fallback._health.release()  # its probe claims end with this command, as ours
         if isinstance(value, Exception):
             raise value
         return value

@@ -22,6 +22,13 @@ side holds every key the other held a moment before; keys split between the two 
 (a migrator moving a tag group key by key) raise ``CrossShardError`` after
 ``MAX_ROUNDS`` rather than answering from half of them.
 
+Cost: a read whose keys are all on their new owner takes one round trip (the EXISTS ride
+along with it); a key still on the old topology, two; a key on neither (absent), three.
+Without ``read_fallback`` nothing of this runs.
+
+Known limit (no tombstones): a key deleted on its new owner mid-migration reads its old
+copy until the migrator deletes that copy.
+
 Commands flagged as writes only for an optional argument (SORT and GEORADIUS without
 STORE: redis-py's ``sort_ro()`` and ``georadius()`` send those) are reads when the server's
 ``COMMAND GETKEYSANDFLAGS`` flags every key ``RO`` (:func:`reads_only`; asked only while

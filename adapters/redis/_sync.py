@@ -460,6 +460,8 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
                 side, reads = batch.send(client._round(reads))
         except StopIteration as done:
             [value] = done.value
+        finally:
+            fallback._health.release()  # its probe claims end with this command, as ours
         if isinstance(value, Exception):
             raise value
         return value
