@@ -120,19 +120,16 @@ def _seed(client: Any, k: Key) -> None:
     client.pfadd(k("hll2"), "c", "d")
 
 
-class _Sorted(NamedTuple):
-    """An answer (or an awaitable of one) in random order: compared sorted."""
+class _Then(NamedTuple):
+    """An answer (or an awaitable of one) compared after ``then`` (sorted when random)."""
 
     answer: Any
-    part: int | None = None
-    """Sort ``answer[part]`` (SSCAN's page) rather than the answer."""
-
-    def of(self, answer: Any) -> list[Any]:
-        return sorted(answer if self.part is None else answer[self.part])
+    then: Callable[[Any], Any]
 
 
-def _sorted(value: Any, part: int | None = None) -> _Sorted:
-    return _Sorted(value, part)
+def _sorted(value: Any, part: int | None = None) -> _Then:
+    """Compare sorted (``answer[part]`` sorted: SSCAN's page)."""
+    return _Then(value, lambda answer: sorted(answer if part is None else answer[part]))
 
 
 # (command names as in the COMMAND table, the read, how to normalize a random order)
@@ -237,14 +234,13 @@ READS_FLAGGED_AS_WRITES: list[tuple[tuple[str, ...], Callable[[Any, Key], Any]]]
     ),
 ]
 
-# Subcommands whose ``readonly`` flag CommandTable does not read yet (it takes the container
-# command's flags, which are empty): they answer from the new owner alone. Strict xfail, so
-# the fix in _commands.py turns them into failures to move into READS.
+# Subcommands: CommandTable holds their container command's (empty) flags, so they are
+# recognised as reads by COMMAND GETKEYSANDFLAGS (every key RO).
 SUBCOMMAND_READS: list[tuple[tuple[str, ...], Callable[[Any, Key], Any]]] = [
     (("object|encoding",), lambda c, k: c.object("encoding", k("hash"))),
     (("object|refcount",), lambda c, k: c.object("refcount", k("hash"))),
     (("object|freq",), lambda c, k: c.object("freq", k("hash"))),
-    (("memory|usage",), lambda c, k: c.memory_usage(k("str")) is not None),
+    (("memory|usage",), lambda c, k: _Then(c.memory_usage(k("str")), lambda n: n is not None)),
     (("xinfo|stream",), lambda c, k: c.xinfo_stream(k("stream"))),
     (("xinfo|groups",), lambda c, k: c.xinfo_groups(k("stream"))),
     (("xinfo|consumers",), lambda c, k: c.xinfo_consumers(k("stream"), "g")),
@@ -262,8 +258,8 @@ def _outcome(read: Callable[[Any, Key], Any], client: Any, k: Key) -> tuple[str,
         value = read(client, k)
     except redis.exceptions.ResponseError as error:
         return "error", str(error), type(error)
-    if isinstance(value, _Sorted):
-        value = value.of(value.answer)
+    if isinstance(value, _Then):
+        value = value.then(value.answer)
     return "ok", value, type(value)
 
 
@@ -272,8 +268,8 @@ async def _outcome_async(
 ) -> tuple[str, Any, type]:
     try:
         value = read(client, k)
-        if isinstance(value, _Sorted):
-            value = value.of(await value.answer)
+        if isinstance(value, _Then):
+            value = value.then(await value.answer)
         elif inspect.isawaitable(value):
             value = await value
     except redis.exceptions.ResponseError as error:
@@ -296,9 +292,10 @@ def _ids(reads: list[tuple[tuple[str, ...], Any]]) -> list[str]:
     return [f"{names[0]}-{i}" for i, (names, _) in enumerate(reads)]
 
 
-@pytest.mark.parametrize(
-    ("names", "read"), READS + READS_FLAGGED_AS_WRITES, ids=_ids(READS + READS_FLAGGED_AS_WRITES)
-)
+ALL_READS = READS + READS_FLAGGED_AS_WRITES + SUBCOMMAND_READS
+
+
+@pytest.mark.parametrize(("names", "read"), ALL_READS, ids=_ids(ALL_READS))
 def test_every_read_answers_as_one_server(
     topologies: tuple[ShardedRedis, ShardedRedis],
     plain: redis.Redis,
@@ -316,25 +313,6 @@ def test_every_read_answers_as_one_server(
     for tag in (moved, kept, "{absent}"):
         k: Key = lambda name, tag=tag: f"{tag}{name}"  # noqa: E731
         assert _outcome(read, new, k) == _outcome(read, plain, k), (names, tag)
-
-
-@pytest.mark.parametrize(
-    ("names", "read"),
-    [pytest.param(*r, marks=pytest.mark.xfail(strict=True)) for r in SUBCOMMAND_READS],
-    ids=_ids(SUBCOMMAND_READS),
-)
-def test_readonly_subcommands_wait_for_their_flags(
-    topologies: tuple[ShardedRedis, ShardedRedis],
-    plain: redis.Redis,
-    names: tuple[str, ...],
-    read: Callable[[Any, Key], Any],
-) -> None:
-    """OBJECT ENCODING, MEMORY USAGE, XINFO ... (known gap: CommandTable's subcommand flags)."""
-    old, new = topologies
-    moved = _tag(new, old, True)
-    _prepare(old, plain, [moved])
-    k: Key = lambda name: f"{moved}{name}"  # noqa: E731
-    assert _outcome(read, new, k) == _outcome(read, plain, k)
 
 
 def test_reads_cover_the_command_table(plain: redis.Redis) -> None:
@@ -618,7 +596,7 @@ async def test_async_every_read_answers_as_one_server(
     _, new = async_topologies
     moved, kept = _tag(sync_new, sync_old, True), _tag(sync_new, sync_old, False)
     _prepare(sync_old, plain, [moved, kept], sync_new)
-    for names, read in READS + READS_FLAGGED_AS_WRITES:
+    for names, read in ALL_READS:
         for tag in (moved, kept, "{absent}"):
             k: Key = lambda name, tag=tag: f"{tag}{name}"  # noqa: E731
             got = await _outcome_async(read, new, k)

@@ -54,6 +54,7 @@ from ._fallback import (
     NEW,
     Read,
     Seen,
+    keys_and_flags_args,
     may_read,
     reads_only,
     refuse_blocking,
@@ -416,7 +417,7 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
     async def _reads_only(self, command: Command, args: tuple[Any, ...], members: Any) -> bool:
         """Whether this invocation only reads (while ``read_fallback`` is set): flagged
         ``readonly``, else every key flagged ``RO`` by ``COMMAND GETKEYSANDFLAGS`` (asked of
-        a usable node: SORT or GEORADIUS without STORE).
+        a usable node: SORT or GEORADIUS without STORE, OBJECT ENCODING, ...).
 
         Raises:
             NodeRemovedError: the node asked left meanwhile.
@@ -426,7 +427,7 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         asked = self._asked_node(members)
         slot = self._enter(members, asked)
         try:
-            answer = await slot.client.execute_command("COMMAND GETKEYSANDFLAGS", *args)  # type: ignore[no-untyped-call]
+            answer = await slot.client.execute_command(*keys_and_flags_args(args))  # type: ignore[no-untyped-call]
         except CONNECTION_ERRORS:
             self._outcome(asked, slot, False)
             raise

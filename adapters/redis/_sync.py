@@ -40,6 +40,7 @@ from ._fallback import (
     NEW,
     Read,
     Seen,
+    keys_and_flags_args,
     may_read,
     reads_only,
     refuse_blocking,
@@ -422,7 +423,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
     def _reads_only(self, command: Command, args: tuple[Any, ...], members: Any) -> bool:
         """Whether this invocation only reads (while ``read_fallback`` is set): flagged
         ``readonly``, else every key flagged ``RO`` by ``COMMAND GETKEYSANDFLAGS`` (asked of
-        a usable node: SORT or GEORADIUS without STORE).
+        a usable node: SORT or GEORADIUS without STORE, OBJECT ENCODING, ...).
 
         Raises:
             NodeRemovedError: the node asked left meanwhile.
@@ -432,7 +433,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         asked = self._asked_node(members)
         with self._leased(members, asked) as client:
             try:
-                answer = client.execute_command("COMMAND GETKEYSANDFLAGS", *args)  # type: ignore[no-untyped-call]
+                answer = client.execute_command(*keys_and_flags_args(args))  # type: ignore[no-untyped-call]
             except CONNECTION_ERRORS:
                 self._outcome(asked, members.slots[asked], False)
                 raise
