@@ -39,6 +39,7 @@ from ._commands import (
 from ._fallback import (
     NEW,
     Read,
+    Rounds,
     Seen,
     keys_and_flags_args,
     may_read,
@@ -451,21 +452,32 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             CrossShardError: the keys stayed split between the two topologies.
         """
         refuse_blocking(command, read.args)
+        [value] = self._settle([resolve(command, read, self._round([read])[0])])
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def _settle(self, rounds: list[Rounds]) -> list[Any]:
+        """Drive reads' rounds after round 1 (``_fallback.together``): each step one batch
+        of reads on this client or on its ``read_fallback``. Each read's answer, or the
+        exception it raised, in order (what a pipeline needs too).
+
+        Raises:
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
+        """
         fallback = self.read_fallback
         assert fallback is not None
-        batch = together([resolve(command, read, self._round([read])[0])])
+        batch = together(rounds)
         try:
             side, reads = next(batch)
             while True:
                 client = self if side == NEW else fallback
                 side, reads = batch.send(client._round(reads))
         except StopIteration as done:
-            [value] = done.value
+            answers: list[Any] = done.value
+            return answers
         finally:
             fallback._health.release()  # its probe claims end with this command, as ours
-        if isinstance(value, Exception):
-            raise value
-        return value
 
     def _round(self, reads: list[Read]) -> list[Seen]:
         """One round of reads on this client's own nodes (never its ``read_fallback``):
