@@ -678,7 +678,7 @@ async def test_async_no_read_misses_a_key_in_flight(
 # ------------------------------------------------------------------ the rounds, as a model
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(
     count=st.integers(1, 3),
     moves=st.lists(st.integers(0, 2), max_size=12),
