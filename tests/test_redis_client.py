@@ -617,37 +617,6 @@ def test_context_manager_closes_clients(redis_server_factory: RedisServerFactory
     assert [_wait_for_connections(obs, "ctx", 0) for obs in observers] == [0, 0]
 
 
-# ------------------------------------------------------------------ migrations
-
-
-def test_read_fallback_finds_keys_in_the_old_topology(
-    redis_server_factory: RedisServerFactory,
-) -> None:
-    """During a migration, reads of keys not yet on their new owner come from the old one."""
-    servers = redis_server_factory(4)
-    names4 = ("n0", "n1", "n2", "n3")
-    with (
-        ShardedRedis(_urls(servers[:3]), decode_responses=True) as old,
-        ShardedRedis(_urls(servers, names4), decode_responses=True, read_fallback=old) as new,
-    ):
-        sample = [f"mig:{i}" for i in range(200)]
-        old.mset({key: f"v{key}" for key in sample})
-        moved = [key for key in sample if new.node_for(key) != old.node_for(key)]
-        kept = [key for key in sample if key not in moved]
-        assert moved
-        assert kept
-        with servers[3].client() as fresh:
-            assert fresh.dbsize() == 0  # nothing was migrated: values come from the fallback
-        for key in moved[:20] + kept[:20]:
-            assert new.get(key) == f"v{key}"
-        mixed = [*moved[:10], "mig:absent", *kept[:10]]
-        expected = [f"v{key}" if key != "mig:absent" else None for key in mixed]
-        assert new.mget(mixed) == expected
-        new.set(moved[0], "fresh")
-        assert new.get(moved[0]) == "fresh"  # the new owner wins once it has the key
-        assert old.get(moved[0]) == f"v{moved[0]}"
-
-
 # ------------------------------------------------------------------ configuration
 
 

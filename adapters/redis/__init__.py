@@ -18,7 +18,9 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
 * ``_answers``: answers of several nodes combined into one server's, and a failed part's
   error naming its node;
 * ``_routing``: keys to nodes under health, pipelines grouped per node and reassembled,
-  sharded SCAN cursors, migration fallbacks;
+  sharded SCAN cursors;
+* ``_fallback``: reads during a migration (``read_fallback``): which topology's answer
+  stands, from each key's presence;
 * ``_leases``: node membership snapshots and the leases that keep a removed node's client
   open under the commands still using it;
 * ``_base``: what both clients share: nodes, placement, health wiring, topology files, the

@@ -44,6 +44,7 @@ from ._clients import (
 )
 from ._commands import (
     CONNECTION_ERRORS,
+    Command,
     CommandTable,
     Part,
     Plan,
@@ -51,9 +52,22 @@ from ._commands import (
     parser_args,
     plan_nodes,
 )
+from ._fallback import (
+    NEW,
+    Read,
+    Rounds,
+    Seen,
+    keys_and_flags_args,
+    may_read,
+    reads_only,
+    refuse_blocking,
+    resolve,
+    seen_of,
+    together,
+)
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import AsyncShardedPipeline
-from ._routing import next_scan_cursor, scan_position
+from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
 
 __all__ = ["AsyncShardedRedis"]
 
@@ -77,8 +91,13 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             command (task) probes the node while the others keep using the fallback; the
             node's idle pooled connections are dropped when it is ejected and when it
             recovers.
-        read_fallback: the client of the previous topology during a migration: a read that
-            finds nothing on its new owner is retried there.
+        read_fallback: the client of the previous topology during a migration (its keys
+            copied to their new owners, then deleted; writes go to the new owners): every
+            read-only command with keys sends each key's EXISTS ahead of it (same round
+            trip); a key its new owner lacks is read from this client instead, then from
+            the new owner again if neither had it (see ``_fallback``). Blocking reads
+            (XREAD ... BLOCK) are refused meanwhile; writes and keyless reads never fall
+            back.
         **redis_kwargs: passed to ``redis.asyncio.Redis.from_url`` for every URL
             (``decode_responses``, ``socket_timeout``, ``password``, ...).
 
@@ -152,29 +171,31 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         parser, table = await self._command_table()
         command = table.describe(args)  # once per command, whatever the reroutes
         keys = known_keys(command, args)
+        migrating = self.read_fallback is not None and may_read(command)
         for _ in range(REROUTE_ATTEMPTS):
-            if keys is not None and len(keys) == 1:  # the common case, without a plan
+            if keys is not None and len(keys) == 1 and not migrating:  # the common case
                 node = self._owner(keys)
                 slot = self._members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
-                value = await self._call(slot, Part(node, args), options)
-                if value is None and self.read_fallback is not None:
-                    plan = self._single(command, node, args, keys)
-                    value = await self._fall_back(plan, options, value)
-                return value
+                return await self._call(slot, Part(node, args), options)
             members = self._members
             try:
                 known = await self._keys(parser, args, keys, members)
+                reading = (
+                    migrating and bool(known) and await self._reads_only(command, args, members)
+                )
             except NodeRemovedError:
                 continue
+            if reading:
+                return await self._fall_back(command, Read(args, known, options))
             plan = self._plan_for(command, args, known, members)
             slots, closing = lease(members, (part.node for part in plan.parts))
             if closing:
                 await gather_all(client.aclose() for client in closing)
             if slots is None:
                 continue  # a node of the plan left: nothing was sent, route again
-            return await self._fall_back(plan, options, await self._run(plan, options, slots))
+            return await self._run(plan, options, slots)
         raise NodeRemovedError(
             f"{command.name.upper()} kept being routed to nodes that were being removed; "
             "nothing was sent"
@@ -408,16 +429,115 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         if self._record(node, slot, ok) is not None:
             drop_idle_connections(slot.client.connection_pool)
 
-    async def _fall_back(self, plan: Plan, options: dict[str, Any], value: Any) -> Any:
-        """During a migration: a read that missed on its new owner asks the old topology."""
-        missed = self._misses_to_ask(plan, value)
-        if missed is None:
-            return value
+    async def _reads_only(self, command: Command, args: tuple[Any, ...], members: Any) -> bool:
+        """Whether this invocation only reads (while ``read_fallback`` is set): flagged
+        ``readonly``, else every key flagged ``RO`` by ``COMMAND GETKEYSANDFLAGS`` (asked of
+        a usable node: SORT or GEORADIUS without STORE, OBJECT ENCODING, ...).
+
+        Raises:
+            NodeRemovedError: the node asked left meanwhile.
+        """
+        if "readonly" in command.flags:
+            return True
+        asked = self._asked_node(members)
+        slot = self._enter(members, asked)
+        try:
+            answer = await slot.client.execute_command(*keys_and_flags_args(args))  # type: ignore[no-untyped-call]
+        except CONNECTION_ERRORS:
+            self._outcome(asked, slot, False)
+            raise
+        except redis.exceptions.ResponseError:
+            return False  # not a valid invocation: the command itself says why
+        finally:
+            await self._leave(slot)
+        return reads_only(answer)
+
+    async def _fall_back(self, command: Command, read: Read) -> Any:
+        """A read-only command with keys while ``read_fallback`` is set, as
+        ``ShardedRedis._fall_back``: round 1 on the new owners (each key's EXISTS pipelined
+        ahead of the read), then the rounds ``_fallback.resolve`` asks.
+
+        Raises:
+            UnsupportedCommandError: a blocking read (XREAD ... BLOCK), before sending.
+            CrossShardError: the keys stayed split between the two topologies.
+        """
+        refuse_blocking(command, read.args)
+        [value] = await self._settle([resolve(command, read, (await self._round([read]))[0])])
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    async def _settle(self, rounds: list[Rounds]) -> list[Any]:
+        """Drive reads' rounds after round 1 (``_fallback.together``): each step one batch
+        of reads on this client or on its ``read_fallback``. Each read's answer, or the
+        exception it raised, in order (what a pipeline needs too).
+
+        Raises:
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
+        """
         fallback = self.read_fallback
         assert fallback is not None
-        if plan.command != "mget":
-            return await fallback.execute_command(*plan.parts[0].args, **options)
-        older = await fallback.execute_command("MGET", *[plan.keys[i] for i in missed])
-        for i, old in zip(missed, older, strict=True):
-            value[i] = old
-        return value
+        batch = together(rounds)
+        try:
+            side, reads = next(batch)
+            while True:
+                client = self if side == NEW else fallback
+                side, reads = batch.send(await client._round(reads))
+        except StopIteration as done:
+            answers: list[Any] = done.value
+            return answers
+        finally:
+            fallback._health.release()  # its probe claims end with this command, as ours
+
+    async def _round(self, reads: list[Read]) -> list[Seen]:
+        """One round of reads on this client's own nodes (never its ``read_fallback``):
+        each read's presence commands then the read, one redis-py pipeline per node (not a
+        transaction), the nodes concurrently.
+
+        Raises:
+            NodeRemovedError: the reads kept being routed to nodes being removed.
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
+        """
+        _, table = await self._command_table()
+        for _ in range(REROUTE_ATTEMPTS):
+            members = self._members
+            plans, opts = self._round_plans(table, reads, members)
+            per_node = group_per_node(plans, opts)
+            slots, closing = lease(members, per_node)
+            if closing:
+                await gather_all(client.aclose() for client in closing)
+            if slots is not None:
+                break
+        else:
+            raise NodeRemovedError("reads kept being routed to nodes being removed")
+        if len(per_node) == 1:
+            [(node, entries)] = per_node.items()
+            answers = {node: await self._send_round(node, slots[node], entries)}
+        else:
+            sends = [
+                (slots[node], self._send_round(node, slots[node], entries))
+                for node, entries in per_node.items()
+            ]
+            answers = dict(zip(per_node, await gather_leased(sends), strict=True))
+        return seen_of(reads, assemble(plans, per_node, answers, raise_on_error=False))
+
+    async def _send_round(
+        self, node: str, slot: Slot[aioredis.Redis], entries: list[Entry]
+    ) -> list[Any]:
+        """Send one node's share of a round as a pipeline on its leased client, record the
+        outcome, give the lease back."""
+        try:
+            pipe = slot.client.pipeline(transaction=False)
+            for entry in entries:
+                pipe.execute_command(*entry.args, **entry.options)
+            try:
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            except CONNECTION_ERRORS:
+                self._outcome(node, slot, False)
+                raise
+            finally:
+                await pipe.reset()  # type: ignore[no-untyped-call]
+            self._outcome(node, slot, True)
+            return answers
+        finally:
+            await self._leave(slot)

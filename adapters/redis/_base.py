@@ -29,9 +29,10 @@ from hashring import (
 from hashring._balancing.health import Transition
 from hashring._placement.nodes import check_node_name
 
-from ._commands import SCHEMES, Command, Part, Plan, first_answer, plan_command
+from ._commands import SCHEMES, Command, CommandTable, Plan, plan_command
+from ._fallback import Read, round_commands
 from ._leases import Members, Slot
-from ._routing import describe_nodes, missed_reads, route_owners
+from ._routing import describe_nodes, route_owners
 
 __all__ = [
     "REMOVED_OPTIONS",
@@ -332,21 +333,27 @@ class ShardedBase(Generic[C]):
         one by name, else the first. Claims nothing."""
         return self._health.first_usable(members.names, claim=False) or members.first
 
-    def _misses_to_ask(self, plan: Plan, value: Any) -> list[int] | None:
-        """During a migration, which of a read's keys to ask the previous topology (see
-        ``missed_reads``); None when there is no fallback, the command is not a read, or
-        nothing missed."""
-        fallback = self.read_fallback
-        if fallback is None or not plan.readonly:
-            return None
-        return missed_reads(plan, value, fallback.node_for)
+    def _round_plans(
+        self,
+        table: CommandTable,
+        reads: list[Read],
+        members: Members[C],
+    ) -> tuple[list[Plan], list[dict[str, Any]]]:
+        """The plans of one round of reads during a migration (see ``_fallback``): each
+        read's presence commands, then the read, planned over this client's ``members``
+        (never its own ``read_fallback``), with their options. O(keys) lookups.
 
-    @staticmethod
-    def _single(command: Command, node: str, args: tuple[Any, ...], keys: list[Any]) -> Plan:
-        """The plan of a one-key command sent to ``node`` (built only when needed)."""
-        return Plan(
-            [Part(node, args)], first_answer, command.name, "readonly" in command.flags, keys
-        )
+        Raises:
+            CrossShardError: a read's keys are on several of this client's nodes (the old
+                topology placing a read's keys apart) and it cannot be split.
+        """
+        commands = round_commands(reads)
+        keys = [each for read in reads for each in ([[k] for k in read.keys] + [read.keys])]
+        plans = [
+            self._plan_for(table.describe(args), args, its_keys, members)
+            for (args, _), its_keys in zip(commands, keys, strict=True)
+        ]
+        return plans, [options_of for _, options_of in commands]
 
     def get_connection_kwargs(self) -> dict[str, Any]:
         """Connection options of the first node's client."""

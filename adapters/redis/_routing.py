@@ -3,15 +3,15 @@
 ``route_owners`` places keys (by the bytes redis-py sends) and steps around ejected nodes;
 ``group_per_node`` and ``assemble`` turn a pipeline's plans into one batch per node and
 the batches' answers back into one answer per command; ``scan_position`` and
-``next_scan_cursor`` encode a sharded SCAN cursor; ``missed_reads`` says which reads to ask
-the previous topology during a migration; ``describe_nodes`` shows nodes without passwords.
+``next_scan_cursor`` encode a sharded SCAN cursor; ``describe_nodes`` shows nodes without
+passwords. (Reads during a migration: ``_fallback``.)
 """
 
 from __future__ import annotations
 
 import codecs
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from hashring import HealthTracker, Placement, redact_url
@@ -24,7 +24,6 @@ __all__ = [
     "assemble",
     "describe_nodes",
     "group_per_node",
-    "missed_reads",
     "next_scan_cursor",
     "refuse_cross_node_transaction",
     "route_owners",
@@ -167,20 +166,6 @@ def next_scan_cursor(following: int, index: int, nodes: int) -> int:
     if following:
         return int(following) * nodes + index
     return index + 1 if index + 1 < nodes else 0
-
-
-def missed_reads(plan: Plan, value: Any, old_owner: Callable[[Any], str]) -> list[int] | None:
-    """Which of a read's keys to ask the previous topology during a migration.
-
-    Indices into ``plan.keys``: an MGET's keys that came back None, or ``[0]`` for a
-    single-key read that missed on a node that did not own the key before. None when there
-    is nothing to ask.
-    """
-    if plan.command == "mget" and isinstance(value, list):
-        return [i for i, v in enumerate(value) if v is None] or None
-    if value is None and len(plan.keys) == 1 and old_owner(plan.keys[0]) != plan.parts[0].node:
-        return [0]
-    return None
 
 
 @functools.cache

@@ -30,6 +30,7 @@ from ._base import ShardedBase, config_arguments
 from ._clients import connect, read_command_table
 from ._commands import (
     CONNECTION_ERRORS,
+    Command,
     CommandTable,
     Part,
     Plan,
@@ -37,9 +38,22 @@ from ._commands import (
     parser_args,
     plan_nodes,
 )
+from ._fallback import (
+    NEW,
+    Read,
+    Rounds,
+    Seen,
+    keys_and_flags_args,
+    may_read,
+    reads_only,
+    refuse_blocking,
+    resolve,
+    seen_of,
+    together,
+)
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import ShardedPipeline
-from ._routing import next_scan_cursor, scan_position
+from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
 
 __all__ = ["ShardedRedis"]
 
@@ -64,8 +78,13 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             served elsewhere meanwhile are stale when the node returns). Then exactly one
             command probes the node while the others keep using the fallback; the node's
             idle pooled connections are dropped when it is ejected and when it recovers.
-        read_fallback: the client of the previous topology during a migration: a read that
-            finds nothing on its new owner is retried there.
+        read_fallback: the client of the previous topology during a migration (its keys
+            copied to their new owners, then deleted; writes go to the new owners): every
+            read-only command with keys sends each key's EXISTS ahead of it (same round
+            trip); a key its new owner lacks is read from this client instead, then from
+            the new owner again if neither had it (see ``_fallback``). Blocking reads
+            (XREAD ... BLOCK) are refused meanwhile; writes and keyless reads never fall
+            back.
         max_workers: threads for parallel fan-out (default: one per node, at least 4).
         heartbeat_interval: seconds between active health checks (PING to every node, see
             :meth:`check_health`) in a daemon thread; None (default) for passive tracking
@@ -158,29 +177,29 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         parser, table = self._command_table()
         command = table.describe(args)  # once per command, whatever the reroutes
         keys = known_keys(command, args)
+        migrating = self.read_fallback is not None and may_read(command)
         for _ in range(REROUTE_ATTEMPTS):
-            if keys is not None and len(keys) == 1:  # the common case, without a plan
+            if keys is not None and len(keys) == 1 and not migrating:  # the common case
                 node = self._owner(keys)
                 slot = self._members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
-                value = self._call(Part(node, args), options, slot)
-                if value is None and self.read_fallback is not None:
-                    value = self._fall_back(self._single(command, node, args, keys), options, value)
-                return value
+                return self._call(Part(node, args), options, slot)
             members = self._members
             try:
-                plan = self._plan_for(
-                    command, args, self._keys(parser, args, keys, members), members
-                )
+                known = self._keys(parser, args, keys, members)
+                reading = migrating and bool(known) and self._reads_only(command, args, members)
             except NodeRemovedError:
                 continue
+            if reading:
+                return self._fall_back(command, Read(args, known, options))
+            plan = self._plan_for(command, args, known, members)
             slots, closing = lease(members, (part.node for part in plan.parts))
             for client in closing:
                 client.close()
             if slots is None:
                 continue  # a node of the plan left: nothing was sent, route again
-            return self._fall_back(plan, options, self._run(plan, options, slots))
+            return self._run(plan, options, slots)
         raise NodeRemovedError(
             f"{command.name.upper()} kept being routed to nodes that were being removed; "
             "nothing was sent"
@@ -411,16 +430,115 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             with suppress(*CONNECTION_ERRORS, OSError):
                 slot.client.connection_pool.disconnect(inuse_connections=False)
 
-    def _fall_back(self, plan: Plan, options: dict[str, Any], value: Any) -> Any:
-        """During a migration: a read that missed on its new owner asks the old topology."""
-        missed = self._misses_to_ask(plan, value)
-        if missed is None:
-            return value
+    def _reads_only(self, command: Command, args: tuple[Any, ...], members: Any) -> bool:
+        """Whether this invocation only reads (while ``read_fallback`` is set): flagged
+        ``readonly``, else every key flagged ``RO`` by ``COMMAND GETKEYSANDFLAGS`` (asked of
+        a usable node: SORT or GEORADIUS without STORE, OBJECT ENCODING, ...).
+
+        Raises:
+            NodeRemovedError: the node asked left meanwhile.
+        """
+        if "readonly" in command.flags:
+            return True
+        asked = self._asked_node(members)
+        with self._leased(members, asked) as client:
+            try:
+                answer = client.execute_command(*keys_and_flags_args(args))  # type: ignore[no-untyped-call]
+            except CONNECTION_ERRORS:
+                self._outcome(asked, members.slots[asked], False)
+                raise
+            except redis.exceptions.ResponseError:
+                return False  # not a valid invocation: the command itself says why
+        return reads_only(answer)
+
+    def _fall_back(self, command: Command, read: Read) -> Any:
+        """A read-only command with keys while ``read_fallback`` is set: round 1 on the new
+        owners (each key's EXISTS pipelined ahead of the read, one round trip), then as
+        many rounds, alternating with the old topology, as ``_fallback.resolve`` asks.
+
+        Raises:
+            UnsupportedCommandError: a blocking read (XREAD ... BLOCK), before sending.
+            CrossShardError: the keys stayed split between the two topologies.
+        """
+        refuse_blocking(command, read.args)
+        [value] = self._settle([resolve(command, read, self._round([read])[0])])
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def _settle(self, rounds: list[Rounds]) -> list[Any]:
+        """Drive reads' rounds after round 1 (``_fallback.together``): each step one batch
+        of reads on this client or on its ``read_fallback``. Each read's answer, or the
+        exception it raised, in order (what a pipeline needs too).
+
+        Raises:
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
+        """
         fallback = self.read_fallback
         assert fallback is not None
-        if plan.command != "mget":
-            return fallback.execute_command(*plan.parts[0].args, **options)
-        older = fallback.execute_command("MGET", *[plan.keys[i] for i in missed])
-        for i, old in zip(missed, older, strict=True):
-            value[i] = old
-        return value
+        batch = together(rounds)
+        try:
+            side, reads = next(batch)
+            while True:
+                client = self if side == NEW else fallback
+                side, reads = batch.send(client._round(reads))
+        except StopIteration as done:
+            answers: list[Any] = done.value
+            return answers
+        finally:
+            fallback._health.release()  # its probe claims end with this command, as ours
+
+    def _round(self, reads: list[Read]) -> list[Seen]:
+        """One round of reads on this client's own nodes (never its ``read_fallback``):
+        each read's presence commands then the read, one redis-py pipeline per node (not a
+        transaction), the nodes in parallel.
+
+        Raises:
+            NodeRemovedError: the reads kept being routed to nodes being removed.
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
+        """
+        _, table = self._command_table()
+        for _ in range(REROUTE_ATTEMPTS):
+            members = self._members
+            plans, opts = self._round_plans(table, reads, members)
+            per_node = group_per_node(plans, opts)
+            slots, closing = lease(members, per_node)
+            for client in closing:
+                client.close()
+            if slots is not None:
+                break
+        else:
+            raise NodeRemovedError("reads kept being routed to nodes being removed")
+        nodes = list(per_node)
+        futures: list[Future[list[Any]]] = []
+        try:
+            for node in nodes[1:]:
+                futures.append(
+                    self._executor.submit(self._send_round, node, slots[node], per_node[node])
+                )
+        except BaseException:
+            for node in nodes[1 + len(futures) :]:
+                self._leave(slots[node])
+            raise
+        answers = {nodes[0]: self._send_round(nodes[0], slots[nodes[0]], per_node[nodes[0]])}
+        answers.update(zip(nodes[1:], (future.result() for future in futures), strict=True))
+        return seen_of(reads, assemble(plans, per_node, answers, raise_on_error=False))
+
+    def _send_round(self, node: str, slot: Slot[redis.Redis], entries: list[Entry]) -> list[Any]:
+        """Send one node's share of a round as a pipeline on its leased client, record the
+        outcome, give the lease back."""
+        try:
+            pipe = slot.client.pipeline(transaction=False)
+            for entry in entries:
+                pipe.execute_command(*entry.args, **entry.options)  # type: ignore[no-untyped-call]
+            try:
+                answers: list[Any] = pipe.execute(raise_on_error=False)
+            except CONNECTION_ERRORS:
+                self._outcome(node, slot, False)
+                raise
+            finally:
+                pipe.reset()
+            self._outcome(node, slot, True)
+            return answers
+        finally:
+            self._leave(slot)
