@@ -358,12 +358,12 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         """Run a plan whose nodes' slots are leased (each part gives its lease back)."""
         if len(plan.parts) == 1:
             part = plan.parts[0]
-            return plan.merge([await self._call(slots[part.node], part, options)])
+            return plan.finish([await self._call(slots[part.node], part, options)], options)
         shared = {k: v for k, v in options.items() if k != "keys"}
         calls = [
             (slots[part.node], self._call(slots[part.node], part, shared)) for part in plan.parts
         ]
-        return plan.merge(await gather_leased(calls))
+        return plan.finish(await gather_leased(calls), shared)
 
     async def _call(self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""

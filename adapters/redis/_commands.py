@@ -12,6 +12,10 @@ keys on one node          sent to that node as is
                           parallel, answers merged in the caller's order or combined by the
                           command's response policy (sum for DEL/EXISTS/...)
 MSETNX                    atomic: only when all its keys share a node
+computed reads            SUNION, SINTER, SDIFF, SINTERCARD, ZUNION, ZINTER, ZDIFF,
+                          ZINTERCARD, LCS: each key's share read, the answer computed on the
+                          client as one server would (``_cross_node``); their STOREs refused
+SORT/SORT_RO patterns     BY/GET patterns' keys routed with the sorted key (``_sort``)
 other multi-key commands  refused with CrossShardError naming the nodes, before sending
 EVAL/EVALSHA/FCALL (_RO)  keys taken from ``numkeys``; keyless scripts go to the default node
 ``all_shards``/``all_nodes``  every node, combined by the response policy: DBSIZE sums, PING
@@ -28,7 +32,7 @@ other keyless commands    the default node (the first node by name): TIME, ECHO,
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +48,7 @@ __all__ = [
     "SCRIPTING",
     "Command",
     "CommandTable",
+    "Compute",
     "Part",
     "Plan",
     "first_answer",
@@ -88,6 +93,20 @@ class Plan:
     command: str
     readonly: bool = False
     keys: list[Any] = field(default_factory=list)
+    respond: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    """Shapes the merged answer with the caller's redis-py options (a computed answer
+    through the response callback its command has in redis-py); None: the merge is the
+    answer."""
+
+    def finish(self, answers: list[Any], options: Mapping[str, Any]) -> Any:
+        """The command's answer from its parts' ``answers``, given the caller's options."""
+        merged = self.merge(answers)
+        return merged if self.respond is None else self.respond(merged, options)
+
+
+Compute = Callable[[str, tuple[Any, ...], list[Any], list[str]], Plan | None]
+"""Plans a command whose keys span nodes and whose answer is computed on the client:
+(name, args, keys, owners) -> a plan, or None when it cannot be."""
 
 
 @dataclass(frozen=True)
@@ -209,8 +228,12 @@ def plan_command(
     owners: list[str],
     all_nodes: Sequence[str],
     default_node: str,
+    compute: Compute | None = None,
 ) -> Plan:
     """The plan for ``args``, given its ``keys`` and their ``owners`` (same order).
+
+    ``compute`` plans a read whose keys span nodes and whose answer the client computes
+    (``_cross_node.cross_node_plan``: SUNION, ZINTER, LCS, ...), or returns None.
 
     Raises:
         UnsupportedCommandError: a command that holds connection state, or raw SCAN.
@@ -234,6 +257,9 @@ def plan_command(
             return Plan([Part(distinct[0], args)], first_answer, name, readonly, keys)
         if command.request is RequestPolicy.MULTI_SHARD and name not in ATOMIC_MULTI_KEY:
             return _split(command, args, owners, readonly, keys)
+        computed = compute(name, args, keys, owners) if compute is not None else None
+        if computed is not None:
+            return computed
         shown = ", ".join(
             f"{_text(k)!r} -> {o}" for k, o in list(zip(keys, owners, strict=True))[:6]
         )

@@ -360,7 +360,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         """Run a plan whose nodes' slots are leased (each part gives its lease back)."""
         if len(plan.parts) == 1:
             part = plan.parts[0]
-            return plan.merge([self._call(part, options, slots[part.node])])
+            return plan.finish([self._call(part, options, slots[part.node])], options)
         shared = {k: v for k, v in options.items() if k != "keys"}
         futures: list[Future[Any]] = []
         try:
@@ -370,7 +370,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             for part in plan.parts[len(futures) :]:  # never submitted: give their leases back
                 self._leave(slots[part.node])
             raise
-        return plan.merge([future.result() for future in futures])
+        return plan.finish([future.result() for future in futures], shared)
 
     def _call(self, part: Part, options: dict[str, Any], slot: Slot[redis.Redis]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""
