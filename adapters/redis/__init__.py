@@ -14,6 +14,11 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
 
 * ``_errors``: the refusals, both hashring's and redis-py's errors;
 * ``_commands``: the COMMAND table and the plan of one command (routing table there);
+* ``_sort``: SORT's BY/GET patterns, whose keys must share the sorted key's node;
+* ``_cross_node``: read-only multi-key commands across nodes computed on the client
+  (SUNION ... ZINTER ... LCS), answered in the client's own reply shapes;
+  ``_set_algebra`` (sorted-set arithmetic in the server's order) and ``_lcs`` (LCS) do
+  their computing;
 * ``_routing``: keys to nodes under health, pipelines grouped per node and reassembled,
   sharded SCAN cursors, migration fallbacks;
 * ``_leases``: node membership snapshots and the leases that keep a removed node's client
