@@ -37,6 +37,7 @@ from typing import Any
 
 import redis
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
+from redis.utils import check_protocol_version
 
 from ._commands import Part, Plan
 from ._errors import CrossShardError
@@ -56,8 +57,9 @@ _DROPPED = ("keys", NEVER_DECODE, EMPTY_RESPONSE)
 
 @dataclass(frozen=True)
 class Replies:
-    """How a client's answers look: its protocol, its decoding and its response callbacks
-    (those of a node client: every node client is built with the same options)."""
+    """How a client's answers look: its wire protocol (RESP3 unless ``protocol=2``), its
+    decoding and its response callbacks (those of the first node's client: every node
+    client is built with the same options)."""
 
     resp3: bool
     encoder: Any
@@ -67,7 +69,8 @@ class Replies:
     def of(cls, client: Any) -> Replies:
         """The conventions of ``client`` (a redis-py client, sync or asyncio). O(1)."""
         protocol = client.connection_pool.connection_kwargs.get("protocol")
-        return cls(str(protocol) == "3", client.get_encoder(), client.response_callbacks)
+        resp3 = check_protocol_version(protocol, 3)  # redis-py 8 speaks RESP3 unless told
+        return cls(resp3, client.get_encoder(), client.response_callbacks)
 
     def raw(self, value: Any) -> bytes:
         """A member or string as the server's bytes (undoing the client's decoding)."""
