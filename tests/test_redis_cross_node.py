@@ -448,6 +448,8 @@ def test_store_variants_stay_refused_across_nodes(sharded: ShardedRedis) -> None
     [
         ("ZUNION", 2, "A", "B", "WEIGHTS", "nan", 1),
         ("ZUNION", 2, "A", "B", "WEIGHTS", "0x1p3", 1),
+        ("ZUNION", 2, "A", "B", "WEIGHTS", "1e400", 1),
+        ("ZINTER", 2, "A", "B", "WEIGHTS", 1, "-1e-400"),
         ("ZINTER", 2, "A", "B", "AGGREGATE", "avg"),
         ("ZDIFF", 2, "A", "B", "WEIGHTS", 1, 1),
         ("SINTERCARD", 2, "A", "B", "LIMIT", -1),

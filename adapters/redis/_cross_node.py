@@ -30,6 +30,7 @@ with writes to its keys may see some keys before and others after a write.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ def cross_node_plan(
 def _refuse(name: str, why: str) -> Any:
     raise CrossShardError(
         f"{name.upper()} spans nodes and {why}; nothing was sent (one server would answer "
-        "an error, or give the keys a common {hash tag})"
+        "an error; or give the keys a common {hash tag})"
     )
 
 
@@ -210,9 +211,7 @@ def _zoptions(name: str, words: list[bytes], keys: list[Any]) -> _ZOptions:
         word = rest[0].lower()
         if not diff and not card and word == b"weights" and len(rest) >= count + 1:
             for i, weight in enumerate(rest[1 : count + 1]):
-                if not _DECIMAL.match(weight):
-                    _refuse(name, f"weight {weight!r} is not a plain decimal number")
-                options.weights[i] = float(weight)
+                options.weights[i] = _weight(name, weight)
             rest = rest[count + 1 :]
         elif not diff and not card and word == b"aggregate" and len(rest) >= 2:
             if rest[1].lower() not in AGGREGATES:
@@ -230,6 +229,20 @@ def _zoptions(name: str, words: list[bytes], keys: list[Any]) -> _ZOptions:
         else:
             _refuse(name, f"option {rest[0]!r} is not understood")
     return options
+
+
+def _weight(name: str, word: bytes) -> float:
+    """A weight as the server reads it (``getDoubleFromObject``: strtod, refusing NaN and
+    values that overflow to infinity or underflow to zero)."""
+    if not _DECIMAL.match(word):
+        _refuse(name, f"weight {word!r} is not a plain decimal number")
+    value = float(word)
+    mantissa = word.lower().split(b"e")[0]
+    if (math.isinf(value) and b"inf" not in mantissa) or (
+        value == 0 and any(digit in mantissa for digit in b"123456789")
+    ):
+        _refuse(name, f"weight {word!r} is out of the range of a double")
+    return value
 
 
 def _zset_plan(
