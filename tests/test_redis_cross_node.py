@@ -267,12 +267,19 @@ def test_lcs_of_a_non_string_raises_the_servers_error(pair: Pair) -> None:
 
 
 def test_lcs_refuses_tables_beyond_a_default_servers_bound(sharded: ShardedRedis) -> None:
-    """Two 12 kB strings (145M cells > 2**27): UnsupportedCommandError, in bounded time."""
+    """Two 12 kB strings (145M cells > 2**27): UnsupportedCommandError, in bounded time;
+    in a pipeline, in the command's place."""
     a_key, b_key = _spread_keys(sharded, 1)[:2]
     sharded.set(a_key, b"ab" * 6000)
     sharded.set(b_key, b"ba" * 6000)
     with pytest.raises(UnsupportedCommandError, match="LCS"):
         sharded.lcs(a_key, b_key)
+    pipe = sharded.pipeline()
+    pipe.lcs(a_key, b_key, len=True)
+    pipe.strlen(a_key)
+    refused, length = pipe.execute(raise_on_error=False)
+    assert isinstance(refused, UnsupportedCommandError)
+    assert length == 12000
 
 
 def test_lcs_of_long_strings_matches_the_server(sharded: ShardedRedis, plain: redis.Redis) -> None:
@@ -571,3 +578,35 @@ def test_async_sort_patterns(clean_redis_servers: list[RedisServer]) -> None:
     direct, pipelined = asyncio.run(_async_sort(_urls(clean_redis_servers)))
     assert direct == [b"u1", b"u2", b"u3"]
     assert pipelined == [[b"1", b"u1", b"2", b"u2", b"3", b"u3"], "refused"]
+
+
+def _named(server: RedisServer, name: str) -> int:
+    observer = server.client()
+    return sum(1 for entry in observer.client_list() if entry.get("name") == name)
+
+
+def test_two_parts_on_one_node_give_both_leases_back(
+    clean_redis_servers: list[RedisServer],
+) -> None:
+    """A computed read with two parts on one node (sync, then async), then remove_node:
+    the node's client is closed at once (no lease left over or given back twice)."""
+    urls = _urls(clean_redis_servers)
+    with ShardedRedis(urls, client_name="legs") as client:
+        keys = _spread_keys(client)  # keys[0] and keys[3] share a node
+        node = client.node_for(keys[0])
+        assert client.node_for(keys[3]) == node
+        client.zadd(keys[0], {"a": 1})
+        client.zadd(keys[3], {"a": 2})
+        assert client.zunion([keys[0], keys[3], keys[1]], withscores=True) == [(b"a", 3.0)]
+
+        async def twice() -> Any:
+            async with AsyncShardedRedis(urls) as aclient:
+                return await aclient.zunion([keys[0], keys[3], keys[1]], withscores=True)
+
+        assert asyncio.run(twice()) == [(b"a", 3.0)]
+        server = clean_redis_servers[NAMES.index(node)]
+        assert _named(server, "legs") >= 1
+        held = client.clients[node]  # kept alive: only remove_node may close it
+        client.remove_node(node)
+        assert _named(server, "legs") == 0
+        assert held.connection_pool is not None

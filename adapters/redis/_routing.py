@@ -139,7 +139,7 @@ def assemble(
         if failed is None:
             try:
                 results.append(plan.finish(parts, opts))
-            except redis.exceptions.ResponseError as error:  # a computed answer's error
+            except redis.exceptions.RedisError as error:  # a computed answer's error
                 results.append(error)
         else:
             results.append(failed)
