@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
+from hashring.adapters.redis._lcs import lcs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_servers import RedisServer, RedisServerFactory
@@ -610,3 +612,116 @@ def test_two_parts_on_one_node_give_both_leases_back(
         client.remove_node(node)
         assert _named(server, "legs") == 0
         assert held.connection_pool is not None
+
+
+def _lcs_table_walk(a: bytes, b: bytes, min_match: int) -> tuple[bytes, int, list[Any]]:
+    """The server's ``lcsCommand`` transcribed with its full table (the reference)."""
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            if a[i - 1] == b[j - 1]:
+                table[i][j] = table[i - 1][j - 1] + 1
+            else:
+                table[i][j] = max(table[i - 1][j], table[i][j - 1])
+    text, ranges = bytearray(), []
+    start = len(a)
+    a_end = b_start = b_end = 0
+    i, j = len(a), len(b)
+    while i > 0 and j > 0:
+        emit = False
+        if a[i - 1] == b[j - 1]:
+            text.insert(0, a[i - 1])
+            if start == len(a):
+                start, a_end, b_start, b_end = i - 1, i - 1, j - 1, j - 1
+            elif start == i and b_start == j:
+                start, b_start = start - 1, b_start - 1
+            else:
+                emit = True
+            emit = emit or start == 0 or b_start == 0
+            i, j = i - 1, j - 1
+        else:
+            if table[i - 1][j] > table[i][j - 1]:
+                i -= 1
+            else:
+                j -= 1
+            emit = start != len(a)
+        if emit:
+            if min_match == 0 or a_end - start + 1 >= min_match:
+                ranges.append((start, a_end, b_start, b_end))
+            start = len(a)
+    return bytes(text), table[len(a)][len(b)], ranges
+
+
+@settings(max_examples=200)
+@given(
+    a=st.binary(max_size=90) | st.lists(st.sampled_from(b"ab"), max_size=150).map(bytes),
+    b=st.binary(max_size=90) | st.lists(st.sampled_from(b"ab"), max_size=150).map(bytes),
+    min_match=st.integers(0, 4),
+)
+def test_bit_parallel_lcs_walks_back_as_the_server_table(
+    a: bytes, b: bytes, min_match: int
+) -> None:
+    """The bit-parallel rows give the same string, length and ranges as the server's table
+    (no server needed: longer strings than the differential test)."""
+    found = lcs(a, b, min_match)
+    ranges = [(m.a_start, m.a_end, m.b_start, m.b_end) for m in found.matches]
+    assert (found.text, found.length, ranges) == _lcs_table_walk(a, b, min_match)
+
+
+PREFIXES = ["u:", "u:{x}:", "{x}", "{}:", "{y}", "a{x", "x}:", "{x}{y}"]
+SUFFIXES = ["", ":n", "{x}", "}"]
+
+
+@st.composite
+def sort_patterns(draw: st.DrawFn) -> tuple[str, bool]:
+    """A BY/GET pattern (hash field or not, with or without '*') and whether it reads a
+    hash field."""
+    field = draw(st.booleans())
+    prefix = ("h" if field else "s") + draw(st.sampled_from(PREFIXES))
+    star = "*" if draw(st.integers(0, 5)) else ""
+    pattern = prefix + star + draw(st.sampled_from(SUFFIXES))
+    return (pattern + "->f" if field else pattern), field
+
+
+@settings(
+    max_examples=60,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_sort_patterns_answer_or_refuse(
+    sharded: ShardedRedis, plain: redis.Redis, data: st.DataObject
+) -> None:
+    """SORT/SORT_RO with random BY/GET patterns over list{x}: one server's answer, or
+    CrossShardError exactly when a pattern has a '*' and no {tag} before it."""
+    for client in (sharded, plain):
+        for node in [*sharded.clients.values()] if client is sharded else [client]:
+            node.flushall()
+        client.rpush("list{x}", 3, 1, 2)
+    gets = data.draw(st.lists(sort_patterns(), max_size=3))
+    by = data.draw(st.none() | sort_patterns())
+    for pattern, field in [*gets, *([by] if by else [])]:
+        key_part = pattern[: -len("->f")] if field else pattern
+        for element in ("1", "2", "3"):
+            key = key_part.replace("*", element, 1)
+            for client in (sharded, plain):
+                if field:
+                    client.hset(key, "f", f"{10 - int(element)}.5")
+                else:
+                    client.set(key, f"{10 - int(element)}")
+    readonly = data.draw(st.booleans())
+    options: dict[str, Any] = {"get": [p for p, _ in gets] or None, "by": by[0] if by else None}
+
+    def call(c: Any) -> Any:
+        return (c.sort_ro if readonly else c.sort)("list{x}", **options)
+
+    def pinned(pattern: str) -> bool:
+        head = pattern.split("*", 1)[0]
+        return "*" not in pattern or bool(re.match(r"[^{]*\{[^}]+\}", head))
+
+    must_pass = all(pinned(p) for p, _ in [*gets, *([by] if by else [])])
+    try:
+        ours = outcome(call, sharded)
+    except CrossShardError:
+        assert not must_pass, options
+        return
+    assert ours == outcome(call, plain), options
