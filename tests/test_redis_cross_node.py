@@ -30,6 +30,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "resp2": {"protocol": 2},
     "resp2-unified-decoded": {"protocol": 2, "legacy_responses": False, "decode_responses": True},
     "resp3": {"protocol": 3},
+    "resp3-unified": {"legacy_responses": False},
 }
 SETTINGS = settings(
     max_examples=25,

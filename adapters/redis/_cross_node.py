@@ -26,6 +26,14 @@ that are not fully understood (a weight that is not a plain decimal number, an u
 word) are refused with CrossShardError before anything is sent, where the server would
 answer an error. The parts are read concurrently, not as one snapshot: a command racing
 with writes to its keys may see some keys before and others after a write.
+
+Costs and limits: every source's members travel to the client (ZUNION ... per key, the
+set commands per node), so a computed read costs O(total members) in transfer and memory,
+about twice a plain server's client-side time for large answers; a client with
+``decode_responses=True`` decodes every member it reads, so a member not valid in its
+encoding raises UnicodeDecodeError even when one server's answer would leave it out; and
+``read_fallback`` (migrations) is not consulted for computed reads, as for other multi-key
+commands.
 """
 
 from __future__ import annotations
