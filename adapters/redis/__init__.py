@@ -17,6 +17,11 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
 * ``_server_wide``: where keyless commands go (every node, one node, refused) and why;
 * ``_answers``: answers of several nodes combined into one server's, and a failed part's
   error naming its node;
+* ``_sort``: SORT's BY/GET patterns, whose keys must share the sorted key's node;
+* ``_cross_node``: read-only multi-key commands across nodes computed on the client
+  (SUNION ... ZINTER ... LCS), answered in the client's own reply shapes;
+  ``_set_algebra`` (sorted-set arithmetic in the server's order) and ``_lcs`` (LCS) do
+  their computing;
 * ``_routing``: keys to nodes under health, pipelines grouped per node and reassembled,
   sharded SCAN cursors;
 * ``_fallback``: reads during a migration (``read_fallback``): which topology's answer

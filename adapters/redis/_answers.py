@@ -21,6 +21,8 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import redis
+
 from ._server_wide import Answer
 
 __all__ = [
@@ -154,7 +156,11 @@ def gather(answers: list[Any]) -> Any:
 
 
 def settled(
-    command: str, nodes: Sequence[str], outcomes: list[Any], any_success: bool = False
+    command: str,
+    nodes: Sequence[str],
+    outcomes: list[Any],
+    any_success: bool = False,
+    readonly: bool = False,
 ) -> list[Any]:
     """The answers of a plan's parts (sent to ``nodes``, in order; a :class:`Failure` for
     a part that raised), when none failed, or,
@@ -166,7 +172,9 @@ def settled(
         redis.exceptions.ResponseError`` and redis-py's own handling still work), its
         message naming the node and the nodes where the command succeeded (and stays
         applied: nothing is undone); a BaseException that is not an Exception (a
-        cancellation) as it is.
+        cancellation) as it is. A read's error from a server (``ResponseError``, such as
+        WRONGTYPE) is raised as it is: one server holding all the keys would raise the
+        same, and a read changed nothing anywhere.
     """
     failed = [(n, o.error) for n, o in zip(nodes, outcomes, strict=True) if isinstance(o, Failure)]
     if not failed:
@@ -178,6 +186,8 @@ def settled(
         if not isinstance(error, Exception):
             raise error
     node, error = failed[0]
+    if readonly and isinstance(error, redis.exceptions.ResponseError):
+        raise error
     where = (
         f"it succeeded on {', '.join(map(repr, succeeded))}, where nothing is undone"
         if succeeded

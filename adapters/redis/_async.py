@@ -33,7 +33,7 @@ from redis.commands.core import AsyncCoreCommands
 
 from hashring import EmptyRingError, Placement
 
-from ._answers import Failure, settled
+from ._answers import Failure
 from ._base import ShardedBase, config_arguments
 from ._clients import (
     connect_async,
@@ -50,7 +50,6 @@ from ._commands import (
     Plan,
     known_keys,
     parser_args,
-    plan_nodes,
 )
 from ._fallback import (
     NEW,
@@ -390,13 +389,13 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         """Run a plan whose nodes' slots are leased (each part gives its lease back)."""
         if len(plan.parts) == 1:
             part = plan.parts[0]
-            return plan.merge([await self._call(slots[part.node], part, options)])
+            return plan.finish([await self._call(slots[part.node], part, options)], options)
         shared = {k: v for k, v in options.items() if k != "keys"}
         calls = [
             (slots[part.node], self._attempt(slots[part.node], part, shared)) for part in plan.parts
         ]
         outcomes = await gather_leased(calls)
-        return plan.merge(settled(plan.command, plan_nodes(plan), outcomes, plan.any_success))
+        return plan.settle(outcomes, shared)
 
     async def _attempt(
         self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]

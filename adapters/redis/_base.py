@@ -30,9 +30,11 @@ from hashring._balancing.health import Transition
 from hashring._placement.nodes import check_node_name
 
 from ._commands import SCHEMES, Command, CommandTable, Plan, plan_command
+from ._cross_node import Replies, cross_node_plan
 from ._fallback import Read, round_commands
 from ._leases import Members, Slot
 from ._routing import describe_nodes, route_owners
+from ._sort import SORTS, encoded, pattern_keys
 
 __all__ = [
     "REMOVED_OPTIONS",
@@ -319,14 +321,27 @@ class ShardedBase(Generic[C]):
         """The plan of ``args`` (described as ``command``, with its ``keys``) over the nodes
         of ``members``. O(keys) lookups.
 
+        SORT's BY/GET patterns are routed as keys (see ``_sort``); the placement's hash
+        tags are read from its ``_hash_tags`` (a placement without it counts as tag-less).
+
         Raises:
             CrossShardError, UnsupportedCommandError: the command cannot be planned.
             InvalidKeyError, KeyEncodingError: a key the placement refuses.
         """
+        if command.name in SORTS:  # its BY/GET patterns' keys must share the node too
+            tags = getattr(self._placement, "_hash_tags", False) is True
+            words = encoded(self.get_encoder(), args)
+            nodes = len(members.names)
+            keys = [*keys, *pattern_keys(command.name, words, hash_tags=tags, nodes=nodes)]
         owners = (
             route_owners(self._placement, self._health, self.get_encoder(), keys) if keys else []
         )
-        return plan_command(command, args, keys, owners, members.names, members.first)
+
+        def compute(name: str, a: tuple[Any, ...], k: list[Any], o: list[str]) -> Plan | None:
+            replies = Replies.of(members.slots[members.first].client)
+            return cross_node_plan(name, a, k, o, replies)
+
+        return plan_command(command, args, keys, owners, members.names, members.first, compute)
 
     def _asked_node(self, members: Members[C]) -> str:
         """The node asked for a command's movable keys (COMMAND GETKEYS): the first usable

@@ -12,6 +12,10 @@ keys on one node          sent to that node as is
                           parallel, answers merged in the caller's order or combined by the
                           command's response policy (sum for DEL/EXISTS/...)
 MSETNX                    atomic: only when all its keys share a node
+computed reads            SUNION, SINTER, SDIFF, SINTERCARD, ZUNION, ZINTER, ZDIFF,
+                          ZINTERCARD, LCS: each key's share read, the answer computed on the
+                          client as one server would (``_cross_node``); their STOREs refused
+SORT/SORT_RO patterns     BY/GET patterns' keys routed with the sorted key (``_sort``)
 other multi-key commands  refused with CrossShardError naming the nodes, before sending
 EVAL/EVALSHA/FCALL (_RO)  keys taken from ``numkeys``; keyless scripts go to the default node
 keyless commands          every node (see ``_server_wide``), answers combined into one
@@ -39,14 +43,14 @@ connection state          MULTI, EXEC, WATCH, SELECT, SUBSCRIBE, ...: Unsupporte
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 
-from ._answers import elementwise, gather, merger
+from ._answers import elementwise, gather, merger, settled
 from ._errors import CrossShardError, UnsupportedCommandError
 from ._server_wide import PUBSUB, Answer, Route, rule_for
 
@@ -57,13 +61,13 @@ __all__ = [
     "SCRIPTING",
     "Command",
     "CommandTable",
+    "Compute",
     "Part",
     "Plan",
     "first_answer",
     "known_keys",
     "parser_args",
     "plan_command",
-    "plan_nodes",
     "script_keys",
 ]
 
@@ -106,6 +110,31 @@ class Plan:
     any_success: bool = False
     """The command succeeds when one part does (SCRIPT KILL, CLIENT KILL): the other
     parts' errors are dropped (see ``_answers.settled``)."""
+    respond: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    """Shapes the merged answer with the caller's redis-py options (a computed answer
+    through the response callback its command has in redis-py); None: the merge is the
+    answer."""
+
+    def finish(self, answers: list[Any], options: Mapping[str, Any]) -> Any:
+        """The command's answer from its parts' ``answers``, given the caller's options."""
+        merged = self.merge(answers)
+        return merged if self.respond is None else self.respond(merged, options)
+
+    def settle(self, outcomes: list[Any], options: Mapping[str, Any]) -> Any:
+        """The command's answer from its parts' ``outcomes`` (a ``Failure`` for a part that
+        raised; see ``_answers.settled``), given the caller's options.
+
+        Raises:
+            the first failed part's error, as ``_answers.settled`` says.
+        """
+        nodes = [part.node for part in self.parts]
+        answers = settled(self.command, nodes, outcomes, self.any_success, self.readonly)
+        return self.finish(answers, options)
+
+
+Compute = Callable[[str, tuple[Any, ...], list[Any], list[str]], Plan | None]
+"""Plans a command whose keys span nodes and whose answer is computed on the client:
+(name, args, keys, owners) -> a plan, or None when it cannot be."""
 
 
 @dataclass(frozen=True)
@@ -227,8 +256,12 @@ def plan_command(
     owners: list[str],
     all_nodes: Sequence[str],
     default_node: str,
+    compute: Compute | None = None,
 ) -> Plan:
     """The plan for ``args``, given its ``keys`` and their ``owners`` (same order).
+
+    ``compute`` plans a read whose keys span nodes and whose answer the client computes
+    (``_cross_node.cross_node_plan``: SUNION, ZINTER, LCS, ...), or returns None.
 
     Raises:
         UnsupportedCommandError: a command that holds connection state, raw SCAN, or a
@@ -253,6 +286,9 @@ def plan_command(
             return Plan([Part(distinct[0], args)], first_answer, name, readonly, keys)
         if command.request is RequestPolicy.MULTI_SHARD and name not in ATOMIC_MULTI_KEY:
             return _split(command, args, owners, readonly, keys)
+        computed = compute(name, args, keys, owners) if compute is not None else None
+        if computed is not None:
+            return computed
         shown = ", ".join(
             f"{_text(k)!r} -> {o}" for k, o in list(zip(keys, owners, strict=True))[:6]
         )
@@ -351,11 +387,6 @@ def _combiner(policy: ResponsePolicy) -> Callable[[list[Any]], Any]:
     if policy in (ResponsePolicy.ALL_SUCCEEDED, ResponsePolicy.ONE_SUCCEEDED):
         return first_answer
     return gather
-
-
-def plan_nodes(plan: Plan) -> list[str]:
-    """The nodes of ``plan``'s parts, in order."""
-    return [part.node for part in plan.parts]
 
 
 def first_answer(answers: list[Any]) -> Any:

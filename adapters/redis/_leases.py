@@ -114,7 +114,8 @@ class Members(Generic[C]):
 
 
 def lease(members: Members[C], nodes: Iterable[str]) -> tuple[dict[str, Slot[C]] | None, list[C]]:
-    """Lease the slot of every node of ``nodes`` (each once).
+    """Lease the slot of every node of ``nodes``, once per time it is named (a plan with
+    two parts on one node gives two leases back).
 
     Returns:
         (node -> slot, []) when every node is still a member; else (None, clients to
@@ -122,13 +123,13 @@ def lease(members: Members[C], nodes: Iterable[str]) -> tuple[dict[str, Slot[C]]
         must be closed by the caller.
     """
     leased: dict[str, Slot[C]] = {}
+    entered: list[Slot[C]] = []
     for node in nodes:
-        if node in leased:
-            continue
         slot = members.slots.get(node)
         if slot is None or not slot.enter():
-            return None, give_back(leased.values())
+            return None, give_back(entered)
         leased[node] = slot
+        entered.append(slot)
     return leased, []
 
 

@@ -14,6 +14,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import redis
+
 from hashring import HealthTracker, Placement, redact_url
 
 from ._commands import Plan
@@ -125,13 +127,21 @@ def assemble(
         Exception: the first failed command's error, when ``raise_on_error`` is true.
     """
     answers: list[list[Any]] = [[None] * len(plan.parts) for plan in plans]
+    options: list[dict[str, Any]] = [{} for _ in plans]
     for node, entries in per_node.items():
         for entry, answer in zip(entries, node_answers[node], strict=True):
             answers[entry.command][entry.part] = answer
+            options[entry.command] = entry.options
     results: list[Any] = []
-    for plan, parts in zip(plans, answers, strict=True):
+    for plan, parts, opts in zip(plans, answers, options, strict=True):
         failed = next((a for a in parts if isinstance(a, Exception)), None)
-        results.append(failed if failed is not None else plan.merge(parts))
+        if failed is None:
+            try:
+                results.append(plan.finish(parts, opts))
+            except redis.exceptions.RedisError as error:  # a computed answer's error
+                results.append(error)
+        else:
+            results.append(failed)
     if raise_on_error:
         for result in results:
             if isinstance(result, Exception):

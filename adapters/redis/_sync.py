@@ -25,7 +25,7 @@ from redis.commands.core import CoreCommands
 
 from hashring import EmptyRingError, InvalidOptionError, Placement
 
-from ._answers import Failure, settled
+from ._answers import Failure
 from ._base import ShardedBase, config_arguments
 from ._clients import connect, read_command_table
 from ._commands import (
@@ -36,7 +36,6 @@ from ._commands import (
     Plan,
     known_keys,
     parser_args,
-    plan_nodes,
 )
 from ._fallback import (
     NEW,
@@ -391,7 +390,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
         """Run a plan whose nodes' slots are leased (each part gives its lease back)."""
         if len(plan.parts) == 1:
             part = plan.parts[0]
-            return plan.merge([self._call(part, options, slots[part.node])])
+            return plan.finish([self._call(part, options, slots[part.node])], options)
         shared = {k: v for k, v in options.items() if k != "keys"}
         futures: list[Future[Any]] = []
         try:
@@ -405,7 +404,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             Failure(error) if (error := future.exception()) is not None else future.result()
             for future in futures
         ]
-        return plan.merge(settled(plan.command, plan_nodes(plan), outcomes, plan.any_success))
+        return plan.settle(outcomes, shared)
 
     def _call(self, part: Part, options: dict[str, Any], slot: Slot[redis.Redis]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""
