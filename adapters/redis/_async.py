@@ -22,7 +22,8 @@ its alias ``close``) and pipeline ``execute``/``reset`` are coroutines; there is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import inspect
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -169,13 +170,42 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             "nothing was sent"
         )
 
-    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> AsyncShardedPipeline:
-        """A pipeline whose commands are grouped per node and sent concurrently.
-
-        ``transaction=True`` wraps them in MULTI/EXEC and is refused (before anything is
-        sent) unless every command's keys live on one node.
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> AsyncShardedPipeline:
+        """A pipeline, as ``redis.asyncio.Redis.pipeline``: ``transaction=True`` (the
+        default) runs MULTI/EXEC on the node owning the keys and refuses spanning nodes
+        before sending; ``transaction=False`` sends one pipeline per node concurrently.
+        See ``ShardedRedis.pipeline``.
         """
-        return AsyncShardedPipeline(self, transaction)
+        return AsyncShardedPipeline(self, transaction, shard_hint)
+
+    async def transaction(
+        self,
+        func: Callable[[AsyncShardedPipeline], Any],
+        *watches: Any,
+        shard_hint: Any = None,
+        value_from_callable: bool = False,
+        watch_delay: float | None = None,
+    ) -> Any:
+        """redis.asyncio's optimistic-locking recipe, as ``ShardedRedis.transaction``;
+        ``func`` may be a coroutine function.
+
+        Raises:
+            CrossShardError, OwnerEjectedError: as ``ShardedRedis.transaction``.
+        """
+        async with self.pipeline(True, shard_hint) as pipe:
+            while True:
+                try:
+                    if watches:
+                        await pipe.watch(*watches)
+                    func_value = func(pipe)
+                    if inspect.isawaitable(func_value):
+                        func_value = await func_value
+                    exec_value = await pipe.execute()
+                    return func_value if value_from_callable else exec_value
+                except redis.exceptions.WatchError:
+                    if watch_delay is not None and watch_delay > 0:
+                        await asyncio.sleep(watch_delay)
+                    continue
 
     # ------------------------------------------------------------------ keyless scans
 
