@@ -22,6 +22,7 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
   routing of one command once its keys are known;
 * ``_clients``: connecting to the nodes (sync and asyncio) and asyncio gathering;
 * ``_sync`` / ``_async``: the two clients, their I/O only; ``_pipeline``: their pipelines;
+* ``_transaction``: where a transaction (MULTI/EXEC, WATCH) runs: its rules, no I/O;
 * ``_sampling``: a sample of live keys for ``hashring report --sample-from``.
 """
 
