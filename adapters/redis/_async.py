@@ -34,6 +34,7 @@ from redis.commands.core import AsyncCoreCommands
 
 from hashring import EmptyRingError, Placement
 
+from ._async_pipeline import AsyncShardedPipeline
 from ._base import ShardedBase, config_arguments
 from ._clients import (
     connect_async,
@@ -44,7 +45,6 @@ from ._clients import (
 )
 from ._commands import CONNECTION_ERRORS, CommandTable, Part, Plan, known_keys, parser_args
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
-from ._pipeline import AsyncShardedPipeline
 from ._routing import next_scan_cursor, scan_position
 
 __all__ = ["AsyncShardedRedis"]

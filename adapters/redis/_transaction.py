@@ -1,4 +1,5 @@
-"""Transactions of the sharded pipelines: where MULTI/EXEC and WATCH run; no I/O.
+"""Transactions of the sharded pipelines: where MULTI/EXEC and WATCH run; no I/O (what
+``ShardedPipeline`` and ``AsyncShardedPipeline`` share).
 
 A transaction (``pipeline(transaction=True)``, the default as in redis-py, or ``multi()``
 after ``watch()``) runs on exactly one node, the *owner* of its keys, through a redis-py
@@ -31,13 +32,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import redis
 
 from hashring import HealthTracker, Placement
 
-from ._commands import Command, Part, Plan, first_answer, plan_command
+from ._commands import CONNECTION_ERRORS, Command, Part, Plan, first_answer, plan_command
 from ._errors import CrossShardError
 from ._leases import Members, Slot
 from ._routing import ANY_NODE, route_owners
@@ -45,12 +46,17 @@ from ._routing import ANY_NODE, route_owners
 __all__ = [
     "ANYWHERE",
     "TRANSACTION_CONTROL",
+    "Buffered",
     "OwnerEjectedError",
     "Pin",
+    "answered",
     "keyless_node",
     "lost_watch",
+    "merged_answers",
     "needs_keys",
+    "refuse_nested_multi",
     "refuse_other_watch",
+    "refuse_watch_after_multi",
     "single_owner",
     "transaction_plan",
 ]
@@ -69,6 +75,20 @@ _PLACEMENT_ONLY = HealthTracker(enabled=False)  # owners as placed, never a fall
 class OwnerEjectedError(redis.exceptions.ConnectionError):
     """The node that owns a transaction's keys is ejected by health tracking: the
     transaction runs only on its owner, never on a fallback node; nothing was sent."""
+
+
+class Buffered(NamedTuple):
+    """One command buffered by a pipeline (``(args, options)``, as redis-py's stack)."""
+
+    args: tuple[Any, ...]
+    options: dict[str, Any]
+
+
+class _Pipeline(Protocol):
+    """What redis-py's checks of ``multi()`` and ``watch()`` read of a pipeline."""
+
+    explicit_transaction: bool
+    command_stack: list[Buffered]
 
 
 @dataclass
@@ -171,3 +191,44 @@ def lost_watch(pin: Pin[Any, Any], placement: Placement, encoder: Any) -> str | 
         f"the watched keys moved from node {pin.node!r} to {shown}; the transaction was not "
         "run. Watch the keys again (at their new owner)"
     )
+
+
+def answered(exc: BaseException) -> bool | None:
+    """What an error from a node says of its health: False for a connection failure (a
+    ``WatchError`` redis-py raised for one included), True when the node answered, None
+    when it says nothing (cancellation, ...)."""
+    if isinstance(exc, CONNECTION_ERRORS):
+        return False
+    if isinstance(exc, redis.exceptions.WatchError):
+        return not isinstance(exc.__context__, CONNECTION_ERRORS)
+    return True if isinstance(exc, redis.exceptions.RedisError) else None
+
+
+def refuse_nested_multi(pipe: _Pipeline) -> None:
+    """redis-py's checks of ``multi()``.
+
+    Raises:
+        redis.exceptions.RedisError: MULTI already issued, or commands buffered before it.
+    """
+    if pipe.explicit_transaction:
+        raise redis.exceptions.RedisError("Cannot issue nested calls to MULTI")
+    if pipe.command_stack:
+        raise redis.exceptions.RedisError(
+            "Commands without an initial WATCH have already been issued"
+        )
+
+
+def refuse_watch_after_multi(pipe: _Pipeline) -> None:
+    """Raises:
+    redis.exceptions.RedisError: ``watch()`` after ``multi()``, as redis-py.
+    """
+    if pipe.explicit_transaction:
+        raise redis.exceptions.RedisError("Cannot issue a WATCH after a MULTI")
+
+
+def merged_answers(plans: list[Plan], answers: list[Any]) -> list[Any]:
+    """A transaction's answers, each through its plan's merge (errors stay in place)."""
+    return [
+        answer if isinstance(answer, Exception) else plan.merge([answer])
+        for plan, answer in zip(plans, answers, strict=True)
+    ]
