@@ -389,6 +389,30 @@ def test_multi_discard_unwatch_reset_behave_as_redis_py(
     assert outcomes[0] == outcomes[1]
 
 
+def test_watch_on_a_plain_pipeline_and_after_unwatch(
+    sharded: ShardedRedis, plain: redis.Redis
+) -> None:
+    """transaction=False with watch() and no multi(): commands buffered before the watch run
+    without MULTI, as redis-py; after unwatch() the watched node binds nothing."""
+    a, b = _tag_on(sharded, "n0"), _tag_on(sharded, "n1")
+    outcomes = []
+    for client in (sharded, plain):
+        seen: list[Any] = []
+        with client.pipeline(transaction=False) as pipe:
+            pipe.set(b, "before").get(b)
+            seen.append(pipe.watch(a))
+            seen.append(pipe.get(b))
+            seen.append(_outcome(pipe.execute))
+            seen.append(pipe.watching)
+        with client.pipeline() as pipe:
+            pipe.watch(a)
+            seen.append(pipe.unwatch())
+            seen.append(_outcome(pipe.set(b, "after").get(b).execute))
+        outcomes.append(seen)
+    expected = [True, None, [True, "before"], False, True, [True, "after"]]
+    assert outcomes[0] == outcomes[1] == expected
+
+
 def test_transaction_method_as_redis_py(sharded: ShardedRedis, plain: redis.Redis) -> None:
     """client.transaction(func, *watches): EXEC answers, value_from_callable, watch_delay."""
     answers = []

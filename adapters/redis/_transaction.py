@@ -194,14 +194,15 @@ def lost_watch(pin: Pin[Any, Any], placement: Placement, encoder: Any) -> str | 
 
 
 def answered(exc: BaseException) -> bool | None:
-    """What an error from a node says of its health: False for a connection failure (a
-    ``WatchError`` redis-py raised for one included), True when the node answered, None
-    when it says nothing (cancellation, ...)."""
+    """What an error of a command on a node says of its health: False for a connection
+    failure (a ``WatchError`` redis-py raised for one included), True when the node
+    answered (an error reply, a changed watched key), None when it says nothing (an error
+    raised before sending, a cancellation, ...)."""
     if isinstance(exc, CONNECTION_ERRORS):
         return False
     if isinstance(exc, redis.exceptions.WatchError):
         return not isinstance(exc.__context__, CONNECTION_ERRORS)
-    return True if isinstance(exc, redis.exceptions.RedisError) else None
+    return True if isinstance(exc, redis.exceptions.ResponseError) else None
 
 
 def refuse_nested_multi(pipe: _Pipeline) -> None:
