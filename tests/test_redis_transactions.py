@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
-from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
-from hashring.adapters.redis._transaction import OwnerEjectedError
+from hashring.adapters.redis import AsyncShardedRedis, OwnerEjectedError, ShardedRedis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.backoff import NoBackoff

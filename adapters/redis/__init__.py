@@ -35,12 +35,14 @@ from ._errors import CrossShardError, UnsupportedCommandError
 from ._leases import NodeRemovedError
 from ._pipeline import ShardedPipeline
 from ._sync import ShardedRedis
+from ._transaction import OwnerEjectedError
 
 __all__ = [
     "AsyncShardedPipeline",
     "AsyncShardedRedis",
     "CrossShardError",
     "NodeRemovedError",
+    "OwnerEjectedError",
     "ShardedPipeline",
     "ShardedRedis",
     "UnsupportedCommandError",
