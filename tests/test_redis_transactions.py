@@ -806,3 +806,33 @@ async def test_async_removed_watched_node_and_ejected_owner(
             with pytest.raises(OwnerEjectedError):
                 await pipe.execute()
         assert _calls(direct[fallback], "multi") == direct[fallback].dbsize() == 0
+
+
+@pytest.mark.anyio
+async def test_async_owner_dying_mid_watch_then_pipeline_reused(
+    redis_servers: list[RedisServer],
+) -> None:
+    """The watched node dies: the read fails as redis.asyncio's (without retries it raises
+    the ConnectionError itself), counted against the node; after its restart the same
+    pipeline object runs transactions again."""
+    async with AsyncShardedRedis(
+        _urls(redis_servers), health=True, failure_limit=3, **FAST
+    ) as client:
+        tag = _tag_on(client, "n0")
+        pipe = client.pipeline()
+        await pipe.watch(tag)
+        redis_servers[0].kill()
+        with pytest.raises(redis.ConnectionError):
+            await pipe.get(tag)
+        assert client.stats()["n0"]["errors"] == 1
+        await pipe.reset()
+        assert not pipe.watching
+        pipe.set(tag, "1")
+        with pytest.raises(redis.ConnectionError):
+            await pipe.execute()
+        redis_servers[0].restart()
+        await pipe.watch(tag)
+        pipe.multi()
+        assert await pipe.set(tag, "2").incr(tag).execute() == [True, 3]
+        await pipe.aclose()
+        assert await client.get(tag) == "3"
