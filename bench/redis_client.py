@@ -30,7 +30,7 @@ clients are measured in alternating rounds, order flipped every round, best roun
   keys itself, and MGET answers are checked against the values written.
 * pipeline of 10,000 mixed commands (SET, GET, INCR, HSET, LPUSH in turn, on 2,000 string
   keys, each SET read back by the next GET, 500 counters, 200 hashes, 100 lists): build
-  plus ``execute()``, 3 rounds, ``ShardedRedis.pipeline()`` over 4 nodes vs
+  plus ``execute()``, 3 rounds, ``ShardedRedis.pipeline(transaction=False)`` over 4 nodes vs
   ``redis.Redis.pipeline(transaction=False)`` on one node.
 
 * the asyncio clients, on one event loop: AsyncShardedRedis over the 4 nodes (and over
@@ -454,11 +454,11 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
             multi_missed = multi_missed or vs_shard < 2 or vs_loop < 10
 
         # ---------------------------------------------------------- pipeline
-        run_pipeline(sharded.pipeline(), min(pipeline_n, 1_000))
+        run_pipeline(sharded.pipeline(transaction=False), min(pipeline_n, 1_000))
         run_pipeline(plain.pipeline(transaction=False), min(pipeline_n, 1_000))
         best = interleaved(
             {
-                "sharded": lambda: run_pipeline(sharded.pipeline(), pipeline_n),
+                "sharded": lambda: run_pipeline(sharded.pipeline(transaction=False), pipeline_n),
                 "plain": lambda: run_pipeline(plain.pipeline(transaction=False), pipeline_n),
             },
             PIPELINE_ROUNDS,

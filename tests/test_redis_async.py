@@ -144,7 +144,7 @@ async def test_scan_iter_and_scan_cursor_return_every_key_once(
 async def test_pipeline_order_and_raise_on_error(sharded: AsyncShardedRedis) -> None:
     """Answers come back in buffering order; errors follow redis-py's raise_on_error rules."""
     a, b, c = keys_on_distinct_nodes(sharded, 3)
-    async with sharded.pipeline() as pipe:
+    async with sharded.pipeline(transaction=False) as pipe:
         pipe.set(a, "1").set(b, "text").incr(a).incr(b).mget([a, b, c]).get(c).delete(a, b)
         assert len(pipe) == 7
         results = await pipe.execute(raise_on_error=False)
@@ -153,7 +153,7 @@ async def test_pipeline_order_and_raise_on_error(sharded: AsyncShardedRedis) -> 
     assert isinstance(results[3], redis.ResponseError)
     assert results[4:] == [["2", "text", None], None, 2]
 
-    pipe = sharded.pipeline()
+    pipe = sharded.pipeline(transaction=False)
     pipe.set(a, "x").incr(a).set(c, "after")
     with pytest.raises(redis.ResponseError):
         await pipe.execute()

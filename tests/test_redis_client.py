@@ -216,9 +216,9 @@ def _run_pipeline(step: Pipe, client: Any) -> Any:
         try:
             results = pipe.execute(raise_on_error=step.raise_on_error)
         except redis.ResponseError as exc:
-            # redis-py prefixes the message with the command's position in *its* pipeline,
-            # which differs per node: compare the error class only.
-            return ("raised", type(exc).__name__)
+            # "Command # N (...) of pipeline caused error": N is the position in the
+            # user's pipeline, whichever node ran the command, as on one server.
+            return ("raised", type(exc).__name__, str(exc))
     return [_normalise(op, result) for op, result in zip(step.ops, results, strict=True)]
 
 
@@ -410,7 +410,7 @@ def test_pipeline_keeps_order_across_nodes(
 ) -> None:
     """Mixed commands on several nodes come back in the order they were buffered."""
     k1, k2, k3 = _keys_on_distinct_nodes(sharded, 3)
-    with sharded.pipeline() as pipe:
+    with sharded.pipeline(transaction=False) as pipe:
         pipe.set(k1, "1").set(k2, "2").incr(k1).get(k3).mget(k3, k2, k1)
         pipe.rpush(k3, "x", "y").lrange(k3, 0, -1).delete(k1, k2).exists(k1, k2, k3)
         assert len(pipe) == 9
@@ -425,7 +425,7 @@ def test_pipeline_raise_on_error_runs_everything_then_raises(
     """raise_on_error=True raises the first error, but only after every command ran."""
     bad, other = _keys_on_distinct_nodes(sharded, 2)
     sharded.set(bad, "not-a-number")
-    with sharded.pipeline() as pipe:
+    with sharded.pipeline(transaction=False) as pipe:
         pipe.set(other, "1").incr(bad).set(f"{bad}:later", "x").incr(other).hset(bad, "f", "v")
         with pytest.raises(redis.ResponseError, match="not an integer"):
             pipe.execute()
@@ -438,7 +438,7 @@ def test_pipeline_raise_on_error_false_returns_errors_in_place(sharded: ShardedR
     """raise_on_error=False puts each failed command's exception in its slot."""
     bad, other = _keys_on_distinct_nodes(sharded, 2)
     sharded.set(bad, "text")
-    with sharded.pipeline() as pipe:
+    with sharded.pipeline(transaction=False) as pipe:
         pipe.incr(bad).incr(other).lpush(bad, "x").get(bad)
         results = pipe.execute(raise_on_error=False)
     assert isinstance(results[0], redis.ResponseError)

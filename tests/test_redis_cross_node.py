@@ -277,7 +277,7 @@ def test_lcs_refuses_tables_beyond_a_default_servers_bound(sharded: ShardedRedis
     sharded.set(b_key, b"ba" * 6000)
     with pytest.raises(UnsupportedCommandError, match="LCS"):
         sharded.lcs(a_key, b_key)
-    pipe = sharded.pipeline()
+    pipe = sharded.pipeline(transaction=False)
     pipe.lcs(a_key, b_key, len=True)
     pipe.strlen(a_key)
     refused, length = pipe.execute(raise_on_error=False)
@@ -350,11 +350,11 @@ def test_pipeline_computed_reads_answer_as_one_server(
     _fill([sharded, plain], keys)
     answers = []
     for client in (sharded, plain):
-        pipe = client.pipeline()
+        pipe = client.pipeline(transaction=False)
         _program(pipe, keys)
         answers.append(canon(pipe.execute(raise_on_error=False)))
     assert answers[0] == answers[1]
-    pipe = sharded.pipeline()
+    pipe = sharded.pipeline(transaction=False)
     _program(pipe, keys)
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         pipe.execute()
@@ -398,7 +398,7 @@ async def _async_answers(
                         mine.append(canon(await call(client)))
                     except redis.exceptions.ResponseError as error:
                         mine.append(canon(error))
-                pipe = client.pipeline()
+                pipe = client.pipeline(transaction=False)
                 for call in calls:
                     call(pipe)
                 mine.append(canon(await pipe.execute(raise_on_error=False)))
@@ -519,7 +519,7 @@ def test_sort_patterns_sharing_the_tag_answer_as_one_server(
     ]
     for call in calls:
         assert canon(call(sharded)) == canon(call(plain))
-    pipes = [sharded.pipeline(), plain.pipeline()]
+    pipes = [sharded.pipeline(transaction=False), plain.pipeline(transaction=False)]
     for pipe in pipes:
         for call in calls:
             call(pipe)
@@ -566,7 +566,7 @@ async def _async_sort(urls: dict[str, str]) -> tuple[list[Any], list[Any]]:
             await client.set(f"user:{{x}}:{i}", f"u{i}")
             await client.set(f"user:{i}", f"u{i}")
         direct = await client.sort("list{x}", get="user:{x}:*")
-        pipe = client.pipeline()
+        pipe = client.pipeline(transaction=False)
         pipe.sort("list{x}", get=["#", "user:{x}:*"])
         pipelined = await pipe.execute()
         try:

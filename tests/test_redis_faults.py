@@ -95,7 +95,7 @@ def _sync_workload(client: ShardedRedis, rng: random.Random) -> None:
     elif choice == 3:
         client.dbsize()
     else:
-        with client.pipeline() as pipe:
+        with client.pipeline(transaction=False) as pipe:
             pipe.set(key, "p").get(key).delete(f"k:{rng.randrange(2000)}")
             pipe.execute()
 
@@ -221,7 +221,7 @@ def test_async_add_remove_loop_under_tasks_raises_only_redis_errors(
                         elif choice == 3:
                             await client.dbsize()
                         else:
-                            pipe = client.pipeline()
+                            pipe = client.pipeline(transaction=False)
                             pipe.set(key, "p").get(key)
                             await pipe.execute()
                     except Exception as exc:
@@ -464,7 +464,7 @@ first = processed()
 calibration = {n: c - first[n] for n, c in processed().items()}  # our own INFO
 
 def pipe(client, *calls):
-    p = client.pipeline()
+    p = client.pipeline(transaction=False)
     for method, args in calls:
         getattr(p, method)(*args)
     return p.execute()
@@ -507,7 +507,7 @@ async def run_async():
         await call("async.mset", lambda: client.mset({"a": 1, bad: 2}))
         await call("async.delete", lambda: client.delete(bad, "a"))
         async def apipe():
-            p = client.pipeline()
+            p = client.pipeline(transaction=False)
             p.set("a", 1).get(bad)
             return await p.execute()
         await call("async.pipeline", apipe)
@@ -574,7 +574,7 @@ def test_bytes_like_keys_are_placed_like_the_same_bytes(
         pairs = [part for key in raw for part in (kind(key), key)]  # a bytearray is unhashable
         assert client.execute_command("MSET", *pairs) is True
         assert client.mget([kind(key) for key in raw]) == raw
-        with client.pipeline() as pipe:
+        with client.pipeline(transaction=False) as pipe:
             for key in raw[:10]:
                 pipe.get(kind(key))
             assert pipe.execute() == raw[:10]
@@ -589,7 +589,7 @@ def test_bytes_like_keys_are_placed_like_the_same_bytes(
                 aclient.node_for(k) for k in raw
             ]
             await aclient.execute_command("MSET", *[p for k in raw for p in (kind(k), k)])
-            pipe = aclient.pipeline()
+            pipe = aclient.pipeline(transaction=False)
             pipe.get(kind(raw[0])).get(kind(raw[1]))
             assert await pipe.execute() == raw[:2]
             return list(await aclient.mget([kind(key) for key in raw]))

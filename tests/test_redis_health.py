@@ -126,11 +126,11 @@ def test_failing_pipelines_count_towards_ejection(
     victim_keys, other_keys = _split_keys(healthy)
     servers[VICTIM].kill()
     for _ in range(2):
-        with healthy.pipeline() as pipe:
+        with healthy.pipeline(transaction=False) as pipe:
             pipe.get(victim_keys[0]).get(other_keys[0])
             with pytest.raises(redis.ConnectionError):
                 pipe.execute()
-    with healthy.pipeline() as pipe:
+    with healthy.pipeline(transaction=False) as pipe:
         pipe.set(victim_keys[0], "x").get(victim_keys[0]).get(other_keys[0])
         assert pipe.execute() == [True, "x", other_keys[0]]
     assert healthy.stats()[VICTIM]["ejections"] == 1

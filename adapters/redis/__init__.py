@@ -31,23 +31,28 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
 * ``_base``: what both clients share: nodes, placement, health wiring, topology files, the
   routing of one command once its keys are known;
 * ``_clients``: connecting to the nodes (sync and asyncio) and asyncio gathering;
-* ``_sync`` / ``_async``: the two clients, their I/O only; ``_pipeline``: their pipelines;
+* ``_sync`` / ``_async``: the two clients, their I/O only; ``_pipeline`` /
+  ``_async_pipeline``: their pipelines (redis-py's, transactions and WATCH included);
+* ``_transaction``: where a transaction (MULTI/EXEC, WATCH) runs: its rules, no I/O;
 * ``_sampling``: a sample of live keys for ``hashring report --sample-from``.
 """
 
 from __future__ import annotations
 
 from ._async import AsyncShardedRedis
+from ._async_pipeline import AsyncShardedPipeline
 from ._errors import CrossShardError, UnsupportedCommandError
 from ._leases import NodeRemovedError
-from ._pipeline import AsyncShardedPipeline, ShardedPipeline
+from ._pipeline import ShardedPipeline
 from ._sync import ShardedRedis
+from ._transaction import OwnerEjectedError
 
 __all__ = [
     "AsyncShardedPipeline",
     "AsyncShardedRedis",
     "CrossShardError",
     "NodeRemovedError",
+    "OwnerEjectedError",
     "ShardedPipeline",
     "ShardedRedis",
     "UnsupportedCommandError",

@@ -22,7 +22,8 @@ its alias ``close``) and pipeline ``execute``/``reset`` are coroutines; there is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import inspect
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ from redis.commands.core import AsyncCoreCommands
 from hashring import EmptyRingError, Placement
 
 from ._answers import Failure
+from ._async_pipeline import AsyncShardedPipeline
 from ._base import ShardedBase, config_arguments
 from ._clients import (
     connect_async,
@@ -65,7 +67,6 @@ from ._fallback import (
     together,
 )
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
-from ._pipeline import AsyncShardedPipeline
 from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
 
 __all__ = ["AsyncShardedRedis"]
@@ -200,13 +201,42 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             "nothing was sent"
         )
 
-    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> AsyncShardedPipeline:
-        """A pipeline whose commands are grouped per node and sent concurrently.
-
-        ``transaction=True`` wraps them in MULTI/EXEC and is refused (before anything is
-        sent) unless every command's keys live on one node.
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> AsyncShardedPipeline:
+        """A pipeline, as ``redis.asyncio.Redis.pipeline``: ``transaction=True`` (the
+        default) runs MULTI/EXEC on the node owning the keys and refuses spanning nodes
+        before sending; ``transaction=False`` sends one pipeline per node concurrently.
+        See ``ShardedRedis.pipeline``.
         """
-        return AsyncShardedPipeline(self, transaction)
+        return AsyncShardedPipeline(self, transaction, shard_hint)
+
+    async def transaction(
+        self,
+        func: Callable[[AsyncShardedPipeline], Any],
+        *watches: Any,
+        shard_hint: Any = None,
+        value_from_callable: bool = False,
+        watch_delay: float | None = None,
+    ) -> Any:
+        """redis.asyncio's optimistic-locking recipe, as ``ShardedRedis.transaction``;
+        ``func`` may be a coroutine function.
+
+        Raises:
+            CrossShardError, OwnerEjectedError: as ``ShardedRedis.transaction``.
+        """
+        async with self.pipeline(True, shard_hint) as pipe:
+            while True:
+                try:
+                    if watches:
+                        await pipe.watch(*watches)
+                    func_value = func(pipe)
+                    if inspect.isawaitable(func_value):
+                        func_value = await func_value
+                    exec_value = await pipe.execute()
+                    return func_value if value_from_callable else exec_value
+                except redis.exceptions.WatchError:
+                    if watch_delay is not None and watch_delay > 0:
+                        await asyncio.sleep(watch_delay)
+                    continue
 
     # ------------------------------------------------------------------ keyless scans
 
@@ -518,7 +548,7 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
                 for node, entries in per_node.items()
             ]
             answers = dict(zip(per_node, await gather_leased(sends), strict=True))
-        return seen_of(reads, assemble(plans, per_node, answers, raise_on_error=False))
+        return seen_of(reads, assemble(plans, per_node, answers))
 
     async def _send_round(
         self, node: str, slot: Slot[aioredis.Redis], entries: list[Entry]

@@ -1,36 +1,67 @@
-"""Pipelines of the sharded clients: commands buffered, then one pipeline per node.
+"""The pipeline of ``ShardedRedis``, as redis-py's ``Pipeline`` (``_async_pipeline`` holds
+its asyncio twin).
 
-``execute()`` plans every buffered command (as the client would route it), groups the parts
-per node in buffering order, leases those nodes, sends one redis-py pipeline per node (in
-parallel threads for ``ShardedPipeline``, concurrent tasks for ``AsyncShardedPipeline``)
-and puts the answers back in buffering order (``_routing.group_per_node`` / ``assemble``).
+``pipeline()`` defaults to ``transaction=True``, as redis-py: the buffered commands run as
+one MULTI/EXEC on the node that owns their keys (see ``_transaction`` for the rules), and
+a transaction whose commands span nodes is refused before anything is sent. ``watch()``
+pins the watched keys' node: until ``multi()`` commands run at once (on that node's
+watching connection when their keys live there, else routed as by the client), then
+``execute()`` runs the transaction there, raising redis-py's ``WatchError`` if a watched
+key changed. ``transaction=False`` pipelines group the commands per node, send one
+redis-py pipeline per node (in parallel threads) and put the answers back in buffering order
+(``_routing.group_per_node`` / ``assemble``); multi-node commands such as MGET are split.
+
+Errors are redis-py's: with ``raise_on_error=True`` (default) the first failed command's
+``ResponseError`` is raised after every command ran, prefixed "Command # N (ARGS) of
+pipeline caused error: " with N its index in this pipeline; with False each failed
+command's exception takes its place. The buffer is emptied, and a watch ended, by every
+``execute()`` (whatever it raises), ``reset()``, ``close()`` and leaving a ``with`` block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import Any, Literal, NamedTuple, Protocol
+from contextlib import suppress
+from typing import Any, Literal, Protocol, TypeVar
 
 import redis
-import redis.asyncio as aioredis
-from redis.commands.core import AsyncCoreCommands, CoreCommands
+import redis.client
+from redis._parsers.commands import CommandsParser
+from redis.commands.core import CoreCommands
 
-from hashring import HealthTracker
+from hashring import HealthTracker, Placement
 
-from ._clients import gather_all, gather_leased
-from ._commands import CONNECTION_ERRORS, Plan
+from ._commands import CONNECTION_ERRORS, CommandTable, Plan, known_keys
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
-from ._routing import Entry, assemble, group_per_node, refuse_cross_node_transaction
+from ._routing import (
+    ANY_NODE,
+    Entry,
+    assemble,
+    group_per_node,
+    raise_first_error,
+    refuse_cross_node_transaction,
+)
+from ._transaction import (
+    Buffered,
+    OwnerEjectedError,
+    Pin,
+    answered,
+    keyless_node,
+    lost_watch,
+    merged_answers,
+    needs_keys,
+    refuse_nested_multi,
+    refuse_other_watch,
+    refuse_watch_after_multi,
+    single_owner,
+    transaction_plan,
+)
 
-__all__ = ["AsyncShardedPipeline", "Buffered", "ShardedPipeline"]
+__all__ = ["Buffered", "ShardedPipeline"]
 
-
-class Buffered(NamedTuple):
-    """One command buffered by a pipeline."""
-
-    args: tuple[Any, ...]
-    options: dict[str, Any]
+T = TypeVar("T")
+SyncPin = Pin[redis.Redis, redis.client.Pipeline]
 
 
 class _Sharded(Protocol):
@@ -38,62 +69,273 @@ class _Sharded(Protocol):
 
     _health: HealthTracker
     _members: Members[redis.Redis]
+    _placement: Placement
 
     @property
     def _executor(self) -> Executor: ...
 
+    def get_encoder(self) -> Any: ...
+    def execute_command(self, *args: Any, **options: Any) -> Any: ...
+    def _command_table(self) -> tuple[CommandsParser, CommandTable]: ...
+    def _keys(
+        self,
+        parser: CommandsParser,
+        args: tuple[Any, ...],
+        keys: list[Any] | None,
+        members: Members[redis.Redis],
+    ) -> list[Any]: ...
     def _plan(self, args: tuple[Any, ...], members: Members[redis.Redis]) -> Plan: ...
     def _outcome(self, node: str, slot: Slot[redis.Redis], ok: bool) -> None: ...
     def _leave(self, slot: Slot[redis.Redis]) -> None: ...
 
 
-class _AsyncSharded(Protocol):
-    """What a pipeline uses of its ``AsyncShardedRedis``."""
-
-    _health: HealthTracker
-    _members: Members[aioredis.Redis]
-
-    def _plan(self, args: tuple[Any, ...], members: Members[aioredis.Redis]) -> Awaitable[Plan]: ...
-    def _outcome(self, node: str, slot: Slot[aioredis.Redis], ok: bool) -> None: ...
-    def _leave(self, slot: Slot[aioredis.Redis]) -> Awaitable[None]: ...
+def _annotate(exc: Exception, number: int, command: tuple[Any, ...]) -> None:
+    """redis-py's own message for a failed pipeline command (its function ignores self)."""
+    redis.client.Pipeline.annotate_exception(None, exc, number, command)  # type: ignore[arg-type,no-untyped-call]
 
 
 class ShardedPipeline(CoreCommands):
-    """Buffers commands; ``execute()`` sends one pipeline per node, in parallel.
+    """redis-py's ``Pipeline`` over the sharded nodes (see the module docstring).
 
-    Results come back in the order the commands were buffered. Errors behave as in
-    redis-py: with ``raise_on_error=True`` (default) the first failed command's error is
-    raised after every node has answered; with False each failed command's exception takes
-    its place in the results.
+    Attributes as redis-py's: ``transaction``, ``explicit_transaction`` (``multi()`` was
+    called), ``watching``, ``command_stack``, ``shard_hint``. ``len(pipe)`` counts the
+    buffered commands; ``bool(pipe)`` is always True.
     """
 
     _event_dispatcher: Any = None
     _is_async_client: Literal[False] = False
 
-    def __init__(self, sharded: _Sharded, transaction: bool) -> None:
+    def __init__(self, sharded: _Sharded, transaction: bool = True, shard_hint: Any = None) -> None:
         self._sharded = sharded
-        self._transaction = transaction
-        self._commands: list[Buffered] = []
+        self.transaction = transaction
+        self.shard_hint = shard_hint
+        self.explicit_transaction = False
+        self.command_stack: list[Buffered] = []
+        self._pin: SyncPin | None = None
 
-    def execute_command(self, *args: Any, **options: Any) -> ShardedPipeline:
-        """Buffer one command (routing is decided at ``execute``)."""
-        self._commands.append(Buffered(args, options))
+    @property
+    def watching(self) -> bool:
+        """Whether keys are watched (``watch()`` was called and no EXEC/UNWATCH ended it)."""
+        return self._pin is not None and self._pin.pipe.watching
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Buffer one command (routed at ``execute``); while watching and before ``multi()``,
+        run it at once instead and return its answer (as redis-py)."""
+        if (self.watching or args[0] == "WATCH") and not self.explicit_transaction:
+            return self.immediate_execute_command(*args, **options)
+        self.command_stack.append(Buffered(args, options))
         return self
 
-    def execute(self, raise_on_error: bool = True) -> list[Any]:
-        """Send the buffered commands and return their answers in order.
+    def pipeline_execute_command(self, *args: Any, **options: Any) -> ShardedPipeline:
+        """Buffer one command, whatever the mode."""
+        self.command_stack.append(Buffered(args, options))
+        return self
+
+    def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        """Run one command now: WATCH on its keys' node (pinning it); any other command on
+        the watching connection if its keys live on the watched node (or it is keyless),
+        else routed as by the client.
 
         Raises:
-            CrossShardError: ``transaction=True`` and the commands span nodes (nothing sent).
-            UnsupportedCommandError: a command that cannot be sharded (nothing sent).
+            CrossShardError: WATCH keys on another node than those already watched, or on
+                several nodes (nothing sent).
+            OwnerEjectedError: the watched keys' owner is ejected (nothing sent).
+            redis.exceptions.WatchError: the connection failed while watching.
         """
-        commands, self._commands = self._commands, []
         try:
-            return self._execute(commands, raise_on_error)
+            if self._describe(args).name == "watch":
+                return self._watch(args, options)
+            pin = self._pin
+            if pin is None or not pin.pipe.watching:
+                return self._sharded.execute_command(*args, **options)
+            plan = self._plans([Buffered(args, options)], self._sharded._members)[0]
+            if len(plan.parts) == 1 and plan.parts[0].node in (ANY_NODE, pin.node):
+                answer = self._on_pin(
+                    pin,
+                    lambda: pin.pipe.immediate_execute_command(*args, **options),  # type: ignore[no-untyped-call]
+                )
+                return plan.merge([answer])
+            return self._sharded.execute_command(*args, **options)
         finally:
+            self._sharded._health.release()
+
+    def watch(self, *names: Any) -> Any:
+        """Watch ``names`` on their node (they must share one; see
+        ``immediate_execute_command``).
+
+        Raises:
+            redis.exceptions.RedisError: after ``multi()``.
+        """
+        refuse_watch_after_multi(self)
+        return self.execute_command("WATCH", *names)
+
+    def unwatch(self) -> Any:
+        """Forget the watched keys (UNWATCH on their node); True when not watching."""
+        return (self.watching and self.execute_command("UNWATCH")) or True
+
+    def multi(self) -> None:
+        """Start the transactional block after ``watch()``; ``execute()`` ends it.
+
+        Raises:
+            redis.exceptions.RedisError: nested, or after commands were buffered.
+        """
+        refuse_nested_multi(self)
+        self.explicit_transaction = True
+
+    def discard(self) -> None:
+        """DISCARD, as redis-py: sent at once while watching, else buffered."""
+        self.execute_command("DISCARD")
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """Send the buffered commands and return their answers in order; then reset.
+
+        Raises:
+            CrossShardError: a transaction whose commands (or watched keys) span nodes, or
+                a command that cannot be split (nothing sent).
+            UnsupportedCommandError: a command that cannot be sharded (nothing sent).
+            OwnerEjectedError: the transaction's node is ejected (nothing sent).
+            redis.exceptions.WatchError: a watched key changed, or the watched node was
+                removed or its keys moved (the transaction did not run).
+            redis.exceptions.ResponseError: with ``raise_on_error``, the first failed
+                command's, annotated as redis-py's (EXECABORT as redis-py).
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
+        """
+        stack = self.command_stack
+        if not stack and not self.watching:
+            return []
+        try:
+            if self.transaction or self.explicit_transaction:
+                return self._execute_transaction(stack, raise_on_error)
+            return self._execute_pipeline(stack, raise_on_error)
+        finally:
+            self.reset()
             self._sharded._health.release()  # probe claims no outcome resolved
 
-    def _execute(self, commands: list[Buffered], raise_on_error: bool) -> list[Any]:
+    # ------------------------------------------------------------------ transactions
+
+    def _describe(self, args: tuple[Any, ...]) -> Any:
+        return self._sharded._command_table()[1].describe(args)
+
+    def _plans(self, commands: list[Buffered], members: Members[redis.Redis]) -> list[Plan]:
+        sharded = self._sharded
+        parser, table = sharded._command_table()
+        plans = []
+        for args, _ in commands:
+            command = table.describe(args)
+            keys: list[Any] = []
+            if needs_keys(command):
+                keys = sharded._keys(parser, args, known_keys(command, args), members)
+            plans.append(
+                transaction_plan(
+                    command, args, keys, sharded._placement, sharded.get_encoder(), members
+                )
+            )
+        return plans
+
+    def _watch(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        sharded = self._sharded
+        keys = list(args[1:])
+        pin = self._pin
+        if pin is not None and pin.pipe.watching:
+            refuse_other_watch(
+                pin.node, single_owner(sharded._placement, sharded.get_encoder(), keys)
+            )
+        else:
+            if pin is not None:
+                self._unpin()
+            pin = self._pin = self._pin_owner(keys)
+        pin.keys.extend(keys)
+        watching = pin
+        return self._on_pin(
+            watching,
+            lambda: watching.pipe.immediate_execute_command(*args, **options),  # type: ignore[no-untyped-call]
+        )
+
+    def _pin_owner(self, keys: list[Any]) -> SyncPin:
+        """Lease the node owning ``keys`` (a keyless WATCH: the first usable node)."""
+        sharded = self._sharded
+        for _ in range(REROUTE_ATTEMPTS):
+            members = sharded._members
+            node = single_owner(sharded._placement, sharded.get_encoder(), keys)
+            pin = self._pin_node(members, node or keyless_node(members, sharded._health))
+            if pin is not None:
+                return pin
+        raise NodeRemovedError("the watched keys kept being routed to removed nodes")
+
+    def _pin_node(self, members: Members[redis.Redis], node: str) -> SyncPin | None:
+        """Lease ``node`` and open a redis-py transaction pipeline on it; None if the node
+        has just been removed.
+
+        Raises:
+            OwnerEjectedError: the node is ejected (nothing leased or sent).
+        """
+        slot = members.slots.get(node)
+        if slot is None or not slot.enter():
+            return None
+        if not self._sharded._health.usable(node):
+            self._sharded._leave(slot)
+            raise OwnerEjectedError(
+                f"node {node!r} owns the transaction's keys but is ejected as unhealthy; a "
+                "transaction runs only on its keys' owner: nothing was sent"
+            )
+        return Pin(node, slot, slot.client.pipeline(True, self.shard_hint))
+
+    def _unpin(self) -> None:
+        """UNWATCH if watching, release the connection, give the node's lease back."""
+        pin, self._pin = self._pin, None
+        if pin is not None:
+            try:
+                pin.pipe.reset()
+            finally:
+                self._sharded._leave(pin.slot)
+
+    def _on_pin(self, pin: SyncPin, call: Callable[[], T]) -> T:
+        """Run ``call`` on the pinned node's pipeline and record the node's health."""
+        try:
+            answer = call()
+        except BaseException as exc:
+            ok = answered(exc)
+            if ok is not None:
+                self._sharded._outcome(pin.node, pin.slot, ok)
+            raise
+        self._sharded._outcome(pin.node, pin.slot, True)
+        return answer
+
+    def _execute_transaction(self, stack: list[Buffered], raise_on_error: bool) -> list[Any]:
+        sharded = self._sharded
+        if self._pin is not None and not self._pin.pipe.watching:
+            self._unpin()  # an UNWATCHed watch: its node no longer binds the transaction
+        for _ in range(REROUTE_ATTEMPTS):
+            members = sharded._members
+            try:
+                plans = self._plans(stack, members)
+            except NodeRemovedError:
+                continue
+            pin = self._pin
+            if pin is not None:
+                lost = lost_watch(pin, sharded._placement, sharded.get_encoder())
+                if lost is not None:
+                    raise redis.exceptions.WatchError(lost)
+                refuse_cross_node_transaction(plans, pin.node)
+                break
+            node = refuse_cross_node_transaction(plans) or keyless_node(members, sharded._health)
+            self._pin = pin = self._pin_node(members, node)
+            if pin is not None:
+                break
+        else:
+            raise NodeRemovedError(
+                "the transaction kept being routed to nodes that were being removed; "
+                "nothing was sent"
+            )
+        inner = pin.pipe
+        for args, options in stack:
+            inner.pipeline_execute_command(*args, **options)
+        answers = self._on_pin(pin, lambda: inner.execute(raise_on_error))
+        return merged_answers(plans, answers)
+
+    # ------------------------------------------------------------------ plain pipelines
+
+    def _execute_pipeline(self, commands: list[Buffered], raise_on_error: bool) -> list[Any]:
         sharded = self._sharded
         for _ in range(REROUTE_ATTEMPTS):
             members = sharded._members
@@ -101,8 +343,6 @@ class ShardedPipeline(CoreCommands):
                 plans = [sharded._plan(command.args, members) for command in commands]
             except NodeRemovedError:
                 continue
-            if self._transaction:
-                refuse_cross_node_transaction(plans)
             per_node = group_per_node(plans, [command.options for command in commands])
             slots, closing = lease(members, per_node)
             for client in closing:
@@ -123,12 +363,19 @@ class ShardedPipeline(CoreCommands):
                     sharded._leave(slots[node])
             raise
         answers = {node: future.result() for node, future in futures.items()}
-        return assemble(plans, per_node, answers, raise_on_error)
+        results = assemble(plans, per_node, answers)
+        if raise_on_error:
+            raise_first_error(
+                results,
+                [command.args for command in commands],
+                _annotate,
+            )
+        return results
 
     def _send(self, node: str, slot: Slot[redis.Redis], entries: list[Entry]) -> list[Any]:
         """Send one node's share on its leased client; give the lease back."""
         try:
-            pipe = slot.client.pipeline(transaction=self._transaction)
+            pipe = slot.client.pipeline(transaction=False)
             for entry in entries:
                 pipe.execute_command(*entry.args, **entry.options)  # type: ignore[no-untyped-call]
             try:
@@ -143,12 +390,25 @@ class ShardedPipeline(CoreCommands):
         finally:
             self._sharded._leave(slot)
 
+    # ------------------------------------------------------------------ lifecycle
+
     def __len__(self) -> int:
-        return len(self._commands)
+        return len(self.command_stack)
+
+    def __bool__(self) -> bool:
+        """Always true, even when empty (as redis-py's pipelines)."""
+        return True
 
     def reset(self) -> None:  # type: ignore[override]
-        """Drop the buffered commands."""
-        self._commands = []
+        """Drop the buffered commands, end ``multi()``, UNWATCH the watched keys and give
+        their node's connection back."""
+        self.command_stack = []
+        self.explicit_transaction = False
+        self._unpin()
+
+    def close(self) -> None:
+        """Alias of :meth:`reset`, as on redis-py's pipelines."""
+        self.reset()
 
     def __enter__(self) -> ShardedPipeline:
         return self
@@ -156,107 +416,6 @@ class ShardedPipeline(CoreCommands):
     def __exit__(self, *exc_info: object) -> None:
         self.reset()
 
-
-class AsyncShardedPipeline(AsyncCoreCommands):
-    """Buffers commands; ``await execute()`` sends one pipeline per node, concurrently.
-
-    Command methods buffer and return the pipeline (do not await them). Results come back
-    in the order the commands were buffered. Errors behave as in redis-py: with
-    ``raise_on_error=True`` (default) the first failed command's error is raised after every
-    node has answered; with False each failed command's exception takes its place in the
-    results.
-    """
-
-    _is_async_client: Literal[True] = True
-    _event_dispatcher: Any = None
-
-    def __init__(self, sharded: _AsyncSharded, transaction: bool) -> None:
-        self._sharded = sharded
-        self._transaction = transaction
-        self._commands: list[Buffered] = []
-
-    def execute_command(self, *args: Any, **options: Any) -> AsyncShardedPipeline:
-        """Buffer one command (routing is decided at ``execute``)."""
-        self._commands.append(Buffered(args, options))
-        return self
-
-    async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        """Send the buffered commands and return their answers in order; the buffer is
-        emptied either way.
-
-        Raises:
-            CrossShardError: ``transaction=True`` and the commands span nodes (nothing sent).
-            UnsupportedCommandError: a command that cannot be sharded (nothing sent).
-            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
-        """
-        commands, self._commands = self._commands, []
-        try:
-            return await self._execute(commands, raise_on_error)
-        finally:
-            self._sharded._health.release()  # probe claims no outcome resolved
-
-    async def _execute(self, commands: list[Buffered], raise_on_error: bool) -> list[Any]:
-        sharded = self._sharded
-        for _ in range(REROUTE_ATTEMPTS):
-            members = sharded._members
-            try:
-                plans = [await sharded._plan(command.args, members) for command in commands]
-            except NodeRemovedError:
-                continue
-            if self._transaction:
-                refuse_cross_node_transaction(plans)
-            per_node = group_per_node(plans, [command.options for command in commands])
-            slots, closing = lease(members, per_node)
-            if closing:
-                await gather_all(client.aclose() for client in closing)
-            if slots is not None:
-                break
-        else:
-            raise NodeRemovedError(
-                "the pipeline kept being routed to nodes that were being removed; nothing was sent"
-            )
-        sends = [
-            (slots[node], self._send(node, slots[node], entries))
-            for node, entries in per_node.items()
-        ]
-        answers = dict(zip(per_node, await gather_leased(sends), strict=True))
-        return assemble(plans, per_node, answers, raise_on_error)
-
-    async def _send(self, node: str, slot: Slot[aioredis.Redis], entries: list[Entry]) -> list[Any]:
-        """Send one node's share on its leased client; give the lease back."""
-        try:
-            pipe = slot.client.pipeline(transaction=self._transaction)
-            for entry in entries:
-                pipe.execute_command(*entry.args, **entry.options)
-            try:
-                answers: list[Any] = await pipe.execute(raise_on_error=False)
-            except CONNECTION_ERRORS:
-                self._sharded._outcome(node, slot, False)
-                raise
-            finally:
-                await pipe.reset()  # type: ignore[no-untyped-call]
-            self._sharded._outcome(node, slot, True)
-            return answers
-        finally:
-            await self._sharded._leave(slot)
-
-    def __len__(self) -> int:
-        return len(self._commands)
-
-    def __bool__(self) -> bool:
-        """Always true, even when empty (as redis-py's pipelines)."""
-        return True
-
-    async def reset(self) -> None:  # type: ignore[override]
-        """Drop the buffered commands."""
-        self._commands = []
-
-    async def aclose(self) -> None:
-        """Alias of :meth:`reset`, as on redis-py's pipelines."""
-        await self.reset()
-
-    async def __aenter__(self) -> AsyncShardedPipeline:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.reset()
+    def __del__(self) -> None:
+        with suppress(Exception):  # as redis-py: a pipeline dropped while watching unwatches
+            self.reset()

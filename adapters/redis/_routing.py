@@ -2,35 +2,44 @@
 
 ``route_owners`` places keys (by the bytes redis-py sends) and steps around ejected nodes;
 ``group_per_node`` and ``assemble`` turn a pipeline's plans into one batch per node and
-the batches' answers back into one answer per command; ``scan_position`` and
-``next_scan_cursor`` encode a sharded SCAN cursor; ``describe_nodes`` shows nodes without
-passwords. (Reads during a migration: ``_fallback``.)
+the batches' answers back into one answer per command (``raise_first_error`` raises as
+redis-py would); ``refuse_cross_node_transaction`` finds a transaction's one node;
+``scan_position`` and ``next_scan_cursor`` encode a sharded SCAN cursor; ``describe_nodes``
+shows nodes without passwords. (Reads during a migration: ``_fallback``.)
 """
 
 from __future__ import annotations
 
 import codecs
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import redis
 
 from hashring import HealthTracker, Placement, redact_url
 
+from ._answers import Failure
 from ._commands import Plan
 from ._errors import CrossShardError
 
 __all__ = [
+    "ANY_NODE",
     "Entry",
     "assemble",
     "describe_nodes",
     "group_per_node",
     "next_scan_cursor",
+    "raise_first_error",
     "refuse_cross_node_transaction",
     "route_owners",
     "scan_position",
 ]
+
+
+ANY_NODE = ""
+"""The node of a keyless command that any node answers alike (never a node's name: those
+are non-empty): in a transaction it runs on the transaction's node."""
 
 
 class Entry(NamedTuple):
@@ -90,17 +99,31 @@ def route_owners(
     return owners
 
 
-def refuse_cross_node_transaction(plans: list[Plan]) -> None:
-    """Raises:
-    CrossShardError: the plans touch more than one node (a transaction cannot span them).
+def refuse_cross_node_transaction(plans: list[Plan], watched: str | None = None) -> str | None:
+    """The one node a transaction's ``plans`` (and the node of its ``watched`` keys) use,
+    or None when every part is keyless (on :data:`ANY_NODE`). O(parts).
+
+    Raises:
+        CrossShardError: they touch more than one node (a transaction cannot span them):
+            nothing was sent; the message names each node's commands, and the ways out.
     """
-    nodes = sorted({part.node for plan in plans for part in plan.parts})
+    touched: dict[str, list[str]] = {} if watched is None else {watched: ["WATCH"]}
+    for plan in plans:
+        for part in plan.parts:
+            if part.node != ANY_NODE:
+                names = touched.setdefault(part.node, [])
+                if plan.command.upper() not in names:
+                    names.append(plan.command.upper())
+    nodes = sorted(touched)
     if len(nodes) > 1:
+        shown = "; ".join(f"{node}: {', '.join(touched[node][:4])}" for node in nodes)
         raise CrossShardError(
-            f"a transaction must stay on one node, but its commands touch {', '.join(nodes)}; "
-            "nothing was sent. Give the keys a common {hash tag}.",
+            f"a transaction must stay on one node, but it touches {', '.join(nodes)} "
+            f"({shown}); nothing was sent. Give its keys (and the watched keys) a common "
+            "{hash tag}, or use pipeline(transaction=False) for a pipeline without MULTI/EXEC.",
             tuple(nodes),
         )
+    return nodes[0] if nodes else None
 
 
 def group_per_node(plans: list[Plan], options: list[dict[str, Any]]) -> dict[str, list[Entry]]:
@@ -115,17 +138,13 @@ def group_per_node(plans: list[Plan], options: list[dict[str, Any]]) -> dict[str
 
 
 def assemble(
-    plans: list[Plan],
-    per_node: dict[str, list[Entry]],
-    node_answers: Mapping[str, list[Any]],
-    raise_on_error: bool,
+    plans: list[Plan], per_node: dict[str, list[Entry]], node_answers: Mapping[str, list[Any]]
 ) -> list[Any]:
     """Each command's merged answer, in buffering order; a command with a failed part gets
-    that part's exception.
-
-    Raises:
-        Exception: the first failed command's error, when ``raise_on_error`` is true.
-    """
+    an exception in its place (as redis-py's ``raise_on_error=False``): a one-part
+    command its node's error as it is, a command of several parts the error
+    ``Plan.settle`` raises (naming the failed node; none when ``any_success`` and one part
+    succeeded). O(parts)."""
     answers: list[list[Any]] = [[None] * len(plan.parts) for plan in plans]
     options: list[dict[str, Any]] = [{} for _ in plans]
     for node, entries in per_node.items():
@@ -134,19 +153,34 @@ def assemble(
             options[entry.command] = entry.options
     results: list[Any] = []
     for plan, parts, opts in zip(plans, answers, options, strict=True):
-        failed = next((a for a in parts if isinstance(a, Exception)), None)
-        if failed is None:
-            try:
-                results.append(plan.finish(parts, opts))
-            except redis.exceptions.RedisError as error:  # a computed answer's error
-                results.append(error)
-        else:
-            results.append(failed)
-    if raise_on_error:
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+        if len(plan.parts) == 1 and isinstance(parts[0], Exception):
+            results.append(parts[0])  # one node's error, as that node gave it
+            continue
+        outcomes = [Failure(a) if isinstance(a, Exception) else a for a in parts]
+        try:  # several parts settle as a direct command's do (``Plan.settle``)
+            results.append(plan.settle(outcomes, opts))
+        except Exception as error:  # a failed part (named) or a computed answer's error
+            results.append(error)
     return results
+
+
+def raise_first_error(
+    results: list[Any],
+    commands: Sequence[tuple[Any, ...]],
+    annotate: Callable[[Exception, int, tuple[Any, ...]], None],
+) -> None:
+    """As redis-py's ``Pipeline.raise_first_error``: the first ``ResponseError`` among
+    ``results``, its message prefixed by ``annotate`` (redis-py's own ``annotate_exception``,
+    "Command # N (ARGS) of pipeline caused error: ...", N counted from 1 in the user's
+    buffer, whatever node ran the command). O(results).
+
+    Raises:
+        redis.exceptions.ResponseError: that error, when there is one.
+    """
+    for number, result in enumerate(results, 1):
+        if isinstance(result, redis.exceptions.ResponseError):
+            annotate(result, number, commands[number - 1])
+            raise result
 
 
 def describe_nodes(urls: Mapping[str, str | None]) -> str:

@@ -13,7 +13,8 @@ one part goes straight to its node; several parts run in parallel, one per node.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -204,13 +205,48 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             "nothing was sent"
         )
 
-    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> ShardedPipeline:
-        """A pipeline whose commands are grouped per node and sent in parallel.
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> ShardedPipeline:
+        """A pipeline, as ``redis.Redis.pipeline`` (see ``_pipeline`` and ``_transaction``).
 
-        ``transaction=True`` wraps them in MULTI/EXEC and is refused (before anything is
-        sent) unless every command's keys live on one node.
+        ``transaction=True`` (the default, as redis-py) runs the buffered commands as one
+        MULTI/EXEC on the node that owns their keys, and is refused with CrossShardError
+        (naming the nodes, before anything is sent) when they span nodes;
+        ``transaction=False`` groups them per node and sends the groups in parallel.
+        ``watch()``, ``multi()`` and ``WatchError`` behave as in redis-py, on the watched
+        keys' node. ``shard_hint`` is passed to the node's redis-py pipeline.
         """
-        return ShardedPipeline(self, transaction)
+        return ShardedPipeline(self, transaction, shard_hint)
+
+    def transaction(
+        self,
+        func: Callable[[ShardedPipeline], Any],
+        *watches: Any,
+        shard_hint: Any = None,
+        value_from_callable: bool = False,
+        watch_delay: float | None = None,
+    ) -> Any:
+        """redis-py's optimistic-locking recipe: WATCH ``watches``, call ``func(pipe)``
+        (reads run at once until it calls ``pipe.multi()``), execute, and start again on
+        ``WatchError`` (after ``watch_delay`` seconds, if given). Returns the EXEC answers,
+        or ``func``'s value with ``value_from_callable``.
+
+        Raises:
+            CrossShardError: the watched keys, or the transaction's, span nodes (nothing
+                sent for that attempt).
+            OwnerEjectedError: their node is ejected (a ConnectionError; nothing sent).
+        """
+        with self.pipeline(True, shard_hint) as pipe:
+            while True:
+                try:
+                    if watches:
+                        pipe.watch(*watches)
+                    func_value = func(pipe)
+                    exec_value = pipe.execute()
+                    return func_value if value_from_callable else exec_value
+                except redis.exceptions.WatchError:
+                    if watch_delay is not None and watch_delay > 0:
+                        time.sleep(watch_delay)
+                    continue
 
     # ------------------------------------------------------------------ keyless scans
 
@@ -521,7 +557,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             raise
         answers = {nodes[0]: self._send_round(nodes[0], slots[nodes[0]], per_node[nodes[0]])}
         answers.update(zip(nodes[1:], (future.result() for future in futures), strict=True))
-        return seen_of(reads, assemble(plans, per_node, answers, raise_on_error=False))
+        return seen_of(reads, assemble(plans, per_node, answers))
 
     def _send_round(self, node: str, slot: Slot[redis.Redis], entries: list[Entry]) -> list[Any]:
         """Send one node's share of a round as a pipeline on its leased client, record the

@@ -1,0 +1,382 @@
+"""The asyncio pipeline of ``AsyncShardedRedis``: ``ShardedPipeline``'s twin, on
+``redis.asyncio`` (see ``_pipeline`` for the behaviour, ``_transaction`` for the rules).
+
+Buffered command methods return the pipeline; while watching and before ``multi()`` they
+return an awaitable that runs the command at once, as in redis.asyncio. ``transaction=False``
+pipelines send one redis.asyncio pipeline per node, concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, Literal, Protocol, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+import redis.asyncio.client as aioclient
+from redis._parsers.commands import AsyncCommandsParser
+from redis.commands.core import AsyncCoreCommands
+
+from hashring import HealthTracker, Placement
+
+from ._clients import gather_all, gather_leased
+from ._commands import CONNECTION_ERRORS, CommandTable, Plan, known_keys
+from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
+from ._routing import (
+    ANY_NODE,
+    Entry,
+    assemble,
+    group_per_node,
+    raise_first_error,
+    refuse_cross_node_transaction,
+)
+from ._transaction import (
+    Buffered,
+    OwnerEjectedError,
+    Pin,
+    answered,
+    keyless_node,
+    lost_watch,
+    merged_answers,
+    needs_keys,
+    refuse_nested_multi,
+    refuse_other_watch,
+    refuse_watch_after_multi,
+    single_owner,
+    transaction_plan,
+)
+
+__all__ = ["AsyncShardedPipeline"]
+
+T = TypeVar("T")
+AsyncPin = Pin[aioredis.Redis, aioclient.Pipeline]
+
+
+class _AsyncSharded(Protocol):
+    """What a pipeline uses of its ``AsyncShardedRedis``."""
+
+    _health: HealthTracker
+    _members: Members[aioredis.Redis]
+    _placement: Placement
+
+    def get_encoder(self) -> Any: ...
+    def execute_command(self, *args: Any, **options: Any) -> Awaitable[Any]: ...
+    def _command_table(self) -> Awaitable[tuple[AsyncCommandsParser, CommandTable]]: ...
+    def _keys(
+        self,
+        parser: AsyncCommandsParser,
+        args: tuple[Any, ...],
+        keys: list[Any] | None,
+        members: Members[aioredis.Redis],
+    ) -> Awaitable[list[Any]]: ...
+    def _plan(self, args: tuple[Any, ...], members: Members[aioredis.Redis]) -> Awaitable[Plan]: ...
+    def _outcome(self, node: str, slot: Slot[aioredis.Redis], ok: bool) -> None: ...
+    def _leave(self, slot: Slot[aioredis.Redis]) -> Awaitable[None]: ...
+
+
+def _annotate_async(exc: Exception, number: int, command: tuple[Any, ...]) -> None:
+    """redis.asyncio's own message for a failed pipeline command (it differs from the
+    synchronous one: it shows the error's ``args``)."""
+    aioclient.Pipeline.annotate_exception(None, exc, number, command)  # type: ignore[arg-type]
+
+
+class AsyncShardedPipeline(AsyncCoreCommands):
+    """redis.asyncio's ``Pipeline`` over the sharded nodes (see the module docstring).
+
+    Buffered command methods return the pipeline (do not await them); while watching and
+    before ``multi()`` they run at once and return an awaitable, as in redis.asyncio.
+    Attributes as redis-py's: ``transaction``, ``explicit_transaction``, ``watching``,
+    ``command_stack``, ``shard_hint``; ``len(pipe)``, ``bool(pipe)`` (always True).
+    """
+
+    _is_async_client: Literal[True] = True
+    _event_dispatcher: Any = None
+
+    def __init__(
+        self, sharded: _AsyncSharded, transaction: bool = True, shard_hint: Any = None
+    ) -> None:
+        self._sharded = sharded
+        self.transaction = transaction
+        self.shard_hint = shard_hint
+        self.explicit_transaction = False
+        self.command_stack: list[Buffered] = []
+        self._pin: AsyncPin | None = None
+
+    @property
+    def watching(self) -> bool:
+        """Whether keys are watched (``watch()`` was called and no EXEC/UNWATCH ended it)."""
+        return self._pin is not None and self._pin.pipe.watching
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Buffer one command (routed at ``execute``) and return the pipeline; while
+        watching and before ``multi()``, return the awaitable that runs it at once."""
+        if (self.watching or args[0] == "WATCH") and not self.explicit_transaction:
+            return self.immediate_execute_command(*args, **options)
+        self.command_stack.append(Buffered(args, options))
+        return self
+
+    def pipeline_execute_command(self, *args: Any, **options: Any) -> AsyncShardedPipeline:
+        """Buffer one command, whatever the mode."""
+        self.command_stack.append(Buffered(args, options))
+        return self
+
+    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        """Run one command now, as ``ShardedPipeline.immediate_execute_command``.
+
+        Raises:
+            CrossShardError, OwnerEjectedError, redis.exceptions.WatchError: as there.
+        """
+        try:
+            if (await self._sharded._command_table())[1].describe(args).name == "watch":
+                return await self._watch(args, options)
+            pin = self._pin
+            if pin is None or not pin.pipe.watching:
+                return await self._sharded.execute_command(*args, **options)
+            plan = (await self._plans([Buffered(args, options)], self._sharded._members))[0]
+            if len(plan.parts) == 1 and plan.parts[0].node in (ANY_NODE, pin.node):
+                answer = await self._on_pin(
+                    pin,
+                    pin.pipe.immediate_execute_command(*args, **options),  # type: ignore[no-untyped-call]
+                )
+                return plan.merge([answer])
+            return await self._sharded.execute_command(*args, **options)
+        finally:
+            self._sharded._health.release()
+
+    async def watch(self, *names: Any) -> Any:  # type: ignore[override]
+        """Watch ``names`` on their node (they must share one).
+
+        Raises:
+            redis.exceptions.RedisError: after ``multi()``.
+        """
+        refuse_watch_after_multi(self)
+        return await self.execute_command("WATCH", *names)
+
+    async def unwatch(self) -> Any:  # type: ignore[override]
+        """Forget the watched keys (UNWATCH on their node); True when not watching."""
+        return (self.watching and await self.execute_command("UNWATCH")) or True
+
+    def multi(self) -> None:
+        """Start the transactional block after ``watch()``; ``execute()`` ends it.
+
+        Raises:
+            redis.exceptions.RedisError: nested, or after commands were buffered.
+        """
+        refuse_nested_multi(self)
+        self.explicit_transaction = True
+
+    async def discard(self) -> None:
+        """DISCARD, as redis-py: sent at once while watching, else buffered."""
+        answer = self.execute_command("DISCARD")
+        if answer is not self:
+            await answer
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """Send the buffered commands and return their answers in order; then reset.
+
+        Raises:
+            What ``ShardedPipeline.execute`` raises.
+        """
+        stack = self.command_stack
+        if not stack and not self.watching:
+            return []
+        try:
+            if self.transaction or self.explicit_transaction:
+                return await self._execute_transaction(stack, raise_on_error)
+            return await self._execute_pipeline(stack, raise_on_error)
+        finally:
+            await self.reset()
+            self._sharded._health.release()  # probe claims no outcome resolved
+
+    # ------------------------------------------------------------------ transactions
+
+    async def _plans(
+        self, commands: list[Buffered], members: Members[aioredis.Redis]
+    ) -> list[Plan]:
+        sharded = self._sharded
+        parser, table = await sharded._command_table()
+        plans = []
+        for args, _ in commands:
+            command = table.describe(args)
+            keys: list[Any] = []
+            if needs_keys(command):
+                keys = await sharded._keys(parser, args, known_keys(command, args), members)
+            plans.append(
+                transaction_plan(
+                    command, args, keys, sharded._placement, sharded.get_encoder(), members
+                )
+            )
+        return plans
+
+    async def _watch(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        sharded = self._sharded
+        keys = list(args[1:])
+        pin = self._pin
+        if pin is not None and pin.pipe.watching:
+            refuse_other_watch(
+                pin.node, single_owner(sharded._placement, sharded.get_encoder(), keys)
+            )
+        else:
+            if pin is not None:
+                await self._unpin()
+            pin = self._pin = await self._pin_owner(keys)
+        pin.keys.extend(keys)
+        return await self._on_pin(
+            pin,
+            pin.pipe.immediate_execute_command(*args, **options),  # type: ignore[no-untyped-call]
+        )
+
+    async def _pin_owner(self, keys: list[Any]) -> AsyncPin:
+        """Lease the node owning ``keys`` (a keyless WATCH: the first usable node)."""
+        sharded = self._sharded
+        for _ in range(REROUTE_ATTEMPTS):
+            members = sharded._members
+            node = single_owner(sharded._placement, sharded.get_encoder(), keys)
+            pin = await self._pin_node(members, node or keyless_node(members, sharded._health))
+            if pin is not None:
+                return pin
+        raise NodeRemovedError("the watched keys kept being routed to removed nodes")
+
+    async def _pin_node(self, members: Members[aioredis.Redis], node: str) -> AsyncPin | None:
+        """As ``ShardedPipeline._pin_node``.
+
+        Raises:
+            OwnerEjectedError: the node is ejected (nothing leased or sent).
+        """
+        slot = members.slots.get(node)
+        if slot is None or not slot.enter():
+            return None
+        if not self._sharded._health.usable(node):
+            await self._sharded._leave(slot)
+            raise OwnerEjectedError(
+                f"node {node!r} owns the transaction's keys but is ejected as unhealthy; a "
+                "transaction runs only on its keys' owner: nothing was sent"
+            )
+        return Pin(node, slot, slot.client.pipeline(True, self.shard_hint))
+
+    async def _unpin(self) -> None:
+        """UNWATCH if watching, release the connection, give the node's lease back."""
+        pin, self._pin = self._pin, None
+        if pin is not None:
+            try:
+                await pin.pipe.reset()  # type: ignore[no-untyped-call]
+            finally:
+                await self._sharded._leave(pin.slot)
+
+    async def _on_pin(self, pin: AsyncPin, call: Awaitable[T]) -> T:
+        """Await ``call`` on the pinned node's pipeline and record the node's health."""
+        try:
+            answer = await call
+        except BaseException as exc:
+            ok = answered(exc)
+            if ok is not None:
+                self._sharded._outcome(pin.node, pin.slot, ok)
+            raise
+        self._sharded._outcome(pin.node, pin.slot, True)
+        return answer
+
+    async def _execute_transaction(self, stack: list[Buffered], raise_on_error: bool) -> list[Any]:
+        sharded = self._sharded
+        if self._pin is not None and not self._pin.pipe.watching:
+            await self._unpin()  # an UNWATCHed watch: its node no longer binds the transaction
+        for _ in range(REROUTE_ATTEMPTS):
+            members = sharded._members
+            try:
+                plans = await self._plans(stack, members)
+            except NodeRemovedError:
+                continue
+            pin = self._pin
+            if pin is not None:
+                lost = lost_watch(pin, sharded._placement, sharded.get_encoder())
+                if lost is not None:
+                    raise redis.exceptions.WatchError(lost)
+                refuse_cross_node_transaction(plans, pin.node)
+                break
+            node = refuse_cross_node_transaction(plans) or keyless_node(members, sharded._health)
+            self._pin = pin = await self._pin_node(members, node)
+            if pin is not None:
+                break
+        else:
+            raise NodeRemovedError(
+                "the transaction kept being routed to nodes that were being removed; "
+                "nothing was sent"
+            )
+        inner = pin.pipe
+        for args, options in stack:
+            inner.pipeline_execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        answers = await self._on_pin(pin, inner.execute(raise_on_error))
+        return merged_answers(plans, answers)
+
+    # ------------------------------------------------------------------ plain pipelines
+
+    async def _execute_pipeline(self, commands: list[Buffered], raise_on_error: bool) -> list[Any]:
+        sharded = self._sharded
+        for _ in range(REROUTE_ATTEMPTS):
+            members = sharded._members
+            try:
+                plans = [await sharded._plan(command.args, members) for command in commands]
+            except NodeRemovedError:
+                continue
+            per_node = group_per_node(plans, [command.options for command in commands])
+            slots, closing = lease(members, per_node)
+            if closing:
+                await gather_all(client.aclose() for client in closing)
+            if slots is not None:
+                break
+        else:
+            raise NodeRemovedError(
+                "the pipeline kept being routed to nodes that were being removed; nothing was sent"
+            )
+        sends = [
+            (slots[node], self._send(node, slots[node], entries))
+            for node, entries in per_node.items()
+        ]
+        answers = dict(zip(per_node, await gather_leased(sends), strict=True))
+        results = assemble(plans, per_node, answers)
+        if raise_on_error:
+            raise_first_error(results, [command.args for command in commands], _annotate_async)
+        return results
+
+    async def _send(self, node: str, slot: Slot[aioredis.Redis], entries: list[Entry]) -> list[Any]:
+        """Send one node's share on its leased client; give the lease back."""
+        try:
+            pipe = slot.client.pipeline(transaction=False)
+            for entry in entries:
+                pipe.execute_command(*entry.args, **entry.options)
+            try:
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            except CONNECTION_ERRORS:
+                self._sharded._outcome(node, slot, False)
+                raise
+            finally:
+                await pipe.reset()  # type: ignore[no-untyped-call]
+            self._sharded._outcome(node, slot, True)
+            return answers
+        finally:
+            await self._sharded._leave(slot)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __len__(self) -> int:
+        return len(self.command_stack)
+
+    def __bool__(self) -> bool:
+        """Always true, even when empty (as redis-py's pipelines)."""
+        return True
+
+    async def reset(self) -> None:  # type: ignore[override]
+        """Drop the buffered commands, end ``multi()``, UNWATCH the watched keys and give
+        their node's connection back."""
+        self.command_stack = []
+        self.explicit_transaction = False
+        await self._unpin()
+
+    async def aclose(self) -> None:
+        """Alias of :meth:`reset`, as on redis-py's pipelines."""
+        await self.reset()
+
+    async def __aenter__(self) -> AsyncShardedPipeline:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.reset()
