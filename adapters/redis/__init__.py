@@ -14,6 +14,10 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
 
 * ``_errors``: the refusals, both hashring's and redis-py's errors;
 * ``_commands``: the COMMAND table and the plan of one command (routing table there);
+* ``_channels``: pub/sub channels placed like keys, PUBSUB answers merged (no I/O);
+* ``_pubsub``: ``pubsub()`` of both clients, one redis-py PubSub per node, one stream;
+* ``_surface``: the rest of redis-py's surface: response callbacks and retries on every
+  node, and the names refused with what to use instead;
 * ``_routing``: keys to nodes under health, pipelines grouped per node and reassembled,
   sharded SCAN cursors, migration fallbacks;
 * ``_leases``: node membership snapshots and the leases that keep a removed node's client

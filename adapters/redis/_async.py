@@ -22,12 +22,13 @@ its alias ``close``) and pipeline ``execute``/``reset`` are coroutines; there is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Generator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.lock
 from redis._parsers.commands import AsyncCommandsParser
 from redis.commands.core import AsyncCoreCommands
 
@@ -44,7 +45,9 @@ from ._clients import (
 from ._commands import CONNECTION_ERRORS, CommandTable, Part, Plan, known_keys, parser_args
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import AsyncShardedPipeline
+from ._pubsub import AsyncShardedPubSub
 from ._routing import next_scan_cursor, scan_position
+from ._surface import Surface
 
 __all__ = ["AsyncShardedRedis"]
 
@@ -53,7 +56,7 @@ __all__ = ["AsyncShardedRedis"]
 
 
 # redis-py's own async mixins disagree on command_info; nothing of ours is involved.
-class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type: ignore[misc]
+class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type: ignore[misc]
     """A drop-in ``redis.asyncio.Redis`` over several Redis servers, sharded by key.
 
     Args:
@@ -102,6 +105,7 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             failure_limit=failure_limit, retry_timeout=retry_timeout, redis_kwargs=redis_kwargs,
         )  # fmt: skip
         self.read_fallback = read_fallback
+        self._settings: dict[tuple[str, str], Any] = {}
         self._table_lock = asyncio.Lock()
         self._table: tuple[AsyncCommandsParser, CommandTable] | None = None
 
@@ -176,6 +180,42 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
         sent) unless every command's keys live on one node.
         """
         return AsyncShardedPipeline(self, transaction)
+
+    # ------------------------------------------------------------------ redis-py helpers
+
+    def lock(
+        self,
+        name: Any,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        lock_class: Any = None,
+        thread_local: bool = True,
+        raise_on_release_error: bool = True,
+    ) -> Any:
+        """redis-py's asyncio ``Lock`` (or ``lock_class``) on this client, as
+        ``redis.asyncio.Redis.lock``: its commands and scripts all name the lock's key, so
+        they run on the key's owner. Errors as redis-py's Lock."""
+        return (lock_class or aioredis.lock.Lock)(
+            self, name, timeout=timeout, sleep=sleep, blocking=blocking,  # type: ignore[arg-type]
+            blocking_timeout=blocking_timeout, thread_local=thread_local,
+            raise_on_release_error=raise_on_release_error,
+        )  # fmt: skip
+
+    def pubsub(self, **kwargs: Any) -> AsyncShardedPubSub:
+        """A pub/sub over every node, as ``ShardedRedis.pubsub`` (coroutine methods, as
+        ``redis.asyncio``'s PubSub). ``kwargs`` as for ``redis.asyncio.Redis.pubsub``."""
+        return AsyncShardedPubSub(self, kwargs)
+
+    async def initialize(self) -> AsyncShardedRedis:
+        """Initialize every node's client (their single connections, if any); returns self,
+        as ``redis.asyncio.Redis.initialize``."""
+        await gather_all(client.initialize() for client in self.clients.values())
+        return self
+
+    def __await__(self) -> Generator[Any, None, AsyncShardedRedis]:
+        return self.initialize().__await__()
 
     # ------------------------------------------------------------------ keyless scans
 
