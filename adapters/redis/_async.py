@@ -10,6 +10,8 @@ overrides only ``execute_command``. Commands are routed exactly as by the synchr
 by the shared planner in ``_commands`` (see its routing table): one part is awaited on
 its node; several parts (MGET/MSET/DEL/... split per node, DBSIZE/KEYS/PING/INFO fanned
 out) run concurrently with ``asyncio.gather`` and are merged in the caller's order.
+redis-py's other public names work (``lock``, ``pubsub``, ``initialize``, ``await client``,
+...) or raise UnsupportedCommandError saying what to use instead: see ``_surface``.
 
 Keys are found as by the synchronous client (``known_keys``, COMMAND GETKEYS only for movable
 keys), through redis-py's ``AsyncCommandsParser``, read once under an ``asyncio.Lock``.

@@ -8,6 +8,8 @@
 It inherits every command method of ``redis.Redis`` and overrides only ``execute_command``,
 which plans the command (see ``_commands`` for the routing table) and runs the plan:
 one part goes straight to its node; several parts run in parallel, one per node.
+redis-py's other public names work (``lock``, ``pubsub``, ``response_callbacks``, ...) or
+raise UnsupportedCommandError saying what to use instead: see ``_surface``.
 """
 
 from __future__ import annotations
