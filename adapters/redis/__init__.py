@@ -22,6 +22,10 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
   (SUNION ... ZINTER ... LCS), answered in the client's own reply shapes;
   ``_set_algebra`` (sorted-set arithmetic in the server's order) and ``_lcs`` (LCS) do
   their computing;
+* ``_channels``: pub/sub channels placed like keys, PUBSUB answers merged (no I/O);
+* ``_pubsub``: ``pubsub()`` of both clients, one redis-py PubSub per node, one stream;
+* ``_surface``: the rest of redis-py's surface: response callbacks and retries on every
+  node, and the names refused with what to use instead;
 * ``_routing``: keys to nodes under health, pipelines grouped per node and reassembled,
   sharded SCAN cursors;
 * ``_fallback``: reads during a migration (``read_fallback``): which topology's answer

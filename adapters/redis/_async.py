@@ -10,6 +10,8 @@ overrides only ``execute_command``. Commands are routed exactly as by the synchr
 by the shared planner in ``_commands`` (see its routing table): one part is awaited on
 its node; several parts (MGET/MSET/DEL/... split per node, DBSIZE/KEYS/PING/INFO fanned
 out) run concurrently with ``asyncio.gather`` and are merged in the caller's order.
+redis-py's other public names work (``lock``, ``pubsub``, ``initialize``, ``await client``,
+...) or raise UnsupportedCommandError saying what to use instead: see ``_surface``.
 
 Keys are found as by the synchronous client (``known_keys``, COMMAND GETKEYS only for movable
 keys), through redis-py's ``AsyncCommandsParser``, read once under an ``asyncio.Lock``.
@@ -23,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.lock
 from redis._parsers.commands import AsyncCommandsParser
 from redis.commands.core import AsyncCoreCommands
 
@@ -67,7 +70,9 @@ from ._fallback import (
     together,
 )
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
+from ._pubsub import AsyncShardedPubSub
 from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
+from ._surface import Surface
 
 __all__ = ["AsyncShardedRedis"]
 
@@ -76,7 +81,7 @@ __all__ = ["AsyncShardedRedis"]
 
 
 # redis-py's own async mixins disagree on command_info; nothing of ours is involved.
-class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type: ignore[misc]
+class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type: ignore[misc]
     """A drop-in ``redis.asyncio.Redis`` over several Redis servers, sharded by key.
 
     Args:
@@ -130,6 +135,7 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
             failure_limit=failure_limit, retry_timeout=retry_timeout, redis_kwargs=redis_kwargs,
         )  # fmt: skip
         self.read_fallback = read_fallback
+        self._settings: dict[tuple[str, str], Any] = {}
         self._table_lock = asyncio.Lock()
         self._table: tuple[AsyncCommandsParser, CommandTable] | None = None
 
@@ -237,6 +243,42 @@ class AsyncShardedRedis(ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type
                     if watch_delay is not None and watch_delay > 0:
                         await asyncio.sleep(watch_delay)
                     continue
+
+    # ------------------------------------------------------------------ redis-py helpers
+
+    def lock(
+        self,
+        name: Any,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        lock_class: Any = None,
+        thread_local: bool = True,
+        raise_on_release_error: bool = True,
+    ) -> Any:
+        """redis-py's asyncio ``Lock`` (or ``lock_class``) on this client, as
+        ``redis.asyncio.Redis.lock``: its commands and scripts all name the lock's key, so
+        they run on the key's owner. Errors as redis-py's Lock."""
+        return (lock_class or aioredis.lock.Lock)(
+            self, name, timeout=timeout, sleep=sleep, blocking=blocking,  # type: ignore[arg-type]
+            blocking_timeout=blocking_timeout, thread_local=thread_local,
+            raise_on_release_error=raise_on_release_error,
+        )  # fmt: skip
+
+    def pubsub(self, **kwargs: Any) -> AsyncShardedPubSub:
+        """A pub/sub over every node, as ``ShardedRedis.pubsub`` (coroutine methods, as
+        ``redis.asyncio``'s PubSub). ``kwargs`` as for ``redis.asyncio.Redis.pubsub``."""
+        return AsyncShardedPubSub(self, kwargs)
+
+    async def initialize(self) -> AsyncShardedRedis:
+        """Initialize every node's client (their single connections, if any); returns self,
+        as ``redis.asyncio.Redis.initialize``."""
+        await gather_all(client.initialize() for client in self.clients.values())
+        return self
+
+    def __await__(self) -> Generator[Any, None, AsyncShardedRedis]:
+        return self.initialize().__await__()
 
     # ------------------------------------------------------------------ keyless scans
 

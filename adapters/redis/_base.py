@@ -236,6 +236,7 @@ class ShardedBase(Generic[C]):
         if name in before.slots:
             raise NodeExistsError(f"node {name!r} is already in the placement")
         client = self._connect(name, target, self._redis_kwargs)
+        self._adopt(client)
         # Client first, placement second: a key routed to the new node finds its client.
         self._members = Members.of(
             {**before.slots, name: Slot(client, isinstance(target, str))},
@@ -247,6 +248,10 @@ class ShardedBase(Generic[C]):
             self._members = before
             raise
         self._set_probe_timeout()
+
+    def _adopt(self, client: C) -> None:
+        """Give a node added at runtime the client-wide settings made so far (see
+        ``_surface.Surface``); nothing here."""
 
     def _detach(self, name: str) -> Slot[C]:
         """Take node ``name`` out and retire its slot; the caller closes the slot's client
@@ -325,7 +330,8 @@ class ShardedBase(Generic[C]):
         tags are read from its ``_hash_tags`` (a placement without it counts as tag-less).
 
         Raises:
-            CrossShardError, UnsupportedCommandError: the command cannot be planned.
+            CrossShardError, UnsupportedCommandError: the command cannot be planned, or
+                its answers, reshaped by a custom response callback, cannot be merged.
             InvalidKeyError, KeyEncodingError: a key the placement refuses.
         """
         if command.name in SORTS:  # its BY/GET patterns' keys must share the node too
@@ -341,7 +347,14 @@ class ShardedBase(Generic[C]):
             replies = Replies.of(members.slots[members.first].client)
             return cross_node_plan(name, a, k, o, replies)
 
-        return plan_command(command, args, keys, owners, members.names, members.first, compute)
+        plan = plan_command(command, args, keys, owners, members.names, members.first, compute)
+        if len(plan.parts) > 1:
+            self._check_merge(args)
+        return plan
+
+    def _check_merge(self, args: tuple[Any, ...]) -> None:
+        """Refuse a command split over nodes whose answers a custom response callback
+        reshapes (see ``_surface.Surface``); nothing here."""
 
     def _asked_node(self, members: Members[C]) -> str:
         """The node asked for a command's movable keys (COMMAND GETKEYS): the first usable

@@ -34,10 +34,13 @@ node-independent keyless  the default node (the first by name): ECHO, TIME, COMM
                           ACL CAT/WHOAMI, CLIENT ID/INFO/GETNAME, ``... HELP``
 refused keyless           REPLICAOF, FAILOVER, DEBUG, CLIENT UNBLOCK, CLIENT KILL ID ...:
                           UnsupportedCommandError before sending
-pub/sub                   PUBLISH, PUBSUB ...: the default node
 SCAN                      through ``scan()`` / ``scan_iter()``, which walk every node
-connection state          MULTI, EXEC, WATCH, SELECT, SUBSCRIBE, ...: UnsupportedCommandError;
-                          use ``pipeline(transaction=True)`` or ``client_for(key)``
+connection state          MULTI, EXEC, WATCH, SELECT, AUTH, QUIT, RESET, SUBSCRIBE, ...:
+                          UnsupportedCommandError saying what to use instead
+                          (``CONNECTION_HINTS``: ``pipeline(transaction=True)``, ``pubsub()``,
+                          the URL's database number, ``password=``, ``close()``, ...)
+channels                  PUBLISH/SPUBLISH by channel, PUBSUB introspection on every node,
+                          merged: see ``_channels``
 ========================  ==================================================================
 """
 
@@ -51,11 +54,13 @@ import redis
 from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 
 from ._answers import elementwise, gather, merger, settled
+from ._channels import PUBSUB_MERGES, channel_keys
 from ._errors import CrossShardError, UnsupportedCommandError
 from ._server_wide import PUBSUB, Answer, Route, rule_for
 
 __all__ = [
     "CONNECTION_ERRORS",
+    "CONNECTION_HINTS",
     "CONNECTION_STATE",
     "SCHEMES",
     "SCRIPTING",
@@ -81,13 +86,34 @@ PER_NODE_IDS = (
     "client ids are per node (the same id names other clients on other nodes): use "
     "clients[node].client_kill_filter(_id=...)"
 )
-CONNECTION_STATE = frozenset(
-    {
-        "multi", "exec", "discard", "watch", "unwatch", "select", "swapdb", "monitor",
-        "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe",
-        "sunsubscribe", "reset", "quit", "hello", "auth", "client reply", "scan",
-    }
-)  # fmt: skip
+_TRANSACTION = (
+    "use pipeline(transaction=True) with keys sharing a {hash tag}, or client_for(key) "
+    "for direct access to one node"
+)
+_SUBSCRIBE = "use pubsub(), which subscribes each channel on its owner"
+_OPTIONS = "it would change one pooled connection of one node"
+CONNECTION_HINTS: dict[str, str] = {
+    **dict.fromkeys(("multi", "exec", "discard", "watch", "unwatch"), _TRANSACTION),
+    **dict.fromkeys(
+        ("subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe"),
+        _SUBSCRIBE,
+    ),
+    "select": f"{_OPTIONS}; put the database number in every node's URL "
+    "(redis://host:6379/2) or pass db= to the constructor",
+    "swapdb": "it swaps databases on one node only; run it on each node with clients[name]",
+    "auth": f"{_OPTIONS}; pass username= and password= to the constructor (or put them in "
+    "the node URLs)",
+    "hello": f"{_OPTIONS}; pass protocol=, username=, password= or client_name= to the constructor",
+    "quit": "use close() (aclose() on the asyncio client), which closes every node's connections",
+    "reset": "use close() (aclose() on the asyncio client) and a new client; a sharded "
+    "client's connections hold no state to reset",
+    "monitor": "monitor each node with clients[name].monitor()",
+    "client reply": "use client_for(key) for direct access to one node's connection",
+    "scan": "use scan() or scan_iter(), which walk every node",
+}
+"""Commands that hold or change one connection's state, refused before anything is sent,
+each with what to use instead."""
+CONNECTION_STATE = frozenset(CONNECTION_HINTS)
 
 
 @dataclass(frozen=True)
@@ -232,11 +258,13 @@ class CommandTable:
 
 def known_keys(command: Command, args: Sequence[Any]) -> list[Any] | None:
     """The keys of ``args`` known without asking a server: at the command's fixed positions,
-    or a script's ``numkeys`` arguments; None when they must be asked (COMMAND GETKEYS for
-    movable keys). O(keys)."""
+    a script's ``numkeys`` arguments, or a channel command's channel (see ``_channels``);
+    None when they must be asked (COMMAND GETKEYS for movable keys). O(keys)."""
     keys = command.keys_of(args)
     if keys is None and command.name in SCRIPTING:
         keys = script_keys(args)
+    if keys is None:
+        keys = channel_keys(command.name, args)
     return keys
 
 
@@ -269,16 +297,12 @@ def plan_command(
         CrossShardError: keys on several nodes, and the command cannot be split.
     """
     name = command.name
-    if name in CONNECTION_STATE or name.split(" ", 1)[0] in CONNECTION_STATE:
-        hint = (
-            "use scan() or scan_iter()"
-            if name == "scan"
-            else (
-                "use pipeline(transaction=True) with keys sharing a {hash tag}, or "
-                "client_for(key) for direct access to one node"
-            )
-        )
+    hint = CONNECTION_HINTS.get(name) or CONNECTION_HINTS.get(name.split(" ", 1)[0])
+    if hint is not None:
         raise UnsupportedCommandError(f"{name.upper()} cannot be sharded: {hint}")
+    if name in PUBSUB_MERGES:
+        parts = [Part(node, args) for node in all_nodes]
+        return Plan(parts, PUBSUB_MERGES[name], name, "readonly" in command.flags)
     readonly = "readonly" in command.flags
     if keys:
         distinct = sorted(set(owners))

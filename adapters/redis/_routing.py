@@ -81,7 +81,7 @@ def route_owners(
     """
     plain = _is_plain(encoder.encoding, encoder.encoding_errors)
     routed = [
-        key if plain and key.__class__ in (str, bytes) else encoder.encode(key) for key in keys
+        key if plain and key.__class__ in (str, bytes) else _encoded(encoder, key) for key in keys
     ]
     if len(routed) == 1:  # the common case: skip the batch path's numpy overhead
         owners = [placement.get_node(routed[0])]
@@ -210,6 +210,17 @@ def next_scan_cursor(following: int, index: int, nodes: int) -> int:
     if following:
         return int(following) * nodes + index
     return index + 1 if index + 1 < nodes else 0
+
+
+def _encoded(encoder: Any, key: Any) -> Any:
+    """``key`` as the bytes redis-py's ``encoder`` sends: a bytearray or memoryview as its
+    bytes, an int or float as its ``repr``, a str in the client's encoding.
+
+    Raises:
+        redis.exceptions.DataError: a bool or another type redis-py refuses.
+    """
+    encoded = encoder.encode(key)
+    return encoded if encoded.__class__ is bytes else bytes(encoded)
 
 
 @functools.cache

@@ -8,6 +8,8 @@
 It inherits every command method of ``redis.Redis`` and overrides only ``execute_command``,
 which plans the command (see ``_commands`` for the routing table) and runs the plan:
 one part goes straight to its node; several parts run in parallel, one per node.
+redis-py's other public names work (``lock``, ``pubsub``, ``response_callbacks``, ...) or
+raise UnsupportedCommandError saying what to use instead: see ``_surface``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import redis
+import redis.lock
 from redis._parsers.commands import CommandsParser
 from redis.commands.core import CoreCommands
 
@@ -53,12 +56,14 @@ from ._fallback import (
 )
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import ShardedPipeline
+from ._pubsub import ShardedPubSub
 from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
+from ._surface import Surface
 
 __all__ = ["ShardedRedis"]
 
 
-class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
+class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
     """A drop-in redis-py client over several Redis servers, sharded by key.
 
     Args:
@@ -120,6 +125,7 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
             retry_timeout=retry_timeout, redis_kwargs=redis_kwargs,
         )  # fmt: skip
         self.read_fallback = read_fallback
+        self._settings: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()  # membership changes; never held across I/O
         self._table_lock = threading.Lock()  # the first read of the COMMAND table
         self._table: tuple[CommandsParser, CommandTable] | None = None
@@ -247,6 +253,34 @@ class ShardedRedis(ShardedBase[redis.Redis], CoreCommands):
                     if watch_delay is not None and watch_delay > 0:
                         time.sleep(watch_delay)
                     continue
+
+    # ------------------------------------------------------------------ redis-py helpers
+
+    def lock(
+        self,
+        name: Any,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        lock_class: Any = None,
+        thread_local: bool = True,
+        raise_on_release_error: bool = True,
+    ) -> Any:
+        """redis-py's ``Lock`` (or ``lock_class``) on this client, as ``redis.Redis.lock``:
+        its SET, GET and scripts all name the lock's key, so they all run on the key's
+        owner (the scripts are loaded there when missing). Errors as redis-py's Lock."""
+        return (lock_class or redis.lock.Lock)(
+            self, name, timeout=timeout, sleep=sleep, blocking=blocking,
+            blocking_timeout=blocking_timeout, thread_local=thread_local,
+            raise_on_release_error=raise_on_release_error,
+        )  # fmt: skip
+
+    def pubsub(self, **kwargs: Any) -> ShardedPubSub:
+        """A pub/sub over every node: channels subscribed on their owner (where PUBLISH
+        routes them), patterns on every node, messages read as one stream (see
+        ``_pubsub``). ``kwargs`` as for ``redis.Redis.pubsub``."""
+        return ShardedPubSub(self, kwargs)
 
     # ------------------------------------------------------------------ keyless scans
 
