@@ -805,3 +805,25 @@ def test_refusals_are_redis_errors_too(sharded: ShardedRedis) -> None:
     with pytest.raises(redis.RedisError) as refused:
         sharded.execute_command("MULTI")
     assert isinstance(refused.value, hashring.UnsupportedCommandError)
+
+
+@pytest.mark.parametrize("decode", [False, True])
+def test_movable_keys_are_the_bytes_the_server_reads(
+    clean_redis_servers: list[RedisServer], decode: bool
+) -> None:
+    """Keys found by COMMAND GETKEYS (movable keys: SINTERCARD, ZUNION, LMPOP, ...) are
+    routed by their bytes: redis-py's parser would decode b"\\xff..." to "\\ufffd...", a
+    different key owned by another node, and answer from there (0, [], None)."""
+    with ShardedRedis(_urls(clean_redis_servers), decode_responses=decode) as client:
+        key = next(
+            k
+            for k in (b"\xff" + str(i).encode() for i in range(1000))
+            if client.node_for(k) != client.node_for(k.decode("utf-8", "replace"))
+        )
+        client.sadd(key, "a", "b")
+        assert client.sintercard(1, [key]) == 2
+        assert len(client.zunion([key])) == 2
+        client.rpush(key + b"list", "x")
+        assert client.lpos(key + b"list", "x") == 0
+        if not decode:  # LMPOP answers the key's name, which has no UTF-8 form
+            assert client.lmpop(1, key + b"list", direction="LEFT") == [key + b"list", [b"x"]]

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 import redis
 import redis.asyncio as aioredis
 from redis._parsers.commands import AsyncCommandsParser, CommandsParser, PolicyRecords
+from redis.client import NEVER_DECODE
 
 from hashring import InvalidOptionError, redact_url
 
@@ -143,6 +144,43 @@ async def gather_leased(
         raise
 
 
+_NO_KEYS = ("Invalid arguments", "The command has no key arguments")
+"""COMMAND GETKEYS errors that mean "no keys" (as redis-py's parser reads them)."""
+
+
+def _getkeys(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The COMMAND GETKEYS asking for ``args``' keys. Its name is bytes: redis-py looks
+    response callbacks up by str name, and its callback for ``COMMAND GETKEYS`` decodes
+    every key as UTF-8 with replacement (``b"\\xff"`` would come back as ``"\\ufffd"``, a
+    different key on another node)."""
+    return (b"COMMAND", b"GETKEYS", *args[0].split(), *args[1:])
+
+
+class KeysParser(CommandsParser):
+    """redis-py's ``CommandsParser`` whose movable keys come back as the bytes the server
+    read (see :func:`_getkeys`), undecoded whatever the client's ``decode_responses``."""
+
+    def _get_moveable_keys(self, redis_conn: Any, *args: Any) -> Any:
+        try:
+            return redis_conn.execute_command(*_getkeys(args), **{NEVER_DECODE: True})
+        except redis.exceptions.ResponseError as error:
+            if any(text in str(error) for text in _NO_KEYS):
+                return None
+            raise
+
+
+class AsyncKeysParser(AsyncCommandsParser):
+    """:class:`KeysParser` for the asyncio client (asking ``self.node``)."""
+
+    async def _get_moveable_keys(self, *args: Any) -> Any:
+        try:
+            return await self.node.execute_command(*_getkeys(args), **{NEVER_DECODE: True})
+        except redis.exceptions.ResponseError as error:
+            if any(text in str(error) for text in _NO_KEYS):
+                return None
+            raise
+
+
 # redis-py's get_command_policies() decodes bytes itself and fails on a client with
 # decode_responses=True: both readers read the table through a raw client.
 
@@ -160,7 +198,7 @@ def read_command_table(
     for name, slot in sources:
         raw = raw_client(slot.client)
         try:
-            parser = CommandsParser(raw)  # type: ignore[no-untyped-call]
+            parser = KeysParser(raw)  # type: ignore[no-untyped-call]
         except CONNECTION_ERRORS as exc:
             failed(name, slot, False)
             failure = exc
@@ -184,7 +222,7 @@ async def read_command_table_async(
     for name, slot in sources:
         raw = raw_async_client(slot.client)
         try:
-            parser = AsyncCommandsParser()
+            parser = AsyncKeysParser()
             await parser.initialize(raw)  # type: ignore[arg-type]
             # redis-py annotates the coroutine's result as Awaitable[...]; it is the
             # records themselves.
