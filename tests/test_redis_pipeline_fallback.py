@@ -10,6 +10,8 @@ read-modify-write of a key not yet migrated differs by design (see ``_fallback``
 
 from __future__ import annotations
 
+import random
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,7 @@ from hashring.adapters.redis import AsyncShardedRedis, CrossShardError, ShardedR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_servers import RedisServer, redis_server_pool
+from test_redis_read_fallback import _migrate, _seed_moving
 
 from hashring import UnsupportedCommandError
 
@@ -283,6 +286,51 @@ def test_without_read_fallback_nothing_extra_is_sent(servers: list[RedisServer])
         nodes = {client.node_for(f"k{i}") for i in range(8)}
         after = sum(int(v["commands"]) for v in client.stats().values())
         assert after - before == len(nodes)  # one pipeline per node, counted once each
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_no_pipelined_read_misses_a_key_in_flight(
+    topologies: tuple[ShardedRedis, ShardedRedis], seed: int
+) -> None:
+    """A migrator moves keys (copy, then delete) while two threads read them in pipelines
+    (the key under way and others, several types): every answer is one server's."""
+    old, new = topologies
+    keys, checks = _seed_moving(old, 60)
+    moving = [k for k in keys if new.node_for(k) != old.node_for(k)]
+    assert len(moving) >= 5
+    done = threading.Event()
+    failures: list[str] = []
+    current = [moving[0]]
+
+    def reader(rng: random.Random) -> None:
+        pipelines = 0
+        while (not done.is_set() or pipelines < 20) and pipelines < 5_000:
+            chosen = [current[0], *rng.sample(moving, 3)]
+            pipe = new.pipeline(transaction=False)
+            for key in chosen:
+                checks[key][0](pipe)
+            pipe.exists(*chosen)
+            expected = [checks[key][1] for key in chosen] + [len(chosen)]
+            got = pipe.execute()
+            if got != expected:
+                failures.append(f"{chosen}: {got!r} != {expected!r}")
+            pipelines += 1
+
+    threads = [
+        threading.Thread(target=reader, args=(random.Random(seed * 10 + i),)) for i in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in _migrate(old, new, list(moving), random.Random(seed), current):
+            pass
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+    assert all(old.exists(k) == 0 for k in moving)  # the migration did finish
 
 
 # ---------------------------------------------------------------------------- asyncio
