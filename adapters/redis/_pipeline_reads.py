@@ -85,8 +85,9 @@ class Batch:
     def answers(self, flat: list[Any]) -> tuple[list[Any], list[int], list[Rounds]]:
         """Each buffered command's answer from the answers of :attr:`plans` (``assemble``'s,
         an exception for a failed one), and the reads still to settle: their positions and
-        their rounds after round 1 (``_fallback.resolve``). A read whose presence could not
-        be asked gets that error. O(plans).
+        their rounds after round 1 (``_fallback.resolve``; none for a read whose keys are
+        all on their new owners: round 1 stands, as ``resolve`` would say). A read whose
+        presence could not be asked gets that error. O(plans).
         """
         results: list[Any] = []
         positions: list[int] = []
@@ -103,6 +104,9 @@ class Batch:
                 first = seen_of([read], flat[start:end])[0]
             except Exception as error:  # a presence command failed on its node
                 results[position] = error
+                continue
+            if all(first.present):  # every key on its new owner: round 1 stands
+                results[position] = first.answer
                 continue
             positions.append(position)
             rounds.append(resolve(command, read, first))
