@@ -221,8 +221,11 @@ class ShardedPipeline(CoreCommands):
 
         Raises:
             CrossShardError: a transaction whose commands (or watched keys) span nodes, or
-                a command that cannot be split (nothing sent).
-            UnsupportedCommandError: a command that cannot be sharded (nothing sent).
+                a command that cannot be split (nothing sent); during a migration, with
+                ``raise_on_error``, a read whose keys stayed split between the topologies
+                (annotated as a failed command; without it, in that command's place).
+            UnsupportedCommandError: a command that cannot be sharded, or a blocking read
+                during a migration (nothing sent).
             OwnerEjectedError: the transaction's node is ejected (nothing sent).
             redis.exceptions.WatchError: a watched key changed, or the watched node was
                 removed or its keys moved (the transaction did not run).
