@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import pytest
 import redis
 from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
-from hashring.adapters.redis._fallback import MAX_ROUNDS, Read, Seen, resolve, settle
+from hashring.adapters.redis._fallback import MAX_ROUNDS, Read, Seen, may_read, resolve, settle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis._parsers.commands import CommandsParser
@@ -327,6 +327,35 @@ def test_reads_cover_the_command_table(plain: redis.Redis) -> None:
     covered = {n for names, _ in READS + SUBCOMMAND_READS for n in names} | set(NOT_COMPARED)
     assert table - covered == set()
     assert covered - table == set()
+
+
+def test_subcommands_have_their_own_flags(servers: list[RedisServer], plain: redis.Redis) -> None:
+    """Every subcommand in the server's COMMAND table is described with its own flags and
+    first key (COMMAND INFO container|sub), however redis-py spells it (one argument
+    ``"MEMORY USAGE"`` or two); only the keyed read-only ones may fall back."""
+    with ShardedRedis({"n0": servers[4].url}) as sharded:
+        table = sharded._command_table()[1]
+    checked = 0
+    for name, info in CommandsParser(plain).commands.items():  # type: ignore[no-untyped-call]
+        for entry in info.get("subcommands", []):
+            full = _str(entry[0])
+            [own] = plain.execute_command("COMMAND INFO", full)  # [name, arity, flags, first, ...]
+            flags = {_str(f) for f in own[2]}
+            word = full.split("|", 1)[1]
+            for args in (
+                (name.upper(), word.upper(), "k"),
+                (f"{name.upper()} {word.upper()}", "k"),
+            ):
+                command = table.describe(args)
+                assert command.name == f"{name} {word}", args
+                assert command.flags == flags, args
+                assert command.first_key == own[3], args
+                assert may_read(command) == ("readonly" in flags), args
+            checked += 1
+    assert checked > 100  # Redis 7 has some 200 subcommands
+    assert "readonly" in table.describe(("OBJECT", "ENCODING", "k")).flags
+    assert "write" in table.describe(("XGROUP", "DESTROY", "k", "g")).flags
+    assert not may_read(table.describe(("CONFIG", "GET", "maxmemory")))
 
 
 def _str(value: Any) -> str:

@@ -29,7 +29,8 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
 * ``_routing``: keys to nodes under health, pipelines grouped per node and reassembled,
   sharded SCAN cursors;
 * ``_fallback``: reads during a migration (``read_fallback``): which topology's answer
-  stands, from each key's presence;
+  stands, from each key's presence; ``_pipeline_reads``: a pipeline's reads then (spliced
+  in with their EXISTS, settled after it);
 * ``_leases``: node membership snapshots and the leases that keep a removed node's client
   open under the commands still using it;
 * ``_base``: what both clients share: nodes, placement, health wiring, topology files, the

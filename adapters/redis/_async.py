@@ -503,7 +503,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
     async def _reads_only(self, command: Command, args: tuple[Any, ...], members: Any) -> bool:
         """Whether this invocation only reads (while ``read_fallback`` is set): flagged
         ``readonly``, else every key flagged ``RO`` by ``COMMAND GETKEYSANDFLAGS`` (asked of
-        a usable node: SORT or GEORADIUS without STORE, OBJECT ENCODING, ...).
+        a usable node: SORT or GEORADIUS without STORE, ...).
 
         Raises:
             NodeRemovedError: the node asked left meanwhile.

@@ -3,12 +3,14 @@
 
 Buffered command methods return the pipeline; while watching and before ``multi()`` they
 return an awaitable that runs the command at once, as in redis.asyncio. ``transaction=False``
-pipelines send one redis.asyncio pipeline per node, concurrently.
+pipelines send one redis.asyncio pipeline per node, concurrently; during a migration
+(``read_fallback``) their reads fall back as ``_pipeline`` says, and transactions do not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
 import redis
@@ -20,8 +22,11 @@ from redis.commands.core import AsyncCoreCommands
 from hashring import HealthTracker, Placement
 
 from ._clients import gather_all, gather_leased
-from ._commands import CONNECTION_ERRORS, CommandTable, Plan, known_keys
+from ._commands import CONNECTION_ERRORS, Command, CommandTable, Plan, known_keys
+from ._fallback import Read, Rounds, may_read, refuse_blocking
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
+from ._pipeline_reads import Batch, place
+from ._pipeline_reads import raise_first_error as raise_first_failure
 from ._routing import (
     ANY_NODE,
     Entry,
@@ -49,6 +54,8 @@ from ._transaction import (
 __all__ = ["AsyncShardedPipeline"]
 
 T = TypeVar("T")
+Planned = tuple[T, list[Plan], list[dict[str, Any]]]
+"""What a pipeline planned (a :class:`Batch`, or None), its plans and their options."""
 AsyncPin = Pin[aioredis.Redis, aioclient.Pipeline]
 
 
@@ -58,6 +65,7 @@ class _AsyncSharded(Protocol):
     _health: HealthTracker
     _members: Members[aioredis.Redis]
     _placement: Placement
+    read_fallback: Any
 
     def get_encoder(self) -> Any: ...
     def execute_command(self, *args: Any, **options: Any) -> Awaitable[Any]: ...
@@ -70,6 +78,20 @@ class _AsyncSharded(Protocol):
         members: Members[aioredis.Redis],
     ) -> Awaitable[list[Any]]: ...
     def _plan(self, args: tuple[Any, ...], members: Members[aioredis.Redis]) -> Awaitable[Plan]: ...
+    def _plan_for(
+        self,
+        command: Command,
+        args: tuple[Any, ...],
+        keys: list[Any],
+        members: Members[aioredis.Redis],
+    ) -> Plan: ...
+    def _reads_only(
+        self, command: Command, args: tuple[Any, ...], members: Any
+    ) -> Awaitable[bool]: ...
+    def _round_plans(
+        self, table: CommandTable, reads: list[Read], members: Members[aioredis.Redis]
+    ) -> tuple[list[Plan], list[dict[str, Any]]]: ...
+    def _settle(self, rounds: list[Rounds]) -> Awaitable[list[Any]]: ...
     def _outcome(self, node: str, slot: Slot[aioredis.Redis], ok: bool) -> None: ...
     def _leave(self, slot: Slot[aioredis.Redis]) -> Awaitable[None]: ...
 
@@ -310,14 +332,87 @@ class AsyncShardedPipeline(AsyncCoreCommands):
     # ------------------------------------------------------------------ plain pipelines
 
     async def _execute_pipeline(self, commands: list[Buffered], raise_on_error: bool) -> list[Any]:
+        stack = [command.args for command in commands]
+        if self._sharded.read_fallback is None:
+            _, results = await self._send_planned(partial(self._plain, commands))
+            if raise_on_error:
+                raise_first_error(results, stack, _annotate_async)
+        else:
+            results = await self._execute_migrating(commands)
+            if raise_on_error:  # a read split between the topologies fails its pipeline too
+                raise_first_failure(results, stack, _annotate_async)
+        return results
+
+    async def _execute_migrating(self, commands: list[Buffered]) -> list[Any]:
+        """As ``ShardedPipeline._execute_migrating``."""
+        results: list[Any] = []
+        rest = commands
+        while rest:
+            batch, flat = await self._send_planned(partial(self._batch, rest, rest is commands))
+            answers, positions, rounds = batch.answers(flat)
+            if rounds:
+                place(answers, positions, await self._sharded._settle(rounds))
+            results.extend(answers)
+            rest = rest[len(batch) :]
+        return results
+
+    async def _plain(
+        self, commands: list[Buffered], members: Members[aioredis.Redis]
+    ) -> Planned[None]:
+        """As ``ShardedPipeline._plain``."""
+        plans = [await self._sharded._plan(command.args, members) for command in commands]
+        return None, plans, [command.options for command in commands]
+
+    async def _batch(
+        self, commands: list[Buffered], first: bool, members: Members[aioredis.Redis]
+    ) -> Planned[Batch]:
+        """As ``ShardedPipeline._batch``.
+
+        Raises:
+            UnsupportedCommandError: a blocking read (XREAD ... BLOCK), nothing sent.
+            CrossShardError, UnsupportedCommandError: as without ``read_fallback``.
+            NodeRemovedError: the node asked for movable keys left meanwhile.
+        """
+        sharded = self._sharded
+        parser, table = await sharded._command_table()
+        encoder = sharded.get_encoder()
+        batch = Batch()
+        full = False
+        for args, options in commands:
+            if full and not first:
+                break
+            command = table.describe(args)
+            keys = await sharded._keys(parser, args, known_keys(command, args), members)
+            encoded = [bytes(encoder.encode(key)) for key in keys]
+            if keys and may_read(command) and await sharded._reads_only(command, args, members):
+                refuse_blocking(command, args)
+                read = Read(args, keys, options)
+                round_one = sharded._round_plans(table, [read], members)
+                if not full:
+                    batch.add_read(command, read, round_one, encoded)
+                continue
+            full = full or batch.barrier(command, encoded)
+            plan = sharded._plan_for(command, args, keys, members)
+            if not full:
+                batch.add(plan, options)
+        return batch, batch.plans, batch.options
+
+    async def _send_planned(
+        self, planned: Callable[[Members[aioredis.Redis]], Awaitable[Planned[T]]]
+    ) -> tuple[T, list[Any]]:
+        """As ``ShardedPipeline._send_planned``, the nodes concurrently.
+
+        Raises:
+            NodeRemovedError: the plans kept being routed to nodes being removed.
+        """
         sharded = self._sharded
         for _ in range(REROUTE_ATTEMPTS):
             members = sharded._members
             try:
-                plans = [await sharded._plan(command.args, members) for command in commands]
+                made, plans, options = await planned(members)
             except NodeRemovedError:
                 continue
-            per_node = group_per_node(plans, [command.options for command in commands])
+            per_node = group_per_node(plans, options)
             slots, closing = lease(members, per_node)
             if closing:
                 await gather_all(client.aclose() for client in closing)
@@ -332,10 +427,7 @@ class AsyncShardedPipeline(AsyncCoreCommands):
             for node, entries in per_node.items()
         ]
         answers = dict(zip(per_node, await gather_leased(sends), strict=True))
-        results = assemble(plans, per_node, answers)
-        if raise_on_error:
-            raise_first_error(results, [command.args for command in commands], _annotate_async)
-        return results
+        return made, assemble(plans, per_node, answers)
 
     async def _send(self, node: str, slot: Slot[aioredis.Redis], entries: list[Entry]) -> list[Any]:
         """Send one node's share on its leased client; give the lease back."""

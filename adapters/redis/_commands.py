@@ -188,6 +188,12 @@ class Command:
 class CommandTable:
     """The server's commands, resolved once from ``CommandsParser`` data.
 
+    A subcommand (OBJECT ENCODING, MEMORY USAGE, XINFO STREAM, CONFIG GET, ...) is described
+    by its own entry in its container's ``subcommands`` (its flags and key positions), not
+    by its container's (whose flags are empty on Redis 7); its keys are still asked of
+    redis-py's parser (``fixed_keys`` False), as redis-py sends some subcommands as one
+    argument (``"MEMORY USAGE"``) and others as two.
+
     Args:
         commands: ``CommandsParser.commands`` (name -> COMMAND INFO as parsed by redis-py).
         policies: ``CommandsParser.get_command_policies()``.
@@ -200,6 +206,10 @@ class CommandTable:
             for name, policy in entries.items():
                 full = name if module == "core" else f"{module}.{name}"
                 self._policies[full.lower()] = policy
+        self._subcommands: dict[str, Sequence[Any]] = {}
+        for info in commands.values():
+            for entry in info.get("subcommands") or ():
+                self._subcommands[_text(entry[0]).lower().replace("|", " ")] = entry
         self._cache: dict[str, Command] = {}
         self._by_first: dict[Any, Command] = {}
 
@@ -213,8 +223,10 @@ class CommandTable:
         name = words[0]
         if len(words) > 1:
             name = f"{name} {words[1]}"
-        elif len(args) > 1 and f"{name} {_text(args[1]).lower()}" in self._policies:
-            name = f"{name} {_text(args[1]).lower()}"
+        elif len(args) > 1:
+            sub = f"{name} {_text(args[1]).lower()}"
+            if sub in self._subcommands or sub in self._policies:
+                name = sub
         cached = self._cache.get(name)
         if cached is None:
             cached = self._cache[name] = self._build(name)
@@ -231,6 +243,9 @@ class CommandTable:
     def _build(self, name: str) -> Command:
         head = name.split(" ", 1)[0]
         info = self._commands.get(head, {})
+        entry = self._subcommands.get(name)
+        if entry is not None:  # a subcommand's own flags and key positions, not its container's
+            info = _subcommand_info(entry)
         policy = self._policies.get(name) or self._policies.get(head)
         request = policy.request_policy if policy else RequestPolicy.DEFAULT_KEYLESS
         response = policy.response_policy if policy else ResponsePolicy.DEFAULT_KEYLESS
@@ -254,6 +269,18 @@ class CommandTable:
             response=response,
             fixed_keys=fixed,
         )
+
+
+def _subcommand_info(entry: Sequence[Any]) -> dict[str, Any]:
+    """A subcommand's entry in COMMAND's reply (``[name, arity, flags, first_key_pos,
+    last_key_pos, step_count, ...]``, as redis-py keeps it under its container's
+    ``subcommands``) in the shape of ``CommandsParser.commands``' values. O(flags)."""
+    return {
+        "flags": [_text(flag) for flag in entry[2]],
+        "first_key_pos": int(entry[3]),
+        "last_key_pos": int(entry[4]),
+        "step_count": int(entry[5]),
+    }
 
 
 def known_keys(command: Command, args: Sequence[Any]) -> list[Any] | None:

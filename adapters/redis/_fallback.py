@@ -29,12 +29,12 @@ Without ``read_fallback`` nothing of this runs.
 Known limit (no tombstones): a key deleted on its new owner mid-migration reads its old
 copy until the migrator deletes that copy.
 
-Commands flagged as writes only for an optional argument (SORT and GEORADIUS without
-STORE: redis-py's ``sort_ro()`` and ``georadius()`` send those), and subcommands (OBJECT
-ENCODING, MEMORY USAGE, XINFO STREAM, ...: the table keeps their container's flags), are
-reads when the server's ``COMMAND GETKEYSANDFLAGS`` flags every key ``RO``
-(:func:`may_read`, :func:`reads_only`; one more round trip, asked only while
-``read_fallback`` is set, only of such commands).
+Subcommands (OBJECT ENCODING, MEMORY USAGE, XINFO STREAM, ...) are reads by their own
+``readonly`` flag (``CommandTable`` reads each subcommand's own entry). Commands with movable
+keys flagged as writes only for an optional argument (SORT and GEORADIUS without STORE:
+redis-py's ``sort_ro()`` and ``georadius()`` send those) are reads when the server's
+``COMMAND GETKEYSANDFLAGS`` flags every key ``RO`` (:func:`may_read`, :func:`reads_only`;
+one more round trip, asked only while ``read_fallback`` is set, only of such commands).
 
 Multi-key commands whose answer is per key (``multi_shard`` with a keyed or summed answer:
 MGET, EXISTS, TOUCH) are settled per key (:func:`missed_positions`, :func:`key_args`,
@@ -117,18 +117,18 @@ Rounds = Generator[tuple[Side, list[Read]], list[Seen], Any]
 
 def may_read(command: Command) -> bool:
     """Whether a command may be a read while ``read_fallback`` is set: flagged ``readonly``
-    in the COMMAND table; else, for commands with movable keys (SORT, GEORADIUS: a write
-    only with their STORE argument) and subcommands (OBJECT ENCODING, MEMORY USAGE, XINFO
-    STREAM: ``CommandTable`` holds their container's flags, not theirs),
-    :func:`reads_only` decides from the server's flags for each key. O(1)."""
+    in the COMMAND table (a subcommand by its own flags: OBJECT ENCODING, MEMORY USAGE,
+    XINFO STREAM); else, for commands with movable keys (SORT, GEORADIUS: a write only with
+    their STORE argument), :func:`reads_only` decides from the server's flags for each key.
+    O(1)."""
     flags = command.flags
-    return "readonly" in flags or "movablekeys" in flags or " " in command.name
+    return "readonly" in flags or "movablekeys" in flags
 
 
 def keys_and_flags_args(args: Sequence[Any]) -> tuple[Any, ...]:
     """The ``COMMAND GETKEYSANDFLAGS`` that asks for ``args``' keys and their flags, the
-    command's words apart (redis-py sends ``"MEMORY USAGE"`` as one argument, as it splits
-    only the first; the server knows only ``MEMORY``). O(args).
+    command's words apart (redis-py sends some subcommands, ``"MEMORY USAGE"``, as one
+    argument; the server knows only ``MEMORY``). O(args).
 
     >>> keys_and_flags_args(("MEMORY USAGE", "k"))
     ('COMMAND GETKEYSANDFLAGS', 'MEMORY', 'USAGE', 'k')

@@ -11,6 +11,17 @@ key changed. ``transaction=False`` pipelines group the commands per node, send o
 redis-py pipeline per node (in parallel threads) and put the answers back in buffering order
 (``_routing.group_per_node`` / ``assemble``); multi-node commands such as MGET are split.
 
+During a migration (the client's ``read_fallback`` is set), a ``transaction=False``
+pipeline's reads answer as the client's direct reads do (``_fallback``): each read with keys
+goes out with its keys' EXISTS ahead of it, in its place among the pipeline's commands (so
+it sees the pipeline's earlier writes), and a key its new owner does not hold is read from
+the old topology after the pipeline (one more round trip; none when every key is present);
+a command that may write a key read earlier in the pipeline waits for those reads to settle
+(see ``_pipeline_reads``). A blocking read (XREAD ... BLOCK) is refused, nothing sent.
+Transactions (MULTI/EXEC, ``transaction=True``, WATCH) never fall back: they run atomically
+on their keys' new owner and see only what it holds. Without ``read_fallback`` none of this
+runs.
+
 Errors are redis-py's: with ``raise_on_error=True`` (default) the first failed command's
 ``ResponseError`` is raised after every command ran, prefixed "Command # N (ARGS) of
 pipeline caused error: " with N its index in this pipeline; with False each failed
@@ -23,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from contextlib import suppress
+from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
 import redis
@@ -32,8 +44,11 @@ from redis.commands.core import CoreCommands
 
 from hashring import HealthTracker, Placement
 
-from ._commands import CONNECTION_ERRORS, CommandTable, Plan, known_keys
+from ._commands import CONNECTION_ERRORS, Command, CommandTable, Plan, known_keys
+from ._fallback import Read, Rounds, may_read, refuse_blocking
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
+from ._pipeline_reads import Batch, place
+from ._pipeline_reads import raise_first_error as raise_first_failure
 from ._routing import (
     ANY_NODE,
     Entry,
@@ -61,6 +76,8 @@ from ._transaction import (
 __all__ = ["Buffered", "ShardedPipeline"]
 
 T = TypeVar("T")
+Planned = tuple[T, list[Plan], list[dict[str, Any]]]
+"""What a pipeline planned (a :class:`Batch`, or None), its plans and their options."""
 SyncPin = Pin[redis.Redis, redis.client.Pipeline]
 
 
@@ -70,6 +87,7 @@ class _Sharded(Protocol):
     _health: HealthTracker
     _members: Members[redis.Redis]
     _placement: Placement
+    read_fallback: Any
 
     @property
     def _executor(self) -> Executor: ...
@@ -85,6 +103,18 @@ class _Sharded(Protocol):
         members: Members[redis.Redis],
     ) -> list[Any]: ...
     def _plan(self, args: tuple[Any, ...], members: Members[redis.Redis]) -> Plan: ...
+    def _plan_for(
+        self,
+        command: Command,
+        args: tuple[Any, ...],
+        keys: list[Any],
+        members: Members[redis.Redis],
+    ) -> Plan: ...
+    def _reads_only(self, command: Command, args: tuple[Any, ...], members: Any) -> bool: ...
+    def _round_plans(
+        self, table: CommandTable, reads: list[Read], members: Members[redis.Redis]
+    ) -> tuple[list[Plan], list[dict[str, Any]]]: ...
+    def _settle(self, rounds: list[Rounds]) -> list[Any]: ...
     def _outcome(self, node: str, slot: Slot[redis.Redis], ok: bool) -> None: ...
     def _leave(self, slot: Slot[redis.Redis]) -> None: ...
 
@@ -191,8 +221,11 @@ class ShardedPipeline(CoreCommands):
 
         Raises:
             CrossShardError: a transaction whose commands (or watched keys) span nodes, or
-                a command that cannot be split (nothing sent).
-            UnsupportedCommandError: a command that cannot be sharded (nothing sent).
+                a command that cannot be split (nothing sent); during a migration, with
+                ``raise_on_error``, a read whose keys stayed split between the topologies
+                (annotated as a failed command; without it, in that command's place).
+            UnsupportedCommandError: a command that cannot be sharded, or a blocking read
+                during a migration (nothing sent).
             OwnerEjectedError: the transaction's node is ejected (nothing sent).
             redis.exceptions.WatchError: a watched key changed, or the watched node was
                 removed or its keys moved (the transaction did not run).
@@ -336,14 +369,94 @@ class ShardedPipeline(CoreCommands):
     # ------------------------------------------------------------------ plain pipelines
 
     def _execute_pipeline(self, commands: list[Buffered], raise_on_error: bool) -> list[Any]:
+        stack = [command.args for command in commands]
+        if self._sharded.read_fallback is None:
+            _, results = self._send_planned(partial(self._plain, commands))
+            if raise_on_error:
+                raise_first_error(results, stack, _annotate)
+        else:
+            results = self._execute_migrating(commands)
+            if raise_on_error:  # a read split between the topologies fails its pipeline too
+                raise_first_failure(results, stack, _annotate)
+        return results
+
+    def _execute_migrating(self, commands: list[Buffered]) -> list[Any]:
+        """The answers of ``commands`` while ``read_fallback`` is set: batch by batch (see
+        ``_pipeline_reads``), each read settled with the old topology."""
+        results: list[Any] = []
+        rest = commands
+        while rest:
+            batch, flat = self._send_planned(partial(self._batch, rest, rest is commands))
+            answers, positions, rounds = batch.answers(flat)
+            if rounds:
+                place(answers, positions, self._sharded._settle(rounds))
+            results.extend(answers)
+            rest = rest[len(batch) :]
+        return results
+
+    def _plain(self, commands: list[Buffered], members: Members[redis.Redis]) -> Planned[None]:
+        """``commands``' plans and options, as routed without ``read_fallback``.
+
+        Raises:
+            CrossShardError, UnsupportedCommandError, NodeRemovedError: as ``_plan``.
+        """
+        plans = [self._sharded._plan(command.args, members) for command in commands]
+        return None, plans, [command.options for command in commands]
+
+    def _batch(
+        self, commands: list[Buffered], first: bool, members: Members[redis.Redis]
+    ) -> Planned[Batch]:
+        """The next batch of ``commands`` (at least one), reads spliced in as their round-1
+        plans (see ``_pipeline_reads``); the ``first`` batch plans the commands after it
+        too, so that a refusal comes before anything is sent.
+
+        Raises:
+            UnsupportedCommandError: a blocking read (XREAD ... BLOCK), nothing sent.
+            CrossShardError, UnsupportedCommandError: as without ``read_fallback``.
+            NodeRemovedError: the node asked for movable keys left meanwhile.
+        """
+        sharded = self._sharded
+        parser, table = sharded._command_table()
+        encoder = sharded.get_encoder()
+        batch = Batch()
+        full = False
+        for args, options in commands:
+            if full and not first:
+                break
+            command = table.describe(args)
+            keys = sharded._keys(parser, args, known_keys(command, args), members)
+            encoded = [bytes(encoder.encode(key)) for key in keys]
+            if keys and may_read(command) and sharded._reads_only(command, args, members):
+                refuse_blocking(command, args)
+                read = Read(args, keys, options)
+                round_one = sharded._round_plans(table, [read], members)
+                if not full:
+                    batch.add_read(command, read, round_one, encoded)
+                continue
+            full = full or batch.barrier(command, encoded)
+            plan = sharded._plan_for(command, args, keys, members)
+            if not full:
+                batch.add(plan, options)
+        return batch, batch.plans, batch.options
+
+    def _send_planned(
+        self, planned: Callable[[Members[redis.Redis]], Planned[T]]
+    ) -> tuple[T, list[Any]]:
+        """Plan (``planned(members)``: what it made, plans and their options), lease the
+        nodes, send one redis-py pipeline per node (in parallel); what ``planned`` made and
+        each plan's answer.
+
+        Raises:
+            NodeRemovedError: the plans kept being routed to nodes being removed.
+        """
         sharded = self._sharded
         for _ in range(REROUTE_ATTEMPTS):
             members = sharded._members
             try:
-                plans = [sharded._plan(command.args, members) for command in commands]
+                made, plans, options = planned(members)
             except NodeRemovedError:
                 continue
-            per_node = group_per_node(plans, [command.options for command in commands])
+            per_node = group_per_node(plans, options)
             slots, closing = lease(members, per_node)
             for client in closing:
                 client.close()
@@ -363,14 +476,7 @@ class ShardedPipeline(CoreCommands):
                     sharded._leave(slots[node])
             raise
         answers = {node: future.result() for node, future in futures.items()}
-        results = assemble(plans, per_node, answers)
-        if raise_on_error:
-            raise_first_error(
-                results,
-                [command.args for command in commands],
-                _annotate,
-            )
-        return results
+        return made, assemble(plans, per_node, answers)
 
     def _send(self, node: str, slot: Slot[redis.Redis], entries: list[Entry]) -> list[Any]:
         """Send one node's share on its leased client; give the lease back."""
