@@ -31,9 +31,10 @@ Costs and limits: every source's members travel to the client (ZUNION ... per ke
 set commands per node), so a computed read costs O(total members) in transfer and memory,
 about twice a plain server's client-side time for large answers; a client with
 ``decode_responses=True`` decodes every member it reads, so a member not valid in its
-encoding raises UnicodeDecodeError even when one server's answer would leave it out; and
-``read_fallback`` (migrations) is not consulted for computed reads, as for other multi-key
-commands.
+encoding raises UnicodeDecodeError even when one server's answer would leave it out.
+During a migration (``read_fallback``) a computed read follows ``_fallback``'s rule: its
+answer comes from whichever topology holds all its keys, and keys split between the two
+raise CrossShardError.
 """
 
 from __future__ import annotations
