@@ -53,10 +53,10 @@ from typing import Any
 import redis
 from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 
-from ._answers import elementwise, gather, merger, settled
+from ._answers import merger, settled
 from ._channels import PUBSUB_MERGES, channel_keys
 from ._errors import CrossShardError, UnsupportedCommandError
-from ._server_wide import PUBSUB, Answer, Route, rule_for
+from ._server_wide import PUBSUB, Answer, Route, rule_for, tip_answer
 
 __all__ = [
     "CONNECTION_ERRORS",
@@ -420,24 +420,8 @@ def _split(
             return ordered
 
         return Plan(parts, merge, command.name, readonly, keys)
-    return Plan(parts, _combiner(command.response), command.name, readonly, keys)
-
-
-def _combiner(policy: ResponsePolicy) -> Callable[[list[Any]], Any]:
-    """The merge of a split keyed command by its response policy (sum for DEL ...)."""
-    if policy is ResponsePolicy.AGG_SUM:
-        return lambda answers: elementwise(answers, sum)
-    if policy is ResponsePolicy.AGG_MIN:
-        return lambda answers: elementwise(answers, min)
-    if policy is ResponsePolicy.AGG_MAX:
-        return lambda answers: elementwise(answers, max)
-    if policy is ResponsePolicy.AGG_LOGICAL_AND:
-        return lambda answers: elementwise(answers, all)
-    if policy is ResponsePolicy.AGG_LOGICAL_OR:
-        return lambda answers: elementwise(answers, any)
-    if policy in (ResponsePolicy.ALL_SUCCEEDED, ResponsePolicy.ONE_SUCCEEDED):
-        return first_answer
-    return gather
+    merge_by_tip = merger(tip_answer(command.response, Answer.RANDOM), nodes, args)
+    return Plan(parts, merge_by_tip, command.name, readonly, keys)
 
 
 def first_answer(answers: list[Any]) -> Any:

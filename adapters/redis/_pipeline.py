@@ -48,7 +48,6 @@ from ._commands import CONNECTION_ERRORS, Command, CommandTable, Plan, known_key
 from ._fallback import Read, Rounds, may_read, refuse_blocking
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline_reads import Batch, place
-from ._pipeline_reads import raise_first_error as raise_first_failure
 from ._routing import (
     ANY_NODE,
     Entry,
@@ -372,12 +371,10 @@ class ShardedPipeline(CoreCommands):
         stack = [command.args for command in commands]
         if self._sharded.read_fallback is None:
             _, results = self._send_planned(partial(self._plain, commands))
-            if raise_on_error:
-                raise_first_error(results, stack, _annotate)
         else:
             results = self._execute_migrating(commands)
-            if raise_on_error:  # a read split between the topologies fails its pipeline too
-                raise_first_failure(results, stack, _annotate)
+        if raise_on_error:
+            raise_first_error(results, stack, _annotate)
         return results
 
     def _execute_migrating(self, commands: list[Buffered]) -> list[Any]:

@@ -22,17 +22,13 @@ per batch; the others are one batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from ._commands import Command, Plan
-from ._errors import CrossShardError
 from ._fallback import Read, Rounds, resolve, seen_of
 
-__all__ = ["Batch", "place", "raise_first_error"]
+__all__ = ["Batch", "place"]
 
 
 @dataclass
@@ -123,22 +119,3 @@ def place(results: list[Any], positions: list[int], values: list[Any]) -> list[A
     for position, value in zip(positions, values, strict=True):
         results[position] = value
     return results
-
-
-def raise_first_error(
-    results: list[Any],
-    commands: Sequence[tuple[Any, ...]],
-    annotate: Callable[[Exception, int, tuple[Any, ...]], None],
-) -> None:
-    """As ``_routing.raise_first_error`` (redis-py's ``raise_on_error=True``), a read whose
-    keys stayed split between the topologies (``CrossShardError``) counting as a failed
-    command too: never returned in the list as if it were an answer. O(results).
-
-    Raises:
-        redis.exceptions.ResponseError, CrossShardError: the first such error, annotated
-            "Command # N (ARGS) of pipeline caused error: ...".
-    """
-    for number, result in enumerate(results, 1):
-        if isinstance(result, (redis.exceptions.ResponseError, CrossShardError)):
-            annotate(result, number, commands[number - 1])
-            raise result

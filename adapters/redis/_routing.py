@@ -172,13 +172,15 @@ def raise_first_error(
     """As redis-py's ``Pipeline.raise_first_error``: the first ``ResponseError`` among
     ``results``, its message prefixed by ``annotate`` (redis-py's own ``annotate_exception``,
     "Command # N (ARGS) of pipeline caused error: ...", N counted from 1 in the user's
-    buffer, whatever node ran the command). O(results).
+    buffer, whatever node ran the command). A ``CrossShardError`` in the results (a read
+    during a migration whose keys stayed split between the topologies) counts as a failed
+    command too: it is never returned in the list as if it were an answer. O(results).
 
     Raises:
-        redis.exceptions.ResponseError: that error, when there is one.
+        redis.exceptions.ResponseError, CrossShardError: that error, when there is one.
     """
     for number, result in enumerate(results, 1):
-        if isinstance(result, redis.exceptions.ResponseError):
+        if isinstance(result, (redis.exceptions.ResponseError, CrossShardError)):
             annotate(result, number, commands[number - 1])
             raise result
 

@@ -31,7 +31,7 @@ from enum import Enum
 
 from redis._parsers.commands import RequestPolicy, ResponsePolicy
 
-__all__ = ["PUBSUB", "RULES", "Answer", "Route", "Rule", "rule_for"]
+__all__ = ["PUBSUB", "RULES", "Answer", "Route", "Rule", "rule_for", "tip_answer"]
 
 PUBSUB = frozenset({"publish", "spublish", "pubsub"})
 """Pub/sub commands routed elsewhere (the default node), whatever their flags say."""
@@ -193,6 +193,12 @@ _FROM_TIPS = {
 }
 
 
+def tip_answer(response: ResponsePolicy, default: Answer) -> Answer:
+    """How answers combine by a command's ``response_policy`` tip (``default`` for the
+    tips that say nothing: ``default_keyless``, ``default_keyed``, ``special``). O(1)."""
+    return _FROM_TIPS.get(response, default)
+
+
 def rule_for(name: str, request: RequestPolicy, response: ResponsePolicy) -> Rule:
     """The rule of keyless command ``name`` (``"name"`` or ``"name subcommand"``, lower
     case) whose COMMAND tips are ``request``/``response``: :data:`RULES` first, then the
@@ -202,7 +208,7 @@ def rule_for(name: str, request: RequestPolicy, response: ResponsePolicy) -> Rul
         return rule
     if name.endswith(" help"):
         return _one(_SAME)
-    answer = _FROM_TIPS.get(response, Answer.AGREED)
+    answer = tip_answer(response, Answer.AGREED)
     if request in (RequestPolicy.ALL_SHARDS, RequestPolicy.ALL_NODES):
         return _every(answer, f"COMMAND tips: {request.value}, {response.value}")
     return _every(answer, "not in the table: every node, per node unless all agree")
