@@ -31,6 +31,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -227,17 +228,24 @@ class Rebalance:
         """moved / keys (0.0 for no keys)."""
         return self.moved / self.keys if self.keys else 0.0
 
-    def share_trend(self, name: str) -> int:
-        """+1 if ``name``'s fair share grows with the change (or it is added), -1 if it
-        shrinks (or it is removed), 0 if it stays (within :data:`SHARE_TOLERANCE`). O(nodes)."""
-        before = {node.name: node.fair_share for node in self.before.nodes}.get(name, 0.0)
-        after = {node.name: node.fair_share for node in self.after.nodes}.get(name, 0.0)
-        return _trend(before, after)
+    @cached_property
+    def share_trends(self) -> Mapping[str, int]:
+        """Per node (either side): +1 if its fair share grows with the change (or it is
+        added), -1 if it shrinks (or it is removed), 0 if it stays (within
+        :data:`SHARE_TOLERANCE`). O(nodes) on the first call, then cached."""
+        before = {node.name: node.fair_share for node in self.before.nodes}
+        after = {node.name: node.fair_share for node in self.after.nodes}
+        return {
+            name: _trend(before.get(name, 0.0), after.get(name, 0.0))
+            for name in (*before, *(name for name in after if name not in before))
+        }
 
     def is_necessary(self, source: str, target: str) -> bool:
         """Whether keys moving ``source`` -> ``target`` are necessary: ``source``'s fair share
-        shrinks and ``target``'s grows, the only moves a perfect placement makes. O(nodes)."""
-        return self.share_trend(source) < 0 < self.share_trend(target)
+        shrinks and ``target``'s grows, the only moves a perfect placement makes. O(1) after
+        :attr:`share_trends`."""
+        trends = self.share_trends
+        return trends.get(source, 0) < 0 < trends.get(target, 0)
 
     @property
     def necessary(self) -> int:
@@ -273,18 +281,14 @@ class Rebalance:
         return ideal_band(self.ideal_fraction, self.keys, confidence)
 
     def _movement_split(self) -> tuple[int, int]:
-        b_share = {node.name: node.fair_share for node in self.before.nodes}
-        a_share = {node.name: node.fair_share for node in self.after.nodes}
+        trends_of = self.share_trends
+        both = set(self.from_nodes) & set(self.to_nodes)
         rows, columns = self.cell_rows, self.cell_columns
 
         def flags(names: Sequence[str]) -> tuple[npt.NDArray[np.bool_], ...]:
-            trends = [_trend(b_share.get(n, 0.0), a_share.get(n, 0.0)) for n in names]
-            survives = [n in b_share and n in a_share for n in names]
-            return (
-                np.array(trends, dtype=np.int64) < 0,
-                np.array(trends, dtype=np.int64) > 0,
-                np.array(survives, dtype=np.bool_),
-            )
+            trends = np.array([trends_of[n] for n in names], dtype=np.int64)
+            survives = np.array([n in both for n in names], dtype=np.bool_)
+            return trends < 0, trends > 0, survives
 
         shrinks, _, survives_b = flags(self.from_nodes)
         _, grows, survives_a = flags(self.to_nodes)

@@ -218,7 +218,8 @@ def test_removing_one_of_ten_is_judged_honestly(algorithm: str) -> None:
     assert re.search(rf"excess: +{excess:,} keys = +{excess / 200_000:.2%}", text)
     assert f"{movement['between_surviving']:,} = " in text
     assert "between surviving nodes" in text
-    assert "ideal:     10.00% expected (95% band 9.87%-10.13% for 200,000 keys" in text
+    assert "expected for a perfect placement (95% band 9.87%-10.13% for 200,000 keys)" in text
+    assert "ideal:     10.00% expected" in text
 
 
 def test_the_issue_ring_example_names_the_imbalance_not_excess() -> None:
@@ -227,7 +228,18 @@ def test_the_issue_ring_example_names_the_imbalance_not_excess() -> None:
     text = cli("report", "--nodes", "10", "--remove", "node-3", "--keys", "200000").text
     assert "excess:         0 keys =  0.00%" in text
     assert "necessary: 22,320 keys = 11.16%" in text
-    assert "necessary above the band" in text
+    assert "necessary is above the band" in text
+
+
+def test_small_fractions_keep_two_significant_digits() -> None:
+    """Removing one of 2,000 nodes: the ideal 0.05% and its band are not rounded to 0.00%."""
+    doc = report("--nodes", "2000", "--remove", "node-7", "--keys", "100000")
+    text = cli("report", "--nodes", "2000", "--remove", "node-7", "--keys", "100000").text
+    band = doc["movement"]["ideal_band"]
+    assert "ideal:     0.050% expected" in text
+    assert f"(95% band {band['low']:.3%}-{band['high']:.3%} for 100,000 keys)" in text
+    necessary, moved = doc["movement"]["necessary"], doc["movement"]["moved"]
+    assert f"necessary: {necessary:>{len(f'{moved:,}')},} keys" in text
 
 
 def test_weighted_summary_leads_with_load_over_fair() -> None:

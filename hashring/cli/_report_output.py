@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 import sys
 from collections.abc import Iterable
@@ -265,30 +266,46 @@ def render_text(
 def _headline(result: Rebalance) -> list[str]:
     keys = result.keys
     low, high = result.ideal_band()
+    width = len(f"{result.moved:,}")
+    digits = _digits(min(x for x in (result.ideal_fraction, low, high, 1.0) if x > 0))
+
+    shares = len(_percent(result.moved_fraction, digits))
 
     def count(n: int) -> str:
-        return f"{n:>{width},} keys = {n / keys if keys else 0.0:6.2%}"
+        share = _percent(n / keys if keys else 0.0, digits)
+        return f"{n:>{width},} keys = {share:>{shares}}"
 
-    width = len(f"{result.moved:,}")
+    between = result.between_surviving
     lines = [
         f"excess:    {count(result.excess)}  (moves a perfect placement avoids)",
         f"necessary: {count(result.necessary)}  (shrinking or removed nodes -> growing or added)",
-        f"moved:     {count(result.moved)}  ({result.between_surviving:,} = "
-        f"{result.between_surviving / keys if keys else 0.0:.2%} between surviving nodes)",
-        f"ideal:     {result.ideal_fraction:.2%} expected (95% band {low:.2%}-{high:.2%} for "
-        f"{keys:,} keys: the least a perfect placement moves)",
+        f"moved:     {count(result.moved)}  ({between:,} = "
+        f"{_percent(between / keys if keys else 0.0, digits)} between surviving nodes)",
+        f"ideal:     {_percent(result.ideal_fraction, digits)} expected for a perfect placement "
+        f"(95% band {_percent(low, digits)}-{_percent(high, digits)} for {keys:,} keys)",
     ]
     if result.necessary_fraction < low:
         lines.append(
-            "           necessary below the band: the nodes giving keys held, or those taking "
-            "keys took, less than their fair share (vs fair)"
+            "           necessary is below the band: the nodes giving or taking keys hold "
+            "less than their fair share"
         )
     elif result.necessary_fraction > high:
         lines.append(
-            "           necessary above the band: the nodes giving keys held, or those taking "
-            "keys took, more than their fair share (vs fair)"
+            "           necessary is above the band: the nodes giving or taking keys hold "
+            "more than their fair share"
         )
     return lines
+
+
+def _digits(fraction: float) -> int:
+    """Decimals of a percentage that show two significant digits of ``fraction`` (at least
+    two, at most eight)."""
+    return max(2, min(8, 1 - math.floor(math.log10(fraction * 100))))
+
+
+def _percent(fraction: float, digits: int = 2) -> str:
+    """``fraction`` as a percentage with ``digits`` decimals (``0.1116`` -> ``11.16%``)."""
+    return f"{fraction:.{digits}%}"
 
 
 def _order(result: Rebalance, names: list[str], order: str) -> list[str]:
