@@ -7,6 +7,16 @@ fraction of keys that move against the ideal: the least any placement could move
 the total variation distance between the old and new weight shares (``1/(n+1)`` for adding
 one node to ``n`` equal ones, ``1/n`` for removing one of ``n``).
 
+The ideal is an expectation: hashed keys land on nodes at random, so a sample of ``N`` keys
+moves ``Binomial(N, ideal)`` keys under a perfect placement, and :meth:`Rebalance.ideal_band`
+gives that spread. What a change moves splits into *necessary* keys, which go from a node
+whose fair share shrinks (or that is removed) to one whose fair share grows (or that is
+added), the only moves a perfect placement makes, and *excess* keys, every other move (between
+two nodes whose shares both grew, both shrank or stayed, or against the change). With equal
+weights, :attr:`Side.peak_to_fair` and :attr:`Side.cv_of_fair` equal peak-to-mean and the
+coefficient of variation; with unequal weights they judge each node against its own fair
+share, where the raw figures would count the intended imbalance as skew.
+
 >>> from hashring import HashRing
 >>> before = HashRing(["a", "b", "c"])
 >>> after = HashRing(["a", "b", "c", "d"])
@@ -18,8 +28,10 @@ one node to ``n`` equal ones, ``1/n`` for removing one of ``n``).
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -28,16 +40,23 @@ from ._placement.contract import Placement
 from ._placement.keys import Key
 
 __all__ = [
+    "CONFIDENCE",
     "DENSE_CELLS",
     "LoadSummary",
     "NodeLoad",
     "Rebalance",
     "Side",
+    "ideal_band",
     "ideal_movement",
     "rebalance",
 ]
 
 I64Array = npt.NDArray[np.int64]
+
+CONFIDENCE = 0.95
+"""The confidence of :func:`ideal_band` unless told otherwise."""
+SHARE_TOLERANCE = 1e-12
+"""Relative change of a fair share below which a node neither grows nor shrinks."""
 
 DENSE_CELLS = 1 << 20
 """Up to this many from->to pairs (about 1,000 nodes on each side) :func:`rebalance` counts
@@ -111,6 +130,32 @@ class Side:
     nodes: tuple[NodeLoad, ...]
     summary: LoadSummary
 
+    @property
+    def weights_equal(self) -> bool:
+        """Every node has the same weight (then fair share and mean load coincide)."""
+        return len({node.weight for node in self.nodes}) <= 1
+
+    @property
+    def load_over_fair(self) -> tuple[float, ...]:
+        """Per node, its share of the keys over its fair share (1.0: exactly fair). O(nodes)."""
+        return tuple(node.share / node.fair_share for node in self.nodes)
+
+    @property
+    def peak_to_fair(self) -> float:
+        """The largest load over fair share: how far the node furthest above its fair share
+        sits (1.0 is perfect; for equal weights it is :attr:`LoadSummary.peak_to_mean`).
+        0.0 for no keys. O(nodes)."""
+        return max(self.load_over_fair, default=0.0)
+
+    @property
+    def cv_of_fair(self) -> float:
+        """Coefficient of variation of load over fair share across nodes (population stdev
+        over mean of :attr:`load_over_fair`; for equal weights it is
+        :attr:`LoadSummary.cv`). 0.0 for no keys. O(nodes)."""
+        ratios = self.load_over_fair
+        mean = statistics.fmean(ratios) if ratios else 0.0
+        return statistics.pstdev(ratios) / mean if mean else 0.0
+
 
 @dataclass(frozen=True)
 class Rebalance:
@@ -183,6 +228,77 @@ class Rebalance:
         """moved / keys (0.0 for no keys)."""
         return self.moved / self.keys if self.keys else 0.0
 
+    @cached_property
+    def share_trends(self) -> Mapping[str, int]:
+        """Per node (either side): +1 if its fair share grows with the change (or it is
+        added), -1 if it shrinks (or it is removed), 0 if it stays (within
+        :data:`SHARE_TOLERANCE`). O(nodes) on the first call, then cached."""
+        before = {node.name: node.fair_share for node in self.before.nodes}
+        after = {node.name: node.fair_share for node in self.after.nodes}
+        return {
+            name: _trend(before.get(name, 0.0), after.get(name, 0.0))
+            for name in (*before, *(name for name in after if name not in before))
+        }
+
+    def is_necessary(self, source: str, target: str) -> bool:
+        """Whether keys moving ``source`` -> ``target`` are necessary: ``source``'s fair share
+        shrinks and ``target``'s grows, the only moves a perfect placement makes. O(1) after
+        :attr:`share_trends`."""
+        trends = self.share_trends
+        return trends.get(source, 0) < 0 < trends.get(target, 0)
+
+    @property
+    def necessary(self) -> int:
+        """Moved keys that went from a shrinking (or removed) node to a growing (or added)
+        one. O(nodes + cells)."""
+        return self._movement_split()[0]
+
+    @property
+    def excess(self) -> int:
+        """Moved keys that are not :attr:`necessary`: the movement a perfect placement
+        avoids (0 for the ring, rendezvous and jump when nodes are only added or removed)."""
+        return self.moved - self.necessary
+
+    @property
+    def between_surviving(self) -> int:
+        """Moved keys whose owners before and after both exist on both sides (whatever
+        their weights). O(nodes + cells)."""
+        return self._movement_split()[1]
+
+    @property
+    def necessary_fraction(self) -> float:
+        """necessary / keys (0.0 for no keys)."""
+        return self.necessary / self.keys if self.keys else 0.0
+
+    @property
+    def excess_fraction(self) -> float:
+        """excess / keys (0.0 for no keys)."""
+        return self.excess / self.keys if self.keys else 0.0
+
+    def ideal_band(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
+        """The fractions a perfect placement moves for this many keys, ``confidence`` of
+        the time: see :func:`ideal_band`."""
+        return ideal_band(self.ideal_fraction, self.keys, confidence)
+
+    def _movement_split(self) -> tuple[int, int]:
+        trends_of = self.share_trends
+        both = set(self.from_nodes) & set(self.to_nodes)
+        rows, columns = self.cell_rows, self.cell_columns
+
+        def flags(names: Sequence[str]) -> tuple[npt.NDArray[np.bool_], ...]:
+            trends = np.array([trends_of[n] for n in names], dtype=np.int64)
+            survives = np.array([n in both for n in names], dtype=np.bool_)
+            return trends < 0, trends > 0, survives
+
+        shrinks, _, survives_b = flags(self.from_nodes)
+        _, grows, survives_a = flags(self.to_nodes)
+        to_index = {name: j for j, name in enumerate(self.to_nodes)}
+        same = np.array([to_index.get(name, -1) for name in self.from_nodes], dtype=np.int64)
+        moved = same[rows] != columns if len(self.from_nodes) else np.zeros(0, dtype=np.bool_)
+        necessary = shrinks[rows] & grows[columns] & moved
+        surviving = survives_b[rows] & survives_a[columns] & moved
+        return int(self.cell_keys[necessary].sum()), int(self.cell_keys[surviving].sum())
+
     def moved_pairs(self) -> dict[tuple[str, str], int]:
         """(from, to) -> keys moved, for every pair with at least one key, largest first.
 
@@ -215,6 +331,41 @@ def ideal_movement(before: Mapping[str, float], after: Mapping[str, float]) -> f
         )
         / 2
     )
+
+
+def ideal_band(fraction: float, keys: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The range of fractions a perfect placement moves, ``confidence`` of the time, when
+    the ideal is ``fraction`` and ``keys`` hashed keys are placed.
+
+    Each key moves independently with probability ``fraction``, so the moved count is
+    ``Binomial(keys, fraction)``; the band is its normal approximation,
+    ``fraction +/- z * sqrt(fraction * (1 - fraction) / keys)``, clipped to [0, 1]
+    (``z`` = 1.96 for 95%). A moved fraction inside it is the ideal as far as this sample
+    can tell. O(1).
+
+    >>> low, high = ideal_band(0.1, 200_000)
+    >>> round(low, 5), round(high, 5)
+    (0.09869, 0.10131)
+
+    Raises:
+        ValueError: ``confidence`` is not strictly between 0 and 1, or ``fraction`` is
+            outside [0, 1].
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence {confidence} is not between 0 and 1")
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction {fraction} is not between 0 and 1")
+    if keys <= 0:
+        return fraction, fraction
+    z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
+    half = z * math.sqrt(fraction * (1 - fraction) / keys)
+    return max(0.0, fraction - half), min(1.0, fraction + half)
+
+
+def _trend(before: float, after: float) -> int:
+    if math.isclose(before, after, rel_tol=SHARE_TOLERANCE, abs_tol=0.0):
+        return 0
+    return 1 if after > before else -1
 
 
 def rebalance(

@@ -4,16 +4,29 @@
 from __future__ import annotations
 
 import csv
+import math
+import re
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from tabulate import tabulate
 
-from .._analysis import NodeLoad, Rebalance, Side
+from .._analysis import CONFIDENCE, NodeLoad, Rebalance, Side
 from .._topology.config import Topology
 from ._common import escape
 
-__all__ = ["CSV_COLUMNS", "SCHEMA", "escape_lines", "render_text", "report_json", "write_csv"]
+__all__ = [
+    "CSV_COLUMNS",
+    "ORDERS",
+    "SCHEMA",
+    "escape_lines",
+    "natural_key",
+    "natural_sorted",
+    "render_text",
+    "report_json",
+    "write_csv",
+]
 
 SCHEMA = "hashring.report/1"
 CSV_COLUMNS = (
@@ -38,6 +51,10 @@ NODE_ROWS = 100
 """Text output lists every node up to this many, else the :data:`NODES_SHOWN` furthest from
 their fair share."""
 NODES_SHOWN = 20
+ORDERS = ("auto", "name", "worst")
+"""``--order`` of the per-node table: ``name`` (natural order: node-2 before node-10),
+``worst`` (furthest from the fair share after the change first), ``auto`` (by name up to
+:data:`MATRIX_LIMIT` nodes, worst first beyond)."""
 JSON_MATRIX_CELLS = 1_000_000
 """The JSON document holds the dense matrix up to this many cells (from nodes x to nodes)."""
 
@@ -69,6 +86,8 @@ def _side_json(side: Side, topology: Topology) -> dict[str, Any]:
             "stdev": summary.stdev,
             "cv": summary.cv,
             "peak_to_mean": summary.peak_to_mean,
+            "peak_to_fair": side.peak_to_fair,
+            "cv_of_fair": side.cv_of_fair,
         },
     }
 
@@ -77,6 +96,7 @@ def report_json(
     result: Rebalance, before: Topology, after: Topology, source: str
 ) -> dict[str, Any]:
     """The ``hashring.report/1`` document (see the module docstring)."""
+    low, high = result.ideal_band()
     return {
         "schema": SCHEMA,
         "keys": {"count": result.keys, "source": source},
@@ -86,8 +106,15 @@ def report_json(
             "moved": result.moved,
             "fraction": result.moved_fraction,
             "ideal_fraction": result.ideal_fraction,
+            "ideal_band": {"low": low, "high": high, "confidence": CONFIDENCE},
+            "necessary": result.necessary,
+            "necessary_fraction": result.necessary_fraction,
+            "excess": result.excess,
+            "excess_fraction": result.excess_fraction,
+            "between_surviving": result.between_surviving,
             "pairs": [
-                {"from": a, "to": b, "keys": n} for (a, b), n in result.moved_pairs().items()
+                {"from": a, "to": b, "keys": n, "necessary": result.is_necessary(a, b)}
+                for (a, b), n in result.moved_pairs().items()
             ],
         },
         "matrix": {
@@ -140,7 +167,27 @@ def write_csv(result: Rebalance) -> None:
 
 
 def _all_names(result: Rebalance) -> list[str]:
-    return sorted(set(result.from_nodes) | set(result.to_nodes))
+    return natural_sorted(set(result.from_nodes) | set(result.to_nodes))
+
+
+_DIGITS = re.compile(r"([0-9]+)")
+
+
+def natural_key(name: str) -> tuple[tuple[str | int, ...], str]:
+    """Sort key putting ``node-2`` before ``node-10``: runs of ASCII digits compare as
+    numbers, the rest as text; names equal that way (``n01``, ``n1``) fall back to plain
+    order. O(len(name)).
+
+    >>> sorted(["node-10", "node-2", "node-1"], key=natural_key)
+    ['node-1', 'node-2', 'node-10']
+    """
+    parts = _DIGITS.split(name)  # text, digits, text, ...: the same type at each index
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), name
+
+
+def natural_sorted(names: Iterable[str]) -> list[str]:
+    """``names`` in natural order (:func:`natural_key`). O(n log n)."""
+    return sorted(names, key=natural_key)
 
 
 def _describe(topology: Topology) -> str:
@@ -156,28 +203,34 @@ def _describe(topology: Topology) -> str:
     return f"{len(topology.nodes):,} nodes, {' '.join(options)} ({topology.source})"
 
 
-def render_text(result: Rebalance, before: Topology, after: Topology, source: str) -> str:
-    """The terminal report: movement, per-node load, summary statistics, movement matrix.
+def render_text(
+    result: Rebalance, before: Topology, after: Topology, source: str, *, order: str = "auto"
+) -> str:
+    """The terminal report: the movement headline, per-node load, summary statistics and the
+    movement matrix (the largest moves beyond :data:`MATRIX_LIMIT` nodes).
 
-    Non-printable characters in names, paths and the key source are escaped."""
+    The headline leads with the excess movement (what a perfect placement avoids), then the
+    necessary movement, the total with the part between surviving nodes, and the ideal as an
+    expectation with its 95% sampling band for this many keys. ``order`` (one of
+    :data:`ORDERS`) orders the per-node table. Non-printable characters in names, paths and
+    the key source are escaped. O(nodes log nodes + cells).
+
+    Raises:
+        ValueError: ``order`` is not one of :data:`ORDERS`.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order {order!r} is not one of {', '.join(ORDERS)}")
     lines = [
         f"keys:   {result.keys:,} ({source})",
         f"before: {_describe(before)}",
         f"after:  {_describe(after)}",
         "",
-        f"moved:  {result.moved:,} keys = {result.moved_fraction:.2%} "
-        f"(ideal {result.ideal_fraction:.2%}"
-        + (
-            f", {result.moved_fraction / result.ideal_fraction:.2f}x the ideal)"
-            if result.ideal_fraction
-            else ")"
-        ),
+        *_headline(result),
         "",
         "load per node (vs fair: share / the weight's share - 1; with equal weights, vs the mean)",
-        *_node_table(result),
+        *_node_table(result, order),
         "",
-        "summary            before        after",
-        _summary_table(result),
+        *_summary_table(result),
         "",
     ]
     pairs = result.moved_pairs()
@@ -192,12 +245,82 @@ def render_text(result: Rebalance, before: Topology, after: Topology, source: st
         shown = list(pairs.items())[:PAIRS_SHOWN]
         lines.append(
             tabulate(
-                [(escape(a), escape(b), f"{n:,}", f"{n / result.keys:.2%}") for (a, b), n in shown],
-                headers=["from", "to", "keys", "of all"],
-                colalign=("left", "left", "right", "right"),
+                [
+                    (
+                        escape(a),
+                        escape(b),
+                        f"{n:,}",
+                        f"{n / result.keys:.2%}",
+                        "necessary" if result.is_necessary(a, b) else "excess",
+                    )
+                    for (a, b), n in shown
+                ],
+                headers=["from", "to", "keys", "of all", "kind"],
+                colalign=("left", "left", "right", "right", "left"),
+                disable_numparse=True,
             )
         )
     return escape_lines("\n".join(lines))
+
+
+def _headline(result: Rebalance) -> list[str]:
+    keys = result.keys
+    low, high = result.ideal_band()
+    width = len(f"{result.moved:,}")
+    digits = _digits(min(x for x in (result.ideal_fraction, low, high, 1.0) if x > 0))
+
+    shares = len(_percent(result.moved_fraction, digits))
+
+    def count(n: int) -> str:
+        share = _percent(n / keys if keys else 0.0, digits)
+        return f"{n:>{width},} keys = {share:>{shares}}"
+
+    between = result.between_surviving
+    lines = [
+        f"excess:    {count(result.excess)}  (moves a perfect placement avoids)",
+        f"necessary: {count(result.necessary)}  (shrinking or removed nodes -> growing or added)",
+        f"moved:     {count(result.moved)}  ({between:,} = "
+        f"{_percent(between / keys if keys else 0.0, digits)} between surviving nodes)",
+        f"ideal:     {_percent(result.ideal_fraction, digits)} expected for a perfect placement "
+        f"(95% band {_percent(low, digits)}-{_percent(high, digits)} for {keys:,} keys)",
+    ]
+    if result.necessary_fraction < low:
+        lines.append(
+            "           necessary is below the band: the nodes giving or taking keys hold "
+            "less than their fair share"
+        )
+    elif result.necessary_fraction > high:
+        lines.append(
+            "           necessary is above the band: the nodes giving or taking keys hold "
+            "more than their fair share"
+        )
+    return lines
+
+
+def _digits(fraction: float) -> int:
+    """Decimals of a percentage that show two significant digits of ``fraction`` (at least
+    two, at most eight)."""
+    return max(2, min(8, 1 - math.floor(math.log10(fraction * 100))))
+
+
+def _percent(fraction: float, digits: int = 2) -> str:
+    """``fraction`` as a percentage with ``digits`` decimals (``0.1116`` -> ``11.16%``)."""
+    return f"{fraction:.{digits}%}"
+
+
+def _order(result: Rebalance, names: list[str], order: str) -> list[str]:
+    """``names`` by name, or worst first (furthest from the fair share after the change, or
+    before it for a removed node); ``auto`` is worst first beyond :data:`MATRIX_LIMIT`."""
+    if order == "name" or (order == "auto" and len(names) <= MATRIX_LIMIT):
+        return natural_sorted(names)
+    before = {node.name: node for node in result.before.nodes}
+    after = {node.name: node for node in result.after.nodes}
+
+    def distance(name: str) -> float:
+        node = after.get(name) or before[name]
+        return abs(node.deviation)
+
+    return sorted(names, key=lambda name: (-distance(name), natural_key(name)))
 
 
 def escape_lines(text: str) -> str:
@@ -205,23 +328,21 @@ def escape_lines(text: str) -> str:
     return "\n".join(escape(line) for line in text.split("\n"))
 
 
-def _node_table(result: Rebalance) -> list[str]:
+def _node_table(result: Rebalance, order: str) -> list[str]:
     before = {node.name: node for node in result.before.nodes}
     after = {node.name: node for node in result.after.nodes}
     ring = any(node.hash_space is not None for node in (*before.values(), *after.values()))
     names = _all_names(result)
     note = []
     if len(names) > NODE_ROWS:
-
-        def distance(name: str) -> float:
-            node = after.get(name) or before[name]
-            return abs(node.deviation)
-
         note = [
             f"({len(names):,} nodes: the {NODES_SHOWN} furthest from their fair share after "
             "the change; all of them: --format csv or json)"
         ]
-        names = sorted(names, key=lambda name: (-distance(name), name))[:NODES_SHOWN]
+        names = _order(result, names, "worst")[:NODES_SHOWN]
+    names = _order(result, names, order)
+    if order == "worst" or (order == "auto" and len(_all_names(result)) > MATRIX_LIMIT):
+        note.append("(worst first: furthest from the fair share after the change; --order name)")
     rows = []
     for name in names:
         old, new = before.get(name), after.get(name)
@@ -252,29 +373,59 @@ def _space(node: NodeLoad | None) -> str:
     return "-" if node is None or node.hash_space is None else f"{node.hash_space:.2%}"
 
 
-def _summary_table(result: Rebalance) -> str:
-    b, a = result.before.summary, result.after.summary
-    rows = [
+def _summary_table(result: Rebalance) -> list[str]:
+    before, after = result.before, result.after
+    b, a = before.summary, after.summary
+    rows = []
+    weighted = not (before.weights_equal and after.weights_equal)
+    if weighted:
+        rows += [
+            ("peak-to-fair", f"{before.peak_to_fair:.4f}", f"{after.peak_to_fair:.4f}"),
+            ("CV of load/fair", f"{before.cv_of_fair:.4f}", f"{after.cv_of_fair:.4f}"),
+        ]
+    rows += [
         ("mean load", f"{b.mean:,.1f}", f"{a.mean:,.1f}"),
         ("maximum load", f"{b.max:,}", f"{a.max:,}"),
         ("minimum load", f"{b.min:,}", f"{a.min:,}"),
         ("standard deviation", f"{b.stdev:,.1f}", f"{a.stdev:,.1f}"),
         ("coeff. of variation", f"{b.cv:.4f}", f"{a.cv:.4f}"),
-        ("peak-to-mean", f"{b.peak_to_mean:.4f}", f"{a.peak_to_mean:.4f}"),
+        ("load factor (peak-to-mean)", f"{b.peak_to_mean:.4f}", f"{a.peak_to_mean:.4f}"),
     ]
-    return tabulate(
-        rows, tablefmt="plain", colalign=("left", "right", "right"), disable_numparse=True
+    table = tabulate(
+        [("summary", "before", "after"), *rows],
+        tablefmt="plain",
+        colalign=("left", "right", "right"),
+        disable_numparse=True,
     )
+    note = (
+        [
+            "(weights differ: judge balance by load over fair share, the first two rows; the "
+            "raw load rows count the weights' intended imbalance)"
+        ]
+        if weighted
+        else []
+    )
+    return [*note, table]
 
 
 def _matrix_table(result: Rebalance) -> str:
+    matrix = result.matrix
+    rows_at = {name: i for i, name in enumerate(result.from_nodes)}
+    columns_at = {name: j for j, name in enumerate(result.to_nodes)}
+    targets = natural_sorted(result.to_nodes)
     rows = [
-        [escape(name), *(f"{int(n):,}" if n else "." for n in result.matrix[i])]
-        for i, name in enumerate(result.from_nodes)
+        [
+            escape(name),
+            *(
+                f"{int(n):,}" if n else "."
+                for n in (matrix[rows_at[name], columns_at[t]] for t in targets)
+            ),
+        ]
+        for name in natural_sorted(result.from_nodes)
     ]
     return tabulate(
         rows,
-        headers=["from \\ to", *map(escape, result.to_nodes)],
+        headers=["from \\ to", *map(escape, targets)],
         stralign="right",
         disable_numparse=True,
     )

@@ -1,7 +1,8 @@
 """``hashring report``: what a topology change moves, and how load spreads before and after.
 
 The JSON document (``--format json``) has a stable schema, ``"schema": "hashring.report/1"``;
-fields may be added in a later version of the same schema, never renamed or removed::
+fields may be added in a later version of the same schema, never renamed or removed (the
+fields marked "added" below were added that way: the version stays ``/1``)::
 
     {
       "schema": "hashring.report/1",
@@ -9,7 +10,12 @@ fields may be added in a later version of the same schema, never renamed or remo
       "before": SIDE, "after": SIDE,
       "movement": {
         "moved": 111504, "fraction": 0.1115, "ideal_fraction": 0.1111,
-        "pairs": [{"from": "node-1", "to": "node-9", "keys": 13950}, ...]   # largest first
+        "ideal_band": {"low": 0.1105, "high": 0.1117, "confidence": 0.95},      # added
+        "necessary": 111504, "necessary_fraction": 0.1115,                      # added
+        "excess": 0, "excess_fraction": 0.0,                                    # added
+        "between_surviving": 0,                                                 # added
+        "pairs": [{"from": "node-1", "to": "node-9", "keys": 13950,
+                   "necessary": true}, ...]   # largest first; "necessary" added
       },
       "matrix": {"from": [names], "to": [names],
                  "keys": [[int, ...], ...] | null,     # rows: from; null above 1,000,000 cells
@@ -22,23 +28,42 @@ fields may be added in a later version of the same schema, never renamed or remo
       "nodes": [{"name": str, "weight": float, "keys": int, "share": float,
                  "fair_share": float, "deviation": float, "hash_space": float | null}, ...],
       "summary": {"mean": float, "max": int, "min": int, "stdev": float, "cv": float,
-                  "peak_to_mean": float}
+                  "peak_to_mean": float,
+                  "peak_to_fair": float, "cv_of_fair": float}          # the last two added
     }
 
 ``share`` is the node's fraction of the keys, ``fair_share`` its weight's fraction of the total
 weight, ``deviation`` = share / fair_share - 1 (the deviation from the mean, for equal
 weights), ``hash_space`` the fraction of the 32-bit hash space a ring node owns (null for the
-other algorithms). ``matrix.keys`` is the dense from->to matrix while it has at most
-:data:`JSON_MATRIX_CELLS` cells (about 1,000 nodes a side), else null; ``matrix.cells`` always
-lists the non-empty cells as ``[row, column, keys]`` (indices into ``from`` and ``to``), so
-a fleet of any size is described in O(keys + nodes). ``--format csv`` writes one row per
-node with the columns :data:`CSV_COLUMNS` (cells empty where a node is absent on one side).
+other algorithms). ``peak_to_mean`` (the load factor) and ``cv`` judge raw key counts, so
+with unequal weights they count the intended imbalance; ``peak_to_fair`` (the largest
+share / fair_share) and ``cv_of_fair`` (coefficient of variation of share / fair_share across
+nodes) judge each node against its own weight, and equal the first two for equal weights.
+
+``necessary`` counts moved keys that went from a node whose fair share shrank (or that was
+removed) to one whose fair share grew (or that was added): the only moves a perfect placement
+makes. ``excess`` = ``moved`` - ``necessary``, what a perfect placement avoids (0 for ring,
+rendezvous and jump when nodes are only added or removed); a pair's ``necessary`` says which
+of the two its keys are. ``between_surviving`` counts moved keys whose owners before and
+after both exist on both sides. ``ideal_fraction`` is an expectation: a perfect placement
+moves ``Binomial(count, ideal_fraction)`` of ``count`` hashed keys, and ``ideal_band`` is
+that count's central ``confidence`` interval as a fraction (normal approximation), so a
+moved fraction inside it matches the ideal as far as the sample can tell.
+
+``matrix.keys`` is the dense from->to matrix while it has at most :data:`JSON_MATRIX_CELLS`
+cells (about 1,000 nodes a side), else null; ``matrix.cells`` always lists the non-empty
+cells as ``[row, column, keys]`` (indices into ``from`` and ``to``), so a fleet of any size
+is described in O(keys + nodes). ``--format csv`` writes one row per node with the columns
+:data:`CSV_COLUMNS` (cells empty where a node is absent on one side).
 
 Text and CSV output escape non-printable characters in node names, keys and paths
-(``\\x1b``); JSON keeps names exact (JSON escapes them itself). Fleets above
-:data:`NODE_ROWS` nodes list only the :data:`NODES_SHOWN` nodes furthest from their fair
-share in the text output (all of them: JSON or CSV). These constants and the rendering live in
-``hashring.cli._report_output``.
+(``\\x1b``); JSON keeps names exact (JSON escapes them itself). Text and CSV list nodes in
+natural order (``node-2`` before ``node-10``; JSON keeps plain sorted order, which the matrix
+indices use); beyond :data:`MATRIX_LIMIT` nodes the text's per-node table lists the worst
+first (furthest from the fair share after the change; ``--order name|worst|auto`` chooses).
+Fleets above :data:`NODE_ROWS` nodes list only the :data:`NODES_SHOWN` nodes furthest from
+their fair share in the text output (all of them: JSON or CSV). These constants and the
+rendering live in ``hashring.cli._report_output``.
 """
 
 from __future__ import annotations
@@ -66,7 +91,7 @@ from ._common import (
     progress,
     topology_from_args,
 )
-from ._report_output import CSV_COLUMNS, SCHEMA, render_text, report_json, write_csv
+from ._report_output import CSV_COLUMNS, ORDERS, SCHEMA, render_text, report_json, write_csv
 from ._sources import DEFAULT_SAMPLE, read_keys_file, sample_keys, synthetic_keys
 
 __all__ = [
@@ -133,6 +158,13 @@ def register(commands: Any) -> None:
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=("text", "json", "csv"), default="text")
     output.add_argument("--plot", metavar="FILE.png", help="draw load and movement to a PNG")
+    output.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="auto",
+        help="per-node table order: name, worst (furthest from fair) first, or auto "
+        "(default: worst first beyond 12 nodes)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -177,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         write_csv(result)
     else:
-        print(render_text(result, before, after, source))
+        print(render_text(result, before, after, source, order=args.order))
     if args.plot:
         from ._plot import plot_report
 
