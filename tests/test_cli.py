@@ -27,7 +27,7 @@ from hashring.cli import main
 REPORT_KEYS = {"schema", "keys", "before", "after", "movement", "matrix"}
 SIDE_KEYS = {"topology", "nodes", "summary"}
 NODE_KEYS = {"name", "weight", "keys", "share", "fair_share", "deviation", "hash_space"}
-SUMMARY_KEYS = {"mean", "max", "min", "stdev", "cv", "peak_to_mean"}
+SUMMARY_KEYS = {"mean", "max", "min", "stdev", "cv", "peak_to_mean", "peak_to_fair", "cv_of_fair"}
 
 
 def cli(*args: str, stdin: str | None = None, check: int | None = 0) -> CliRun:

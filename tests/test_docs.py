@@ -72,7 +72,7 @@ def test_main_job_runs() -> None:
         check=True,
     )
     assert "1,000,000 (synthetic)" in result.stdout
-    assert "ideal 11.11%" in result.stdout  # 1/9: adding a ninth equal node
+    assert "ideal:     11.11% expected" in result.stdout  # 1/9: adding a ninth equal node
     assert "peak-to-mean" in result.stdout
     assert "node-9" in result.stdout.split("movement matrix")[1]
 
