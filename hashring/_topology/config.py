@@ -54,6 +54,7 @@ __all__ = [
     "Topology",
     "load_topology",
     "parse_topology",
+    "renumbers",
     "transition",
 ]
 
@@ -166,6 +167,26 @@ def transition(before: Topology, after: Topology) -> tuple[Placement, Placement]
         if name in before.nodes and spec.weight != before.nodes[name].weight:
             new.set_weight(name, spec.weight)
     return old, new
+
+
+def renumbers(before: Topology, after: Topology) -> bool:
+    """Whether ``after``, built from scratch as a client loading its file builds it, places
+    keys differently than ``before`` with the change applied (:func:`transition`).
+
+    Only a placement with a history can (jump: buckets are numbered in the sorted order of
+    the names when built, and by MementoHash's removal memory when changed live): removing a
+    node other than the last-named one, or adding one whose name does not sort last,
+    renumbers the buckets of a file built afresh, which then moves most keys. Ring, Maglev,
+    rendezvous, and two topologies with different options never do.
+
+    Runtime: three placement builds plus the change, for jump; O(1) otherwise.
+    """
+    if before.algorithm != "jump" or before.options() != after.options():
+        return False
+    _, applied = transition(before, after)
+    scratch = after.placement()
+    memento = getattr(applied, "memento", None)
+    return memento is not None and bool(memento() != getattr(scratch, "memento", dict)())
 
 
 def load_topology(path: str | Path) -> Topology:

@@ -117,9 +117,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return _error("error", str(exc))
     except OperationError as exc:
         return _error("failed", str(exc), EXIT_FAILED)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a command may say what was done (migrate --apply)
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            print("hashring: interrupted", file=sys.stderr)
+            said = escape(str(exc))
+            print(f"hashring: interrupted{': ' + said if said else ''}", file=sys.stderr)
         return 130
     except RecursionError:
         return _error("error", "input nested too deeply")

@@ -118,22 +118,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .._errors import MigrationError, VolatileDestinationError
-from .._topology.config import load_topology
+from .._topology.config import load_topology, renumbers
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     OperationError,
     UsageError,
+    escape,
+    key_count,
     positive_float,
     positive_int,
     progress,
+    renumbering_message,
 )
 from ._migrate_report import SCHEMA, apply_report, dry_run_report, durability_fields, text
+from ._plan import MovePlan, plan_json, plan_move, plan_text, sample_live_nodes
 
-__all__ = ["SCHEMA", "register", "run"]
+__all__ = ["SAMPLE", "SCHEMA", "register", "run"]
+
+SAMPLE = 100_000
+"""Keys the dry run samples for its plan unless ``--sample`` says otherwise."""
 
 
 def register(subparsers: Any) -> None:
@@ -207,6 +215,18 @@ def register(subparsers: Any) -> None:
         help="move keys to destinations without AOF or replica too (a crash or restart of "
         "one loses the keys moved there: right for caches only)",
     )
+    parser.add_argument(
+        "--sample",
+        type=key_count,
+        default=SAMPLE,
+        metavar="N",
+        help=f"dry run: keys sampled for the plan's bytes, TTLs and memory (default {SAMPLE:,})",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="dry run: exit 1 when a node would hold more than its maxmemory after the move",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.set_defaults(run=run)
 
@@ -227,6 +247,11 @@ def run(args: argparse.Namespace) -> int:
         raise _needs_redis(exc) from None
     old = load_topology(args.from_file)
     new = load_topology(args.to_file)
+    if renumbers(old, new):
+        raise UsageError(renumbering_message(args.from_file, args.to_file))
+    if args.apply and args.strict:
+        raise UsageError("--strict applies to the dry run (the plan) only")
+    move: MovePlan | None = None
     try:
         with MigrationSession(old, new, timeout_ms=args.timeout) as session:
             nodes = session.nodes
@@ -236,21 +261,39 @@ def run(args: argparse.Namespace) -> int:
                     plan = session.plan(
                         batch=args.batch, with_bytes=args.bytes, progress=bar.update
                     )
+                live = sample_live_nodes(old, args.sample, new, also=new, empty_ok=True)
+                move = plan_move(live, new.placement(), rate=args.rate) if live.keys else None
                 report = dry_run_report(args, nodes, durability, plan)
-                status = EXIT_OK
+                report["plan"] = None if move is None else plan_json(move)
+                status = EXIT_FAILED if args.strict and move and move.over_memory else EXIT_OK
             else:
-                with progress(session.dbsize(), "migrating") as bar:
-                    result = session.migrate(
-                        batch=args.batch,
-                        rate=args.rate,
-                        on_conflict=args.on_conflict,
-                        with_bytes=args.bytes,
-                        progress=bar.update,
-                        allow_volatile=args.allow_volatile_destination,
-                    )
+                counts = _Moved()
+                with progress(None, "moving keys") as bar:
+
+                    def moved(n: int) -> None:
+                        counts.moved += n
+                        bar.update(n)
+
+                    def scanned(n: int) -> None:
+                        counts.scanned += n
+                        bar.set_postfix_str(f"{counts.scanned:,} scanned", refresh=False)
+
+                    try:
+                        result = session.migrate(
+                            batch=args.batch,
+                            rate=args.rate,
+                            on_conflict=args.on_conflict,
+                            with_bytes=args.bytes,
+                            progress=scanned,
+                            moved_progress=moved,
+                            allow_volatile=args.allow_volatile_destination,
+                        )
+                    except KeyboardInterrupt:
+                        raise KeyboardInterrupt(counts.interrupted()) from None
                 with progress(session.dbsize(), "verifying") as bar:
                     check = session.verify(batch=args.batch, progress=bar.update)
                 report = apply_report(args, nodes, durability, result, check)
+                report["plan"] = None
                 done = check.misplaced == 0 and check.lost_total == 0
                 status = EXIT_OK if done else EXIT_FAILED
     except VolatileDestinationError as exc:
@@ -267,7 +310,28 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(text(report))
+        if not args.apply and move is not None:
+            print("\n" + plan_text(move))
+    if not args.apply and move is not None:
+        for warning in move.warnings:
+            print(f"hashring: warning: {escape(warning)}", file=sys.stderr)
     return status
+
+
+class _Moved:
+    """What ``--apply`` has done so far, for the progress bar and the interruption."""
+
+    def __init__(self) -> None:
+        self.moved = 0
+        self.scanned = 0
+
+    def interrupted(self) -> str:
+        """The line printed after ``hashring: interrupted: ``."""
+        return (
+            f"{self.moved:,} keys moved so far ({self.scanned:,} scanned), each one whole on "
+            "its new owner (keys in the round trip under way may have moved too); re-run the "
+            "same command to resume: keys already moved are not moved again"
+        )
 
 
 def _on_conflict(value: str) -> str:

@@ -52,20 +52,26 @@ from typing import Any
 from .._analysis import Rebalance, rebalance
 from .._placement.contract import Placement
 from .._placement.keys import Key
-from .._topology.config import NodeSpec, Topology, load_topology, transition
+from .._topology.config import NodeSpec, Topology, load_topology, renumbers, transition
 from ._common import (
+    EXIT_FAILED,
     EXIT_OK,
     MAX_KEYS,
     UsageError,
     add_topology_flags,
     build_topology,
+    check_output_path,
     check_rendezvous_work,
+    escape,
     key_count,
     parse_node,
     parse_weights,
+    positive_float,
     progress,
+    renumbering_message,
     topology_from_args,
 )
+from ._plan import MovePlan, plan_json, plan_move, plan_text, sample_live_nodes
 from ._report_output import CSV_COLUMNS, SCHEMA, render_text, report_json, write_csv
 from ._sources import DEFAULT_SAMPLE, read_keys_file, sample_keys, synthetic_keys
 
@@ -130,6 +136,18 @@ def register(commands: Any) -> None:
         metavar="N",
         help="keys to sample with --sample-from (default 100,000)",
     )
+    planning = parser.add_argument_group("planning the move (with --sample-from)")
+    planning.add_argument(
+        "--rate",
+        type=positive_float,
+        metavar="KEYS_PER_SEC",
+        help="estimate the move's duration at this many keys per second (migrate --rate)",
+    )
+    planning.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a node would hold more than its maxmemory after the move",
+    )
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=("text", "json", "csv"), default="text")
     output.add_argument("--plot", metavar="FILE.png", help="draw load and movement to a PNG")
@@ -158,31 +176,58 @@ def run(args: argparse.Namespace) -> int:
         from ._plot import check_plotting
 
         check_plotting(args.plot)
-    if args.sample is not None and not args.sample_from:
-        raise UsageError("--sample applies to --sample-from only")
+        check_output_path(args.plot, "--plot")
+    for flag in ("sample", "rate", "strict"):
+        if getattr(args, flag) not in (None, False) and not args.sample_from:
+            raise UsageError(f"--{flag} applies to --sample-from only")
     before = topology_from_args(args)
-    after = after_topology(args, before)
+    after = after_topology(args, before)  # a bad --to file is reported first
+    if args.to and not args.config and args.nodes is None:
+        raise UsageError(
+            "--to needs --from (or --nodes): give the topology before the change too "
+            "(without it the report would compare 8 default nodes with the file)"
+        )
+    if args.to and renumbers(before, after):
+        raise UsageError(renumbering_message(args.config, args.to))
     if args.plot and len(set(before.nodes) | set(after.nodes)) > PLOT_NODES:
         raise UsageError(f"--plot draws at most {PLOT_NODES} nodes: use --format csv or json")
     if args.keys_file is None and args.sample_from is None:  # the count is known up front
         for topology in (before, after):
             check_rendezvous_work(topology, args.keys)
-    keys, source = _keys(args)
+    plan: MovePlan | None = None
+    if args.sample_from:
+        live = sample_live_nodes(load_topology(args.sample_from), args.sample or SAMPLE, after)
+        keys: Sequence[Key] = live.keys
+        source = f"sample:{args.sample_from}"
+    else:
+        keys, source = _keys(args)
     for topology in (before, after):
         check_rendezvous_work(topology, len(keys))
     result = build_report(keys, before, after, live=not args.to)
+    if args.sample_from:
+        plan = plan_move(live, placements(before, after, live=not args.to)[1], rate=args.rate)
     if args.format == "json":
-        json.dump(report_json(result, before, after, source), sys.stdout, indent=2)
+        document = report_json(result, before, after, source)
+        if plan is not None:
+            document["plan"] = plan_json(plan)
+        json.dump(document, sys.stdout, indent=2)
         print()
     elif args.format == "csv":
         write_csv(result)
     else:
         print(render_text(result, before, after, source))
+        if plan is not None:
+            print("\n" + plan_text(plan))
     if args.plot:
         from ._plot import plot_report
 
         plot_report(result, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
+    if plan is not None:
+        for warning in plan.warnings:
+            print(f"hashring: warning: {escape(warning)}", file=sys.stderr)
+        if args.strict and plan.over_memory:
+            return EXIT_FAILED
     return EXIT_OK
 
 
