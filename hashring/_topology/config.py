@@ -23,6 +23,16 @@ The file is UTF-8 (a leading UTF-8 byte-order mark is skipped) and at most
 UTF-8 or nested too deeply for the parser is a :class:`ConfigError`, found before any
 placement is built.
 
+Jump topologies. A jump file describes the placement built from scratch: nodes take
+buckets in the sorted order of their names. Running clients that remove or add nodes
+(``remove_node``/``add_node``, MementoHash) number buckets by that history instead, which a
+file does not carry. So a new file that removes a node other than the last-named one, or
+adds one whose name does not sort last, describes a different placement than the running
+one (most keys on other nodes): ``hashring report`` and ``hashring migrate`` refuse such a
+pair of files (:func:`renumbers`). Keep the order (remove the last-named node, add names that
+sort after every other, or change a node's ``url`` keeping its name), or describe the change
+to the running placement with ``report --from FILE --remove NODE``.
+
 ``hash_key_env`` names the environment variable that holds the placement's ``hash_key``
 (the secret that keys the hash of every key, against hash flooding): its value, encoded as
 UTF-8, must be 16 to 64 bytes. The secret never comes from the file itself (a ``hash_key``

@@ -5,9 +5,12 @@ Run ``hashring --help`` (or ``python -m hashring --help``) for the commands and
 
 Exit status: 0 success; 1 the operation failed or found problems (for example keys left
 misplaced by ``migrate``, or the output could not be written); 2 usage or configuration
-errors. Every error is one line on stderr, never a traceback: ``hashring: error: ...``
-(exit 2), ``hashring: failed: ...`` (exit 1). Non-printable characters in messages and in
-text output (node names, keys, paths) are escaped (``\x1b``), so nothing a topology or
+errors (an unrecognized argument is reported by its subcommand, with the nearest option
+when one is close); 130 interrupted (Ctrl-C: ``hashring: interrupted``, followed by what
+was done when the command knows it, as ``migrate --apply`` does). Every error is one line
+on stderr, never a traceback: ``hashring: error: ...`` (exit 2), ``hashring: failed: ...``
+(exit 1). Non-printable characters in messages and in text output (node names, keys,
+paths) are escaped (``\x1b``), so nothing a topology or
 argv holds can drive the terminal or split a line.
 
 A command's standard output is written when it has finished: a closed (``>&-``) or full

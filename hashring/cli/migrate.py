@@ -15,7 +15,13 @@ nothing; re-running finishes the job and moves nothing twice. The engine is
 :mod:`hashring.adapters.migrate` (usable from Python); its docstring has the details.
 
 Without ``--apply`` nothing moves: the plan (keys to move per from -> to pair, keys
-scanned, keys already in place) is printed. ``--bytes`` adds per-pair ``MEMORY USAGE``
+scanned, keys already in place) is printed, followed by the planning figures ``hashring
+report --sample-from`` prints (:mod:`hashring.cli._plan`, from a SCAN sample of ``--sample``
+keys, default 100,000, over every node): keys and ``MEMORY USAGE`` bytes to move per pair
+and in total and how many of the moving keys carry a TTL, each with a 95% interval; the
+duration at ``--rate`` (when given) and at the rate ``bench/migrate.py`` measured; each
+node's memory after the move against its ``maxmemory`` (a warning on stderr for a node that
+would exceed it; exit 1 with ``--strict``). ``--bytes`` adds per-pair ``MEMORY USAGE``
 totals: one pipelined ``MEMORY USAGE key SAMPLES 0`` per misplaced key, so a share of a
 round trip and the server's work per key (slower on big key spaces). With ``--apply`` the
 keys are moved, then a verification pass re-scans every node and reports the keys still
@@ -64,7 +70,18 @@ Exit status:
 * 2: bad flags, a missing or invalid topology file, URLs that cannot be migrated between,
   ``--apply`` to a volatile destination without ``--allow-volatile-destination`` (nothing
   moved);
-* 130: interrupted (safe: re-run to finish).
+* 1 also: ``--strict`` dry run and a node would exceed its ``maxmemory`` after the move;
+* 130: interrupted (safe: re-run to finish). During ``--apply`` the line says how many keys
+  had moved (``hashring: interrupted: 1,200 keys moved so far (40,000 scanned), ...; re-run
+  the same command to resume: keys already moved are not moved again``).
+
+Jump topologies: a file-to-file change that renumbers jump's buckets (removing a node
+other than the last-named one, adding one that does not sort last) is refused (exit 2,
+nothing scanned): built from the new file, the placement would move most keys. See
+:func:`hashring._topology.config.renumbers`.
+
+The ``--apply`` progress bar (on a terminal, after a second) counts keys moved, with SI
+prefixes (``12.3k key``, ``8.00k key/s``); the keys scanned so far are shown beside it.
 
 ``--format json`` prints one JSON object (schema ``hashring.migrate/1``; keys are never
 removed or renamed within a schema version; ``durability``, ``lost`` and the
@@ -107,8 +124,12 @@ check; these are all of them)::
       "misplaced": int,                    # dry run: to_move; --apply: after verification
       "lost": int | null,                  # --apply: verification.lost; null in a dry run
       "elapsed_seconds": float,            # the plan or move pass (not the verification)
-      "keys_per_second": float             # dry run: scanned/s; --apply: moved/s
+      "keys_per_second": float,            # dry run: scanned/s; --apply: moved/s
+      "plan": null | PLAN                  # dry run: hashring.cli._plan's object (null when
+                                           # the nodes hold no key); --apply: null
     }
+
+(``plan`` was added to version 1 with the planning figures.)
 
 With ``replace``, conflicts are overwritten and so are part of ``moved``; otherwise
 ``to_move = moved + conflicts + missing + failed``.

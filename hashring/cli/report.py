@@ -100,8 +100,16 @@ examples:
   hashring report --nodes a,b,c --add d=2 --weight a=0.5 --algorithm maglev
   hashring report --from old.toml --to new.toml --keys-file keys.txt --format json
   hashring report --from old.toml --add cache-4 --sample-from old.toml --plot change.png
+  hashring report --from old.toml --to new.toml --sample-from old.toml --rate 5000 --strict
 
-Without --to, --add, --remove or --weight the change is: add one node.
+Without --to, --add, --remove or --weight the change is: add one node. --to needs --from.
+With --sample-from the report ends with a plan: keys, bytes (MEMORY USAGE) and keys with a
+TTL to move per from->to pair, scaled to each node's DBSIZE with 95% intervals; the duration
+at --rate and at the rate bench/migrate.py measured; each node's memory after the move
+against its maxmemory (a warning; exit 1 with --strict).
+Jump files: --from/--to files that renumber jump's buckets (a node removed other than the
+last-named, or added not sorting last) are refused; describe such a change with --add or
+--remove instead (what running clients apply).
 """
 
 
