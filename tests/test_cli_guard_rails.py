@@ -88,7 +88,7 @@ def test_jump_files_that_renumber_are_refused(
     assert result.status == 2
     assert result.stderr.startswith(f"hashring: error: {new}: jump numbers its buckets")
     assert "--add/--remove" in result.stderr
-    assert "sort last" in result.stderr
+    assert "--write-to NEW.toml" in result.stderr
     assert result.stderr.count("\n") == 1
 
 
@@ -273,3 +273,122 @@ def test_interrupted_apply_says_what_moved_and_that_rerun_resumes(
     assert there - 20 <= said <= there
     rerun = run("migrate", *argv, "--apply")
     assert rerun.status == 0, rerun.stderr
+
+
+# ------------------------------------------------------------------------------ jump history
+
+
+def test_write_to_carries_jump_history(tmp_path: Path) -> None:
+    """report --write-to writes the file with jump's bucket history: built from it, the
+    placement is the running one with the change applied (a JumpHash built directly, then
+    remove_node), and a report from the old file to it moves only the removed node's keys."""
+    names = ["n1", "n2", "n3", "n4", "n5"]
+    old = jump_file(tmp_path / "old.toml", names)
+    new = jump_file(tmp_path / "new.toml", ["n1", "n2", "n4", "n5"])
+    written = tmp_path / "written.toml"
+    result = run("report", "--from", old, "--to", new, "--keys", "1000", "--write-to", str(written))
+    assert result.status == 0, result.stderr
+    assert "topology written to" in result.stderr
+    topology = load_topology(written)
+    running = JumpHash(names)
+    running.remove_node("n3")
+    keys = [f"key:{i}" for i in range(20000)]
+    assert topology.placement().get_node_many(keys) == running.get_node_many(keys)
+    assert "[placement.history]" in written.read_text()
+    document = json.loads(
+        run("report", "--from", old, "--to", str(written), "--keys", "20000", "--format", "json")[1]
+    )
+    on_n3 = Counter(JumpHash(names).get_node_many(keys))["n3"]
+    assert document["movement"]["moved"] == on_n3
+    assert {p["from"] for p in document["movement"]["pairs"]} == {"n3"}
+    # a further change from the written file keeps the history (no refusal, exact again)
+    later = tmp_path / "later.toml"
+    run(
+        "report", "--from", str(written), "--remove", "n1", "--keys", "10", "--write-to", str(later)
+    )
+    running.remove_node("n1")
+    assert load_topology(later).placement().get_node_many(keys) == running.get_node_many(keys)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[placement]\nalgorithm = "ring"\n[placement.history]\nsize = 1\n',
+            "placement.history is jump's bucket history",
+        ),
+        (
+            '[placement]\nalgorithm = "jump"\n[placement.history]\nsize = 1\n'
+            "last_removed = 1\nremoved = []\n[placement.history.buckets]\nb = 0\n",
+            "must name exactly the nodes",
+        ),
+        (
+            '[placement]\nalgorithm = "jump"\n[placement.history]\nsize = 3\n'
+            "last_removed = 1\nremoved = []\n[placement.history.buckets]\na = 0\n",
+            "inconsistent",
+        ),
+        (
+            '[placement]\nalgorithm = "jump"\n[placement.history]\nsize = 1\n'
+            'last_removed = 1\nremoved = "x"\n[placement.history.buckets]\na = 0\n',
+            "integer triples",
+        ),
+    ],
+)
+def test_bad_history_is_a_config_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(text + "[nodes.a]\n")
+    result = run("report", "--from", str(path), "--keys", "10")
+    assert result.status == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_written_topology_reads_back_equal(tmp_path: Path) -> None:
+    """Names that need quoting, urls and weights survive the round trip."""
+    source = tmp_path / "t.toml"
+    source.write_text(
+        '[placement]\nalgorithm = "maglev"\ntable_size = 251\nhash_tags = false\n'
+        '[nodes."a.b \\"q\\" é"]\nurl = "redis://127.0.0.1:7000/0"\nweight = 2.5\n'
+        "[nodes.c]\n"
+    )
+    written = tmp_path / "w.toml"
+    assert run("report", "--from", str(source), "--remove", "c", "--add", "d=1.5",
+               "--keys", "10", "--write-to", str(written)).status == 0  # fmt: skip
+    back = load_topology(written)
+    assert back.options() == load_topology(source).options()
+    assert {n: (s.url, s.weight) for n, s in back.nodes.items()} == {
+        'a.b "q" é': ("redis://127.0.0.1:7000/0", 2.5),
+        "d": (None, 1.5),
+    }
+
+
+@pytest.mark.redis
+def test_migrate_to_a_file_with_history_moves_only_the_removed_nodes_keys(
+    redis_server_factory: RedisServerFactory, tmp_path: Path
+) -> None:
+    """Jump, n1 removed: with the written file, migrate moves exactly the keys n1 held, to
+    the owners a JumpHash with n1 removed gives (Counter over keys read from the servers)."""
+    servers = redis_server_factory(4)
+    names = ["n0", "n1", "n2", "n3"]
+    tables = [f'[nodes.{n}]\nurl = "{s.url}"\n' for n, s in zip(names, servers, strict=True)]
+    head = '[placement]\nalgorithm = "jump"\n'
+    old, new = tmp_path / "old.toml", tmp_path / "new.toml"
+    old.write_text(head + "".join(tables))
+    new.write_text(head + "".join(t for t in tables if "n1]" not in t))
+    refused = run("migrate", "--from", str(old), "--to", str(new))
+    assert refused.status == 2
+    assert "--write-to" in refused.stderr
+    written = tmp_path / "written.toml"
+    assert run("report", "--from", str(old), "--to", str(new), "--keys", "10",
+               "--write-to", str(written)).status == 0  # fmt: skip
+    clients = {n: s.client() for n, s in zip(names, servers, strict=True)}
+    keys = [f"k:{i}" for i in range(3000)]
+    for key, owner in zip(keys, JumpHash(names).get_node_many(keys), strict=True):
+        clients[owner].set(key, key)
+    running = JumpHash(names)
+    running.remove_node("n1")
+    expected = Counter(("n1", running.get_node(key)) for key in clients["n1"].scan_iter(count=1000))
+    dry = json.loads(
+        run("migrate", "--from", str(old), "--to", str(written), "--format", "json")[1]
+    )
+    assert {(p["from"], p["to"]): p["keys"] for p in dry["pairs"]} == dict(expected)

@@ -295,12 +295,23 @@ def topology_from_args(
         if name not in specs:
             raise UsageError(f"--weight {name}={weight:g}: no node {name!r} in {source}")
         specs[name] = NodeSpec(name, specs[name].url, weight)
-    return build_topology(specs, options, source)
+    history = None
+    if base is not None and base.history is not None and options.get("algorithm") == "jump":
+        history = base.history  # jump's bucket history stays with the file's nodes
+    return build_topology(specs, options, source, history)
 
 
-def build_topology(specs: dict[str, NodeSpec], options: dict[str, Any], source: str) -> Topology:
-    """Validate nodes and options through the config schema, so flags and files agree."""
+def build_topology(
+    specs: dict[str, NodeSpec],
+    options: dict[str, Any],
+    source: str,
+    history: dict[str, Any] | None = None,
+) -> Topology:
+    """Validate nodes and options (and jump's ``history``, when given) through the config
+    schema, so flags and files agree."""
     placement_table = {key: value for key, value in options.items() if value is not None}
+    if history is not None:
+        placement_table["history"] = history
     nodes_table: dict[str, Any] = {}
     for name, spec in specs.items():
         entry: dict[str, Any] = {"weight": spec.weight}
@@ -357,8 +368,7 @@ def renumbering_message(before: str, after: str) -> str:
         f"{after}: jump numbers its buckets in the sorted order of the node names, so a "
         f"placement built from this file renumbers the buckets of {before}'s nodes and moves "
         "most keys, where the same change applied to running clients moves only the "
-        "changed nodes' keys; jump files cannot carry that history: remove only the nodes "
-        "whose names sort last and add nodes whose names sort after every other (or keep "
-        "a node's name and change its url), or describe the change with --from and "
-        "--add/--remove (what running clients apply)"
+        "changed nodes' keys: write the new file with jump's bucket history (hashring "
+        f"report --from {before} --to {after} --write-to NEW.toml) and use that, or "
+        "describe the change with --from and --add/--remove (what running clients apply)"
     )

@@ -53,10 +53,12 @@ from .._analysis import Rebalance, rebalance
 from .._placement.contract import Placement
 from .._placement.keys import Key
 from .._topology.config import NodeSpec, Topology, load_topology, renumbers, transition
+from .._topology.writer import topology_toml
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     MAX_KEYS,
+    OperationError,
     UsageError,
     add_topology_flags,
     build_topology,
@@ -159,6 +161,12 @@ def register(commands: Any) -> None:
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=("text", "json", "csv"), default="text")
     output.add_argument("--plot", metavar="FILE.png", help="draw load and movement to a PNG")
+    output.add_argument(
+        "--write-to",
+        metavar="NEW.toml",
+        help="write the topology after the change as a file (jump: with its bucket history, "
+        "so clients loading it place keys as the running ones that applied the change)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -185,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
 
         check_plotting(args.plot)
         check_output_path(args.plot, "--plot")
+    if args.write_to:
+        check_output_path(args.write_to, "--write-to")
     for flag in ("sample", "rate", "strict"):
         if getattr(args, flag) not in (None, False) and not args.sample_from:
             raise UsageError(f"--{flag} applies to --sample-from only")
@@ -195,8 +205,9 @@ def run(args: argparse.Namespace) -> int:
             "--to needs --from (or --nodes): give the topology before the change too "
             "(without it the report would compare 8 default nodes with the file)"
         )
-    if args.to and renumbers(before, after):
+    if args.to and not args.write_to and renumbers(before, after):
         raise UsageError(renumbering_message(args.config, args.to))
+    live = not args.to or bool(args.write_to)  # --write-to describes the running placement
     if args.plot and len(set(before.nodes) | set(after.nodes)) > PLOT_NODES:
         raise UsageError(f"--plot draws at most {PLOT_NODES} nodes: use --format csv or json")
     if args.keys_file is None and args.sample_from is None:  # the count is known up front
@@ -204,16 +215,16 @@ def run(args: argparse.Namespace) -> int:
             check_rendezvous_work(topology, args.keys)
     plan: MovePlan | None = None
     if args.sample_from:
-        live = sample_live_nodes(load_topology(args.sample_from), args.sample or SAMPLE, after)
-        keys: Sequence[Key] = live.keys
+        sample = sample_live_nodes(load_topology(args.sample_from), args.sample or SAMPLE, after)
+        keys: Sequence[Key] = sample.keys
         source = f"sample:{args.sample_from}"
     else:
         keys, source = _keys(args)
     for topology in (before, after):
         check_rendezvous_work(topology, len(keys))
-    result = build_report(keys, before, after, live=not args.to)
+    result = build_report(keys, before, after, live=live)
     if args.sample_from:
-        plan = plan_move(live, placements(before, after, live=not args.to)[1], rate=args.rate)
+        plan = plan_move(sample, placements(before, after, live=live)[1], rate=args.rate)
     if args.format == "json":
         document = report_json(result, before, after, source)
         if plan is not None:
@@ -231,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
 
         plot_report(result, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
+    if args.write_to:
+        write_topology(args.write_to, after, placements(before, after, live=True)[1])
     if plan is not None:
         for warning in plan.warnings:
             print(f"hashring: warning: {escape(warning)}", file=sys.stderr)
@@ -305,6 +318,23 @@ def placements(before: Topology, after: Topology, *, live: bool) -> tuple[Placem
     (``hashring.transition``, as change flags describe); otherwise each side is built from
     its topology, as clients started from those files build it (only jump differs)."""
     return transition(before, after) if live else (before.placement(), after.placement())
+
+
+def write_topology(path: str, after: Topology, running: Placement) -> None:
+    """Write ``after`` to ``path`` as a topology file; for jump with ``running``'s history
+    (its memento), so a placement built from the file is ``running``.
+
+    Raises:
+        OperationError: the file cannot be written.
+    """
+    memento = getattr(running, "memento", None)
+    history = memento() if after.algorithm == "jump" and memento is not None else None
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(topology_toml(after, history))
+    except OSError as exc:
+        raise OperationError(f"--write-to {path}: cannot write: {exc.strerror}") from None
+    print(f"topology written to {path}", file=sys.stderr)
 
 
 def _fresh_name(specs: dict[str, NodeSpec]) -> str:
