@@ -77,7 +77,9 @@ Exit status:
 
 Jump topologies: a file-to-file change that renumbers jump's buckets (removing a node
 other than the last-named one, adding one that does not sort last) is refused (exit 2,
-nothing scanned): built from the new file, the placement would move most keys. See
+nothing scanned): built from the new file, the placement would move most keys. Write the
+new file with its bucket history (``hashring report --from old.toml --to new.toml
+--write-to next.toml``) and migrate to that: only the changed nodes' keys move. See
 :func:`hashring._topology.config.renumbers`.
 
 The ``--apply`` progress bar (on a terminal, after a second) counts keys moved, with SI

@@ -109,9 +109,10 @@ With --sample-from the report ends with a plan: keys, bytes (MEMORY USAGE) and k
 TTL to move per from->to pair, scaled to each node's DBSIZE with 95% intervals; the duration
 at --rate and at the rate bench/migrate.py measured; each node's memory after the move
 against its maxmemory (a warning; exit 1 with --strict).
-Jump files: --from/--to files that renumber jump's buckets (a node removed other than the
-last-named, or added not sorting last) are refused; describe such a change with --add or
---remove instead (what running clients apply).
+--write-to writes the topology after the change as a file; for jump it carries the bucket
+history ([placement.history]) so clients loading it agree with running ones. Jump --from/--to
+files that renumber buckets (a node removed other than the last-named, or added not sorting
+last) are refused unless --write-to is given: write the new file that way and use it.
 """
 
 
