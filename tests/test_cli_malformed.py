@@ -193,7 +193,7 @@ CASES: dict[str, Case] = {
         "report", "--algorithm", "maglev", "--table-size", "7", message="cannot hold 8 nodes"
     ),
     "plot_too_many_nodes": case(
-        "report", "--nodes", "300", "--plot", "{dir}/p.png", message="at most 200 nodes"
+        "report", "--nodes", "1001", "--plot", "{dir}/p.png", message="at most 1000 nodes"
     ),
     # ----------------------------------------------------------------- argv and text
     "non_utf8_node": case("report", "--nodes", b"\xff", message="UTF-8"),

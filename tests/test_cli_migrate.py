@@ -44,7 +44,7 @@ NAMES = ["n0", "n1", "n2", "n3"]
 TOP_KEYS = {
     "schema", "mode", "from", "to", "nodes", "options", "scanned", "in_place", "to_move",
     "moved", "conflicts", "missing", "failed", "pairs", "verification", "misplaced",
-    "elapsed_seconds", "keys_per_second", "durability", "lost",
+    "elapsed_seconds", "keys_per_second", "durability", "lost", "plan",
 }  # fmt: skip
 PAIR_KEYS = {"from", "to", "keys", "moved", "conflicts", "bytes"}
 OPTION_KEYS = {"batch", "rate", "timeout_ms", "on_conflict", "bytes", "allow_volatile_destination"}
@@ -274,7 +274,10 @@ def test_interrupted_mid_way_then_rerun_finishes_without_loss(cluster: Cluster) 
     before = cluster.dump()
     status, stderr = interrupt_when(cluster, 200, signal.SIGINT)
     assert status == 130
-    assert stderr == "hashring: interrupted\n"
+    assert stderr.startswith("hashring: interrupted: ")
+    assert stderr.count("\n") == 1
+    assert "keys moved so far" in stderr
+    assert "re-run the same command to resume" in stderr
     assert cluster.clients["n3"].dbsize() < to_move
     status, _ = interrupt_when(cluster, 600, signal.SIGKILL)
     assert status == -signal.SIGKILL

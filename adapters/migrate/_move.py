@@ -101,8 +101,12 @@ class _Mover:
         on_conflict: OnConflict,
         with_bytes: bool,
         progress: Progress | None,
+        moved_progress: Progress | None = None,
     ) -> MigrationResult:
         """Move the misplaced keys of every page; count. O(keys) time, O(batch) memory.
+
+        ``progress(n)`` is called with the keys scanned after every page,
+        ``moved_progress(n)`` with the keys moved after every round trip that moved some.
 
         Raises:
             MigrationError: a node is unreachable, a destination refused ``MIGRATE`` for
@@ -128,7 +132,10 @@ class _Mover:
                 ]
             for send in sends:
                 bucket.take(sum(len(chunk) for _, chunk in send))
+                moved_before = sum(tally.moved.values())
                 self._send(source, send, on_conflict, with_bytes, tally)
+                if moved_progress is not None:
+                    moved_progress(sum(tally.moved.values()) - moved_before)
             if progress is not None:
                 progress(len(keys))
         return MigrationResult(

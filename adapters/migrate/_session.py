@@ -170,8 +170,13 @@ class MigrationSession:
         with_bytes: bool = False,
         progress: Progress | None = None,
         allow_volatile: bool = False,
+        moved_progress: Progress | None = None,
     ) -> MigrationResult:
         """Move every misplaced key to its owner under the new topology.
+
+        ``progress(n)`` is called with the keys scanned after every ``SCAN`` page;
+        ``moved_progress(n)`` with the keys moved after every round trip that moved some (a
+        progress bar of moved keys; their sum is what moved so far if the run is stopped).
 
         First checks :meth:`durability` of every node of the new topology and refuses
         volatile ones (before anything moves) unless ``allow_volatile``.
@@ -240,6 +245,7 @@ class MigrationSession:
                 on_conflict=on_conflict,
                 with_bytes=with_bytes,
                 progress=progress,
+                moved_progress=moved_progress,
             )
         except MigrationError as exc:
             at_risk = {d.node: self._arrivals.count(d.node) for d in volatile}

@@ -23,6 +23,29 @@ The file is UTF-8 (a leading UTF-8 byte-order mark is skipped) and at most
 UTF-8 or nested too deeply for the parser is a :class:`ConfigError`, found before any
 placement is built.
 
+Jump topologies. A jump file describes the placement built from scratch: nodes take
+buckets in the sorted order of their names. Running clients that remove or add nodes
+(``remove_node``/``add_node``, MementoHash) number buckets by that history instead, which a
+file does not carry unless it says so. A jump file may carry that history, the placement's
+memento (:meth:`JumpHash.memento`), so a placement built from it is exactly the running one::
+
+    [placement.history]           # jump only; written by `hashring report --write-to`
+    size = 5                      # the bucket array's size
+    last_removed = 2
+    removed = [[2, 4, 5]]         # [bucket, replacer, previously removed]
+    [placement.history.buckets]
+    n1 = 0                        # every node of [nodes], with its bucket
+    n2 = 1
+    n4 = 3
+    n5 = 4
+
+``hashring report --from old.toml --to new.toml --write-to next.toml`` (or ``--remove`` /
+``--add`` instead of ``--to``) writes such a file. Without a history, a new file that
+removes a node other than the last-named one, or adds one whose name does not sort last,
+describes a different placement than the running one (most keys on other nodes):
+``hashring report`` and ``hashring migrate`` refuse such a pair of files (:func:`renumbers`)
+with a message saying how to write the file with its history.
+
 ``hash_key_env`` names the environment variable that holds the placement's ``hash_key``
 (the secret that keys the hash of every key, against hash flooding): its value, encoded as
 UTF-8, must be 16 to 64 bytes. The secret never comes from the file itself (a ``hash_key``
@@ -46,6 +69,7 @@ from .._errors import ConfigError, HashRingError
 from .._placement.algorithms import ALGORITHMS, placement
 from .._placement.contract import Placement
 from .._placement.hashes import MAX_HASH_KEY_BYTES, MIN_HASH_KEY_BYTES
+from .._placement.jump import JumpHash
 from .urls import redact_url
 
 __all__ = [
@@ -54,12 +78,22 @@ __all__ = [
     "Topology",
     "load_topology",
     "parse_topology",
+    "renumbers",
     "transition",
 ]
 
 MAX_TOPOLOGY_BYTES = 64 << 20
 """The largest topology file :func:`load_topology` reads (64 MiB)."""
-_PLACEMENT_KEYS = {"algorithm", "hash", "vnodes", "table_size", "hash_tags", "hash_key_env"}
+_PLACEMENT_KEYS = {
+    "algorithm",
+    "hash",
+    "vnodes",
+    "table_size",
+    "hash_tags",
+    "hash_key_env",
+    "history",
+}
+_HISTORY_KEYS = {"buckets", "size", "last_removed", "removed"}
 _NODE_KEYS = {"url", "weight"}
 
 
@@ -93,6 +127,10 @@ class Topology:
     source: str = field(default="<memory>", compare=False)
     hash_key_env: str | None = None
     hash_key: bytes | None = field(default=None, repr=False)
+    history: dict[str, Any] | None = None
+    """Jump only: the placement's history (``[placement.history]``, a
+    :meth:`JumpHash.memento`), so the file describes a placement that running clients
+    changed; None: built from the sorted names."""
     _validated: list[Placement] = field(default_factory=list, init=False, repr=False, compare=False)
     """The placement :func:`parse_topology` built to validate the file, handed out by the
     first :meth:`placement` call (so a 100,000-node ring is not built twice)."""
@@ -126,6 +164,10 @@ class Topology:
         if self._validated:
             with contextlib.suppress(IndexError):  # another thread took it first
                 return self._validated.pop()
+        if self.history is not None:
+            return JumpHash.from_memento(
+                self.history, hash=self.hash, hash_tags=self.hash_tags, hash_key=self.hash_key
+            )
         return placement(
             self.algorithm,
             self.weights,
@@ -166,6 +208,26 @@ def transition(before: Topology, after: Topology) -> tuple[Placement, Placement]
         if name in before.nodes and spec.weight != before.nodes[name].weight:
             new.set_weight(name, spec.weight)
     return old, new
+
+
+def renumbers(before: Topology, after: Topology) -> bool:
+    """Whether ``after``, built from scratch as a client loading its file builds it, places
+    keys differently than ``before`` with the change applied (:func:`transition`).
+
+    Only a placement with a history can (jump: buckets are numbered in the sorted order of
+    the names when built, and by MementoHash's removal memory when changed live): removing a
+    node other than the last-named one, or adding one whose name does not sort last,
+    renumbers the buckets of a file built afresh, which then moves most keys. Ring, Maglev,
+    rendezvous, and two topologies with different options never do.
+
+    Runtime: three placement builds plus the change, for jump; O(1) otherwise.
+    """
+    if before.algorithm != "jump" or before.options() != after.options():
+        return False
+    _, applied = transition(before, after)
+    scratch = after.placement()
+    memento = getattr(applied, "memento", None)
+    return memento is not None and bool(memento() != getattr(scratch, "memento", dict)())
 
 
 def load_topology(path: str | Path) -> Topology:
@@ -236,6 +298,7 @@ def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topolog
     table_size = _typed(options, "table_size", int, None, source)
     hash_tags = _typed(options, "hash_tags", bool, True, source)
     hash_key_env = _typed(options, "hash_key_env", str, None, source)
+    history = _history(options, algorithm, source)
     hash_key = (
         None
         if hash_key_env is None
@@ -264,12 +327,57 @@ def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topolog
         source,
         hash_key_env=hash_key_env,
         hash_key=hash_key,
+        history=history,
     )
+    if history is not None and set(history["buckets"]) != set(nodes):
+        differ = sorted(set(history["buckets"]) ^ set(nodes))
+        raise ConfigError(
+            f"{source}: placement.history.buckets must name exactly the nodes of [nodes]: "
+            f"{differ[0]!r:.60} is in one and not the other"
+        )
     try:
         topology._validated.append(topology.placement())
     except HashRingError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     return topology
+
+
+def _history(options: Mapping[str, Any], algorithm: str, source: str) -> dict[str, Any] | None:
+    """``placement.history`` checked for shape (its consistency is checked when the
+    placement is built from it)."""
+    history = options.get("history")
+    if history is None:
+        return None
+    if algorithm != "jump":
+        raise ConfigError(
+            f"{source}: placement.history is jump's bucket history: it is not allowed with "
+            f"algorithm {algorithm!r}"
+        )
+    if not isinstance(history, Mapping):
+        raise ConfigError(f"{source}: placement.history must be a table")
+    _only(history, _HISTORY_KEYS, source, "placement.history.")
+    missing = sorted(_HISTORY_KEYS - set(history))
+    if missing:
+        raise ConfigError(f"{source}: placement.history.{missing[0]} is missing")
+    if not isinstance(history["buckets"], Mapping):
+        raise ConfigError(f"{source}: placement.history.buckets must be a table (node = bucket)")
+    for key in ("size", "last_removed"):
+        _typed(history, key, int, None, source, "placement.history")
+    removed = history["removed"]
+    if not isinstance(removed, list) or not all(
+        isinstance(row, list) and len(row) == 3 and all(_is_int(n) for n in row) for row in removed
+    ):
+        raise ConfigError(
+            f"{source}: placement.history.removed must be an array of [bucket, replacer, "
+            "previous] integer triples"
+        )
+    if not all(_is_int(n) for n in history["buckets"].values()):
+        raise ConfigError(f"{source}: placement.history.buckets values must be integers")
+    return dict(history)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _weight(weight: Any, source: str, where: str) -> float:

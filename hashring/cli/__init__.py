@@ -5,9 +5,12 @@ Run ``hashring --help`` (or ``python -m hashring --help``) for the commands and
 
 Exit status: 0 success; 1 the operation failed or found problems (for example keys left
 misplaced by ``migrate``, or the output could not be written); 2 usage or configuration
-errors. Every error is one line on stderr, never a traceback: ``hashring: error: ...``
-(exit 2), ``hashring: failed: ...`` (exit 1). Non-printable characters in messages and in
-text output (node names, keys, paths) are escaped (``\x1b``), so nothing a topology or
+errors (an unrecognized argument is reported by its subcommand, with the nearest option
+when one is close); 130 interrupted (Ctrl-C: ``hashring: interrupted``, followed by what
+was done when the command knows it, as ``migrate --apply`` does). Every error is one line
+on stderr, never a traceback: ``hashring: error: ...`` (exit 2), ``hashring: failed: ...``
+(exit 1). Non-printable characters in messages and in text output (node names, keys,
+paths) are escaped (``\x1b``), so nothing a topology or
 argv holds can drive the terminal or split a line.
 
 A command's standard output is written when it has finished: a closed (``>&-``) or full
@@ -117,9 +120,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return _error("error", str(exc))
     except OperationError as exc:
         return _error("failed", str(exc), EXIT_FAILED)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a command may say what was done (migrate --apply)
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            print("hashring: interrupted", file=sys.stderr)
+            said = escape(str(exc))
+            print(f"hashring: interrupted{': ' + said if said else ''}", file=sys.stderr)
         return 130
     except RecursionError:
         return _error("error", "input nested too deeply")

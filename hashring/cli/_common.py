@@ -4,9 +4,11 @@ for the terminal, progress bars."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
+import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from .._errors import ConfigError
@@ -29,11 +31,43 @@ refused rather than left running."""
 
 
 class Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line: ``hashring: error: ...``, exit 2."""
+    """An ``ArgumentParser`` whose errors are one line: ``hashring: error: ...``, exit 2.
+
+    An unrecognized argument after a subcommand is reported by that subcommand's parser
+    (``hashring report --nodse 5`` points at ``hashring report --help``, with the closest
+    option when one is near: ``did you mean --nodes?``), not by the top-level one.
+    """
 
     def error(self, message: str) -> NoReturn:
         """Print ``hashring: error: MESSAGE (see 'PROG --help')`` on stderr; exit status 2."""
         self.exit(EXIT_USAGE, f"hashring: error: {escape(message)} (see '{self.prog} --help')\n")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """As ``ArgumentParser.parse_args``; unrecognized arguments are reported by the
+        innermost subcommand's parser (:meth:`error`: one line, exit 2)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner = self._subcommand_parser(parsed) or self
+            message = f"unrecognized arguments: {' '.join(extras)}"
+            options = [o for action in owner._actions for o in action.option_strings]
+            for extra in extras:
+                guess = difflib.get_close_matches(extra.partition("=")[0], options, n=1)
+                if extra.startswith("-") and guess:
+                    message += f" (did you mean {guess[0]}?)"
+                    break
+            owner.error(message)
+        return parsed
+
+    def _subcommand_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser | None:
+        """The parser of the subcommand ``parsed`` names, if this parser has subcommands."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = str(getattr(parsed, action.dest, None))
+                found: argparse.ArgumentParser | None = action.choices.get(chosen)
+                return found
+        return None
 
 
 def escape(text: str) -> str:
@@ -261,12 +295,23 @@ def topology_from_args(
         if name not in specs:
             raise UsageError(f"--weight {name}={weight:g}: no node {name!r} in {source}")
         specs[name] = NodeSpec(name, specs[name].url, weight)
-    return build_topology(specs, options, source)
+    history = None
+    if base is not None and base.history is not None and options.get("algorithm") == "jump":
+        history = base.history  # jump's bucket history stays with the file's nodes
+    return build_topology(specs, options, source, history)
 
 
-def build_topology(specs: dict[str, NodeSpec], options: dict[str, Any], source: str) -> Topology:
-    """Validate nodes and options through the config schema, so flags and files agree."""
+def build_topology(
+    specs: dict[str, NodeSpec],
+    options: dict[str, Any],
+    source: str,
+    history: dict[str, Any] | None = None,
+) -> Topology:
+    """Validate nodes and options (and jump's ``history``, when given) through the config
+    schema, so flags and files agree."""
     placement_table = {key: value for key, value in options.items() if value is not None}
+    if history is not None:
+        placement_table["history"] = history
     nodes_table: dict[str, Any] = {}
     for name, spec in specs.items():
         entry: dict[str, Any] = {"weight": spec.weight}
@@ -296,4 +341,34 @@ def progress(total: int | None, description: str, unit: str = "key") -> Any:
         file=sys.stderr,
         leave=False,
         dynamic_ncols=True,
+    )
+
+
+def check_output_path(path: str, flag: str) -> None:
+    """Refuse, before any work, an output file that cannot be created: its folder does not
+    exist or is not writable, or the path is a folder.
+
+    Raises:
+        UsageError: the file cannot be written there.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a folder: give a file name")
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} {path}: no such folder {folder}: create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write to the folder {folder}")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"{flag} {path}: the file exists and is not writable")
+
+
+def renumbering_message(before: str, after: str) -> str:
+    """Why a file-to-file jump change is refused, and what to do instead."""
+    return (
+        f"{after}: jump numbers its buckets in the sorted order of the node names, so a "
+        f"placement built from this file renumbers the buckets of {before}'s nodes and moves "
+        "most keys, where the same change applied to running clients moves only the "
+        "changed nodes' keys: write the new file with jump's bucket history (hashring "
+        f"report --from {before} --to {after} --write-to NEW.toml) and use that, or "
+        "describe the change with --from and --add/--remove (what running clients apply)"
     )

@@ -15,7 +15,13 @@ nothing; re-running finishes the job and moves nothing twice. The engine is
 :mod:`hashring.adapters.migrate` (usable from Python); its docstring has the details.
 
 Without ``--apply`` nothing moves: the plan (keys to move per from -> to pair, keys
-scanned, keys already in place) is printed. ``--bytes`` adds per-pair ``MEMORY USAGE``
+scanned, keys already in place) is printed, followed by the planning figures ``hashring
+report --sample-from`` prints (:mod:`hashring.cli._plan`, from a SCAN sample of ``--sample``
+keys, default 100,000, over every node): keys and ``MEMORY USAGE`` bytes to move per pair
+and in total and how many of the moving keys carry a TTL, each with a 95% interval; the
+duration at ``--rate`` (when given) and at the rate ``bench/migrate.py`` measured; each
+node's memory after the move against its ``maxmemory`` (a warning on stderr for a node that
+would exceed it; exit 1 with ``--strict``). ``--bytes`` adds per-pair ``MEMORY USAGE``
 totals: one pipelined ``MEMORY USAGE key SAMPLES 0`` per misplaced key, so a share of a
 round trip and the server's work per key (slower on big key spaces). With ``--apply`` the
 keys are moved, then a verification pass re-scans every node and reports the keys still
@@ -64,7 +70,20 @@ Exit status:
 * 2: bad flags, a missing or invalid topology file, URLs that cannot be migrated between,
   ``--apply`` to a volatile destination without ``--allow-volatile-destination`` (nothing
   moved);
-* 130: interrupted (safe: re-run to finish).
+* 1 also: ``--strict`` dry run and a node would exceed its ``maxmemory`` after the move;
+* 130: interrupted (safe: re-run to finish). During ``--apply`` the line says how many keys
+  had moved (``hashring: interrupted: 1,200 keys moved so far (40,000 scanned), ...; re-run
+  the same command to resume: keys already moved are not moved again``).
+
+Jump topologies: a file-to-file change that renumbers jump's buckets (removing a node
+other than the last-named one, adding one that does not sort last) is refused (exit 2,
+nothing scanned): built from the new file, the placement would move most keys. Write the
+new file with its bucket history (``hashring report --from old.toml --to new.toml
+--write-to next.toml``) and migrate to that: only the changed nodes' keys move. See
+:func:`hashring._topology.config.renumbers`.
+
+The ``--apply`` progress bar (on a terminal, after a second) counts keys moved, with SI
+prefixes (``12.3k key``, ``8.00k key/s``); the keys scanned so far are shown beside it.
 
 ``--format json`` prints one JSON object (schema ``hashring.migrate/1``; keys are never
 removed or renamed within a schema version; ``durability``, ``lost`` and the
@@ -107,8 +126,12 @@ check; these are all of them)::
       "misplaced": int,                    # dry run: to_move; --apply: after verification
       "lost": int | null,                  # --apply: verification.lost; null in a dry run
       "elapsed_seconds": float,            # the plan or move pass (not the verification)
-      "keys_per_second": float             # dry run: scanned/s; --apply: moved/s
+      "keys_per_second": float,            # dry run: scanned/s; --apply: moved/s
+      "plan": null | PLAN                  # dry run: hashring.cli._plan's object (null when
+                                           # the nodes hold no key); --apply: null
     }
+
+(``plan`` was added to version 1 with the planning figures.)
 
 With ``replace``, conflicts are overwritten and so are part of ``moved``; otherwise
 ``to_move = moved + conflicts + missing + failed``.
@@ -118,22 +141,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .._errors import MigrationError, VolatileDestinationError
-from .._topology.config import load_topology
+from .._topology.config import load_topology, renumbers
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     OperationError,
     UsageError,
+    escape,
+    key_count,
     positive_float,
     positive_int,
     progress,
+    renumbering_message,
 )
 from ._migrate_report import SCHEMA, apply_report, dry_run_report, durability_fields, text
+from ._plan import MovePlan, plan_json, plan_move, plan_text, sample_live_nodes
 
-__all__ = ["SCHEMA", "register", "run"]
+__all__ = ["SAMPLE", "SCHEMA", "register", "run"]
+
+SAMPLE = 100_000
+"""Keys the dry run samples for its plan unless ``--sample`` says otherwise."""
 
 
 def register(subparsers: Any) -> None:
@@ -207,6 +238,18 @@ def register(subparsers: Any) -> None:
         help="move keys to destinations without AOF or replica too (a crash or restart of "
         "one loses the keys moved there: right for caches only)",
     )
+    parser.add_argument(
+        "--sample",
+        type=key_count,
+        default=SAMPLE,
+        metavar="N",
+        help=f"dry run: keys sampled for the plan's bytes, TTLs and memory (default {SAMPLE:,})",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="dry run: exit 1 when a node would hold more than its maxmemory after the move",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.set_defaults(run=run)
 
@@ -227,6 +270,11 @@ def run(args: argparse.Namespace) -> int:
         raise _needs_redis(exc) from None
     old = load_topology(args.from_file)
     new = load_topology(args.to_file)
+    if renumbers(old, new):
+        raise UsageError(renumbering_message(args.from_file, args.to_file))
+    if args.apply and args.strict:
+        raise UsageError("--strict applies to the dry run (the plan) only")
+    move: MovePlan | None = None
     try:
         with MigrationSession(old, new, timeout_ms=args.timeout) as session:
             nodes = session.nodes
@@ -236,21 +284,39 @@ def run(args: argparse.Namespace) -> int:
                     plan = session.plan(
                         batch=args.batch, with_bytes=args.bytes, progress=bar.update
                     )
+                live = sample_live_nodes(old, args.sample, new, also=new, empty_ok=True)
+                move = plan_move(live, new.placement(), rate=args.rate) if live.keys else None
                 report = dry_run_report(args, nodes, durability, plan)
-                status = EXIT_OK
+                report["plan"] = None if move is None else plan_json(move)
+                status = EXIT_FAILED if args.strict and move and move.over_memory else EXIT_OK
             else:
-                with progress(session.dbsize(), "migrating") as bar:
-                    result = session.migrate(
-                        batch=args.batch,
-                        rate=args.rate,
-                        on_conflict=args.on_conflict,
-                        with_bytes=args.bytes,
-                        progress=bar.update,
-                        allow_volatile=args.allow_volatile_destination,
-                    )
+                counts = _Moved()
+                with progress(None, "moving keys") as bar:
+
+                    def moved(n: int) -> None:
+                        counts.moved += n
+                        bar.update(n)
+
+                    def scanned(n: int) -> None:
+                        counts.scanned += n
+                        bar.set_postfix_str(f"{counts.scanned:,} scanned", refresh=False)
+
+                    try:
+                        result = session.migrate(
+                            batch=args.batch,
+                            rate=args.rate,
+                            on_conflict=args.on_conflict,
+                            with_bytes=args.bytes,
+                            progress=scanned,
+                            moved_progress=moved,
+                            allow_volatile=args.allow_volatile_destination,
+                        )
+                    except KeyboardInterrupt:
+                        raise KeyboardInterrupt(counts.interrupted()) from None
                 with progress(session.dbsize(), "verifying") as bar:
                     check = session.verify(batch=args.batch, progress=bar.update)
                 report = apply_report(args, nodes, durability, result, check)
+                report["plan"] = None
                 done = check.misplaced == 0 and check.lost_total == 0
                 status = EXIT_OK if done else EXIT_FAILED
     except VolatileDestinationError as exc:
@@ -267,7 +333,28 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(text(report))
+        if not args.apply and move is not None:
+            print("\n" + plan_text(move))
+    if not args.apply and move is not None:
+        for warning in move.warnings:
+            print(f"hashring: warning: {escape(warning)}", file=sys.stderr)
     return status
+
+
+class _Moved:
+    """What ``--apply`` has done so far, for the progress bar and the interruption."""
+
+    def __init__(self) -> None:
+        self.moved = 0
+        self.scanned = 0
+
+    def interrupted(self) -> str:
+        """The line printed after ``hashring: interrupted: ``."""
+        return (
+            f"{self.moved:,} keys moved so far ({self.scanned:,} scanned), each one whole on "
+            "its new owner (keys in the round trip under way may have moved too); re-run the "
+            "same command to resume: keys already moved are not moved again"
+        )
 
 
 def _on_conflict(value: str) -> str:

@@ -19,7 +19,8 @@ fields marked "added" below were added that way: the version stays ``/1``)::
       },
       "matrix": {"from": [names], "to": [names],
                  "keys": [[int, ...], ...] | null,     # rows: from; null above 1,000,000 cells
-                 "cells": [[row, column, keys], ...]}  # the non-zero cells, row-major
+                 "cells": [[row, column, keys], ...]},  # the non-zero cells, row-major
+      "plan": PLAN   # added; only with --sample-from: see hashring.cli._plan
     }
     SIDE = {
       "topology": {"source": str, "algorithm": str, "hash": str, "vnodes": int | null,
@@ -77,20 +78,28 @@ from typing import Any
 from .._analysis import Rebalance, rebalance
 from .._placement.contract import Placement
 from .._placement.keys import Key
-from .._topology.config import NodeSpec, Topology, load_topology, transition
+from .._topology.config import NodeSpec, Topology, load_topology, renumbers, transition
+from .._topology.writer import topology_toml
 from ._common import (
+    EXIT_FAILED,
     EXIT_OK,
     MAX_KEYS,
+    OperationError,
     UsageError,
     add_topology_flags,
     build_topology,
+    check_output_path,
     check_rendezvous_work,
+    escape,
     key_count,
     parse_node,
     parse_weights,
+    positive_float,
     progress,
+    renumbering_message,
     topology_from_args,
 )
+from ._plan import MovePlan, plan_json, plan_move, plan_text, sample_live_nodes
 from ._report_output import CSV_COLUMNS, ORDERS, SCHEMA, render_text, report_json, write_csv
 from ._sources import DEFAULT_SAMPLE, read_keys_file, sample_keys, synthetic_keys
 
@@ -109,8 +118,8 @@ __all__ = [
 SAMPLE = 100_000
 """Keys read by ``--sample-from`` unless ``--sample`` says otherwise."""
 _OPTION_FLAGS = ("algorithm", "hash", "vnodes", "table_size", "hash_key_env")
-PLOT_NODES = 200
-"""Most nodes ``--plot`` draws (one bar pair and one heatmap row and column each)."""
+PLOT_NODES = 1_000
+"""Most nodes ``--plot`` draws (cells with counts up to 24 nodes, per-node bars beyond)."""
 
 EXAMPLES = """\
 examples:
@@ -119,8 +128,17 @@ examples:
   hashring report --nodes a,b,c --add d=2 --weight a=0.5 --algorithm maglev
   hashring report --from old.toml --to new.toml --keys-file keys.txt --format json
   hashring report --from old.toml --add cache-4 --sample-from old.toml --plot change.png
+  hashring report --from old.toml --to new.toml --sample-from old.toml --rate 5000 --strict
 
-Without --to, --add, --remove or --weight the change is: add one node.
+Without --to, --add, --remove or --weight the change is: add one node. --to needs --from.
+With --sample-from the report ends with a plan: keys, bytes (MEMORY USAGE) and keys with a
+TTL to move per from->to pair, scaled to each node's DBSIZE with 95% intervals; the duration
+at --rate and at the rate bench/migrate.py measured; each node's memory after the move
+against its maxmemory (a warning; exit 1 with --strict).
+--write-to writes the topology after the change as a file; for jump it carries the bucket
+history ([placement.history]) so clients loading it agree with running ones. Jump --from/--to
+files that renumber buckets (a node removed other than the last-named, or added not sorting
+last) are refused unless --write-to is given: write the new file that way and use it.
 """
 
 
@@ -155,6 +173,18 @@ def register(commands: Any) -> None:
         metavar="N",
         help="keys to sample with --sample-from (default 100,000)",
     )
+    planning = parser.add_argument_group("planning the move (with --sample-from)")
+    planning.add_argument(
+        "--rate",
+        type=positive_float,
+        metavar="KEYS_PER_SEC",
+        help="estimate the move's duration at this many keys per second (migrate --rate)",
+    )
+    planning.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a node would hold more than its maxmemory after the move",
+    )
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=("text", "json", "csv"), default="text")
     output.add_argument("--plot", metavar="FILE.png", help="draw load and movement to a PNG")
@@ -164,6 +194,12 @@ def register(commands: Any) -> None:
         default="auto",
         help="per-node table order: name, worst (furthest from fair) first, or auto "
         "(default: worst first beyond 12 nodes)",
+    )
+    output.add_argument(
+        "--write-to",
+        metavar="NEW.toml",
+        help="write the topology after the change as a file (jump: with its bucket history, "
+        "so clients loading it place keys as the running ones that applied the change)",
     )
     parser.set_defaults(run=run)
 
@@ -190,31 +226,63 @@ def run(args: argparse.Namespace) -> int:
         from ._plot import check_plotting
 
         check_plotting(args.plot)
-    if args.sample is not None and not args.sample_from:
-        raise UsageError("--sample applies to --sample-from only")
+        check_output_path(args.plot, "--plot")
+    if args.write_to:
+        check_output_path(args.write_to, "--write-to")
+    for flag in ("sample", "rate", "strict"):
+        if getattr(args, flag) not in (None, False) and not args.sample_from:
+            raise UsageError(f"--{flag} applies to --sample-from only")
     before = topology_from_args(args)
-    after = after_topology(args, before)
+    after = after_topology(args, before)  # a bad --to file is reported first
+    if args.to and not args.config and args.nodes is None:
+        raise UsageError(
+            "--to needs --from (or --nodes): give the topology before the change too "
+            "(without it the report would compare 8 default nodes with the file)"
+        )
+    if args.to and not args.write_to and renumbers(before, after):
+        raise UsageError(renumbering_message(args.config, args.to))
+    live = not args.to or bool(args.write_to)  # --write-to describes the running placement
     if args.plot and len(set(before.nodes) | set(after.nodes)) > PLOT_NODES:
         raise UsageError(f"--plot draws at most {PLOT_NODES} nodes: use --format csv or json")
     if args.keys_file is None and args.sample_from is None:  # the count is known up front
         for topology in (before, after):
             check_rendezvous_work(topology, args.keys)
-    keys, source = _keys(args)
+    plan: MovePlan | None = None
+    if args.sample_from:
+        sample = sample_live_nodes(load_topology(args.sample_from), args.sample or SAMPLE, after)
+        keys: Sequence[Key] = sample.keys
+        source = f"sample:{args.sample_from}"
+    else:
+        keys, source = _keys(args)
     for topology in (before, after):
         check_rendezvous_work(topology, len(keys))
-    result = build_report(keys, before, after, live=not args.to)
+    result = build_report(keys, before, after, live=live)
+    if args.sample_from:
+        plan = plan_move(sample, placements(before, after, live=live)[1], rate=args.rate)
     if args.format == "json":
-        json.dump(report_json(result, before, after, source), sys.stdout, indent=2)
+        document = report_json(result, before, after, source)
+        if plan is not None:
+            document["plan"] = plan_json(plan)
+        json.dump(document, sys.stdout, indent=2)
         print()
     elif args.format == "csv":
         write_csv(result)
     else:
         print(render_text(result, before, after, source, order=args.order))
+        if plan is not None:
+            print("\n" + plan_text(plan))
     if args.plot:
         from ._plot import plot_report
 
         plot_report(result, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
+    if args.write_to:
+        write_topology(args.write_to, after, placements(before, after, live=True)[1])
+    if plan is not None:
+        for warning in plan.warnings:
+            print(f"hashring: warning: {escape(warning)}", file=sys.stderr)
+        if args.strict and plan.over_memory:
+            return EXIT_FAILED
     return EXIT_OK
 
 
@@ -284,6 +352,23 @@ def placements(before: Topology, after: Topology, *, live: bool) -> tuple[Placem
     (``hashring.transition``, as change flags describe); otherwise each side is built from
     its topology, as clients started from those files build it (only jump differs)."""
     return transition(before, after) if live else (before.placement(), after.placement())
+
+
+def write_topology(path: str, after: Topology, running: Placement) -> None:
+    """Write ``after`` to ``path`` as a topology file; for jump with ``running``'s history
+    (its memento), so a placement built from the file is ``running``.
+
+    Raises:
+        OperationError: the file cannot be written.
+    """
+    memento = getattr(running, "memento", None)
+    history = memento() if after.algorithm == "jump" and memento is not None else None
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(topology_toml(after, history))
+    except OSError as exc:
+        raise OperationError(f"--write-to {path}: cannot write: {exc.strerror}") from None
+    print(f"topology written to {path}", file=sys.stderr)
 
 
 def _fresh_name(specs: dict[str, NodeSpec]) -> str:
