@@ -46,16 +46,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from .._analysis import Rebalance, rebalance
+from .._analysis import Rebalance, rebalance_stream
 from .._placement.contract import Placement
 from .._placement.keys import Key
 from .._topology.config import NodeSpec, Topology, load_topology, transition
 from ._common import (
     EXIT_OK,
-    MAX_KEYS,
     UsageError,
     add_topology_flags,
     build_topology,
@@ -67,7 +66,16 @@ from ._common import (
     topology_from_args,
 )
 from ._report_output import CSV_COLUMNS, SCHEMA, render_text, report_json, write_csv
-from ._sources import DEFAULT_SAMPLE, read_keys_file, sample_keys, synthetic_keys
+from ._sources import (
+    DEFAULT_SAMPLE,
+    MAX_STREAMED_KEYS,
+    KeyStream,
+    keys_file_stream,
+    list_stream,
+    sample_keys,
+    streamed_key_count,
+    synthetic_stream,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -115,10 +123,11 @@ def register(commands: Any) -> None:
     source = keys.add_mutually_exclusive_group()
     source.add_argument(
         "--keys",
-        type=key_count,
+        type=streamed_key_count,
         default=DEFAULT_SAMPLE,
         metavar="N",
-        help=f"number of synthetic keys (default {DEFAULT_SAMPLE:,}, at most {MAX_KEYS:,})",
+        help=f"number of synthetic keys (default {DEFAULT_SAMPLE:,}, at most "
+        f"{MAX_STREAMED_KEYS:,})",
     )
     source.add_argument("--keys-file", metavar="PATH", help="one key per line; - for stdin")
     source.add_argument(
@@ -167,9 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if args.keys_file is None and args.sample_from is None:  # the count is known up front
         for topology in (before, after):
             check_rendezvous_work(topology, args.keys)
-    keys, source = _keys(args)
-    for topology in (before, after):
-        check_rendezvous_work(topology, len(keys))
+    keys, source = _keys(args, (before, after))
     result = build_report(keys, before, after, live=not args.to)
     if args.format == "json":
         json.dump(report_json(result, before, after, source), sys.stdout, indent=2)
@@ -187,23 +194,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_report(
-    keys: Sequence[Key], before: Topology, after: Topology, *, live: bool = False
+    keys: Sequence[Key] | KeyStream, before: Topology, after: Topology, *, live: bool = False
 ) -> Rebalance:
-    """Place ``keys`` both ways and analyse; a progress bar covers the two passes.
+    """Place ``keys`` both ways, chunk by chunk, and analyse, under one progress bar.
 
-    ``live`` as for :func:`placements`.
+    ``keys`` is a list (placed in chunks of ``_sources.CHUNK_KEYS``) or a :class:`KeyStream`;
+    the bar counts keys (or a file's bytes) once each, from the first chunk. Memory: one
+    chunk of keys and owners plus the counts, whatever the number of keys (a list's keys
+    are the caller's). ``live`` as for :func:`placements`.
     """
+    stream = keys if isinstance(keys, KeyStream) else list_stream(keys)
     both = placements(before, after, live=live)
-    owners = []
-    with progress(2 * len(keys), "placing keys") as bar:
-        for placement in both:
-            step = 1 << 18
-            placed: list[str] = []
-            for start in range(0, len(keys), step):
-                placed.extend(placement.get_node_many(keys[start : start + step]))
-                bar.update(min(step, len(keys) - start))
-            owners.append(placed)
-    return rebalance(keys, *both, before_owners=owners[0], after_owners=owners[1])
+    with progress(stream.total, "placing keys", stream.unit) as bar:
+
+        def chunks() -> Iterator[Sequence[Key]]:
+            for chunk, step in stream.chunks:
+                yield chunk
+                bar.update(step)  # once the chunk is placed and counted
+
+        return rebalance_stream(chunks(), *both)
 
 
 def after_topology(args: argparse.Namespace, before: Topology) -> Topology:
@@ -261,15 +270,34 @@ def _fresh_name(specs: dict[str, NodeSpec]) -> str:
     return f"node-{number}"
 
 
-def _keys(args: argparse.Namespace) -> tuple[list[Key], str]:
+def _keys(args: argparse.Namespace, sides: Sequence[Topology]) -> tuple[KeyStream, str]:
+    """The report's keys as a stream, and their source's label. A stream whose length is
+    not known up front is checked against the rendezvous bound as it is read."""
     if args.keys_file:
-        return read_keys_file(args.keys_file), f"file:{args.keys_file}"
+        stream = keys_file_stream(args.keys_file)
+        counted = KeyStream(_checked(stream.chunks, sides), stream.total, stream.unit)
+        return counted, f"file:{args.keys_file}"
     if args.sample_from:
         keys = sample_keys(load_topology(args.sample_from), args.sample or SAMPLE)
         if not keys:
             raise UsageError(f"--sample-from {args.sample_from}: the nodes hold no keys")
-        return keys, f"sample:{args.sample_from}"
-    return synthetic_keys(args.keys), "synthetic"
+        for topology in sides:
+            check_rendezvous_work(topology, len(keys))
+        return list_stream(keys), f"sample:{args.sample_from}"
+    return synthetic_stream(args.keys), "synthetic"
+
+
+def _checked(
+    chunks: Iterable[tuple[Sequence[Key], int]], sides: Sequence[Topology]
+) -> Iterator[tuple[Sequence[Key], int]]:
+    """``chunks``, refused (UsageError) before the chunk that takes the keys read past the
+    rendezvous work bound is placed."""
+    read = 0
+    for chunk, step in chunks:
+        read += len(chunk)
+        for topology in sides:
+            check_rendezvous_work(topology, read)
+        yield chunk, step
 
 
 # ----------------------------------------------------------------------------- formats
