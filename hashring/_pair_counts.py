@@ -29,10 +29,20 @@ class PairCounts:
     """Running from->to key counts over a stream of owner chunks.
 
     ``from_nodes`` and ``to_nodes`` name the nodes before and after (the order the cells
-    index). Not thread-safe: one stream feeds one instance.
+    index). Up to ``dense_cells`` from->to pairs are counted in a dense array, more as sparse
+    cells folded together once ``merge_cells`` of them wait (the defaults suit any fleet;
+    other values change the cost, never the counts). Not thread-safe: one stream feeds one
+    instance.
     """
 
-    def __init__(self, from_nodes: Sequence[str], to_nodes: Sequence[str]) -> None:
+    def __init__(
+        self,
+        from_nodes: Sequence[str],
+        to_nodes: Sequence[str],
+        *,
+        dense_cells: int = DENSE_CELLS,
+        merge_cells: int = _MERGE_CELLS,
+    ) -> None:
         self.from_nodes = tuple(from_nodes)
         self.to_nodes = tuple(to_nodes)
         self._from_index = {name: i for i, name in enumerate(self.from_nodes)}
@@ -40,7 +50,8 @@ class PairCounts:
         self._width = len(self.to_nodes)
         self._pairs = len(self.from_nodes) * self._width  # < 2**63 for any real fleet
         self._dense: I64Array | None = None
-        if self._pairs <= DENSE_CELLS:
+        self._merge_cells = merge_cells
+        if self._pairs <= dense_cells:
             self._dense = np.zeros(self._pairs, dtype=np.int64)
         self._cells: I64Array = np.zeros(0, dtype=np.int64)
         self._cell_keys: I64Array = np.zeros(0, dtype=np.int64)
@@ -78,7 +89,7 @@ class PairCounts:
         cells, keys = np.unique(flat, return_counts=True)
         self._pending.append((cells, keys.astype(np.int64)))
         self._pending_cells += len(cells)
-        if self._pending_cells >= max(len(self._cells), _MERGE_CELLS):
+        if self._pending_cells >= max(len(self._cells), self._merge_cells):
             self._merge()
 
     def cells(self) -> tuple[I64Array, I64Array, I64Array]:

@@ -28,6 +28,7 @@ CHUNK_KEYS = 1 << 17
 """Keys placed per chunk: small enough to stay in cache, large enough that the per-chunk
 numpy calls cost nothing (bench/report.py --scale measures it)."""
 _CHUNK = 1 << 20
+_DIGITS = tuple("0123456789")
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,22 @@ def synthetic_stream(count: int, chunk: int = CHUNK_KEYS) -> KeyStream:
     def chunks() -> Iterator[tuple[Sequence[Key], int]]:
         for start in range(0, count, chunk):
             stop = min(start + chunk, count)
-            yield [f"key:{i}" for i in range(start, stop)], stop - start
+            yield synthetic_range(start, stop), stop - start
 
     return KeyStream(chunks(), count)
+
+
+def synthetic_range(start: int, stop: int) -> list[Key]:
+    """``key:{start}`` ... ``key:{stop-1}``, as :func:`synthetic_keys` makes them, in a third
+    of the time: one formatted prefix per ten keys, joined to each last digit. O(keys)."""
+    low, high = max(-(-start // 10) * 10, 10), stop // 10 * 10
+    if high <= low:
+        return [f"key:{i}" for i in range(start, stop)]
+    keys: list[Key] = [f"key:{i}" for i in range(start, low)]
+    prefixes = map("key:{}".format, range(low // 10, high // 10))
+    keys += [prefix + digit for prefix in prefixes for digit in _DIGITS]
+    keys += [f"key:{i}" for i in range(high, stop)]
+    return keys
 
 
 def list_stream(keys: Sequence[Key], chunk: int = CHUNK_KEYS) -> KeyStream:

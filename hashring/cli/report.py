@@ -271,10 +271,18 @@ def _fresh_name(specs: dict[str, NodeSpec]) -> str:
 
 
 def _keys(args: argparse.Namespace, sides: Sequence[Topology]) -> tuple[KeyStream, str]:
-    """The report's keys as a stream, and their source's label. A stream whose length is
-    not known up front is checked against the rendezvous bound as it is read."""
+    """The report's keys as a stream, and their source's label. Keys are checked against
+    the rendezvous work bound before any is placed (a regular file's are counted first) or,
+    from standard input, as they are read."""
     if args.keys_file:
         stream = keys_file_stream(args.keys_file)
+        if stream.unit == "B" and any(side.algorithm == "rendezvous" for side in sides):
+            # A regular file: count its keys first (far cheaper than placing them) so a
+            # refusal comes before any work, then read it again.
+            read = sum(len(chunk) for chunk, _ in stream.chunks)
+            for topology in sides:
+                check_rendezvous_work(topology, read)
+            stream = keys_file_stream(args.keys_file)
         counted = KeyStream(_checked(stream.chunks, sides), stream.total, stream.unit)
         return counted, f"file:{args.keys_file}"
     if args.sample_from:
