@@ -366,18 +366,21 @@ def test_rendezvous_refuses_a_too_large_keys_file_before_placing_any(tmp_path: P
 
 
 def test_memory_does_not_grow_with_the_number_of_keys() -> None:
-    """Ten times the keys, streamed, allocate about the same peak (one chunk + counts)."""
+    """Ten times the keys, streamed, allocate the same peak (one chunk + counts)."""
     names = {f"node-{i}": 1.0 for i in range(1, 21)}
     topology_b = build_topology({n: NodeSpec(n, None) for n in names}, {"algorithm": "maglev"}, "b")
     grown = {n: NodeSpec(n, None) for n in [*names, "node-21"]}
     topology_a = build_topology(grown, {"algorithm": "maglev"}, "a")
+    build_report(synthetic_stream(1_000), topology_b, topology_a)  # imports and caches warm
     peaks = []
-    for count in (100_000, 1_000_000):
+    for count in (40_000, 400_000):
         tracemalloc.start()
         try:
-            result = build_report(synthetic_stream(count, 1 << 14), topology_b, topology_a)
+            result = build_report(synthetic_stream(count, 1 << 12), topology_b, topology_a)
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
         assert result.keys == count
-    assert peaks[1] < 1.5 * peaks[0] + (1 << 20), [p / 2**20 for p in peaks]
+    # Measured: 3.5 MiB both times (both placements' tables, one chunk); the keys and owners
+    # of 400,000 keys held at once would take over 25 MiB.
+    assert peaks[1] < 1.1 * peaks[0] + (1 << 18), [p / 2**20 for p in peaks]
