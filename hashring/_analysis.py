@@ -257,6 +257,13 @@ def rebalance_stream(
     batch passes plus O(keys) numpy work (O(keys log chunk) above :data:`DENSE_CELLS` pairs).
     ``chunks`` is read once, lazily: a generator may read a file or count progress as it goes.
 
+    >>> from hashring import HashRing
+    >>> keys = [f"k{i}" for i in range(1_000)]
+    >>> before, after = HashRing(["a", "b"]), HashRing(["a", "b", "c"])
+    >>> chunked = rebalance_stream(([], keys[:1], keys[1:600], [], keys[600:]), before, after)
+    >>> chunked.cells() == rebalance(keys, before, after).cells()
+    True
+
     Raises:
         EmptyRingError: a placement has no nodes (and a chunk has keys).
         InvalidKeyError: a key is neither str nor bytes.

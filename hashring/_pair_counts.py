@@ -33,6 +33,13 @@ class PairCounts:
     cells folded together once ``merge_cells`` of them wait (the defaults suit any fleet;
     other values change the cost, never the counts). Not thread-safe: one stream feeds one
     instance.
+
+    >>> counts = PairCounts(["a", "b"], ["a", "b", "c"])
+    >>> counts.add(["a", "b"], ["a", "c"])
+    >>> counts.add([], [])
+    >>> counts.add(["b"], ["c"])
+    >>> [array.tolist() for array in counts.cells()], counts.keys
+    ([[0, 1], [0, 2], [1, 2]], 3)
     """
 
     def __init__(
@@ -103,6 +110,15 @@ class PairCounts:
             flat, keys = self._cells, self._cell_keys
         rows, columns = np.divmod(flat, self._width) if self._width else (flat, flat)
         return rows.astype(np.int64), columns.astype(np.int64), keys.astype(np.int64)
+
+    def _check(self) -> None:
+        """Verify the invariants; raise AssertionError if one is broken. O(cells)."""
+        rows, columns, keys = self.cells()
+        flat = rows * self._width + columns
+        if not (int(keys.sum()) == self.keys and bool((keys > 0).all())):
+            raise AssertionError("PairCounts invariant broken: cells hold every key, none empty")
+        if not (bool((np.diff(flat) > 0).all()) and bool((flat < max(self._pairs, 1)).all())):
+            raise AssertionError("PairCounts invariant broken: cells distinct, sorted, in range")
 
     def _merge(self) -> None:
         if not self._pending:

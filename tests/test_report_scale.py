@@ -194,6 +194,7 @@ def test_sparse_counts_equal_a_counter_however_chunks_merge(
             )
             for chunk in chunks:
                 counts.add(before.get_node_many(chunk), after.get_node_many(chunk))
+            counts._check()
             rows, columns, cells = counts.cells()
             got = {
                 (from_nodes[i], to_nodes[j]): n
@@ -225,6 +226,7 @@ def test_a_fleet_above_the_dense_bound_streams_to_the_one_shot_cells() -> None:
 
 
 def test_counts_refuse_owners_that_do_not_pair_up() -> None:
+    """Owner lists of different lengths fail loudly rather than count a partial chunk."""
     counts = PairCounts(["a"], ["a", "b"])
     with pytest.raises(ValueError, match="one of each per key"):
         counts.add(["a", "a"], ["b"])
@@ -284,6 +286,8 @@ def hostile_file() -> bytes:
 
 
 def test_a_keys_file_read_in_blocks_gives_the_keys_of_one_read(tmp_path: Path) -> None:
+    """Block by block, the keys are those of splitlines() over the whole file; the progress
+    counts its bytes to its size; a line past the bound is refused even mid-file."""
     data = hostile_file()
     path = tmp_path / "keys.txt"
     path.write_bytes(data)
