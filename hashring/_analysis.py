@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
 
+from ._pair_counts import DENSE_CELLS, PairCounts
 from ._placement.contract import Placement
 from ._placement.keys import Key
 
@@ -49,6 +50,7 @@ __all__ = [
     "ideal_band",
     "ideal_movement",
     "rebalance",
+    "rebalance_stream",
 ]
 
 I64Array = npt.NDArray[np.int64]
@@ -57,10 +59,6 @@ CONFIDENCE = 0.95
 """The confidence of :func:`ideal_band` unless told otherwise."""
 SHARE_TOLERANCE = 1e-12
 """Relative change of a fair share below which a node neither grows nor shrinks."""
-
-DENSE_CELLS = 1 << 20
-"""Up to this many from->to pairs (about 1,000 nodes on each side) :func:`rebalance` counts
-through a dense array (8 MiB at most); above it, by sorting the keys' pair codes."""
 
 
 @dataclass(frozen=True)
@@ -379,47 +377,73 @@ def rebalance(
     """Place ``keys`` with both placements and measure load and movement.
 
     ``before_owners`` / ``after_owners`` may pass owners already computed with
-    ``get_node_many`` (the report does, to time the passes). Runtime: the two batch passes
-    plus O(keys log keys + nodes) numpy work (O(keys + nodes²) for fleets of up to
-    :data:`DENSE_CELLS` from->to pairs, where counting through a dense array is faster).
-    Memory: O(keys + nodes), whatever the fleet size.
+    ``get_node_many`` (one per key, in order). Runtime: the two batch passes plus O(keys)
+    numpy work (O(keys log keys) for fleets above :data:`DENSE_CELLS` from->to pairs).
+    Memory: the keys and their owners, plus O(nodes + cells); :func:`rebalance_stream`
+    analyses keys chunk by chunk in memory independent of their number.
 
     Raises:
         EmptyRingError: a placement has no nodes.
         InvalidKeyError: a key is neither str nor bytes.
+        ValueError: given owners are not one per key.
     """
     owners_b = before.get_node_many(keys) if before_owners is None else before_owners
     owners_a = after.get_node_many(keys) if after_owners is None else after_owners
-    weights_b, weights_a = dict(before.nodes), dict(after.nodes)
-    from_nodes, to_nodes = tuple(sorted(weights_b)), tuple(sorted(weights_a))
-    codes_b = _codes(owners_b, from_nodes)
-    codes_a = _codes(owners_a, to_nodes)
-    pairs = len(from_nodes) * len(to_nodes)
-    flat = codes_b * len(to_nodes) + codes_a  # < 2**63 for any fleet a placement can hold
-    if pairs <= DENSE_CELLS:
-        counts = np.bincount(flat, minlength=pairs)
-        cells = np.flatnonzero(counts)
-        cell_keys = counts[cells]
-    else:
-        cells, cell_keys = np.unique(flat, return_counts=True)
-    rows, columns = np.divmod(cells.astype(np.int64), len(to_nodes))
-    count = len(keys)
+    if len(owners_b) != len(keys):
+        raise ValueError(f"{len(owners_b)} owners for {len(keys)} keys: give one per key")
+    counts = PairCounts(sorted(dict(before.nodes)), sorted(dict(after.nodes)))
+    counts.add(owners_b, owners_a)
+    return _result(counts, before, after)
+
+
+def rebalance_stream(
+    chunks: Iterable[Sequence[Key]], before: Placement, after: Placement
+) -> Rebalance:
+    """:func:`rebalance` over keys given in chunks: the same result as one call on all the
+    keys concatenated (chunks of any size, empty ones included).
+
+    Each chunk is placed with both placements and counted, then dropped: memory is one
+    chunk's keys and owners plus O(nodes + cells), whatever the number of keys (cells: the
+    non-empty from->to pairs, at most :data:`DENSE_CELLS` counted densely). Runtime: the two
+    batch passes plus O(keys) numpy work (O(keys log chunk) above :data:`DENSE_CELLS` pairs).
+    ``chunks`` is read once, lazily: a generator may read a file or count progress as it goes.
+
+    >>> from hashring import HashRing
+    >>> keys = [f"k{i}" for i in range(1_000)]
+    >>> before, after = HashRing(["a", "b"]), HashRing(["a", "b", "c"])
+    >>> chunked = rebalance_stream(([], keys[:1], keys[1:600], [], keys[600:]), before, after)
+    >>> chunked.cells() == rebalance(keys, before, after).cells()
+    True
+
+    Raises:
+        EmptyRingError: a placement has no nodes (and a chunk has keys).
+        InvalidKeyError: a key is neither str nor bytes.
+    """
+    counts = PairCounts(sorted(dict(before.nodes)), sorted(dict(after.nodes)))
+    for chunk in chunks:
+        counts.add(before.get_node_many(chunk), after.get_node_many(chunk))
+    return _result(counts, before, after)
+
+
+def _result(counts: PairCounts, before: Placement, after: Placement) -> Rebalance:
+    """The :class:`Rebalance` of finished counts. O(nodes + cells)."""
+    rows, columns, cell_keys = counts.cells()
+    from_nodes, to_nodes = counts.from_nodes, counts.to_nodes
+    loads_b = np.zeros(len(from_nodes), dtype=np.int64)
+    loads_a = np.zeros(len(to_nodes), dtype=np.int64)
+    np.add.at(loads_b, rows, cell_keys)
+    np.add.at(loads_a, columns, cell_keys)
     return Rebalance(
-        keys=count,
-        before=_side(before, from_nodes, np.bincount(codes_b, minlength=len(from_nodes)), count),
-        after=_side(after, to_nodes, np.bincount(codes_a, minlength=len(to_nodes)), count),
+        keys=counts.keys,
+        before=_side(before, from_nodes, loads_b, counts.keys),
+        after=_side(after, to_nodes, loads_a, counts.keys),
         from_nodes=from_nodes,
         to_nodes=to_nodes,
         cell_rows=rows,
         cell_columns=columns,
-        cell_keys=cell_keys.astype(np.int64),
-        ideal_fraction=ideal_movement(weights_b, weights_a),
+        cell_keys=cell_keys,
+        ideal_fraction=ideal_movement(dict(before.nodes), dict(after.nodes)),
     )
-
-
-def _codes(owners: Sequence[str], names: Sequence[str]) -> I64Array:
-    index = {name: i for i, name in enumerate(names)}
-    return np.fromiter(map(index.__getitem__, owners), dtype=np.int64, count=len(owners))
 
 
 def _side(placement: Placement, names: Sequence[str], counts: I64Array, keys: int) -> Side:

@@ -145,8 +145,8 @@ CASES: dict[str, Case] = {
     ),
     "non_utf8_path": case("report", "--from", b"\xff.toml", message="\\xff.toml"),
     # ------------------------------------------------------------------- key sources
-    "keys_1e12": case("report", "--keys", "1e12", message="at most 10,000,000 keys"),
-    "keys_above_bound": case("report", "--keys", "10000001", message="at most 10,000,000"),
+    "keys_1e12": case("report", "--keys", "1e12", message="at most 1,000,000,000 keys"),
+    "keys_above_bound": case("report", "--keys", "1000000001", message="at most 1,000,000,000"),
     "keys_40_digits": case("report", "--keys", "9" * 40, message="too large a number"),
     "keys_negative": case("report", "--keys", "-5", message="at least 1"),
     "keys_nan": case("report", "--keys", "nan", message="not an integer"),

@@ -72,10 +72,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from .._analysis import Rebalance, rebalance
+from .._analysis import Rebalance, rebalance_stream
 from .._placement.contract import Placement
 from .._placement.keys import Key
 from .._topology.config import NodeSpec, Topology, load_topology, renumbers, transition
@@ -83,7 +83,6 @@ from .._topology.writer import topology_toml
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
-    MAX_KEYS,
     OperationError,
     UsageError,
     add_topology_flags,
@@ -101,7 +100,15 @@ from ._common import (
 )
 from ._plan import MovePlan, plan_json, plan_move, plan_text, sample_live_nodes
 from ._report_output import CSV_COLUMNS, ORDERS, SCHEMA, render_text, report_json, write_csv
-from ._sources import DEFAULT_SAMPLE, read_keys_file, sample_keys, synthetic_keys
+from ._sources import (
+    DEFAULT_SAMPLE,
+    MAX_STREAMED_KEYS,
+    KeyStream,
+    keys_file_stream,
+    list_stream,
+    streamed_key_count,
+    synthetic_stream,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -158,10 +165,11 @@ def register(commands: Any) -> None:
     source = keys.add_mutually_exclusive_group()
     source.add_argument(
         "--keys",
-        type=key_count,
+        type=streamed_key_count,
         default=DEFAULT_SAMPLE,
         metavar="N",
-        help=f"number of synthetic keys (default {DEFAULT_SAMPLE:,}, at most {MAX_KEYS:,})",
+        help=f"number of synthetic keys (default {DEFAULT_SAMPLE:,}, at most "
+        f"{MAX_STREAMED_KEYS:,})",
     )
     source.add_argument("--keys-file", metavar="PATH", help="one key per line; - for stdin")
     source.add_argument(
@@ -248,14 +256,14 @@ def run(args: argparse.Namespace) -> int:
         for topology in (before, after):
             check_rendezvous_work(topology, args.keys)
     plan: MovePlan | None = None
+    keys: Sequence[Key] | KeyStream
     if args.sample_from:
         sample = sample_live_nodes(load_topology(args.sample_from), args.sample or SAMPLE, after)
-        keys: Sequence[Key] = sample.keys
-        source = f"sample:{args.sample_from}"
+        for topology in (before, after):
+            check_rendezvous_work(topology, len(sample.keys))
+        keys, source = sample.keys, f"sample:{args.sample_from}"
     else:
-        keys, source = _keys(args)
-    for topology in (before, after):
-        check_rendezvous_work(topology, len(keys))
+        keys, source = _keys(args, (before, after))
     result = build_report(keys, before, after, live=live)
     if args.sample_from:
         plan = plan_move(sample, placements(before, after, live=live)[1], rate=args.rate)
@@ -287,23 +295,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_report(
-    keys: Sequence[Key], before: Topology, after: Topology, *, live: bool = False
+    keys: Sequence[Key] | KeyStream, before: Topology, after: Topology, *, live: bool = False
 ) -> Rebalance:
-    """Place ``keys`` both ways and analyse; a progress bar covers the two passes.
+    """Place ``keys`` both ways, chunk by chunk, and analyse, under one progress bar.
 
-    ``live`` as for :func:`placements`.
+    ``keys`` is a list (placed in chunks of ``_sources.CHUNK_KEYS``) or a :class:`KeyStream`;
+    the bar counts keys (or a file's bytes) once each, from the first chunk. Memory: one
+    chunk of keys and owners plus the counts, whatever the number of keys (a list's keys
+    are the caller's). ``live`` as for :func:`placements`.
     """
+    stream = keys if isinstance(keys, KeyStream) else list_stream(keys)
     both = placements(before, after, live=live)
-    owners = []
-    with progress(2 * len(keys), "placing keys") as bar:
-        for placement in both:
-            step = 1 << 18
-            placed: list[str] = []
-            for start in range(0, len(keys), step):
-                placed.extend(placement.get_node_many(keys[start : start + step]))
-                bar.update(min(step, len(keys) - start))
-            owners.append(placed)
-    return rebalance(keys, *both, before_owners=owners[0], after_owners=owners[1])
+    with progress(stream.total, "placing keys", stream.unit) as bar:
+
+        def chunks() -> Iterator[Sequence[Key]]:
+            for chunk, step in stream.chunks:
+                yield chunk
+                bar.update(step)  # once the chunk is placed and counted
+
+        return rebalance_stream(chunks(), *both)
 
 
 def after_topology(args: argparse.Namespace, before: Topology) -> Topology:
@@ -378,15 +388,35 @@ def _fresh_name(specs: dict[str, NodeSpec]) -> str:
     return f"node-{number}"
 
 
-def _keys(args: argparse.Namespace) -> tuple[list[Key], str]:
+def _keys(args: argparse.Namespace, sides: Sequence[Topology]) -> tuple[KeyStream, str]:
+    """The report's keys as a stream, and their source's label. Keys are checked against
+    the rendezvous work bound before any is placed (a regular file's are counted first) or,
+    from standard input, as they are read."""
     if args.keys_file:
-        return read_keys_file(args.keys_file), f"file:{args.keys_file}"
-    if args.sample_from:
-        keys = sample_keys(load_topology(args.sample_from), args.sample or SAMPLE)
-        if not keys:
-            raise UsageError(f"--sample-from {args.sample_from}: the nodes hold no keys")
-        return keys, f"sample:{args.sample_from}"
-    return synthetic_keys(args.keys), "synthetic"
+        stream = keys_file_stream(args.keys_file)
+        if stream.unit == "B" and any(side.algorithm == "rendezvous" for side in sides):
+            # A regular file: count its keys first (far cheaper than placing them) so a
+            # refusal comes before any work, then read it again.
+            read = sum(len(chunk) for chunk, _ in stream.chunks)
+            for topology in sides:
+                check_rendezvous_work(topology, read)
+            stream = keys_file_stream(args.keys_file)
+        counted = KeyStream(_checked(stream.chunks, sides), stream.total, stream.unit)
+        return counted, f"file:{args.keys_file}"
+    return synthetic_stream(args.keys), "synthetic"
+
+
+def _checked(
+    chunks: Iterable[tuple[Sequence[Key], int]], sides: Sequence[Topology]
+) -> Iterator[tuple[Sequence[Key], int]]:
+    """``chunks``, refused (UsageError) before the chunk that takes the keys read past the
+    rendezvous work bound is placed."""
+    read = 0
+    for chunk, step in chunks:
+        read += len(chunk)
+        for topology in sides:
+            check_rendezvous_work(topology, read)
+        yield chunk, step
 
 
 # ----------------------------------------------------------------------------- formats
