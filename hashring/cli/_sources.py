@@ -1,4 +1,5 @@
-"""Where a report's keys come from: a synthetic sample, a file, or live Redis nodes."""
+"""Where a report's keys come from: a synthetic sample or a file, streamed in chunks (a sample
+of live Redis nodes: ``_plan.sample_live_nodes``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from .._placement.keys import Key
-from .._topology.config import Topology
-from ._common import OperationError, UsageError, positive_int, progress
+from ._common import UsageError, positive_int
 
 DEFAULT_SAMPLE = 1_000_000
 """Synthetic keys in a report when no other source is given."""
@@ -189,30 +189,3 @@ def read_keys_file(path: str) -> list[Key]:
         UsageError: the file cannot be read, breaks a bound, or holds no keys.
     """
     return [key for chunk, _ in keys_file_stream(path).chunks for key in chunk]
-
-
-def sample_keys(topology: Topology, count: int) -> list[Key]:
-    """Up to ``count`` keys SCANned from the live nodes (see ``hashring.adapters._sampling``).
-
-    Raises:
-        UsageError: redis-py is not installed.
-        ConfigError: a node has no URL.
-        OperationError: a node cannot be reached.
-    """
-    try:
-        import redis
-
-        if TYPE_CHECKING:  # mypy knows the adapters by their folder's name
-            from adapters.redis._sampling import sample_keys as scan_sample
-        else:
-            from ..adapters.redis._sampling import sample_keys as scan_sample
-    except ImportError:  # pragma: no cover - the dev and redis extras install it
-        raise UsageError("--sample-from needs redis-py: pip install 'hashring[redis]'") from None
-    with progress(count, "sampling keys") as bar:
-        try:
-            keys: list[Key] = scan_sample(topology, count, bar.update)
-            return keys
-        except redis.RedisError as exc:
-            raise OperationError(f"sampling keys: {type(exc).__name__}: {exc}") from None
-        except ValueError as exc:  # redis-py refuses a URL scheme it does not speak
-            raise UsageError(f"{topology.source}: {exc}") from None
