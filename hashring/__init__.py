@@ -11,7 +11,15 @@ True
 
 from __future__ import annotations
 
-from ._analysis import LoadSummary, NodeLoad, Rebalance, Side, ideal_movement, rebalance
+from ._analysis import (
+    LoadSummary,
+    NodeLoad,
+    Rebalance,
+    Side,
+    ideal_movement,
+    rebalance,
+    rebalance_stream,
+)
 from ._balancing.balancers import (
     Balancer,
     LeastLoaded,
@@ -97,6 +105,7 @@ __all__ = [
     "parse_topology",
     "placement",
     "rebalance",
+    "rebalance_stream",
     "redact_url",
     "transition",
 ]

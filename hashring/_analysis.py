@@ -160,8 +160,9 @@ class Rebalance:
     """The effect of replacing placement ``before`` by ``after`` on a set of keys.
 
     The from->to counts are kept sparse: one *cell* per (node before, node after) pair that
-    at least one key took, so memory grows with the keys and nodes, never with nodes²
-    (a fleet of 100,000 nodes has 10^10 pairs, and at most ``keys`` non-empty cells).
+    at least one key took, so memory grows with the nodes and the pairs keys actually took,
+    never with the keys themselves (:func:`rebalance_stream`) nor with nodes² (a fleet of
+    100,000 nodes has 10^10 pairs, and at most ``keys`` non-empty cells).
     """
 
     keys: int
