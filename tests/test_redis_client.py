@@ -805,6 +805,9 @@ def test_refusals_are_redis_errors_too(sharded: ShardedRedis) -> None:
     with pytest.raises(redis.RedisError) as refused:
         sharded.execute_command("MULTI")
     assert isinstance(refused.value, hashring.UnsupportedCommandError)
+    for error in (caught.value, refused.value):  # redis-py's repr and fields work on them
+        assert repr(error) == f"server:{type(error).__name__}"
+        assert error.status_code is None
 
 
 @pytest.mark.parametrize("decode", [False, True])
