@@ -5,11 +5,15 @@ Buffered command methods return the pipeline; while watching and before ``multi(
 return an awaitable that runs the command at once, as in redis.asyncio. ``transaction=False``
 pipelines send one redis.asyncio pipeline per node, concurrently; during a migration
 (``read_fallback``) their reads fall back as ``_pipeline`` says, and transactions do not.
+``await pipe`` gives the pipeline back, as redis.asyncio's (``AsyncScript.__call__(...,
+client=pipe)`` awaits the queued EVALSHA); queued Lua scripts are loaded by ``execute()``
+and module accessors refused (``_pipeline_surface``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
+from contextlib import suppress
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -26,6 +30,7 @@ from ._commands import CONNECTION_ERRORS, Command, CommandTable, Plan, known_key
 from ._fallback import Read, Rounds, may_read, refuse_blocking
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline_reads import Batch, place
+from ._pipeline_surface import ModuleRefusals, calling_script, missing
 from ._routing import (
     ANY_NODE,
     Entry,
@@ -101,13 +106,15 @@ def _annotate_async(exc: Exception, number: int, command: tuple[Any, ...]) -> No
     aioclient.Pipeline.annotate_exception(None, exc, number, command)  # type: ignore[arg-type]
 
 
-class AsyncShardedPipeline(AsyncCoreCommands):
+class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[misc]
     """redis.asyncio's ``Pipeline`` over the sharded nodes (see the module docstring).
 
     Buffered command methods return the pipeline (do not await them); while watching and
     before ``multi()`` they run at once and return an awaitable, as in redis.asyncio.
     Attributes as redis-py's: ``transaction``, ``explicit_transaction``, ``watching``,
-    ``command_stack``, ``shard_hint``; ``len(pipe)``, ``bool(pipe)`` (always True).
+    ``command_stack``, ``shard_hint``, ``scripts``; ``len(pipe)``, ``bool(pipe)`` (always
+    True); ``await pipe`` is the pipeline. The module accessors (``json()``, ...) raise
+    ``UnsupportedCommandError``.
     """
 
     _is_async_client: Literal[True] = True
@@ -121,6 +128,7 @@ class AsyncShardedPipeline(AsyncCoreCommands):
         self.shard_hint = shard_hint
         self.explicit_transaction = False
         self.command_stack: list[Buffered] = []
+        self.scripts: set[Any] = set()
         self._pin: AsyncPin | None = None
 
     @property
@@ -164,6 +172,63 @@ class AsyncShardedPipeline(AsyncCoreCommands):
         finally:
             self._sharded._health.release()
 
+    def evalsha(self, sha: Any, numkeys: int, *keys_and_args: Any) -> Any:
+        """Buffer EVALSHA, as redis.asyncio; called by a redis-py ``AsyncScript`` for
+        ``sha``, the script joins :attr:`scripts`, which ``execute()`` loads first."""
+        script = calling_script(sha)
+        if script is not None:
+            self.scripts.add(script)
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+    async def load_scripts(self) -> None:
+        """As ``ShardedPipeline.load_scripts``.
+
+        Raises:
+            redis.exceptions.ResponseError: a script does not compile (SCRIPT LOAD's).
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
+        """
+        scripts = list(self.scripts)
+        sharded = self._sharded
+        shas = [script.sha for script in scripts]
+        exists = await sharded.execute_command("SCRIPT EXISTS", *shas)
+        for script in missing(scripts, exists):
+            script.sha = await sharded.execute_command("SCRIPT LOAD", script.script)
+
+    async def _load_scripts_first(self, stack: list[Buffered]) -> None:
+        """Plan ``stack`` (a refusal resets the pipeline, nothing sent), then load the
+        queued scripts; as redis-py, a failure of the loading keeps the buffer."""
+        try:
+            await self._refuse_early(stack)
+        except BaseException:
+            await self.reset()
+            raise
+        finally:
+            self._sharded._health.release()  # the execution plans (and claims) again
+        await self.load_scripts()
+
+    async def _refuse_early(self, stack: list[Buffered]) -> None:
+        """As ``ShardedPipeline._refuse_early``.
+
+        Raises:
+            CrossShardError, UnsupportedCommandError: as ``execute``.
+        """
+        members = self._sharded._members
+        with suppress(NodeRemovedError):
+            if self.transaction or self.explicit_transaction:
+                pin = self._pin
+                watched = pin.node if pin is not None and pin.pipe.watching else None
+                refuse_cross_node_transaction(await self._plans(stack, members), watched)
+            else:
+                await self._plain(stack, members)
+
+    def __await__(self) -> Generator[Any, None, AsyncShardedPipeline]:
+        """``await pipe`` is ``pipe``, as redis.asyncio's pipelines (a buffered command
+        method returns the pipeline, so ``await pipe.get(key)`` buffers it)."""
+        return self._async_self().__await__()
+
+    async def _async_self(self) -> AsyncShardedPipeline:
+        return self
+
     async def watch(self, *names: Any) -> Any:  # type: ignore[override]
         """Watch ``names`` on their node (they must share one).
 
@@ -194,6 +259,7 @@ class AsyncShardedPipeline(AsyncCoreCommands):
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         """Send the buffered commands and return their answers in order; then reset.
+        Queued Lua scripts (:attr:`scripts`) are loaded first (``load_scripts``).
 
         Raises:
             What ``ShardedPipeline.execute`` raises.
@@ -201,6 +267,8 @@ class AsyncShardedPipeline(AsyncCoreCommands):
         stack = self.command_stack
         if not stack and not self.watching:
             return []
+        if self.scripts:
+            await self._load_scripts_first(stack)
         try:
             if self.transaction or self.explicit_transaction:
                 return await self._execute_transaction(stack, raise_on_error)
@@ -457,6 +525,7 @@ class AsyncShardedPipeline(AsyncCoreCommands):
         """Drop the buffered commands, end ``multi()``, UNWATCH the watched keys and give
         their node's connection back."""
         self.command_stack = []
+        self.scripts = set()
         self.explicit_transaction = False
         await self._unpin()
 

@@ -26,7 +26,9 @@ Errors are redis-py's: with ``raise_on_error=True`` (default) the first failed c
 ``ResponseError`` is raised after every command ran, prefixed "Command # N (ARGS) of
 pipeline caused error: " with N its index in this pipeline; with False each failed
 command's exception takes its place. The buffer is emptied, and a watch ended, by every
-``execute()`` (whatever it raises), ``reset()``, ``close()`` and leaving a ``with`` block.
+``execute()`` (whatever it raises, but for a failure to load the queued Lua scripts, which
+keeps it as redis-py does), ``reset()``, ``close()`` and leaving a ``with`` block. Lua
+``Script`` objects queued in a pipeline are loaded first (``_pipeline_surface``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ._commands import CONNECTION_ERRORS, Command, CommandTable, Plan, known_key
 from ._fallback import Read, Rounds, may_read, refuse_blocking
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline_reads import Batch, place
+from ._pipeline_surface import ModuleRefusals, calling_script, missing
 from ._routing import (
     ANY_NODE,
     Entry,
@@ -123,12 +126,14 @@ def _annotate(exc: Exception, number: int, command: tuple[Any, ...]) -> None:
     redis.client.Pipeline.annotate_exception(None, exc, number, command)  # type: ignore[arg-type,no-untyped-call]
 
 
-class ShardedPipeline(CoreCommands):
+class ShardedPipeline(ModuleRefusals, CoreCommands):
     """redis-py's ``Pipeline`` over the sharded nodes (see the module docstring).
 
     Attributes as redis-py's: ``transaction``, ``explicit_transaction`` (``multi()`` was
-    called), ``watching``, ``command_stack``, ``shard_hint``. ``len(pipe)`` counts the
-    buffered commands; ``bool(pipe)`` is always True.
+    called), ``watching``, ``command_stack``, ``shard_hint``, ``scripts`` (the Lua scripts
+    ``execute()`` loads first: see ``_pipeline_surface``). ``len(pipe)`` counts the
+    buffered commands; ``bool(pipe)`` is always True. The module accessors (``json()``,
+    ``ft()``, ...) raise ``UnsupportedCommandError``.
     """
 
     _event_dispatcher: Any = None
@@ -140,6 +145,7 @@ class ShardedPipeline(CoreCommands):
         self.shard_hint = shard_hint
         self.explicit_transaction = False
         self.command_stack: list[Buffered] = []
+        self.scripts: set[Any] = set()
         self._pin: SyncPin | None = None
 
     @property
@@ -188,6 +194,58 @@ class ShardedPipeline(CoreCommands):
         finally:
             self._sharded._health.release()
 
+    def evalsha(self, sha: Any, numkeys: int, *keys_and_args: Any) -> Any:
+        """Buffer EVALSHA, as redis-py; called by a redis-py ``Script`` for ``sha``, the
+        script joins :attr:`scripts`, which ``execute()`` loads first."""
+        script = calling_script(sha)
+        if script is not None:
+            self.scripts.add(script)
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+    def load_scripts(self) -> None:
+        """Make every script of :attr:`scripts` exist on every node: SCRIPT EXISTS of
+        their SHAs through the client, then SCRIPT LOAD of those missing somewhere (as
+        redis-py's ``Pipeline.load_scripts``, setting each loaded script's ``sha``).
+
+        Raises:
+            redis.exceptions.ResponseError: a script does not compile (SCRIPT LOAD's).
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
+        """
+        scripts = list(self.scripts)
+        sharded = self._sharded
+        exists = sharded.execute_command("SCRIPT EXISTS", *[script.sha for script in scripts])
+        for script in missing(scripts, exists):
+            script.sha = sharded.execute_command("SCRIPT LOAD", script.script)
+
+    def _load_scripts_first(self, stack: list[Buffered]) -> None:
+        """Plan ``stack`` (a refusal resets the pipeline, nothing sent), then load the
+        queued scripts; as redis-py, a failure of the loading keeps the buffer."""
+        try:
+            self._refuse_early(stack)
+        except BaseException:
+            self.reset()
+            raise
+        finally:
+            self._sharded._health.release()  # the execution plans (and claims) again
+        self.load_scripts()
+
+    def _refuse_early(self, stack: list[Buffered]) -> None:
+        """Plan ``stack`` once before scripts are loaded, so that a refusal comes before
+        anything is sent (the plans are made again by the execution, which retries a
+        removed node).
+
+        Raises:
+            CrossShardError, UnsupportedCommandError: as ``execute``.
+        """
+        members = self._sharded._members
+        with suppress(NodeRemovedError):
+            if self.transaction or self.explicit_transaction:
+                pin = self._pin
+                watched = pin.node if pin is not None and pin.pipe.watching else None
+                refuse_cross_node_transaction(self._plans(stack, members), watched)
+            else:
+                self._plain(stack, members)
+
     def watch(self, *names: Any) -> Any:
         """Watch ``names`` on their node (they must share one; see
         ``immediate_execute_command``).
@@ -217,6 +275,7 @@ class ShardedPipeline(CoreCommands):
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         """Send the buffered commands and return their answers in order; then reset.
+        Queued Lua scripts (:attr:`scripts`) are loaded first (``load_scripts``).
 
         Raises:
             CrossShardError: a transaction whose commands (or watched keys) span nodes, or
@@ -231,10 +290,14 @@ class ShardedPipeline(CoreCommands):
             redis.exceptions.ResponseError: with ``raise_on_error``, the first failed
                 command's, annotated as redis-py's (EXECABORT as redis-py).
             redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
+            redis.exceptions.ResponseError: a queued script does not compile (nothing of
+                the pipeline was sent; as redis-py, the buffer is kept).
         """
         stack = self.command_stack
         if not stack and not self.watching:
             return []
+        if self.scripts:
+            self._load_scripts_first(stack)
         try:
             if self.transaction or self.explicit_transaction:
                 return self._execute_transaction(stack, raise_on_error)
@@ -506,6 +569,7 @@ class ShardedPipeline(CoreCommands):
         """Drop the buffered commands, end ``multi()``, UNWATCH the watched keys and give
         their node's connection back."""
         self.command_stack = []
+        self.scripts = set()
         self.explicit_transaction = False
         self._unpin()
 
