@@ -38,6 +38,8 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
 * ``_clients``: connecting to the nodes (sync and asyncio) and asyncio gathering;
 * ``_sync`` / ``_async``: the two clients, their I/O only; ``_pipeline`` /
   ``_async_pipeline``: their pipelines (redis-py's, transactions and WATCH included);
+  ``_pipeline_surface``: what the pipelines have of redis-py's Pipeline beyond commands
+  (Script objects loaded on every node, module accessors refused);
 * ``_transaction``: where a transaction (MULTI/EXEC, WATCH) runs: its rules, no I/O;
 * ``_sampling``: a sample of live keys for ``hashring report --sample-from``.
 """
