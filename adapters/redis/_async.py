@@ -70,7 +70,7 @@ from ._fallback import (
     together,
 )
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
-from ._pubsub import AsyncShardedPubSub
+from ._pubsub import AsyncShardedPubSub, stop_readers
 from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
 from ._surface import Surface
 
@@ -368,7 +368,12 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         return {name: ok for name, ok in zip(names, answers, strict=True) if ok is not None}
 
     async def aclose(self) -> None:
-        """Close every node client this object created (clients passed in stay open)."""
+        """Close every node client this object created (clients passed in stay open),
+        their pools' connections included, as ``redis.asyncio.Redis.aclose``: the reader
+        tasks of this client's ``pubsub()`` objects are stopped first, so a subscription
+        not closed by the application ends with its connection (reading that pub/sub again
+        reconnects, as redis-py)."""
+        await stop_readers(self)
         await gather_all(client.aclose() for client in self._created_clients())
 
     async def close(self) -> None:

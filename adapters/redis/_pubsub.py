@@ -5,9 +5,17 @@ owner (placed like a key, as PUBLISH routes it, see ``_channels``), PSUBSCRIBE s
 pattern to every node (a message is published on its channel's owner, which may be any
 node), and the nodes' messages are read as one stream whose (un)subscribe confirmations
 read as one server's (``_channels.Confirmations``: same counts, in the order sent, a
-pattern confirmed once). Handlers (``subscribe(ch=handler)``) work as in redis-py: the
-node's ``PubSub`` calls them. Published messages of different nodes come in the order they
-are read (one server orders them by publication; nodes cannot).
+pattern confirmed once). Handlers (``subscribe(ch=handler)``, or
+``redis.typing.Subscription(name, handler)`` given positionally, as redis-py 8.1 takes them)
+work as in redis-py: the node's ``PubSub`` calls them. Published messages of different nodes
+come in the order they are read (one server orders them by publication; nodes cannot).
+
+Async: one reader task per node in use; none outlives ``aclose()``, and
+``AsyncShardedRedis.aclose()`` stops them (so its pool's disconnect ends the subscriptions,
+as redis.asyncio's; reading the pub/sub again reconnects). ``get_message`` before anything
+is subscribed (or connected) raises RuntimeError, as redis.asyncio; the sync one waits and
+returns None, as redis-py. Names of redis-py's ``PubSub`` that belong to its one connection
+(``connection``, ``parse_response``, ...) raise ``RefusedAttributeError`` (``_surface``).
 
 Costs: SUBSCRIBE of k channels is one command per owner node (k placement lookups);
 PSUBSCRIBE is one command per node. Membership is read when a subscription is made: a node
@@ -23,6 +31,7 @@ import itertools
 import select
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
@@ -30,13 +39,19 @@ from typing import Any, Generic, Protocol, TypeVar
 import redis
 import redis.asyncio as aioredis
 from redis.client import PubSubWorkerThread
-from redis.commands.helpers import list_or_args
+from redis.commands.helpers import (
+    list_or_args,
+    parse_pubsub_subscriptions,
+    pubsub_subscription_args,
+)
+from redis.utils import warn_deprecated
 
 from hashring import EmptyRingError
 
 from ._channels import Confirmations
+from ._surface import refuse_pubsub_attributes
 
-__all__ = ["AsyncShardedPubSub", "ShardedPubSub"]
+__all__ = ["AsyncShardedPubSub", "ShardedPubSub", "stop_readers"]
 
 _PUBLISHED = ("message", "pmessage", "smessage", "pong")
 _HOLDING = {"subscribe": "channels", "unsubscribe": "channels", "ssubscribe": "shard",
@@ -60,9 +75,26 @@ def _names(args: Sequence[Any]) -> list[Any]:
     return list(list_or_args(args[0], args[1:])) if args else []
 
 
+def _subscriptions(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[Any, Any]:
+    """Name -> handler (None without) of a (P|S)SUBSCRIBE, as redis-py reads them: names,
+    lists of names, ``redis.typing.Subscription(name, handler)`` objects and
+    ``name=handler`` keywords (a later one of a name wins)."""
+    return parse_pubsub_subscriptions(tuple(args), kwargs)
+
+
+def _arguments(subscriptions: Mapping[Any, Any]) -> list[Any]:
+    """``subscriptions`` as positional arguments of a node PubSub's (p|s)subscribe: a name,
+    or a ``Subscription`` carrying its handler (binary names need no keyword)."""
+    return pubsub_subscription_args(subscriptions)
+
+
 class _Shared(Generic[P]):
     """The bookkeeping both pub/subs share: one node PubSub per node used, which node holds
     each channel, and the confirmations merged. No I/O."""
+
+    PUBLISH_MESSAGE_TYPES = redis.client.PubSub.PUBLISH_MESSAGE_TYPES
+    UNSUBSCRIBE_MESSAGE_TYPES = redis.client.PubSub.UNSUBSCRIBE_MESSAGE_TYPES
+    HEALTH_CHECK_MESSAGE = redis.client.PubSub.HEALTH_CHECK_MESSAGE
 
     def __init__(self, sharded: _Owners, kwargs: dict[str, Any]) -> None:
         self._sharded = sharded
@@ -83,21 +115,19 @@ class _Shared(Generic[P]):
 
     def _by_owner(
         self, kind: str, args: Sequence[Any], kwargs: Mapping[str, Any]
-    ) -> dict[str, tuple[list[Any], dict[str, Any]]]:
-        """Channels (and handlers) of a SUBSCRIBE or SSUBSCRIBE (``kind``) grouped by the
-        node that owns them, now held there. O(channels) lookups."""
-        groups: dict[str, tuple[list[Any], dict[str, Any]]] = {}
-        for name in _names(args):
-            groups.setdefault(self._sharded.node_for(name), ([], {}))[0].append(name)
-        for name, handler in kwargs.items():
-            groups.setdefault(self._sharded.node_for(name), ([], {}))[1][name] = handler
+    ) -> dict[str, list[Any]]:
+        """The arguments of a SUBSCRIBE or SSUBSCRIBE (``kind``) for each node owning some
+        of its channels (names, or ``Subscription`` objects with their handlers), now held
+        there. O(channels) lookups."""
+        subscriptions = _subscriptions(args, kwargs)
+        groups: dict[str, dict[Any, Any]] = {}
         held = self._held[_HOLDING[kind]]
-        for node, (names, handlers) in groups.items():
-            for name in [*names, *handlers]:
-                held[name] = node
-        sent = [self._normal(name) for name in [*_names(args), *kwargs]]
-        self._confirmations.sent(kind, sent, 1)
-        return groups
+        for name, handler in subscriptions.items():
+            node = self._sharded.node_for(name)
+            groups.setdefault(node, {})[name] = handler
+            held[name] = node
+        self._confirmations.sent(kind, [self._normal(name) for name in subscriptions], 1)
+        return {node: _arguments(group) for node, group in groups.items()}
 
     def _holding(self, kind: str, args: Sequence[Any]) -> dict[str, list[Any]]:
         """The nodes an UNSUBSCRIBE or SUNSUBSCRIBE (``kind``) goes to, with their names:
@@ -135,7 +165,8 @@ class _Shared(Generic[P]):
         nodes = sorted(self._sharded.clients) if kind == "psubscribe" else sorted(self._subs)
         if not nodes:
             nodes = [self._first()]
-        names = [self._normal(name) for name in [*_names(args), *kwargs]]
+        given = _subscriptions(args, kwargs) if kind == "psubscribe" else _names(args)
+        names = [self._normal(name) for name in given]
         if names:
             self._confirmations.sent(kind, names, len(nodes))
         else:
@@ -161,6 +192,11 @@ class _Shared(Generic[P]):
             return subs
         start = next(self._turn) % len(subs)
         return subs[start:] + subs[:start]
+
+    @property
+    def encoder(self) -> Any:
+        """The client's encoder (every node's encodes alike), as ``PubSub.encoder``."""
+        return self._sharded.get_encoder()
 
     @property
     def channels(self) -> dict[Any, Any]:
@@ -208,20 +244,21 @@ class ShardedPubSub(_Shared[redis.client.PubSub]):
 
     def subscribe(self, *args: Any, **kwargs: Callable[..., Any]) -> None:
         """Subscribe each channel on its owner. O(channels) lookups, one command per node."""
-        for node, (names, handlers) in self._by_owner("subscribe", args, kwargs).items():
-            self._sub(node).subscribe(*names, **handlers)
+        for node, arguments in self._by_owner("subscribe", args, kwargs).items():
+            self._sub(node).subscribe(*arguments)
         self._woken.set()
 
     def ssubscribe(self, *args: Any, target_node: Any = None, **kwargs: Callable[..., Any]) -> None:
         """Subscribe each shard channel on its owner (SPUBLISH routes it there)."""
-        for node, (names, handlers) in self._by_owner("ssubscribe", args, kwargs).items():
-            self._sub(node).ssubscribe(*names, **handlers)
+        for node, arguments in self._by_owner("ssubscribe", args, kwargs).items():
+            self._sub(node).ssubscribe(*arguments)
         self._woken.set()
 
     def psubscribe(self, *args: Any, **kwargs: Callable[..., Any]) -> None:
         """Subscribe the patterns on every node (one confirmation each, as one server)."""
+        arguments = _arguments(_subscriptions(args, kwargs))
         for node in self._every("psubscribe", args, kwargs):
-            self._sub(node).psubscribe(*args, **kwargs)
+            self._sub(node).psubscribe(*arguments)
         self._woken.set()
 
     def unsubscribe(self, *args: Any) -> None:
@@ -352,6 +389,7 @@ class AsyncShardedPubSub(_Shared[aioredis.client.PubSub]):
         super().__init__(sharded, kwargs)
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._readers: dict[str, asyncio.Task[None]] = {}
+        _LIVE.add(self)
 
     async def _read(self, sub: aioredis.client.PubSub) -> None:
         while True:
@@ -371,24 +409,52 @@ class AsyncShardedPubSub(_Shared[aioredis.client.PubSub]):
         if reader is None or reader.done():
             self._readers[node] = asyncio.ensure_future(self._read(self._subs[node]))
 
+    async def _resume(self) -> None:
+        """Start a reader for every node PubSub holding a connection that has none running
+        (stopped by the client's ``aclose`` or ended by an error), reconnecting (and so
+        re-subscribing) first, as redis-py's PubSub does when read again."""
+        for node, sub in self._subs.items():
+            reader = self._readers.get(node)
+            connection = sub.connection
+            if connection is None or (reader is not None and not reader.done()):
+                continue
+            if not connection.is_connected:
+                await connection.connect()
+            self._start(node)
+
+    async def _stop(self) -> None:
+        """Cancel the readers and wait until they end (those of this event loop; a
+        reader of a loop that is gone is only cancelled)."""
+        readers, self._readers = self._readers, {}
+        loop = asyncio.get_running_loop()
+        mine = []
+        for task in readers.values():
+            task.cancel()
+            if task.get_loop() is loop:
+                mine.append(task)
+        for task in mine:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     async def subscribe(self, *args: Any, **kwargs: Callable[..., Any]) -> None:
         """Subscribe each channel on its owner. O(channels) lookups, one command per node."""
-        for node, (names, handlers) in self._by_owner("subscribe", args, kwargs).items():
-            await self._sub(node).subscribe(*names, **handlers)
+        for node, arguments in self._by_owner("subscribe", args, kwargs).items():
+            await self._sub(node).subscribe(*arguments)
             self._start(node)
 
     async def ssubscribe(
         self, *args: Any, target_node: Any = None, **kwargs: Callable[..., Any]
     ) -> None:
         """Subscribe each shard channel on its owner (SPUBLISH routes it there)."""
-        for node, (names, handlers) in self._by_owner("ssubscribe", args, kwargs).items():
-            await self._sub(node).ssubscribe(*names, **handlers)
+        for node, arguments in self._by_owner("ssubscribe", args, kwargs).items():
+            await self._sub(node).ssubscribe(*arguments)
             self._start(node)
 
     async def psubscribe(self, *args: Any, **kwargs: Callable[..., Any]) -> None:
         """Subscribe the patterns on every node (one confirmation each, as one server)."""
+        arguments = _arguments(_subscriptions(args, kwargs))
         for node in self._every("psubscribe", args, kwargs):
-            await self._sub(node).psubscribe(*args, **kwargs)
+            await self._sub(node).psubscribe(*arguments)
             self._start(node)
 
     async def unsubscribe(self, *args: Any) -> None:
@@ -413,17 +479,31 @@ class AsyncShardedPubSub(_Shared[aioredis.client.PubSub]):
         self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0
     ) -> Any:
         """The next message of any node, or None after ``timeout`` seconds (None: wait until
-        one comes), as ``PubSub.get_message``. Handled messages are consumed (None)."""
+        one comes), as ``PubSub.get_message``. Handled messages are consumed (None).
+        Cancelling it while it waits cancels it (a message that came meanwhile stays queued).
+
+        Raises:
+            RuntimeError: nothing was ever subscribed (or pinged) since creation or
+                ``aclose``, as redis.asyncio ("pubsub connection not set").
+        """
+        found, message = self._take(None, ignore_subscribe_messages)
+        if found:
+            return message
+        if not any(sub.connection is not None for sub in self._subs.values()):
+            raise RuntimeError(
+                "pubsub connection not set: did you forget to call subscribe() or psubscribe()?"
+            )
+        await self._resume()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        found, message = self._take(None, ignore_subscribe_messages)
         while not found:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             try:
                 if remaining == 0:
                     item = self._queue.get_nowait()
-                else:
-                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                else:  # not wait_for: on 3.11 it can swallow a cancellation (bpo-42130)
+                    async with asyncio.timeout(remaining):
+                        item = await self._queue.get()
             except (TimeoutError, asyncio.QueueEmpty):
                 return None
             if isinstance(item, Exception):
@@ -439,6 +519,14 @@ class AsyncShardedPubSub(_Shared[aioredis.client.PubSub]):
             message = await self.get_message(timeout=None)
             if message is not None:
                 yield message
+
+    async def connect(self) -> None:
+        """Connect the pub/sub, as ``PubSub.connect``: every node connection in use (the
+        first node's when none is), reconnecting (and re-subscribing) a dropped one.
+        ``get_message`` then reads instead of raising RuntimeError. One connect per node."""
+        for node in sorted(self._subs) or [self._first()]:
+            await self._sub(node).connect()  # type: ignore[no-untyped-call]
+            self._start(node)
 
     async def ping(self, message: Any = None) -> None:
         """PING one node's pub/sub connection (one PONG comes back, as from one server)."""
@@ -471,13 +559,9 @@ class AsyncShardedPubSub(_Shared[aioredis.client.PubSub]):
             await asyncio.sleep(0)
 
     async def aclose(self) -> None:
-        """Stop the readers, close every node's pub/sub connection, forget everything."""
-        readers, self._readers = self._readers, {}
-        for task in readers.values():
-            task.cancel()
-        for task in readers.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """Stop the readers (none outlives this), close every node's pub/sub connection,
+        forget everything: ``get_message`` then raises RuntimeError, as redis.asyncio."""
+        await self._stop()
         subs, self._subs = self._subs, {}
         for sub in subs.values():
             await sub.aclose()  # type: ignore[no-untyped-call]
@@ -486,11 +570,38 @@ class AsyncShardedPubSub(_Shared[aioredis.client.PubSub]):
         self._outbox.clear()
         self._queue = asyncio.Queue()
 
-    close = aclose
-    reset = aclose
+    async def close(self) -> None:
+        """Deprecated alias of :meth:`aclose` (DeprecationWarning), as redis.asyncio's."""
+        warn_deprecated("close", "Use aclose() instead", "5.0.1", stacklevel=3)  # type: ignore[no-untyped-call]
+        await self.aclose()
+
+    async def reset(self) -> None:
+        """Deprecated alias of :meth:`aclose` (DeprecationWarning), as redis.asyncio's."""
+        warn_deprecated("reset", "Use aclose() instead", "5.0.1", stacklevel=3)  # type: ignore[no-untyped-call]
+        await self.aclose()
 
     async def __aenter__(self) -> AsyncShardedPubSub:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+refuse_pubsub_attributes(ShardedPubSub)
+refuse_pubsub_attributes(AsyncShardedPubSub)
+
+_LIVE: weakref.WeakSet[AsyncShardedPubSub] = weakref.WeakSet()
+"""Every AsyncShardedPubSub not yet garbage: ``stop_readers`` finds a client's here."""
+
+
+async def stop_readers(sharded: object) -> None:
+    """Stop the reader tasks of every pub/sub of ``sharded`` (``AsyncShardedRedis.aclose``).
+
+    redis.asyncio's ``aclose`` disconnects the pool, the pub/sub's connection included, and
+    nothing reads it again unless the application does; a reader task left running would
+    reconnect and re-subscribe at once (a later PUBLISH would count it). The pub/subs keep
+    their subscriptions: reading one again resumes its readers, as redis-py reconnects.
+    O(live pub/subs)."""
+    for pubsub in list(_LIVE):
+        if pubsub._sharded is sharded:
+            await pubsub._stop()

@@ -18,6 +18,9 @@ sharded clients or raises ``UnsupportedCommandError`` naming what to use instead
                             AttributeError: redis-py's own duck typing (``AsyncScript``,
                             the asyncio ``Lock``) falls back to ``get_encoder()`` on
                             AttributeError, and ``getattr(client, name, default)`` works
+``REFUSED_PUBSUB``          the same refusal (``RefusedAttributeError``) for the names of
+                            redis-py's ``PubSub`` that belong to its one connection, read
+                            on a sharded ``pubsub()``
 ==========================  ===============================================================
 """
 
@@ -31,10 +34,12 @@ from ._errors import UnsupportedCommandError
 __all__ = [
     "REFUSED_ATTRIBUTES",
     "REFUSED_METHODS",
+    "REFUSED_PUBSUB",
     "Callbacks",
     "RefusedAttributeError",
     "Surface",
     "refuse",
+    "refuse_pubsub_attributes",
 ]
 
 _ONE_NODE = "for one node use clients[name] or client_for(key)"
@@ -86,6 +91,26 @@ REFUSED_ATTRIBUTES: dict[str, str] = {
 """redis-py attributes a sharded client has no single value for, with what to use."""
 
 
+_NODE_PUBSUB = "a sharded pub/sub holds one redis-py PubSub per node: use the node's own "
+_CONNECTION = (
+    f"{_NODE_PUBSUB}client (clients[name].pubsub()) for one connection; the sharded "
+    "pub/sub connects each node on subscribe(), psubscribe(), ssubscribe() or ping()"
+)
+_READ = f"{_NODE_PUBSUB}connection: read with get_message(), listen() or run()"
+
+REFUSED_PUBSUB: dict[str, str] = {
+    **dict.fromkeys(("connection", "connection_pool", "on_connect", "shard_hint",
+                     "execute_command", "check_health", "clean_health_check_responses",
+                     "is_health_check_response", "health_check_response",
+                     "health_check_response_b", "health_check_response_counter",
+                     "push_handler_func"), _CONNECTION),
+    **dict.fromkeys(("parse_response", "handle_message", "subscribed_event",
+                     "pending_unsubscribe_channels", "pending_unsubscribe_patterns",
+                     "pending_unsubscribe_shard_channels"), _READ),
+}  # fmt: skip
+"""redis-py ``PubSub`` names of its single connection, refused on a sharded pub/sub."""
+
+
 class RefusedAttributeError(UnsupportedCommandError, AttributeError):
     """An attribute of redis.Redis with no single value on a sharded client: an
     UnsupportedCommandError, and an AttributeError so ``getattr(client, name, default)``
@@ -101,6 +126,23 @@ def refuse(name: str) -> UnsupportedCommandError:
     return UnsupportedCommandError(
         f"{name}() is not available on a sharded client: {REFUSED_METHODS[name]}"
     )
+
+
+def _refused_pubsub(name: str) -> property:
+    def refused(self: object) -> Any:
+        raise RefusedAttributeError(
+            f"{name} is not available on a sharded pub/sub: {REFUSED_PUBSUB[name]}"
+        )
+
+    return property(refused, doc=f"Refused: {REFUSED_PUBSUB[name]}.")
+
+
+def refuse_pubsub_attributes(cls: type) -> None:
+    """Install the ``REFUSED_PUBSUB`` refusals on a sharded pub/sub class (a name the
+    class offers itself is kept)."""
+    for name in REFUSED_PUBSUB:
+        if not hasattr(cls, name):
+            setattr(cls, name, _refused_pubsub(name))
 
 
 def _refused_method(name: str) -> Any:
