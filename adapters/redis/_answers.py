@@ -26,12 +26,17 @@ import redis
 from ._server_wide import Answer
 
 __all__ = [
+    "INFO_MAX",
+    "INFO_MIN",
+    "INFO_RATIOS",
+    "INFO_STATUS",
     "INFO_SUMMED",
     "LATENCY_SAMPLES",
     "MEMORY_SUMMED",
     "Failure",
     "elementwise",
     "gather",
+    "human_bytes",
     "merger",
     "settled",
 ]
@@ -48,34 +53,99 @@ class Failure(NamedTuple):
 INFO_SUMMED = frozenset(
     {
         # clients
-        "connected_clients", "blocked_clients", "tracking_clients",
+        "connected_clients", "cluster_connections", "blocked_clients", "tracking_clients",
         "clients_in_timeout_table", "pubsub_clients", "watching_clients",
-        # memory (bytes the servers use between them)
-        "used_memory", "used_memory_rss", "used_memory_overhead", "used_memory_startup",
-        "used_memory_dataset", "used_memory_lua", "used_memory_vm_eval",
+        # memory (bytes the servers use between them; a peak is bounded by the sum of peaks)
+        "used_memory", "used_memory_rss", "used_memory_peak", "used_memory_overhead",
+        "used_memory_startup", "used_memory_dataset", "used_memory_lua", "used_memory_vm_eval",
         "used_memory_scripts_eval", "used_memory_vm_functions", "used_memory_vm_total",
-        "used_memory_functions", "used_memory_scripts", "mem_fragmentation_bytes",
-        "mem_not_counted_for_evict", "mem_clients_slaves", "mem_clients_normal",
-        "mem_aof_buffer", "mem_replication_backlog", "mem_total_replication_buffers",
-        # stats (counters since start or CONFIG RESETSTAT)
-        "total_connections_received", "total_commands_processed", "total_net_input_bytes",
-        "total_net_output_bytes", "total_net_repl_input_bytes", "total_net_repl_output_bytes",
+        "used_memory_functions", "used_memory_scripts", "allocator_allocated",
+        "allocator_active", "allocator_resident", "allocator_frag_bytes", "allocator_rss_bytes",
+        "rss_overhead_bytes", "mem_fragmentation_bytes", "mem_not_counted_for_evict",
+        "mem_clients_slaves", "mem_clients_normal", "mem_cluster_links", "mem_aof_buffer",
+        "mem_replication_backlog", "mem_total_replication_buffers", "lazyfree_pending_objects",
+        "lazyfreed_objects",
+        # persistence (changes, saves and forks counted over all keys)
+        "rdb_changes_since_last_save", "rdb_saves", "aof_rewrites", "current_cow_size",
+        "current_save_keys_processed", "current_save_keys_total", "rdb_last_cow_size",
+        "aof_last_cow_size", "module_fork_last_cow_size", "rdb_last_load_keys_expired",
+        "rdb_last_load_keys_loaded",
+        # stats (counters since start or CONFIG RESETSTAT; rates per second)
+        "total_connections_received", "total_commands_processed", "instantaneous_ops_per_sec",
+        "total_net_input_bytes", "total_net_output_bytes", "total_net_repl_input_bytes",
+        "total_net_repl_output_bytes", "instantaneous_input_kbps", "instantaneous_output_kbps",
+        "instantaneous_input_repl_kbps", "instantaneous_output_repl_kbps",
         "rejected_connections", "expired_keys", "evicted_keys", "evicted_clients",
         "keyspace_hits", "keyspace_misses", "total_forks", "total_error_replies",
         "total_reads_processed", "total_writes_processed", "expired_time_cap_reached_count",
-        "total_eviction_exceeded_time", "unexpected_error_replies", "dump_payload_sanitizations",
+        "expire_cycle_cpu_milliseconds", "total_eviction_exceeded_time",
+        "unexpected_error_replies", "dump_payload_sanitizations",
         "io_threaded_reads_processed", "io_threaded_writes_processed",
         "total_active_defrag_time", "active_defrag_hits", "active_defrag_misses",
         "active_defrag_key_hits", "active_defrag_key_misses", "sync_full", "sync_partial_ok",
         "sync_partial_err", "total_blocking_keys", "total_blocking_keys_on_nokey",
+        "migrate_cached_sockets", "slave_expires_tracked_keys", "tracking_total_keys",
+        "tracking_total_items", "tracking_total_prefixes", "reply_buffer_shrinks",
+        "reply_buffer_expands", "pubsub_channels", "pubsubshard_channels",
+        # replication (each node's replicas), cpu (seconds the servers used between them)
+        "connected_slaves", "used_cpu_sys", "used_cpu_user", "used_cpu_sys_children",
+        "used_cpu_user_children", "used_cpu_sys_main_thread", "used_cpu_user_main_thread",
         # keyspace (db0 ...), commandstats (cmdstat_*), errorstats (errorstat_*)
         "keys", "expires", "calls", "usec", "rejected_calls", "failed_calls", "count",
     }
 )  # fmt: skip
-"""INFO fields summed over the nodes, at any depth (``db0["keys"]``, ``cmdstat_get["calls"]``).
-Derived fields are computed again from the sums: ``avg_ttl`` (weighted by ``expires``) and
-``usec_per_call``. Any other field is kept when every node gives the same value, else is
-``{node: value}`` (``process_id``, ``uptime_in_seconds``, ``tcp_port``, ``run_id``, ...)."""
+"""INFO fields summed over the nodes, at any depth (``db0["keys"]``, ``cmdstat_get["calls"]``):
+counts, bytes, rates and CPU seconds of the keys and work the nodes share between them."""
+
+INFO_MAX = frozenset(
+    {
+        # in-progress and running flags (0 or 1): one server is busy while any node is
+        "loading", "async_loading", "rdb_bgsave_in_progress", "aof_rewrite_in_progress",
+        "aof_rewrite_scheduled", "module_fork_in_progress", "active_defrag_running",
+        "io_threads_active", "repl_backlog_active",
+        # durations (seconds, ms, usec) and sizes of the longest running or last operation
+        "rdb_last_bgsave_time_sec", "rdb_current_bgsave_time_sec", "aof_last_rewrite_time_sec",
+        "aof_current_rewrite_time_sec", "current_cow_size_age", "current_cow_peak",
+        "latest_fork_usec", "current_eviction_exceeded_time", "current_active_defrag_time",
+        "client_recent_max_input_buffer", "client_recent_max_output_buffer",
+        "aof_rewrites_consecutive_failures",
+        # clocks: the latest reading
+        "server_time_usec", "lru_clock",
+    }
+)  # fmt: skip
+"""INFO fields whose combined value is the largest node's: flags OR'd (as ints), the
+longest duration, the latest clock."""
+
+INFO_MIN = frozenset(
+    {
+        # all keys are saved (and served) only since the oldest save and the latest start
+        "rdb_last_save_time", "uptime_in_seconds", "uptime_in_days",
+        # a fork in progress is as far along as its slowest node
+        "current_fork_perc",
+    }
+)  # fmt: skip
+"""INFO fields whose combined value is the smallest node's."""
+
+INFO_STATUS = frozenset(
+    {"rdb_last_bgsave_status", "aof_last_bgrewrite_status", "aof_last_write_status"}
+)
+"""INFO ``ok``/``err`` fields: ``err`` when any node says it (the first non-``ok`` value)."""
+
+INFO_RATIOS: dict[str, tuple[str, str, float, int, str]] = {
+    # field: (numerator, denominator minus nothing, scale, decimals, suffix), from the sums
+    "mem_fragmentation_ratio": ("used_memory_rss", "used_memory", 1, 2, ""),
+    "allocator_frag_ratio": ("allocator_active", "allocator_allocated", 1, 2, ""),
+    "allocator_rss_ratio": ("allocator_resident", "allocator_active", 1, 2, ""),
+    "rss_overhead_ratio": ("used_memory_rss", "allocator_resident", 1, 2, ""),
+    "used_memory_peak_perc": ("used_memory", "used_memory_peak", 100, 2, "%"),
+}
+"""INFO ratios computed again from the summed fields they divide, formatted as the server
+does (``used_memory_dataset_perc`` too: dataset over used minus startup memory). A
+``*_human`` field is its summed byte count in the server's notation (``895.03K``). Any other
+field is kept when every node gives the same value, else is ``{node: value}``: identities
+(``process_id``, ``run_id``, ``tcp_port``, ``executable``, ``master_replid``), replication
+offsets, ``expired_stale_perc``, ``pubsub_patterns`` (patterns are on every node),
+``number_of_cached_scripts`` and ``latency_percentiles_usec_*`` (not combinable)."""
 
 MEMORY_SUMMED = frozenset(
     {
@@ -91,8 +161,38 @@ MEMORY_SUMMED = frozenset(
 """MEMORY STATS fields summed over the nodes (byte and key counts); ratios, percentages and
 peaks are kept when equal, else ``{node: value}``."""
 
-_SUMMED = {"info": INFO_SUMMED, "memory": MEMORY_SUMMED}
-"""Summed fields by command (CONFIG GET and FUNCTION STATS sum nothing)."""
+Reduce = Callable[[list[Any]], Any]
+
+
+def _status(values: list[Any]) -> Any:
+    """``ok`` when every node says so, else the first other value (``err``)."""
+    return next((v for v in values if v != "ok"), values[0])
+
+
+Field = tuple[Reduce, Callable[[Any], bool]]
+
+
+def _by_field(*groups: tuple[frozenset[str], Reduce, Callable[[Any], bool]]) -> dict[str, Field]:
+    """``{field: (reduction, which values it accepts)}`` from groups of field names."""
+    return {name: (reduce, accepts) for names, reduce, accepts in groups for name in names}
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+_COMBINED: dict[str, dict[str, Field]] = {
+    "info": _by_field(
+        (INFO_SUMMED, sum, lambda v: _number(v)),
+        (INFO_MAX, max, lambda v: _number(v)),
+        (INFO_MIN, min, lambda v: _number(v)),
+        (INFO_STATUS, _status, _is_text),
+    ),
+    "memory": _by_field((MEMORY_SUMMED, sum, lambda v: _number(v))),
+}
+"""How a field combines, by command (CONFIG GET and FUNCTION STATS combine nothing): the
+reduction and which values it accepts (a field whose values it does not accept is kept
+when equal, else ``{node: value}``)."""
 
 LATENCY_SAMPLES = 160
 """How many samples one server keeps per latency event (``LATENCY_TS_LEN``)."""
@@ -121,8 +221,8 @@ def merger(answer: Answer, nodes: Sequence[str], args: Sequence[Any]) -> Merge:
     if answer is Answer.AGREED:
         return lambda answers: _agreed(names, answers)
     if answer is Answer.FIELDS:
-        summed = _SUMMED.get(_head(args), frozenset())
-        return lambda answers: _fields(names, answers, summed)
+        combined = _COMBINED.get(_head(args), {})
+        return lambda answers: _fields(names, answers, combined, top=True)
     if answer is Answer.SLOWLOG:
         count = _count(args, 10)
         return lambda answers: _slowlog(answers, count)
@@ -228,18 +328,26 @@ def _agreed(nodes: list[str], answers: list[Any]) -> Any:
     return dict(zip(nodes, answers, strict=True))
 
 
-def _fields(nodes: list[str], answers: list[Any], summed: frozenset[str]) -> Any:
-    """Dicts merged field by field (at any depth); anything else as :attr:`Answer.AGREED`."""
+def _fields(
+    nodes: list[str],
+    answers: list[Any],
+    combined: dict[str, Field],
+    top: bool = False,
+) -> Any:
+    """Dicts merged field by field (at any depth) by ``combined``; anything else as
+    :attr:`Answer.AGREED`. At the ``top`` of an INFO answer, ratios and ``*_human``
+    fields are computed again from the combined fields."""
     if not all(isinstance(a, dict) for a in answers):
         return _agreed(nodes, answers)
     merged: dict[Any, Any] = {}
     for name in dict.fromkeys(k for answer in answers for k in answer):
         present = [(n, a[name]) for n, a in zip(nodes, answers, strict=True) if name in a]
         values = [value for _, value in present]
-        if _text(name) in summed and all(_number(v) for v in values):
-            merged[name] = sum(values)
+        how = combined.get(_text(name))
+        if how is not None and all(how[1](v) for v in values):
+            merged[name] = how[0](values)
         elif all(isinstance(v, dict) for v in values):
-            merged[name] = _fields([n for n, _ in present], values, summed)
+            merged[name] = _fields([n for n, _ in present], values, combined)
         elif len(present) == len(answers) and all(v == values[0] for v in values[1:]):
             merged[name] = values[0]
         else:
@@ -247,7 +355,44 @@ def _fields(nodes: list[str], answers: list[Any], summed: frozenset[str]) -> Any
     for name, answer_values in _derived(answers).items():
         if name in merged:
             merged[name] = answer_values
+    if top and len(answers) > 1:
+        _recompute(merged)
     return merged
+
+
+def _recompute(merged: dict[Any, Any]) -> None:
+    """INFO's ratios (:data:`INFO_RATIOS`, ``used_memory_dataset_perc``) and ``*_human``
+    fields from the combined fields they are made of, in place. O(fields)."""
+    ratios = dict(INFO_RATIOS)
+    ratios["used_memory_dataset_perc"] = ("used_memory_dataset", "", 100, 2, "%")
+    for name, (top, bottom, scale, decimals, suffix) in ratios.items():
+        if name not in merged:
+            continue
+        numerator: Any = merged.get(top)
+        denominator: Any
+        if bottom:
+            denominator = merged.get(bottom)
+        else:  # dataset over the memory used beyond startup
+            used: Any = merged.get("used_memory")
+            startup: Any = merged.get("used_memory_startup")
+            denominator = used - startup if _number(used) and _number(startup) else None
+        if _number(numerator) and _number(denominator) and denominator > 0:
+            text = f"{numerator * scale / denominator:.{decimals}f}"
+            merged[name] = text + suffix if suffix else float(text)
+    for name in list(merged):
+        if isinstance(name, str) and name.endswith("_human"):
+            count = merged.get(name[: -len("_human")])
+            if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+                merged[name] = human_bytes(count)
+
+
+def human_bytes(count: int) -> str:
+    """``count`` bytes as the server writes them in INFO (``bytesToHuman``): ``512B``,
+    ``895.03K``, ``6.20M``, ... O(1)."""
+    for power, unit in ((5, "P"), (4, "T"), (3, "G"), (2, "M"), (1, "K")):
+        if 1024**power <= count < 1024 ** (power + 1):
+            return f"{count / 1024**power:.2f}{unit}"
+    return f"{count}B"
 
 
 def _derived(answers: list[dict[Any, Any]]) -> dict[Any, Any]:

@@ -71,7 +71,14 @@ from ._fallback import (
 )
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pubsub import AsyncShardedPubSub, stop_readers
-from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
+from ._routing import (
+    Entry,
+    assemble,
+    group_per_node,
+    next_scan_cursor,
+    scan_page_open,
+    scan_position,
+)
 from ._surface import Surface
 
 __all__ = ["AsyncShardedRedis"]
@@ -290,25 +297,34 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         _type: str | None = None,
         **kwargs: Any,
     ) -> tuple[int, list[Any]]:
-        """SCAN over every node in turn; the cursor encodes (node, node cursor) as in
+        """SCAN over every node in turn; the cursor encodes (node, node cursor), and a
+        page goes on to the next node while the page is short, as in
         ``ShardedRedis.scan``.
 
         Start with 0 and stop when 0 comes back, as with one server. Membership changes
         during a scan invalidate the cursor.
+
+        Raises:
+            EmptyRingError: the client has no nodes.
         """
         members = self._members
         names = sorted(members.slots)
         if not names:
             raise EmptyRingError("the client has no nodes: add_node() one first")
         index, node_cursor = scan_position(cursor, len(names))
-        slot = self._enter(members, names[index])
-        try:
-            following, keys = await slot.client.scan(
-                node_cursor, match=match, count=count, _type=_type, **kwargs
-            )
-        finally:
-            await self._leave(slot)
-        return next_scan_cursor(following, index, len(names)), keys
+        page: list[Any] = []
+        while True:
+            slot = self._enter(members, names[index])
+            try:
+                following, keys = await slot.client.scan(
+                    node_cursor, match=match, count=count, _type=_type, **kwargs
+                )
+            finally:
+                await self._leave(slot)
+            page.extend(keys)
+            if not scan_page_open(following, index, len(names), len(page), count):
+                return next_scan_cursor(following, index, len(names)), page
+            index, node_cursor = index + 1, 0
 
     async def scan_iter(  # type: ignore[override]
         self, match: Any = None, count: int | None = None, _type: str | None = None, **kwargs: Any

@@ -32,7 +32,8 @@ keyless commands          every node (see ``_server_wide``), answers combined in
                           when one node does
 node-independent keyless  the default node (the first by name): ECHO, TIME, COMMAND ...,
                           ACL CAT/WHOAMI, CLIENT ID/INFO/GETNAME, ``... HELP``
-refused keyless           REPLICAOF, FAILOVER, DEBUG, CLIENT UNBLOCK, CLIENT KILL ID ...:
+refused keyless           REPLICAOF, FAILOVER, DEBUG, CLIENT UNBLOCK, CLIENT KILL ID,
+                          CLIENT TRACKING REDIRECT ...:
                           UnsupportedCommandError before sending
 SCAN                      through ``scan()`` / ``scan_iter()``, which walk every node
 connection state          MULTI, EXEC, WATCH, SELECT, AUTH, QUIT, RESET, SUBSCRIBE, ...:
@@ -56,7 +57,7 @@ from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePoli
 from ._answers import merger, settled
 from ._channels import PUBSUB_MERGES, channel_keys
 from ._errors import CrossShardError, UnsupportedCommandError
-from ._server_wide import PUBSUB, Answer, Route, rule_for, tip_answer
+from ._server_wide import PUBSUB, Answer, Route, per_node_id, rule_for, tip_answer
 
 __all__ = [
     "CONNECTION_ERRORS",
@@ -82,10 +83,6 @@ SCHEMES = ("redis://", "rediss://", "unix://")
 
 SCRIPTING = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
 ATOMIC_MULTI_KEY = frozenset({"msetnx"})
-PER_NODE_IDS = (
-    "client ids are per node (the same id names other clients on other nodes): use "
-    "clients[node].client_kill_filter(_id=...)"
-)
 _TRANSACTION = (
     "use pipeline(transaction=True) with keys sharing a {hash tag}, or client_for(key) "
     "for direct access to one node"
@@ -368,24 +365,18 @@ def _plan_keyless(
 
     Raises:
         UnsupportedCommandError: a refused command (REPLICAOF, DEBUG, CLIENT UNBLOCK,
-            CLIENT KILL ID ...), before anything is sent.
+            CLIENT KILL ID, CLIENT TRACKING REDIRECT ...), before anything is sent.
     """
     name = command.name
     rule = rule_for(name, command.request, command.response)
-    if rule.route is Route.REFUSE or (name == "client kill" and _names_client_id(args)):
-        why = rule.why if rule.route is Route.REFUSE else PER_NODE_IDS
+    why = rule.why if rule.route is Route.REFUSE else per_node_id(name, args)
+    if why is not None:
         raise UnsupportedCommandError(f"{name.upper()} cannot be sharded: {why}")
     if rule.route is Route.ONE:
         return Plan([Part(default_node, args)], first_answer, name, readonly)
     parts = [Part(node, args) for node in all_nodes]
     merge = merger(rule.answer, all_nodes, args)
     return Plan(parts, merge, name, readonly, any_success=rule.answer is Answer.ANY)
-
-
-def _names_client_id(args: tuple[Any, ...]) -> bool:
-    """CLIENT KILL with an ``ID`` filter (client ids are per node). O(args)."""
-    filters = args[2:] if _text(args[0]).strip().lower() == "client" else args[1:]
-    return len(filters) > 1 and any(_text(word).lower() == "id" for word in filters[::2])
 
 
 def _split(

@@ -4,7 +4,8 @@
 ``group_per_node`` and ``assemble`` turn a pipeline's plans into one batch per node and
 the batches' answers back into one answer per command (``raise_first_error`` raises as
 redis-py would); ``refuse_cross_node_transaction`` finds a transaction's one node;
-``scan_position`` and ``next_scan_cursor`` encode a sharded SCAN cursor; ``describe_nodes``
+``scan_position`` and ``next_scan_cursor`` encode a sharded SCAN cursor (``scan_page_open``:
+when a page goes on to the next node); ``describe_nodes``
 shows nodes without passwords. (Reads during a migration: ``_fallback``.)
 """
 
@@ -33,6 +34,7 @@ __all__ = [
     "raise_first_error",
     "refuse_cross_node_transaction",
     "route_owners",
+    "scan_page_open",
     "scan_position",
 ]
 
@@ -200,6 +202,27 @@ def scan_position(cursor: int, nodes: int) -> tuple[int, int]:
     """
     cursor = int(cursor)
     return cursor % nodes, cursor // nodes
+
+
+SCAN_COUNT = 10
+"""The page size a SCAN without COUNT aims at, as one server's (``COUNT`` defaults to 10)."""
+
+
+def scan_page_open(following: int, index: int, nodes: int, keys: int, count: int | None) -> bool:
+    """Whether a sharded SCAN page, which holds ``keys`` keys after node ``index`` (of
+    ``nodes``) answered cursor ``following``, takes the next node's first page too: when
+    that node is done (``following`` is 0), another node follows, and the page has fewer
+    than ``count`` keys (:data:`SCAN_COUNT` when None). So each node is asked at most once
+    per page, and a keyspace smaller than COUNT comes back in one page with cursor 0, as
+    from one server. O(1).
+
+    >>> scan_page_open(0, 1, 3, 4, None), scan_page_open(2, 1, 3, 0, None)
+    (True, False)
+    >>> scan_page_open(0, 2, 3, 0, None), scan_page_open(0, 0, 3, 5, 5)
+    (False, False)
+    """
+    limit = SCAN_COUNT if count is None else int(count)
+    return not int(following) and index + 1 < nodes and keys < limit
 
 
 def next_scan_cursor(following: int, index: int, nodes: int) -> int:

@@ -13,7 +13,8 @@ ours, and says so wherever it adds to or overrides them:
   default node (the first by name) answers;
 * ``REFUSE``: commands whose effect on a set of shards is not the effect on one server
   (REPLICAOF on every node would make them all replicas of one server), or that name a
-  per-node id (CLIENT UNBLOCK): ``UnsupportedCommandError`` before anything is sent;
+  per-node client id (CLIENT UNBLOCK; CLIENT KILL ID and CLIENT TRACKING REDIRECT by their
+  options, :data:`PER_NODE_IDS`): ``UnsupportedCommandError`` before anything is sent;
 * ``EVERY`` with an :class:`Answer`: sent to every node and combined.
 
 A keyless command in neither the table nor the tips (a module's, a newer server's) goes to
@@ -26,12 +27,24 @@ the default node) and connection state (``CONNECTION_STATE`` in ``_commands``: r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from redis._parsers.commands import RequestPolicy, ResponsePolicy
 
-__all__ = ["PUBSUB", "RULES", "Answer", "Route", "Rule", "rule_for", "tip_answer"]
+__all__ = [
+    "PER_NODE_IDS",
+    "PUBSUB",
+    "RULES",
+    "Answer",
+    "Route",
+    "Rule",
+    "per_node_id",
+    "rule_for",
+    "tip_answer",
+]
 
 PUBSUB = frozenset({"publish", "spublish", "pubsub"})
 """Pub/sub commands routed elsewhere (the default node), whatever their flags say."""
@@ -58,7 +71,7 @@ class Answer(Enum):
     OR = "logical or (element-wise for lists)"
     CONCAT = "lists concatenated in node order"
     RANDOM = "any node's non-empty answer, at random"
-    FIELDS = "field by field: counters summed, equal values kept, else {node: value}"
+    FIELDS = "field by field as _answers' tables say (INFO_SUMMED ...), else {node: value}"
     SLOWLOG = "the newest n entries of all nodes, newest first, ids made unique"
     ACL_LOG = "the newest n entries of all nodes, newest first"
     LATENCY_LATEST = "per event: the latest spike of any node, the largest maximum"
@@ -131,7 +144,7 @@ RULES: dict[str, Rule] = {
     "keys": _every(Answer.CONCAT, "keys live on every node: concatenated"),
     "randomkey": _every(Answer.RANDOM, "any node's random key"),
     "lastsave": _every(Answer.MIN, "all keys are saved since the oldest node's last save"),
-    "info": _every(Answer.FIELDS, "INFO: see INFO_SUMMED in _answers"),
+    "info": _every(Answer.FIELDS, "INFO: see INFO_SUMMED and the tables after it in _answers"),
     "config get": _every(Answer.FIELDS, "CONFIG GET: a parameter's value where nodes agree"),
     "config set": _every(Answer.FIRST, _WRITE),
     "config resetstat": _every(Answer.FIRST, _WRITE),
@@ -181,6 +194,58 @@ RULES: dict[str, Rule] = {
 }
 """Our rules for keyless commands, by name (``"name subcommand"`` before ``"name"``).
 Any ``... HELP`` subcommand is ``ONE``."""
+
+PER_NODE_IDS: dict[str, tuple[str, frozenset[str] | None, str]] = {
+    "client kill": (
+        "id",
+        None,
+        "client ids are per node (the same id names other clients on other nodes): use "
+        "clients[node].client_kill_filter(_id=...)",
+    ),
+    "client tracking": (
+        "redirect",
+        frozenset({"redirect", "prefix"}),
+        "client ids are per node (the id names another connection, or none, on the other "
+        "nodes): use clients[node].client_tracking_on(clientid=...) with an id of that "
+        "node, or tracking without REDIRECT (RESP3, protocol=3, pushes invalidations on the "
+        "tracking connection itself)",
+    ),
+}
+"""Keyless commands refused when an option names a client id, which is per node: ``name:
+(option, the options that take a value (None: every option does), why)``. Our rule; the
+same command without that option follows :data:`RULES`."""
+
+
+def per_node_id(name: str, args: Sequence[Any]) -> str | None:
+    """Why keyless command ``name`` (lower case) called with ``args`` (the command name as
+    one argument or two, then its options) is refused for naming a per-node client id
+    (:data:`PER_NODE_IDS`), else None. O(args).
+
+    >>> per_node_id("client tracking", ("CLIENT TRACKING", "ON", "PREFIX", "redirect"))
+    >>> per_node_id("client kill", ("CLIENT", "KILL", "ID", 7)) is not None
+    True
+    """
+    entry = PER_NODE_IDS.get(name)
+    if entry is None or not args:
+        return None
+    option, valued, why = entry
+    words = list(args[1:] if " " in _word(args[0]).strip() else args[2:])
+    if name == "client tracking":
+        words = words[1:]  # ON | OFF
+    elif len(words) < 2:
+        return None  # CLIENT KILL ip:port, the old form
+    position = 0
+    while position < len(words):
+        word = _word(words[position]).lower()
+        if word == option:
+            return why
+        position += 2 if valued is None or word in valued else 1
+    return None
+
+
+def _word(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
 
 _FROM_TIPS = {
     ResponsePolicy.ALL_SUCCEEDED: Answer.FIRST,

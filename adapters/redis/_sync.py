@@ -57,7 +57,14 @@ from ._fallback import (
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import ShardedPipeline
 from ._pubsub import ShardedPubSub
-from ._routing import Entry, assemble, group_per_node, next_scan_cursor, scan_position
+from ._routing import (
+    Entry,
+    assemble,
+    group_per_node,
+    next_scan_cursor,
+    scan_page_open,
+    scan_position,
+)
 from ._surface import Surface
 
 __all__ = ["ShardedRedis"]
@@ -294,19 +301,31 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
     ) -> tuple[int, list[Any]]:
         """SCAN over every node in turn; the cursor encodes (node, node cursor).
 
-        Start with 0 and stop when 0 comes back, as with one server. Membership changes
-        during a scan invalidate the cursor.
+        Start with 0 and stop when 0 comes back, as with one server. A page goes on to the
+        next node's first page while the node it read is done and the page has fewer than
+        ``count`` keys (10 by default, SCAN's own), so a keyspace smaller than ``count``
+        comes back in one page with cursor 0, as from one server; each node is asked at
+        most once per call. Every key present for the whole scan is returned at least
+        once (SCAN's guarantee). Membership changes during a scan invalidate the cursor.
+
+        Raises:
+            EmptyRingError: the client has no nodes.
         """
         members = self._members
         names = sorted(members.slots)
         if not names:
             raise EmptyRingError("the client has no nodes: add_node() one first")
         index, node_cursor = scan_position(cursor, len(names))
-        with self._leased(members, names[index]) as client:
-            following, keys = client.scan(
-                node_cursor, match=match, count=count, _type=_type, **kwargs
-            )
-        return next_scan_cursor(following, index, len(names)), keys
+        page: list[Any] = []
+        while True:
+            with self._leased(members, names[index]) as client:
+                following, keys = client.scan(
+                    node_cursor, match=match, count=count, _type=_type, **kwargs
+                )
+            page.extend(keys)
+            if not scan_page_open(following, index, len(names), len(page), count):
+                return next_scan_cursor(following, index, len(names)), page
+            index, node_cursor = index + 1, 0
 
     def scan_iter(
         self, match: Any = None, count: int | None = None, _type: str | None = None, **kwargs: Any
