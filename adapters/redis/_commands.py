@@ -24,7 +24,9 @@ keyless commands          every node (see ``_server_wide``), answers combined in
                           (a failure names its node; the others keep the change); SCRIPT
                           EXISTS ands; KEYS, CLIENT LIST concatenate; RANDOMKEY any node's;
                           INFO, CONFIG GET, MEMORY STATS, FUNCTION STATS field by field
-                          (counters summed, equal values kept, else ``{node: value}``);
+                          (by the tables of ``_answers``: counters summed, flags the
+                          largest, ratios recomputed, equal values kept, else
+                          ``{node: value}``);
                           SLOWLOG GET, ACL LOG the newest n of all nodes; LATENCY LATEST /
                           HISTORY merged by time; DOCTOR-style reports under node headings;
                           ACL LIST/GETUSER, FUNCTION LIST, ROLE ... the answer if all nodes
