@@ -3,7 +3,8 @@
 Three ways, all returning a :class:`CliRun`:
 
 * :func:`run_main` calls ``hashring.cli.main(argv)`` in the test process, with its streams
-  in memory. For everything that does not test the process boundary.
+  in memory. For everything that does not test the process boundary (:func:`run_checked`
+  also asserts that no traceback was printed).
 * :class:`Zygote` is one long-lived, single-threaded ``python`` child that has imported
   hashring and forks a fresh process per invocation: the forked child gets fds 0/1/2 as the
   case asks (a pipe, closed, ``/dev/full``; a file or closed for stdin), Python's standard
@@ -84,6 +85,14 @@ def run_main(*args: Arg, stdin: bytes = b"") -> CliRun:
     return CliRun(
         status, out.getvalue().encode("utf-8", "surrogateescape"), err.getvalue(), seconds
     )
+
+
+def run_checked(*args: Arg, stdin: bytes = b"") -> CliRun:
+    """:func:`run_main`, asserting the command printed no traceback (its errors are one
+    line, whatever went wrong)."""
+    result = run_main(*args, stdin=stdin)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
 
 
 def run_process(

@@ -8,8 +8,6 @@ process and sends it SIGINT.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import signal
@@ -18,30 +16,15 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
+from cli_runs import run_checked
 from hashring.adapters.migrate import MigrationSession
 from redis_servers import RedisServer, RedisServerFactory
 
 from hashring import JumpHash, load_topology
-from hashring.cli import main
 
 MODULE = [sys.executable, "-m", "hashring"]
-
-
-class Run(NamedTuple):
-    status: int
-    stdout: str
-    stderr: str
-
-
-def run(*argv: str) -> Run:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        status = main(list(argv))
-    assert "Traceback" not in stderr.getvalue()
-    return Run(status, stdout.getvalue(), stderr.getvalue())
 
 
 def jump_file(path: Path, names: list[str]) -> str:
@@ -54,9 +37,9 @@ def jump_file(path: Path, names: list[str]) -> str:
 
 def test_to_without_from_is_refused(tmp_path: Path) -> None:
     new = jump_file(tmp_path / "new.toml", ["a", "b"])
-    result = run("report", "--to", new, "--keys", "100")
+    result = run_checked("report", "--to", new, "--keys", "100")
     assert result.status == 2
-    assert result.stdout == ""
+    assert result.text == ""
     assert result.stderr.startswith("hashring: error: --to needs --from")
     assert result.stderr.count("\n") == 1
 
@@ -65,7 +48,7 @@ def test_to_with_nodes_is_allowed(tmp_path: Path) -> None:
     """--nodes states the before side explicitly: the report runs."""
     new = tmp_path / "new.toml"
     new.write_text("[nodes.node-1]\n[nodes.node-2]\n[nodes.node-3]\n")
-    result = run("report", "--nodes", "2", "--to", str(new), "--keys", "1000")
+    result = run_checked("report", "--nodes", "2", "--to", str(new), "--keys", "1000")
     assert result.status == 0, result.stderr
 
 
@@ -84,7 +67,7 @@ def test_jump_files_that_renumber_are_refused(
     (migrate refuses before connecting: the nodes have no URL)."""
     old = jump_file(tmp_path / "old.toml", before)
     new = jump_file(tmp_path / "new.toml", after)
-    result = run(command, "--from", old, "--to", new)
+    result = run_checked(command, "--from", old, "--to", new)
     assert result.status == 2
     assert result.stderr.startswith(f"hashring: error: {new}: jump numbers its buckets")
     assert "--add/--remove" in result.stderr
@@ -106,9 +89,11 @@ def test_jump_files_that_keep_numbering_report_exactly(
     JumpHash placements built directly (only the changed node's keys move)."""
     old = jump_file(tmp_path / "old.toml", before)
     new = jump_file(tmp_path / "new.toml", after)
-    result = run("report", "--from", old, "--to", new, "--keys", "20000", "--format", "json")
+    result = run_checked(
+        "report", "--from", old, "--to", new, "--keys", "20000", "--format", "json"
+    )
     assert result.status == 0, result.stderr
-    document = json.loads(result.stdout)
+    document = json.loads(result.text)
     keys = [f"key:{i}" for i in range(20000)]
     moved = Counter(
         (a, b)
@@ -127,9 +112,11 @@ def test_jump_files_that_keep_numbering_report_exactly(
 def test_jump_change_flags_apply_the_history(tmp_path: Path) -> None:
     """--from FILE --remove NODE (the suggested alternative) moves only that node's keys."""
     old = jump_file(tmp_path / "old.toml", ["n1", "n2", "n3", "n4", "n5"])
-    result = run("report", "--from", old, "--remove", "n3", "--keys", "20000", "--format", "csv")
+    result = run_checked(
+        "report", "--from", old, "--remove", "n3", "--keys", "20000", "--format", "csv"
+    )
     assert result.status == 0, result.stderr
-    rows = {line.split(",")[0]: line.split(",") for line in result.stdout.splitlines()[1:]}
+    rows = {line.split(",")[0]: line.split(",") for line in result.text.splitlines()[1:]}
     ring = JumpHash(["n1", "n2", "n3", "n4", "n5"])
     keys = [f"key:{i}" for i in range(20000)]
     on_n3 = Counter(ring.get_node_many(keys))["n3"]
@@ -144,7 +131,7 @@ def test_plot_path_is_checked_before_any_work(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     topology = tmp_path / "t.toml"
     topology.write_text('[nodes.a]\nurl = "redis://127.0.0.1:1/0"\n')
-    result = run(
+    result = run_checked(
         "report", "--from", str(topology), "--sample-from", str(topology),
         "--plot", "/no/such/dir/x.png",
     )  # fmt: skip
@@ -154,7 +141,7 @@ def test_plot_path_is_checked_before_any_work(tmp_path: Path) -> None:
     )
     folder = tmp_path / "plots.png"
     folder.mkdir()
-    result = run("report", "--nodes", "3", "--keys", "10", "--plot", str(folder))
+    result = run_checked("report", "--nodes", "3", "--keys", "10", "--plot", str(folder))
     assert result.status == 2
     assert "is a folder" in result.stderr
 
@@ -179,9 +166,9 @@ def test_plot_path_is_checked_before_any_work(tmp_path: Path) -> None:
     ],
 )
 def test_unrecognized_arguments_name_the_subcommand(argv: list[str], expected: str) -> None:
-    result = run(*argv)
+    result = run_checked(*argv)
     assert result.status == 2
-    assert result.stdout == ""
+    assert result.text == ""
     assert result.stderr == expected
 
 
@@ -271,7 +258,7 @@ def test_interrupted_apply_says_what_moved_and_that_rerun_resumes(
     there = n3.dbsize()
     assert there >= 200
     assert there - 20 <= said <= there
-    rerun = run("migrate", *argv, "--apply")
+    rerun = run_checked("migrate", *argv, "--apply")
     assert rerun.status == 0, rerun.stderr
 
 
@@ -286,7 +273,9 @@ def test_write_to_carries_jump_history(tmp_path: Path) -> None:
     old = jump_file(tmp_path / "old.toml", names)
     new = jump_file(tmp_path / "new.toml", ["n1", "n2", "n4", "n5"])
     written = tmp_path / "written.toml"
-    result = run("report", "--from", old, "--to", new, "--keys", "1000", "--write-to", str(written))
+    result = run_checked(
+        "report", "--from", old, "--to", new, "--keys", "1000", "--write-to", str(written)
+    )
     assert result.status == 0, result.stderr
     assert "topology written to" in result.stderr
     topology = load_topology(written)
@@ -296,14 +285,16 @@ def test_write_to_carries_jump_history(tmp_path: Path) -> None:
     assert topology.placement().get_node_many(keys) == running.get_node_many(keys)
     assert "[placement.history]" in written.read_text()
     document = json.loads(
-        run("report", "--from", old, "--to", str(written), "--keys", "20000", "--format", "json")[1]
+        run_checked(
+            "report", "--from", old, "--to", str(written), "--keys", "20000", "--format", "json"
+        ).text
     )
     on_n3 = Counter(JumpHash(names).get_node_many(keys))["n3"]
     assert document["movement"]["moved"] == on_n3
     assert {p["from"] for p in document["movement"]["pairs"]} == {"n3"}
     # a further change from the written file keeps the history (no refusal, exact again)
     later = tmp_path / "later.toml"
-    run(
+    run_checked(
         "report", "--from", str(written), "--remove", "n1", "--keys", "10", "--write-to", str(later)
     )
     running.remove_node("n1")
@@ -337,7 +328,7 @@ def test_write_to_carries_jump_history(tmp_path: Path) -> None:
 def test_bad_history_is_a_config_error(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "t.toml"
     path.write_text(text + "[nodes.a]\n")
-    result = run("report", "--from", str(path), "--keys", "10")
+    result = run_checked("report", "--from", str(path), "--keys", "10")
     assert result.status == 2
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
@@ -352,7 +343,7 @@ def test_written_topology_reads_back_equal(tmp_path: Path) -> None:
         "[nodes.c]\n"
     )
     written = tmp_path / "w.toml"
-    assert run("report", "--from", str(source), "--remove", "c", "--add", "d=1.5",
+    assert run_checked("report", "--from", str(source), "--remove", "c", "--add", "d=1.5",
                "--keys", "10", "--write-to", str(written)).status == 0  # fmt: skip
     back = load_topology(written)
     assert back.options() == load_topology(source).options()
@@ -375,11 +366,11 @@ def test_migrate_to_a_file_with_history_moves_only_the_removed_nodes_keys(
     old, new = tmp_path / "old.toml", tmp_path / "new.toml"
     old.write_text(head + "".join(tables))
     new.write_text(head + "".join(t for t in tables if "n1]" not in t))
-    refused = run("migrate", "--from", str(old), "--to", str(new))
+    refused = run_checked("migrate", "--from", str(old), "--to", str(new))
     assert refused.status == 2
     assert "--write-to" in refused.stderr
     written = tmp_path / "written.toml"
-    assert run("report", "--from", str(old), "--to", str(new), "--keys", "10",
+    assert run_checked("report", "--from", str(old), "--to", str(new), "--keys", "10",
                "--write-to", str(written)).status == 0  # fmt: skip
     clients = {n: s.client() for n, s in zip(names, servers, strict=True)}
     keys = [f"k:{i}" for i in range(3000)]
@@ -389,6 +380,6 @@ def test_migrate_to_a_file_with_history_moves_only_the_removed_nodes_keys(
     running.remove_node("n1")
     expected = Counter(("n1", running.get_node(key)) for key in clients["n1"].scan_iter(count=1000))
     dry = json.loads(
-        run("migrate", "--from", str(old), "--to", str(written), "--format", "json")[1]
+        run_checked("migrate", "--from", str(old), "--to", str(written), "--format", "json").text
     )
     assert {(p["from"], p["to"]): p["keys"] for p in dry["pairs"]} == dict(expected)

@@ -10,8 +10,6 @@ exact (its interval collapses); sampling a part must put the truth inside the in
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import random
 from collections import Counter
@@ -19,10 +17,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from cli_runs import CliRun, run_checked
 from redis_servers import RedisServer, RedisServerFactory
 
 from hashring import HashRing, JumpHash, Maglev, Placement, Rendezvous
-from hashring.cli import main
 
 pytestmark = pytest.mark.redis
 
@@ -44,20 +42,6 @@ CASES = [
     ("jump", False),
 ]
 WEIGHTS = {"n0": 1.0, "n1": 2.0, "n2": 0.5, "n3": 1.5}
-
-
-class Run(NamedTuple):
-    status: int
-    stdout: str
-    stderr: str
-
-
-def run(*argv: str) -> Run:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        status = main(list(argv))
-    assert "Traceback" not in stderr.getvalue()
-    return Run(status, stdout.getvalue(), stderr.getvalue())
 
 
 class Truth(NamedTuple):
@@ -122,8 +106,8 @@ class Cluster:
                 ttl[(name, owner)] += client.pttl(key) >= 0
         return Truth(keys, size, ttl, live)
 
-    def report(self, *extra: str) -> Run:
-        return run(
+    def report(self, *extra: str) -> CliRun:
+        return run_checked(
             "report", "--from", str(self.old), "--to", str(self.new),
             "--sample-from", str(self.old), *extra,
         )  # fmt: skip
@@ -149,7 +133,7 @@ def test_whole_sample_plan_is_exact(
     truth = cluster.truth()
     result = cluster.report("--sample", str(KEYS), "--format", "json", "--rate", "500")
     assert result.status == 0, result.stderr
-    plan = json.loads(result.stdout)["plan"]
+    plan = json.loads(result.text)["plan"]
     assert plan["sample"] == KEYS
     assert {n["name"]: n["live_keys"] for n in plan["nodes"]} == {
         n: truth.live[n] for n in NAMES[:3]
@@ -182,12 +166,12 @@ def test_whole_sample_plan_is_exact(
     assert plan["warnings"] == []
 
     # migrate's dry run prints the same plan (its own exact scan agrees too)
-    dry = run(
+    dry = run_checked(
         "migrate", "--from", str(cluster.old), "--to", str(cluster.new), "--format", "json",
         "--sample", str(KEYS), "--rate", "500",
     )  # fmt: skip
     assert dry.status == 0, dry.stderr
-    document = json.loads(dry.stdout)
+    document = json.loads(dry.text)
     same = document["plan"]
     for field in ("keys", "bytes", "ttl_keys"):
         assert pairs_of(same, field) == pytest.approx(pairs_of(plan, field))
@@ -206,7 +190,7 @@ def test_partial_sample_interval_holds_the_truth(
     truth = cluster.truth()
     result = cluster.report("--sample", str(KEYS // 3), "--format", "json")
     assert result.status == 0, result.stderr
-    plan = json.loads(result.stdout)["plan"]
+    plan = json.loads(result.text)["plan"]
     assert sum(n["sampled"] for n in plan["nodes"]) == pytest.approx(KEYS // 3, abs=3)
     assert {n["name"]: n["live_keys"] for n in plan["nodes"]} == {
         n: truth.live[n] for n in NAMES[:3]
@@ -233,20 +217,20 @@ def test_maxmemory_warning_and_strict(servers: list[RedisServer], tmp_path: Path
     n3.config_set("maxmemory", limit)
     text = cluster.report("--sample", str(KEYS))
     assert text.status == 0
-    assert "plan (estimated from" in text.stdout
-    assert "bytes to move" in text.stdout
-    assert "OVER" in text.stdout
+    assert "plan (estimated from" in text.text
+    assert "bytes to move" in text.text
+    assert "OVER" in text.text
     assert text.stderr.startswith("hashring: warning: n3 would hold about")
     assert "maxmemory" in text.stderr
     strict = cluster.report("--sample", str(KEYS), "--strict", "--format", "json")
     assert strict.status == 1
-    memory = {m["name"]: m for m in json.loads(strict.stdout)["plan"]["memory"]}
+    memory = {m["name"]: m for m in json.loads(strict.text)["plan"]["memory"]}
     assert memory["n3"]["maxmemory"] == limit
     assert memory["n3"]["over"]
     assert not any(memory[name]["over"] for name in NAMES[:3])
-    dry = run("migrate", "--from", str(cluster.old), "--to", str(cluster.new), "--strict")
+    dry = run_checked("migrate", "--from", str(cluster.old), "--to", str(cluster.new), "--strict")
     assert dry.status == 1
-    assert "OVER" in dry.stdout
+    assert "OVER" in dry.text
     assert "hashring: warning: n3 would hold" in dry.stderr
 
 
@@ -256,7 +240,7 @@ def test_unreachable_node_is_one_line(tmp_path: Path, servers: list[RedisServer]
     servers[0].stop()
     topology = tmp_path / "t.toml"
     topology.write_text(f'[nodes.a]\nurl = "redis://127.0.0.1:{port}/0"\n')
-    result = run("report", "--from", str(topology), "--sample-from", str(topology))
+    result = run_checked("report", "--from", str(topology), "--sample-from", str(topology))
     assert result.status == 1
     assert result.stderr.startswith("hashring: failed: sampling keys:")
     assert result.stderr.count("\n") == 1
@@ -264,7 +248,7 @@ def test_unreachable_node_is_one_line(tmp_path: Path, servers: list[RedisServer]
 
 def test_rate_and_strict_need_sample_from() -> None:
     for flag in (["--rate", "100"], ["--strict"]):
-        result = run("report", "--nodes", "3", "--keys", "100", *flag)
+        result = run_checked("report", "--nodes", "3", "--keys", "100", *flag)
         assert result.status == 2
         assert result.stderr == f"hashring: error: {flag[0]} applies to --sample-from only\n"
 
