@@ -63,11 +63,15 @@ SHARE_TOLERANCE = 1e-12
 
 @dataclass(frozen=True)
 class LoadSummary:
-    """Summary statistics of per-node key counts (population statistics)."""
+    """Summary statistics of per-node loads (population statistics): key counts, task counts
+    or busy seconds. The study's "load factor" (the sum of loads over the node count) is
+    :attr:`mean`; :attr:`peak_to_mean` is the imbalance."""
 
     mean: float
-    max: int
-    min: int
+    max: float
+    """The largest load (an ``int`` when every load is one)."""
+    min: float
+    """The smallest load (an ``int`` when every load is one)."""
     stdev: float
     cv: float
     """Coefficient of variation: stdev / mean."""
@@ -77,21 +81,24 @@ class LoadSummary:
     :attr:`NodeLoad.deviation` is the weighted view)."""
 
     @classmethod
-    def of(cls, counts: Sequence[int]) -> LoadSummary:
-        """Summarise ``counts`` (one per node).
+    def of(cls, counts: Sequence[float]) -> LoadSummary:
+        """Summarise ``counts`` (one load per node, ints or floats). O(nodes).
 
         Raises:
-            ValueError: ``counts`` is empty.
+            ValueError: ``counts`` is empty, or holds a load that is negative or not finite.
         """
-        if not counts:
+        if not len(counts):
             raise ValueError("no nodes to summarise")
         values = np.asarray(counts, dtype=np.float64)
+        if not np.isfinite(values).all() or (values < 0).any():
+            raise ValueError("loads must be finite and not negative")
         mean = float(values.mean())
         stdev = float(values.std())
+        items = counts.tolist() if isinstance(counts, np.ndarray) else list(counts)
         return cls(
             mean=mean,
-            max=int(values.max()),
-            min=int(values.min()),
+            max=max(items),
+            min=min(items),
             stdev=stdev,
             cv=stdev / mean if mean else 0.0,
             peak_to_mean=float(values.max()) / mean if mean else 0.0,
