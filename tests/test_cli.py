@@ -249,6 +249,12 @@ def test_compare_runs_every_algorithm() -> None:
         assert row["ideal_fraction"] == pytest.approx(0.2)
         assert 0.1 < row["moved_fraction"] < 0.3
         assert row["keys_per_second"] > 0
+        moved = row["necessary_fraction"] + row["excess_fraction"]
+        assert moved == pytest.approx(row["moved_fraction"])
+        # equal weights: load against fair share is load against the mean
+        assert row["peak_to_fair_after"] == pytest.approx(row["peak_to_mean_after"])
+    assert rows["ring"]["excess_fraction"] == 0  # the ring moves keys only to the new node
+    assert rows["maglev"]["excess_fraction"] > 0  # maglev reshuffles some between survivors
     weighted = json.loads(
         cli(
             "compare", "--nodes", "a,b", "--weight", "a=2", "--keys", "2000", "--format", "json"
@@ -257,6 +263,10 @@ def test_compare_runs_every_algorithm() -> None:
     problems = {row["algorithm"]: row["problem"] for row in weighted["algorithms"]}
     assert "weights" in str(problems["jump"])
     assert problems["ring"] is None
+    ring = next(row for row in weighted["algorithms"] if row["algorithm"] == "ring")
+    # a weighs twice b: its raw peak-to-mean is about 4/3, its load against its fair share ~1
+    assert ring["peak_to_mean_after"] > 1.2
+    assert ring["peak_to_fair_after"] < 1.15
 
 
 def test_main_writes_to_the_streams_it_is_given_and_restores_sys() -> None:

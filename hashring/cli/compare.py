@@ -53,7 +53,8 @@ def register(commands: Any) -> None:
         "compare",
         help="the algorithms side by side on the same keys and change",
         description="Run ring, maglev, rendezvous and jump on the same nodes, keys and change; "
-        "print balance (peak-to-mean, coefficient of variation), movement against the ideal and "
+        "print balance against each node's fair share (peak-to-fair, coefficient of variation), "
+        "keys moved against the ideal and the excess a perfect placement would not move, and "
         "lookup speed. Speeds are measured on this machine, now: compare them with each other, "
         "not with another run.",
         epilog="example: hashring compare --nodes 100 --remove node-7",
@@ -150,16 +151,17 @@ def _table(rows: list[Row]) -> str:
     table = []
     for row in rows:
         if row.result is None:
-            table.append([row.algorithm, "n/a (below)"] + [""] * 6)
+            table.append([row.algorithm, "n/a (below)"] + [""] * 7)
             continue
         r = row.result
         table.append(
             [
                 row.algorithm,
-                f"{r.before.summary.peak_to_mean:.4f} -> {r.after.summary.peak_to_mean:.4f}",
-                f"{r.after.summary.cv:.4f}",
+                f"{r.before.peak_to_fair:.4f} -> {r.after.peak_to_fair:.4f}",
+                f"{r.after.cv_of_fair:.4f}",
                 f"{r.moved_fraction:.2%}",
                 f"{r.ideal_fraction:.2%}",
+                f"{r.excess_fraction:.2%}",
                 f"{row.get_node_ns:,.0f}",
                 f"{row.keys_per_second / 1e6:,.2f}",
                 f"{row.build_ms:,.1f}",
@@ -167,10 +169,11 @@ def _table(rows: list[Row]) -> str:
         )
     headers = [
         "algorithm",
-        "peak-to-mean",
-        "cv after",
+        "peak-to-fair",
+        "cv of fair after",
         "moved",
         "ideal",
+        "excess",
         "get_node ns",
         "M keys/s batch",
         "build ms",
@@ -192,8 +195,14 @@ def _json(rows: list[Row], keys: int) -> dict[str, Any]:
                 peak_to_mean_after=r.after.summary.peak_to_mean,
                 cv_before=r.before.summary.cv,
                 cv_after=r.after.summary.cv,
+                peak_to_fair_before=r.before.peak_to_fair,
+                peak_to_fair_after=r.after.peak_to_fair,
+                cv_of_fair_before=r.before.cv_of_fair,
+                cv_of_fair_after=r.after.cv_of_fair,
                 moved_fraction=r.moved_fraction,
                 ideal_fraction=r.ideal_fraction,
+                necessary_fraction=r.necessary_fraction,
+                excess_fraction=r.excess_fraction,
                 get_node_ns=row.get_node_ns,
                 keys_per_second=row.keys_per_second,
                 build_ms=row.build_ms,
