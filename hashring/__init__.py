@@ -56,6 +56,7 @@ from ._placement.rendezvous import Rendezvous
 from ._placement.ring import MAX_POINTS, HashRing
 from ._topology.config import NodeSpec, Topology, load_topology, parse_topology, transition
 from ._topology.urls import redact_url
+from ._topology.watch import TopologyWatcher
 
 __all__ = [
     "ALGORITHMS",
@@ -94,6 +95,7 @@ __all__ = [
     "RoundRobin",
     "Side",
     "Topology",
+    "TopologyWatcher",
     "UnknownNodeError",
     "UnsupportedCommandError",
     "VolatileDestinationError",

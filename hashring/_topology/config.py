@@ -46,6 +46,21 @@ describes a different placement than the running one (most keys on other nodes):
 ``hashring report`` and ``hashring migrate`` refuse such a pair of files (:func:`renumbers`)
 with a message saying how to write the file with its history.
 
+A topology has a :attr:`Topology.version`: a digest of everything that decides where a key
+lives (placement options and history, node names, weights and URLs, the hash key, and the
+previous topology of a migration), so two files that differ only in layout, comments or
+key order have the same version, and any change that can move a key or reach another
+server gives a new one.
+
+Migration window. During a migration the new topology names the one it replaces::
+
+    [migration]
+    previous = "old.toml"     # a path relative to this file
+
+Clients then route by the new topology and fall back to the previous one for keys the
+migration has not moved yet (:attr:`Topology.previous`). The previous file may not itself
+name a previous one: finish one migration before starting the next.
+
 ``hash_key_env`` names the environment variable that holds the placement's ``hash_key``
 (the secret that keys the hash of every key, against hash flooding): its value, encoded as
 UTF-8, must be 16 to 64 bytes. The secret never comes from the file itself (a ``hash_key``
@@ -56,11 +71,14 @@ variable only.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,6 +112,9 @@ _PLACEMENT_KEYS = {
     "history",
 }
 _HISTORY_KEYS = {"buckets", "size", "last_removed", "removed"}
+_MIGRATION_KEYS = {"previous"}
+VERSION_DIGITS = 16
+"""Hex digits of :attr:`Topology.version` (64 bits of a SHA-256)."""
 _NODE_KEYS = {"url", "weight"}
 
 
@@ -131,6 +152,9 @@ class Topology:
     """Jump only: the placement's history (``[placement.history]``, a
     :meth:`JumpHash.memento`), so the file describes a placement that running clients
     changed; None: built from the sorted names."""
+    previous: Topology | None = None
+    """During a migration (``[migration] previous``): the topology this one replaces, whose
+    nodes still hold the keys not moved yet; None outside a migration."""
     _validated: list[Placement] = field(default_factory=list, init=False, repr=False, compare=False)
     """The placement :func:`parse_topology` built to validate the file, handed out by the
     first :meth:`placement` call (so a 100,000-node ring is not built twice)."""
@@ -151,6 +175,29 @@ class Topology:
             "hash_tags": self.hash_tags,
             "hash_key_env": self.hash_key_env,
         }
+
+    @cached_property
+    def version(self) -> str:
+        """A digest of everything that decides where a key lives and which server holds it:
+        placement options and history, node names, weights and URLs, the hash key (never
+        shown: it only enters the digest) and the previous topology's version. 16 hex digits.
+        Equal for files that differ only in layout, comments or the order of tables;
+        different after any change that can move a key. O(nodes), computed once.
+
+        >>> a = parse_topology({"nodes": {"a": {"url": "redis://h:1"}, "b": {}}})
+        >>> b = parse_topology({"nodes": {"b": {"weight": 1.0}, "a": {"url": "redis://h:1"}}})
+        >>> a.version == b.version, len(a.version)
+        (True, 16)
+        """
+        content = {
+            "placement": {**self.options(), "history": self.history},
+            "nodes": sorted((spec.name, spec.url, spec.weight) for spec in self.nodes.values()),
+            "previous": None if self.previous is None else self.previous.version,
+        }
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode())
+        if self.hash_key is not None:
+            digest.update(b"\0hash_key\0" + self.hash_key)
+        return digest.hexdigest()[:VERSION_DIGITS]
 
     def placement(self) -> Placement:
         """A new placement as this topology describes it (keyed by :attr:`hash_key` when
@@ -240,6 +287,11 @@ def load_topology(path: str | Path) -> Topology:
         ConfigError: the file cannot be read, is too large, is not UTF-8, is not TOML (or is
             nested too deeply to parse), or does not follow the schema.
     """
+    return parse_topology(_read_toml(path), str(path), base=Path(path).parent)
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML document of the file at ``path`` (at most :data:`MAX_TOPOLOGY_BYTES`)."""
     source = str(path)
     try:
         with open(path, "rb") as handle:
@@ -250,7 +302,7 @@ def load_topology(path: str | Path) -> Topology:
         raise ConfigError(
             f"{source}: the topology file is larger than {MAX_TOPOLOGY_BYTES >> 20} MiB"
         )
-    return parse_topology(_parse_toml(raw, source), source)
+    return _parse_toml(raw, source)
 
 
 def _parse_toml(raw: bytes, source: str) -> dict[str, Any]:
@@ -274,13 +326,20 @@ def _parse_toml(raw: bytes, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
 
 
-def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topology:
+def parse_topology(
+    data: Mapping[str, Any], source: str = "<memory>", *, base: str | Path | None = None
+) -> Topology:
     """Validate an already-parsed topology mapping (the TOML document's content).
 
+    ``base`` is the directory a ``[migration] previous`` path is relative to (default: the
+    current directory); the previous file is loaded with :func:`load_topology`.
+
     Raises:
-        ConfigError: the content does not follow the schema.
+        ConfigError: the content does not follow the schema, or the previous topology of a
+            migration cannot be loaded or names a previous topology itself.
     """
-    _only(data, {"placement", "nodes"}, source, "")
+    _only(data, {"placement", "nodes", "migration"}, source, "")
+    previous = _previous(data.get("migration"), source, Path(base or "."))
     options = data.get("placement", {})
     if not isinstance(options, Mapping):
         raise ConfigError(f"{source}: [placement] must be a table")
@@ -328,6 +387,7 @@ def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topolog
         hash_key_env=hash_key_env,
         hash_key=hash_key,
         history=history,
+        previous=previous,
     )
     if history is not None and set(history["buckets"]) != set(nodes):
         differ = sorted(set(history["buckets"]) ^ set(nodes))
@@ -340,6 +400,36 @@ def parse_topology(data: Mapping[str, Any], source: str = "<memory>") -> Topolog
     except HashRingError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     return topology
+
+
+def _previous(migration: Any, source: str, base: Path) -> Topology | None:
+    """The previous topology a ``[migration]`` table names (None without the table)."""
+    if migration is None:
+        return None
+    if not isinstance(migration, Mapping):
+        raise ConfigError(f'{source}: [migration] must be a table with previous = "FILE"')
+    _only(migration, _MIGRATION_KEYS, source, "migration.")
+    path = _typed(migration, "previous", str, None, source, "migration")
+    if not path:
+        raise ConfigError(
+            f"{source}: migration.previous is missing: name the topology file this one "
+            "replaces (a path relative to this file)"
+        )
+    where = base / path
+    try:
+        data = _read_toml(where)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: migration.previous: {exc}") from exc
+    if "migration" in data:  # checked before parsing it: a file naming itself ends here
+        raise ConfigError(
+            f"{source}: migration.previous = {path!r:.80} is itself in a migration (it has a "
+            "[migration] table): finish that migration, publish its topology without "
+            "[migration], then name that file"
+        )
+    try:
+        return parse_topology(data, str(where), base=where.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: migration.previous: {exc}") from exc
 
 
 def _history(options: Mapping[str, Any], algorithm: str, source: str) -> dict[str, Any] | None:

@@ -1,0 +1,199 @@
+"""Following a topology file that changes under running clients.
+
+Deploy tools and Kubernetes ConfigMaps change files in two ways: in place (truncate and
+write) or by rename (write a new file, then rename it over the old one, or swap a symlink).
+:class:`TopologyWatcher` sees both: every ``interval`` seconds it takes each file's identity
+(device, inode, size, modification time) through the path, symlinks followed, and, for files
+up to :data:`DIGEST_BYTES`, a digest of its bytes (so a rewrite within one clock tick that
+keeps the size is seen too). A topology in a migration is followed with its previous file.
+
+A change is taken once the files have held still for one look (the same identity and
+digest at two looks in a row), so a file caught half written in place is not loaded even when
+its first half happens to be a valid topology with fewer nodes; a watcher therefore switches
+within about two intervals of a change. The changed file is then loaded and validated
+(:func:`~hashring.load_topology`); when its :attr:`~hashring.Topology.version` differs from
+the running one, ``on_change(topology)`` is called, and only when it returns does the new
+topology become :attr:`TopologyWatcher.current`.
+
+A file that does not load (half written, invalid, deleted) and a callback that raises are
+logged as warnings on the ``hashring.topology`` logger, once per distinct problem, and the
+running topology is kept; the watcher tries again at the next change. Nothing here does
+network I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .._errors import ConfigError, InvalidOptionError
+from .config import MAX_TOPOLOGY_BYTES, Topology, load_topology
+
+__all__ = ["DEFAULT_WATCH_INTERVAL", "DIGEST_BYTES", "TopologyWatcher"]
+
+DEFAULT_WATCH_INTERVAL = 0.5
+"""Seconds between two looks at a watched file, unless told otherwise (a change is taken
+at the second look that finds it, so within about a second)."""
+DIGEST_BYTES = 1 << 20
+"""Files up to this size (1 MiB) are also compared by content at every look."""
+MIN_INTERVAL, MAX_INTERVAL = 0.01, 3600.0
+
+logger = logging.getLogger("hashring.topology")
+
+Signature = tuple[tuple[object, ...], ...]
+
+
+class TopologyWatcher:
+    """Follows the topology file at ``path`` and calls ``on_change`` with each new valid
+    topology, from a daemon thread named ``hashring-topology-watch``.
+
+    The first load happens in the constructor and must succeed. Each look costs a
+    ``stat`` per file plus, for files up to 1 MiB, reading and hashing them: O(file size).
+    :meth:`check` performs one look in the calling thread (``start=False`` leaves the
+    thread out, for callers that drive the looks themselves).
+
+    Raises:
+        ConfigError: the file is not a valid topology now.
+        InvalidOptionError: ``interval`` is not a number of seconds in [0.01, 3600].
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        on_change: Callable[[Topology], object],
+        *,
+        interval: float = DEFAULT_WATCH_INTERVAL,
+        start: bool = True,
+    ) -> None:
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not math.isfinite(interval)
+            or not MIN_INTERVAL <= interval <= MAX_INTERVAL
+        ):
+            raise InvalidOptionError(
+                f"watch_interval={interval!r:.40}: must be a number of seconds from "
+                f"{MIN_INTERVAL} to {MAX_INTERVAL:.0f}"
+            )
+        self.path = Path(path)
+        self.interval = float(interval)
+        self._on_change = on_change
+        self._lock = threading.Lock()  # one look at a time (the thread and check())
+        self._stopped = threading.Event()
+        self._reported: str | None = None
+        self._signature = self._look()
+        self._pending: Signature | None = None  # a change seen once, taken if it holds still
+        self.current: Topology = load_topology(self.path)
+        """The running topology: the last one ``on_change`` accepted."""
+        self._thread: threading.Thread | None = None
+        if start:
+            self._thread = threading.Thread(
+                target=self._run, name="hashring-topology-watch", daemon=True
+            )
+            self._thread.start()
+
+    @property
+    def version(self) -> str:
+        """The running topology's version."""
+        return self.current.version
+
+    def check(self) -> Topology | None:
+        """Look at the files once; return the new topology if one was accepted, else None.
+        A change is taken at the second look that finds it unchanged (see the module's
+        docstring). Never raises for a bad file or a failing callback: it logs them."""
+        with self._lock:
+            signature = self._look()
+            if signature == self._signature:
+                self._pending = None
+                return None
+            if signature != self._pending:  # changed since the last look: wait for it to settle
+                self._pending = signature
+                return None
+            try:
+                topology = load_topology(self.path)
+            except ConfigError as exc:
+                self._report(
+                    f"{self.path}: the changed topology is not valid, kept version "
+                    f"{self.current.version}: {exc}"
+                )
+                return None  # the signature is kept: the next change is looked at again
+            if topology.version == self.current.version:
+                self._signature = signature
+                return None
+            try:
+                self._on_change(topology)
+            except Exception as exc:
+                self._report(
+                    f"{self.path}: topology version {topology.version} was not taken, kept "
+                    f"version {self.current.version}: {type(exc).__name__}: {exc}"
+                )
+                return None
+            self._signature = signature
+            self.current = topology
+            self._reported = None
+            logger.info("%s: now running topology version %s", self.path, topology.version)
+            return topology
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread and wait for it (at most ``timeout`` seconds). Idempotent."""
+        self._stopped.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def __enter__(self) -> TopologyWatcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"TopologyWatcher(path={str(self.path)!r}, version={self.current.version!r}, "
+            f"interval={self.interval})"
+        )
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # never let the thread die: the next look may succeed
+                logger.exception("%s: looking at the topology file failed", self.path)
+
+    def _files(self) -> list[Path]:
+        files = [self.path]
+        previous = getattr(getattr(self, "current", None), "previous", None)
+        if previous is not None:
+            files.append(Path(previous.source))
+        return files
+
+    def _look(self) -> Signature:
+        """Each watched file's identity, and its content digest when small."""
+        looks: list[tuple[object, ...]] = []
+        for path in self._files():
+            try:
+                stat = os.stat(path)
+            except OSError as exc:
+                looks.append(("missing", exc.errno))
+                continue
+            digest = b""
+            if stat.st_size <= DIGEST_BYTES:
+                try:
+                    with open(path, "rb") as handle:
+                        digest = hashlib.sha256(handle.read(MAX_TOPOLOGY_BYTES + 1)).digest()
+                except OSError as exc:
+                    looks.append(("unreadable", exc.errno))
+                    continue
+            looks.append((stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, digest))
+        return tuple(looks)
+
+    def _report(self, message: str) -> None:
+        """Log a warning, once until the problem changes."""
+        if message != self._reported:
+            self._reported = message
+            logger.warning("%s", message)
