@@ -42,6 +42,7 @@ from ._errors import (
     MigrationError,
     NodeExistsError,
     NotEnoughNodesError,
+    TopologyConflictError,
     UnknownNodeError,
     UnsupportedCommandError,
     VolatileDestinationError,
@@ -56,7 +57,7 @@ from ._placement.rendezvous import Rendezvous
 from ._placement.ring import MAX_POINTS, HashRing
 from ._topology.config import NodeSpec, Topology, load_topology, parse_topology, transition
 from ._topology.urls import redact_url
-from ._topology.watch import TopologyWatcher
+from ._topology.watch import TopologyFollower, TopologyWatcher
 
 __all__ = [
     "ALGORITHMS",
@@ -95,6 +96,8 @@ __all__ = [
     "RoundRobin",
     "Side",
     "Topology",
+    "TopologyConflictError",
+    "TopologyFollower",
     "TopologyWatcher",
     "UnknownNodeError",
     "UnsupportedCommandError",

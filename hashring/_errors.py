@@ -13,6 +13,7 @@ subclass also derives from the built-in exception it refines, so callers can cat
     ├── CrossShardError       (ValueError)    a command whose keys live on several nodes
     ├── UnsupportedCommandError (ValueError)  a command that cannot be sharded (MULTI, SELECT)
     ├── ConfigError           (ValueError)    a topology file that is not valid
+    ├── TopologyConflictError (RuntimeError)  a published topology changed meanwhile
     ├── InvalidKeyError       (TypeError)     a key that is neither str nor bytes
     │   └── KeyEncodingError  (ValueError)    a str key that has no UTF-8 form (lone surrogate)
     └── MigrationError        (RuntimeError)  a live key migration could not be carried out
@@ -39,6 +40,7 @@ __all__ = [
     "MigrationError",
     "NodeExistsError",
     "NotEnoughNodesError",
+    "TopologyConflictError",
     "UnknownNodeError",
     "UnsupportedCommandError",
     "VolatileDestinationError",
@@ -108,6 +110,21 @@ class UnsupportedCommandError(HashRingError, ValueError):
 
 class ConfigError(HashRingError, ValueError):
     """A topology file is not valid; the message names the file, the key and what is allowed."""
+
+
+class TopologyConflictError(HashRingError, RuntimeError):
+    """Publishing a topology was refused because the stored one is not the version the
+    publisher said it replaces (another operator published meanwhile, or nothing was
+    expected and one is there). Nothing was written.
+
+    ``current`` is the stored version (None when none is stored); ``expected`` the version
+    the publisher named (None: it expected none).
+    """
+
+    def __init__(self, message: str, current: str | None, expected: str | None) -> None:
+        super().__init__(message)
+        self.current = current
+        self.expected = expected
 
 
 class MigrationError(HashRingError, RuntimeError):

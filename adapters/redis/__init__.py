@@ -41,7 +41,8 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
   ``_pipeline_surface``: what the pipelines have of redis-py's Pipeline beyond commands
   (Script objects loaded on every node, module accessors refused);
 * ``_transaction``: where a transaction (MULTI/EXEC, WATCH) runs: its rules, no I/O;
-* ``_sampling``: a sample of live keys for ``hashring report --sample-from``.
+* ``_sampling``: a sample of live keys for ``hashring report --sample-from``;
+* ``_topology_source``: topologies published in a Redis key, and their followers.
 """
 
 from __future__ import annotations
@@ -52,14 +53,18 @@ from ._errors import CrossShardError, UnsupportedCommandError
 from ._leases import NodeRemovedError
 from ._pipeline import ShardedPipeline
 from ._sync import ShardedRedis
+from ._topology_source import DEFAULT_TOPOLOGY_KEY, RedisTopologyFollower, RedisTopologySource
 from ._transaction import OwnerEjectedError
 
 __all__ = [
+    "DEFAULT_TOPOLOGY_KEY",
     "AsyncShardedPipeline",
     "AsyncShardedRedis",
     "CrossShardError",
     "NodeRemovedError",
     "OwnerEjectedError",
+    "RedisTopologyFollower",
+    "RedisTopologySource",
     "ShardedPipeline",
     "ShardedRedis",
     "UnsupportedCommandError",

@@ -76,7 +76,7 @@ import json
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -97,6 +97,7 @@ __all__ = [
     "load_topology",
     "parse_topology",
     "renumbers",
+    "topology_from_bytes",
     "transition",
 ]
 
@@ -290,6 +291,34 @@ def load_topology(path: str | Path) -> Topology:
     return parse_topology(_read_toml(path), str(path), base=Path(path).parent)
 
 
+def topology_from_bytes(
+    raw: bytes,
+    source: str,
+    *,
+    base: str | Path | None = None,
+    read_previous: Callable[[str], bytes] | None = None,
+) -> Topology:
+    """Validate a topology document held in memory (UTF-8 TOML, at most
+    :data:`MAX_TOPOLOGY_BYTES`), as :func:`load_topology` validates a file: the same checks,
+    the same :attr:`Topology.version`. ``read_previous(name)`` returns the document of the
+    previous topology a ``[migration]`` table names (default: the file relative to
+    ``base``). O(document size) plus one placement build.
+
+    Raises:
+        ConfigError: as :func:`load_topology`.
+    """
+    if len(raw) > MAX_TOPOLOGY_BYTES:
+        raise ConfigError(f"{source}: the topology is larger than {MAX_TOPOLOGY_BYTES >> 20} MiB")
+    reader = None
+    if read_previous is not None:
+        fetch = read_previous
+
+        def reader(name: str) -> Mapping[str, Any]:
+            return _parse_toml(fetch(name), f"{source} (previous {name!r:.80})")
+
+    return parse_topology(_parse_toml(raw, source), source, base=base, read_previous=reader)
+
+
 def _read_toml(path: str | Path) -> dict[str, Any]:
     """The TOML document of the file at ``path`` (at most :data:`MAX_TOPOLOGY_BYTES`)."""
     source = str(path)
@@ -327,19 +356,30 @@ def _parse_toml(raw: bytes, source: str) -> dict[str, Any]:
 
 
 def parse_topology(
-    data: Mapping[str, Any], source: str = "<memory>", *, base: str | Path | None = None
+    data: Mapping[str, Any],
+    source: str = "<memory>",
+    *,
+    base: str | Path | None = None,
+    read_previous: Callable[[str], Mapping[str, Any]] | None = None,
 ) -> Topology:
     """Validate an already-parsed topology mapping (the TOML document's content).
 
-    ``base`` is the directory a ``[migration] previous`` path is relative to (default: the
-    current directory); the previous file is loaded with :func:`load_topology`.
+    The previous topology of a ``[migration]`` table is read by ``read_previous(name)``
+    (a source other than files supplies it so), else from the file ``name`` relative to
+    ``base`` (default: the current directory).
 
     Raises:
         ConfigError: the content does not follow the schema, or the previous topology of a
-            migration cannot be loaded or names a previous topology itself.
+            migration cannot be read or names a previous topology itself.
     """
     _only(data, {"placement", "nodes", "migration"}, source, "")
-    previous = _previous(data.get("migration"), source, Path(base or "."))
+    folder = Path(base or ".")
+    previous = _previous(
+        data.get("migration"),
+        source,
+        read_previous or (lambda name: _read_toml(folder / name)),
+        lambda name: str(folder / name) if read_previous is None else name,
+    )
     options = data.get("placement", {})
     if not isinstance(options, Mapping):
         raise ConfigError(f"{source}: [placement] must be a table")
@@ -402,32 +442,37 @@ def parse_topology(
     return topology
 
 
-def _previous(migration: Any, source: str, base: Path) -> Topology | None:
+def _previous(
+    migration: Any,
+    source: str,
+    read: Callable[[str], Mapping[str, Any]],
+    name_of: Callable[[str], str],
+) -> Topology | None:
     """The previous topology a ``[migration]`` table names (None without the table)."""
     if migration is None:
         return None
     if not isinstance(migration, Mapping):
         raise ConfigError(f'{source}: [migration] must be a table with previous = "FILE"')
     _only(migration, _MIGRATION_KEYS, source, "migration.")
-    path = _typed(migration, "previous", str, None, source, "migration")
-    if not path:
+    name = _typed(migration, "previous", str, None, source, "migration")
+    if not name:
         raise ConfigError(
             f"{source}: migration.previous is missing: name the topology file this one "
             "replaces (a path relative to this file)"
         )
-    where = base / path
     try:
-        data = _read_toml(where)
+        data = read(name)
     except ConfigError as exc:
         raise ConfigError(f"{source}: migration.previous: {exc}") from exc
     if "migration" in data:  # checked before parsing it: a file naming itself ends here
         raise ConfigError(
-            f"{source}: migration.previous = {path!r:.80} is itself in a migration (it has a "
+            f"{source}: migration.previous = {name!r:.80} is itself in a migration (it has a "
             "[migration] table): finish that migration, publish its topology without "
             "[migration], then name that file"
         )
+    where = name_of(name)
     try:
-        return parse_topology(data, str(where), base=where.parent)
+        return parse_topology(data, where, base=Path(where).parent)
     except ConfigError as exc:
         raise ConfigError(f"{source}: migration.previous: {exc}") from exc
 

@@ -30,11 +30,12 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from .._errors import ConfigError, InvalidOptionError
 from .config import MAX_TOPOLOGY_BYTES, Topology, load_topology
 
-__all__ = ["DEFAULT_WATCH_INTERVAL", "DIGEST_BYTES", "TopologyWatcher"]
+__all__ = ["DEFAULT_WATCH_INTERVAL", "DIGEST_BYTES", "TopologyFollower", "TopologyWatcher"]
 
 DEFAULT_WATCH_INTERVAL = 0.5
 """Seconds between two looks at a watched file, unless told otherwise (a change is taken
@@ -48,23 +49,20 @@ logger = logging.getLogger("hashring.topology")
 Signature = tuple[tuple[object, ...], ...]
 
 
-class TopologyWatcher:
-    """Follows the topology file at ``path`` and calls ``on_change`` with each new valid
-    topology, from a daemon thread named ``hashring-topology-watch``.
+class TopologyFollower:
+    """What every follower of a topology source shares: the running topology, one look at a
+    time, the change taken only when ``on_change`` accepts it, problems logged once, and the
+    thread. Subclasses say how to look at the source and how to load it.
 
-    The first load happens in the constructor and must succeed. Each look costs a
-    ``stat`` per file plus, for files up to 1 MiB, reading and hashing them: O(file size).
-    :meth:`check` performs one look in the calling thread (``start=False`` leaves the
-    thread out, for callers that drive the looks themselves).
-
-    Raises:
-        ConfigError: the file is not a valid topology now.
-        InvalidOptionError: ``interval`` is not a number of seconds in [0.01, 3600].
+    Subclasses set :attr:`SETTLE` when a source can be caught half written (files written
+    in place): a change is then taken at the second look that finds it unchanged.
     """
+
+    SETTLE = False
+    THREAD_NAME = "hashring-topology-follow"
 
     def __init__(
         self,
-        path: str | Path,
         on_change: Callable[[Topology], object],
         *,
         interval: float = DEFAULT_WATCH_INTERVAL,
@@ -80,21 +78,18 @@ class TopologyWatcher:
                 f"watch_interval={interval!r:.40}: must be a number of seconds from "
                 f"{MIN_INTERVAL} to {MAX_INTERVAL:.0f}"
             )
-        self.path = Path(path)
         self.interval = float(interval)
         self._on_change = on_change
         self._lock = threading.Lock()  # one look at a time (the thread and check())
         self._stopped = threading.Event()
         self._reported: str | None = None
         self._signature = self._look()
-        self._pending: Signature | None = None  # a change seen once, taken if it holds still
-        self.current: Topology = load_topology(self.path)
+        self._pending: object = None  # a change seen once, taken if it holds still
+        self.current: Topology = self._load()
         """The running topology: the last one ``on_change`` accepted."""
         self._thread: threading.Thread | None = None
         if start:
-            self._thread = threading.Thread(
-                target=self._run, name="hashring-topology-watch", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
             self._thread.start()
 
     @property
@@ -103,22 +98,22 @@ class TopologyWatcher:
         return self.current.version
 
     def check(self) -> Topology | None:
-        """Look at the files once; return the new topology if one was accepted, else None.
-        A change is taken at the second look that finds it unchanged (see the module's
-        docstring). Never raises for a bad file or a failing callback: it logs them."""
+        """Look at the source once; return the new topology if one was accepted, else None.
+        With :attr:`SETTLE`, a change is taken at the second look that finds it unchanged.
+        Never raises for a bad topology or a failing callback: it logs them."""
         with self._lock:
             signature = self._look()
             if signature == self._signature:
                 self._pending = None
                 return None
-            if signature != self._pending:  # changed since the last look: wait for it to settle
+            if self.SETTLE and signature != self._pending:  # wait for it to hold still
                 self._pending = signature
                 return None
             try:
-                topology = load_topology(self.path)
+                topology = self._load()
             except ConfigError as exc:
                 self._report(
-                    f"{self.path}: the changed topology is not valid, kept version "
+                    f"{self._where()}: the changed topology is not valid, kept version "
                     f"{self.current.version}: {exc}"
                 )
                 return None  # the signature is kept: the next change is looked at again
@@ -129,14 +124,14 @@ class TopologyWatcher:
                 self._on_change(topology)
             except Exception as exc:
                 self._report(
-                    f"{self.path}: topology version {topology.version} was not taken, kept "
+                    f"{self._where()}: topology version {topology.version} was not taken, kept "
                     f"version {self.current.version}: {type(exc).__name__}: {exc}"
                 )
                 return None
             self._signature = signature
             self.current = topology
             self._reported = None
-            logger.info("%s: now running topology version %s", self.path, topology.version)
+            logger.info("%s: now running topology version %s", self._where(), topology.version)
             return topology
 
     def stop(self, timeout: float | None = None) -> None:
@@ -146,7 +141,7 @@ class TopologyWatcher:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def __enter__(self) -> TopologyWatcher:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -154,16 +149,77 @@ class TopologyWatcher:
 
     def __repr__(self) -> str:
         return (
-            f"TopologyWatcher(path={str(self.path)!r}, version={self.current.version!r}, "
+            f"{type(self).__name__}({self._where()!r}, version={self.current.version!r}, "
             f"interval={self.interval})"
         )
 
+    def _wait(self) -> bool:
+        """Wait for the next look; False once stopped. Subclasses may wake up earlier."""
+        return not self._stopped.wait(self.interval)
+
     def _run(self) -> None:
-        while not self._stopped.wait(self.interval):
+        while self._wait():
             try:
                 self.check()
             except Exception:  # never let the thread die: the next look may succeed
-                logger.exception("%s: looking at the topology file failed", self.path)
+                logger.exception("%s: looking at the topology failed", self._where())
+
+    def _report(self, message: str) -> None:
+        """Log a warning, once until the problem changes."""
+        if message != self._reported:
+            self._reported = message
+            logger.warning("%s", message)
+
+    def _look(self) -> object:
+        """A cheap signature of the source: a change of it triggers a load."""
+        raise NotImplementedError
+
+    def _load(self) -> Topology:
+        """The source's topology, validated.
+
+        Raises:
+            ConfigError: it is not valid (or cannot be read).
+        """
+        raise NotImplementedError
+
+    def _where(self) -> str:
+        """The source, for logs (no credentials)."""
+        raise NotImplementedError
+
+
+class TopologyWatcher(TopologyFollower):
+    """Follows the topology file at ``path`` and calls ``on_change`` with each new valid
+    topology, from a daemon thread named ``hashring-topology-watch``.
+
+    The first load happens in the constructor and must succeed. Each look costs a
+    ``stat`` per file plus, for files up to 1 MiB, reading and hashing them: O(file size).
+    :meth:`check` performs one look in the calling thread (``start=False`` leaves the
+    thread out, for callers that drive the looks themselves).
+
+    Raises:
+        ConfigError: the file is not a valid topology now.
+        InvalidOptionError: ``interval`` is not a number of seconds in [0.01, 3600].
+    """
+
+    SETTLE = True
+    THREAD_NAME = "hashring-topology-watch"
+
+    def __init__(
+        self,
+        path: str | Path,
+        on_change: Callable[[Topology], object],
+        *,
+        interval: float = DEFAULT_WATCH_INTERVAL,
+        start: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        super().__init__(on_change, interval=interval, start=start)
+
+    def _where(self) -> str:
+        return str(self.path)
+
+    def _load(self) -> Topology:
+        return load_topology(self.path)
 
     def _files(self) -> list[Path]:
         files = [self.path]
@@ -191,9 +247,3 @@ class TopologyWatcher:
                     continue
             looks.append((stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, digest))
         return tuple(looks)
-
-    def _report(self, message: str) -> None:
-        """Log a warning, once until the problem changes."""
-        if message != self._reported:
-            self._reported = message
-            logger.warning("%s", message)

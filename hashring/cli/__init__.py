@@ -1,4 +1,5 @@
-"""The ``hashring`` command line: ``report``, ``lookup``, ``compare`` and ``migrate``.
+"""The ``hashring`` command line: ``report``, ``lookup``, ``compare``, ``migrate`` and
+``topology``.
 
 Run ``hashring --help`` (or ``python -m hashring --help``) for the commands and
 ``hashring COMMAND --help`` for each one's options.
@@ -35,6 +36,7 @@ try:
     from . import lookup as lookup
     from . import migrate as migrate
     from . import report as report
+    from . import topology as topology
 except ModuleNotFoundError as exc:  # `pip install hashring` without the cli extra
     _MISSING: str | None = exc.name
 else:
@@ -53,7 +55,7 @@ def parser() -> Parser:
         "2 usage or configuration errors.",
     )
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (report, lookup, compare, migrate):
+    for command in (report, lookup, compare, migrate, topology):
         command.register(commands)
     return top
 
