@@ -109,6 +109,7 @@ from __future__ import annotations
 from hashring import MigrationError, VolatileDestinationError
 
 from ._durability import WAIT_CHANNEL, Durability
+from ._live_clients import LiveClient, live_clients, wait_for_clients
 from ._results import (
     DEFAULT_BATCH,
     DEFAULT_TIMEOUT_MS,
@@ -127,6 +128,7 @@ __all__ = [
     "ON_CONFLICT",
     "WAIT_CHANNEL",
     "Durability",
+    "LiveClient",
     "MigrationError",
     "MigrationPlan",
     "MigrationResult",
@@ -135,7 +137,9 @@ __all__ = [
     "Pair",
     "Progress",
     "VolatileDestinationError",
+    "live_clients",
     "migrate",
     "plan_migration",
     "verify",
+    "wait_for_clients",
 ]

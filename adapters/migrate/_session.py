@@ -3,7 +3,7 @@ one-call API built on it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from hashring import (
@@ -16,6 +16,7 @@ from hashring import (
 
 from ._connections import _Links, _nodes
 from ._durability import Durability, _durability
+from ._live_clients import LiveClient, wait_for_clients
 from ._move import _Mover, _scripted
 from ._results import (
     DEFAULT_BATCH,
@@ -118,6 +119,29 @@ class MigrationSession:
             MigrationError: a node is unreachable.
         """
         return _durability(self._links)
+
+    def wait_for_clients(
+        self,
+        version: str,
+        *,
+        timeout: float,
+        on_wait: Callable[[list[LiveClient]], object] | None = None,
+    ) -> list[LiveClient]:
+        """Wait until every hashring client connected to any node runs topology ``version``
+        (``CLIENT LIST``, see :mod:`._live_clients`), at most ``timeout`` seconds; return the
+        stragglers left (empty: all switched). Moves nothing.
+
+        Raises:
+            MigrationError: a node is unreachable or refuses ``CLIENT LIST``.
+        """
+        return wait_for_clients(
+            self._links.clients,
+            version,
+            timeout=timeout,
+            servers=self._links.run_ids,
+            on_wait=on_wait,
+            guard=lambda node: self._links.talking_to(node, "listing the clients of"),
+        )
 
     # ------------------------------------------------------------------ operations
 

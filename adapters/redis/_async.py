@@ -154,8 +154,8 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         Raises:
             ConfigError: the file is not valid, a node has no url, or the secret is missing.
         """
-        nodes, placement = config_arguments(path)
-        return cls(nodes, placement=placement, **redis_kwargs)
+        nodes, placement, options = config_arguments(path, redis_kwargs)
+        return cls(nodes, placement=placement, **options)
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         """Route one command (see the routing table in ``_commands``) and run it;

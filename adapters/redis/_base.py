@@ -28,6 +28,7 @@ from hashring import (
 )
 from hashring._balancing.health import Transition
 from hashring._placement.nodes import check_node_name
+from hashring._topology.clients import client_name
 
 from ._commands import SCHEMES, Command, CommandTable, Plan, plan_command
 from ._cross_node import Replies, cross_node_plan
@@ -130,9 +131,13 @@ def check_target(name: str, target: object, client_class: type) -> None:
         )
 
 
-def config_arguments(path: str | Path) -> tuple[dict[str, str], Placement]:
-    """Node URLs and the placement of the topology file at ``path`` (keyed by the secret in
-    the environment variable its ``hash_key_env`` names).
+def config_arguments(
+    path: str | Path, redis_kwargs: Mapping[str, Any]
+) -> tuple[dict[str, str], Placement, dict[str, Any]]:
+    """Node URLs, the placement of the topology file at ``path`` (keyed by the secret in
+    the environment variable its ``hash_key_env`` names), and ``redis_kwargs`` with the
+    connections named after the topology's version (``client_name``, unless given: see
+    :mod:`hashring._topology.clients`).
 
     Raises:
         ConfigError: the file is not valid, a node has no url, or the secret is missing.
@@ -142,7 +147,11 @@ def config_arguments(path: str | Path) -> tuple[dict[str, str], Placement]:
     if missing:
         raise ConfigError(f"{topology.source}: nodes.{missing[0]}.url is required here")
     nodes = {name: spec.url for name, spec in topology.nodes.items() if spec.url}
-    return nodes, topology.placement()
+    return (
+        nodes,
+        topology.placement(),
+        {"client_name": client_name(topology.version), **redis_kwargs},
+    )
 
 
 class ShardedBase(Generic[C]):

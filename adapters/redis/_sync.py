@@ -154,13 +154,16 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
     def from_config(cls, path: str | Path, **redis_kwargs: Any) -> ShardedRedis:
         """A client for the topology file at ``path`` (see :func:`hashring.load_topology`):
         its node URLs, and ``placement=load_topology(path).placement()`` (keyed by the
-        secret its ``hash_key_env`` names). ``redis_kwargs`` as for the constructor.
+        secret its ``hash_key_env`` names). ``redis_kwargs`` as for the constructor; every
+        connection is named ``hashring-client-<version>`` after the topology's version
+        (``client_name=``, unless given), so ``hashring migrate`` can tell which topology the
+        clients run.
 
         Raises:
             ConfigError: the file is not valid, a node has no url, or the secret is missing.
         """
-        nodes, placement = config_arguments(path)
-        return cls(nodes, placement=placement, **redis_kwargs)
+        nodes, placement, options = config_arguments(path, redis_kwargs)
+        return cls(nodes, placement=placement, **options)
 
     # ------------------------------------------------------------------ routing
 

@@ -127,11 +127,24 @@ check; these are all of them)::
       "lost": int | null,                  # --apply: verification.lost; null in a dry run
       "elapsed_seconds": float,            # the plan or move pass (not the verification)
       "keys_per_second": float,            # dry run: scanned/s; --apply: moved/s
-      "plan": null | PLAN                  # dry run: hashring.cli._plan's object (null when
+      "plan": null | PLAN,                 # dry run: hashring.cli._plan's object (null when
                                            # the nodes hold no key); --apply: null
+      "clients": null | {                  # --apply: the wait for clients to switch
+        "version": str,                    # the new topology's version
+        "waited_seconds": float, "forced": bool,
+        "others": [{"version": str, "node": str, "address": str, "idle": int}]
+      }                                    # connections left on another version (--force)
     }
 
-(``plan`` was added to version 1 with the planning figures.)
+(``plan`` was added to version 1 with the planning figures, ``clients`` with the wait.)
+
+Clients switch first. A client of the old topology that writes while keys move writes
+keys the run has already passed: they are stranded on the old owner. Hashring clients name
+their connections with their topology's version (``hashring-client-<version>``), so before
+``--apply`` moves a key it polls ``CLIENT LIST`` on every node until no hashring connection
+runs a version other than the new topology's, at most ``--wait-clients`` seconds (default 60);
+stragglers left are listed (version, address, node, idle seconds) and nothing moves (exit 1).
+``--force`` moves keys anyway, with a warning listing them.
 
 With ``replace``, conflicts are overwritten and so are part of ``moved``; otherwise
 ``to_move = moved + conflicts + missing + failed``.
@@ -142,6 +155,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import MigrationError, VolatileDestinationError
@@ -250,8 +264,80 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="dry run: exit 1 when a node would hold more than its maxmemory after the move",
     )
+    parser.add_argument(
+        "--wait-clients",
+        type=_seconds,
+        default=WAIT_CLIENTS,
+        metavar="SECONDS",
+        help="--apply: first wait, at most this long, until every hashring client connected "
+        "to a node runs the NEW topology's version (CLIENT LIST; default "
+        f"{WAIT_CLIENTS:g}); stragglers left: exit 1, nothing moved",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="--apply: move keys without waiting for clients to switch (a warning lists "
+        "clients still on another version: their writes to moved keys would be stranded)",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.set_defaults(run=run)
+
+
+WAIT_CLIENTS = 60.0
+"""Seconds ``--apply`` waits by default for clients to switch to the new topology."""
+MAX_WAIT = 86_400.0
+SHOWN_STRAGGLERS = 10
+
+
+def _seconds(text: str) -> float:
+    """``--wait-clients``'s type: finite seconds from 0 to a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not a number of seconds") from None
+    if not 0 <= value <= MAX_WAIT:
+        raise argparse.ArgumentTypeError(f"{text:.40} must be from 0 to {MAX_WAIT:,.0f} seconds")
+    return value
+
+
+def _wait_for_clients(session: Any, args: argparse.Namespace, version: str) -> dict[str, Any]:
+    """Before ``--apply`` moves a key: every hashring client on the new version, or the
+    stragglers refused (``--force``: listed in a warning). The report's ``clients`` object.
+
+    Raises:
+        OperationError: clients of another version are still connected after the wait.
+    """
+    started = time.monotonic()
+    if args.force:
+        others = session.wait_for_clients(version, timeout=0)
+        if others:
+            shown = "; ".join(c.describe() for c in others[:SHOWN_STRAGGLERS])
+            print(
+                f"hashring: warning: --force: moving keys while {len(others):,} hashring "
+                f"client connections run another topology version than {version} (their "
+                f"writes to keys that move will be stranded): {escape(shown)}",
+                file=sys.stderr,
+            )
+    else:
+        others = session.wait_for_clients(version, timeout=args.wait_clients)
+        if others:
+            shown = "; ".join(c.describe() for c in others[:SHOWN_STRAGGLERS])
+            more = len(others) - SHOWN_STRAGGLERS
+            raise OperationError(
+                f"nothing moved: after {args.wait_clients:g}s, {len(others):,} hashring client "
+                f"connections still run another topology version than {version}: "
+                f"{escape(shown)}{f' (and {more:,} more)' if more > 0 else ''}; give them the "
+                "new topology (or stop them), then re-run; --force moves keys anyway"
+            )
+    return {
+        "version": version,
+        "waited_seconds": round(time.monotonic() - started, 3),
+        "forced": bool(args.force),
+        "others": [
+            {"version": c.version, "node": c.node, "address": c.address, "idle": c.idle_seconds}
+            for c in others
+        ],
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -288,8 +374,10 @@ def run(args: argparse.Namespace) -> int:
                 move = plan_move(live, new.placement(), rate=args.rate) if live.keys else None
                 report = dry_run_report(args, nodes, durability, plan)
                 report["plan"] = None if move is None else plan_json(move)
+                report["clients"] = None
                 status = EXIT_FAILED if args.strict and move and move.over_memory else EXIT_OK
             else:
+                clients = _wait_for_clients(session, args, new.version)
                 counts = _Moved()
                 with progress(None, "moving keys") as bar:
 
@@ -317,6 +405,7 @@ def run(args: argparse.Namespace) -> int:
                     check = session.verify(batch=args.batch, progress=bar.update)
                 report = apply_report(args, nodes, durability, result, check)
                 report["plan"] = None
+                report["clients"] = clients
                 done = check.misplaced == 0 and check.lost_total == 0
                 status = EXIT_OK if done else EXIT_FAILED
     except VolatileDestinationError as exc:
