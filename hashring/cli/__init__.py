@@ -1,5 +1,5 @@
-"""The ``hashring`` command line: ``report``, ``lookup``, ``compare``, ``migrate`` and
-``topology``.
+"""The ``hashring`` command line: ``report``, ``lookup``, ``compare``, ``migrate``,
+``status`` and ``topology``.
 
 Run ``hashring --help`` (or ``python -m hashring --help``) for the commands and
 ``hashring COMMAND --help`` for each one's options.
@@ -36,6 +36,7 @@ try:
     from . import lookup as lookup
     from . import migrate as migrate
     from . import report as report
+    from . import status as status
     from . import topology as topology
 except ModuleNotFoundError as exc:  # `pip install hashring` without the cli extra
     _MISSING: str | None = exc.name
@@ -55,7 +56,7 @@ def parser() -> Parser:
         "2 usage or configuration errors.",
     )
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (report, lookup, compare, migrate, topology):
+    for command in (report, lookup, compare, migrate, status, topology):
         command.register(commands)
     return top
 
