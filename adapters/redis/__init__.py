@@ -42,7 +42,9 @@ Modules, by what they hold (everything that does no I/O exists once, for both cl
   (Script objects loaded on every node, module accessors refused);
 * ``_transaction``: where a transaction (MULTI/EXEC, WATCH) runs: its rules, no I/O;
 * ``_sampling``: a sample of live keys for ``hashring report --sample-from``;
-* ``_topology_source``: topologies published in a Redis key, and their followers.
+* ``_topology_source``: topologies published in a Redis key, and their followers;
+* ``_window``: a migration window's moves on one key: a write gated on the old owner by
+  the migration's marker, and a pull to the new owner (``MIGRATE``).
 """
 
 from __future__ import annotations

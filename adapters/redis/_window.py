@@ -1,0 +1,175 @@
+"""The migration window's two moves on a key whose owner changes: a write gated on the old
+owner, and a pull of the key to its new owner. Synchronous building blocks on ready clients;
+the routing that uses them is the clients' (see the README's runbook).
+
+Why the gate. Clients take a new topology at different moments, so for a while clients of
+the old topology (T0) and of the window (T1) run side by side. If a T1 client wrote a moving
+key K on its new owner N while a T0 client still wrote K on its old owner O, K would live
+twice and the migration would have to drop one acknowledged write. So until the migration
+starts, T1 clients write such keys where T0 clients do, on O, gated by the window's marker
+(``hashring:migrating:<version>``, :func:`marker_key`): :func:`gated_call` WATCHes the
+marker, finds it absent, and runs the command in MULTI/EXEC, which the server aborts if the
+marker appeared meanwhile. ``hashring migrate`` sets the marker on every old owner only once
+no T0 client is connected (``CLIENT LIST``), then moves keys.
+
+Why the pull. Once the marker is set, a T1 write on K first pulls K from O to N
+(:func:`pull`: ``MIGRATE ... KEYS K`` sent to O, neither ``COPY`` nor ``REPLACE``), then
+runs on N. ``MIGRATE`` deletes the source copy only once the destination acknowledged the
+key, so the migration and any number of clients can pull the same key concurrently: one
+moves it, the others find ``NOKEY``. A read-modify-write (INCR, HSET, APPEND) therefore
+continues from the moved value, and a delete after the pull cannot be undone by the
+migration, which then finds nothing to move.
+
+Reply fidelity. EXEC hands back each command's reply exactly as the server would have sent
+it alone (RESP2 or RESP3, nulls inside arrays included), and :func:`gated_call` parses it with
+the client's own response callback and options, as ``Redis.parse_response`` does; an error
+is the server's own, unannotated. (A Lua script would be one round trip instead of two, but
+RESP3 nulls inside arrays become Lua nils and truncate the array: ``HMGET`` with a missing
+field would answer short.) Commands a transaction cannot hold (``WATCH``, ``MULTI``,
+``SUBSCRIBE``...) and blocking forms (which a transaction runs without blocking) cannot be
+gated; the caller refuses them during the window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+__all__ = ["MARKER_PREFIX", "Destination", "Gated", "gated_call", "marker_key", "pull"]
+
+MARKER_PREFIX = "hashring:migrating:"
+
+
+def marker_key(version: str) -> str:
+    """The marker a migration to topology ``version`` sets on every old owner. O(1)."""
+    return MARKER_PREFIX + version
+
+
+@dataclass(frozen=True)
+class Gated:
+    """What a gated call did: ``ran`` False when the marker was set (nothing ran on the old
+    owner: pull, then run on the new one), else the command's parsed ``reply``."""
+
+    ran: bool
+    reply: Any = None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where :func:`pull` moves keys, as the OLD owner's server must reach it."""
+
+    host: str
+    port: int
+    db: int = 0
+    auth: tuple[str, ...] = ()
+    """``("AUTH", password)`` or ``("AUTH2", username, password)``, or empty."""
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"Destination(host={self.host!r}, port={self.port}, db={self.db})"
+
+    @classmethod
+    def of(cls, client: redis.Redis) -> Destination:
+        """The destination a ready client connects to (TCP only: ``MIGRATE`` cannot reach
+        a unix socket or speak TLS).
+
+        Raises:
+            ValueError: the client connects through a unix socket or TLS.
+        """
+        kwargs = client.connection_pool.connection_kwargs
+        if "path" in kwargs or client.connection_pool.connection_class.__name__ != "Connection":
+            raise ValueError("MIGRATE reaches plain TCP destinations only (no unix, no TLS)")
+        password, username = kwargs.get("password"), kwargs.get("username")
+        auth: tuple[str, ...] = ()
+        if password:
+            auth = ("AUTH2", username, password) if username else ("AUTH", password)
+        return cls(
+            str(kwargs.get("host", "localhost")),
+            int(kwargs.get("port", 6379)),
+            int(kwargs.get("db", 0)),
+            auth,
+        )
+
+
+def gated_call(old: redis.Redis, marker: str, args: Sequence[Any], **options: Any) -> Gated:
+    """Run ``args`` (a command and its arguments) on the old owner unless it holds
+    ``marker``: WATCH and EXISTS in one round trip, then MULTI, the command and EXEC in one
+    more, on one connection of ``old``'s pool. The reply is parsed by ``old``'s response
+    callback for the command with ``options``, as a direct call would be.
+
+    Raises:
+        redis.ResponseError: the command's own error (WRONGTYPE, wrong arguments ...), as
+            the server sends it.
+        redis.RedisError: the node cannot be reached (the connection is dropped).
+    """
+    name = str(args[0]).upper()
+    options.pop("keys", None)
+    pool = old.connection_pool
+    connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
+    try:
+        connection.send_packed_command(
+            connection.pack_commands([("WATCH", marker), ("EXISTS", marker)])
+        )
+        connection.read_response()
+        if connection.read_response():
+            connection.send_command("UNWATCH")
+            connection.read_response()
+            return Gated(False)
+        connection.send_packed_command(
+            connection.pack_commands([("MULTI",), tuple(args), ("EXEC",)])
+        )
+        connection.read_response()
+        queued: redis.ResponseError | None = None
+        try:
+            connection.read_response()
+        except redis.ResponseError as exc:  # refused when queued: EXEC then aborts
+            queued = exc
+        try:
+            replies = connection.read_response()
+        except redis.ResponseError:
+            if queued is not None:
+                raise queued from None
+            raise
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    if replies is None:  # the marker appeared between WATCH and EXEC: nothing ran
+        return Gated(False)
+    (reply,) = replies
+    if isinstance(reply, redis.ResponseError):
+        raise reply
+    callback = old.response_callbacks.get(name)  # type: ignore[no-untyped-call]
+    return Gated(True, callback(reply, **options) if callback is not None else reply)
+
+
+def pull(
+    old: redis.Redis, destination: Destination, keys: Sequence[Any], *, timeout_ms: int
+) -> bool:
+    """Move ``keys`` from the old owner to ``destination`` with one ``MIGRATE`` sent to the
+    old owner (values and TTLs kept; the source copy deleted once the destination has it).
+    Returns True when at least one key moved, False when none was there (``NOKEY``). One
+    round trip, plus the transfer between the servers.
+
+    Raises:
+        redis.ResponseError: ``BUSYKEY``: a key exists on the destination too (nothing of
+            that key moved; the caller decides); or another refusal (IOERR: the old owner
+            cannot reach the destination).
+        redis.RedisError: the old owner cannot be reached.
+    """
+    answer = old.execute_command(  # type: ignore[no-untyped-call]
+        "MIGRATE",
+        destination.host,
+        destination.port,
+        "",
+        destination.db,
+        timeout_ms,
+        *destination.auth,
+        "KEYS",
+        *keys,
+    )
+    text = answer.decode() if isinstance(answer, bytes) else str(answer)
+    return text != "NOKEY"
