@@ -1,6 +1,6 @@
 """The migration window's two moves on a key whose owner changes: a write gated on the old
 owner, and a pull of the key to its new owner. Synchronous building blocks on ready clients;
-the routing that uses them is the clients' (see the README's runbook).
+the sharded clients' routing is what decides when to use them.
 
 Why the gate. Clients take a new topology at different moments, so for a while clients of
 the old topology (T0) and of the window (T1) run side by side. If a T1 client wrote a moving
