@@ -179,6 +179,8 @@ def test_hostile_traces_are_one_line_usage_errors(
         (("--trace", "t.txt", "--load", "0.5"), "not allowed with argument"),
         (("--trace", "/nonexistent/t.txt"), "--trace /nonexistent/t.txt: no such file"),
         (("--trace", "/"), "is a folder"),
+        (("--trace", "/dev/zero"), "line 1: a NUL byte: a trace is text, not a binary file"),
+        (("--epsilon", "1e7"), "--epsilon 1e+07: at most 1e+06"),
         (("--nodes", "fast=4,slow=0"), "speed must be a number from 1e-06 to 1e+06"),
         (("--nodes", "fast=4,slow=nan"), "speed must be a number"),
         (("--nodes", "fast=x"), "speed 'x' is not a number"),

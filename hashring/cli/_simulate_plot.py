@@ -111,7 +111,19 @@ def plot_simulation(outcomes: list[Outcome], title: str, path: str) -> None:
     latency.legend(fontsize="small", loc="lower right")
     latency.grid(axis="x", which="both", alpha=0.3)
 
-    affinity.barh(rows, [outcome.affinity for outcome in outcomes], color="#59a14f")
+    shares = [outcome.affinity for outcome in outcomes]
+    affinity.barh(rows, shares, color="#59a14f")
+    for row, share in enumerate(shares):
+        inside = share > 0.5
+        affinity.text(
+            share - 0.02 if inside else share + 0.02,
+            row,
+            f"{share:.2f}",
+            ha="right" if inside else "left",
+            va="center",
+            fontsize="small",
+            color="white" if inside else "black",
+        )
     affinity.set_xlim(0, 1)
     affinity.set_xlabel("fraction of requests served on their key's home node")
     affinity.set_title("affinity", loc="left", fontsize="medium")

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import BinaryIO
 
 from .._simulation import MAX_TIME
 from ._common import UsageError
 
 __all__ = ["MAX_LINE_CHARS", "MAX_TRACE_BYTES", "Trace", "read_trace"]
 
-MAX_TRACE_BYTES = 1 << 30
-"""Largest trace (1 GiB): a trace is held in memory while it is read."""
+MAX_TRACE_BYTES = 256 << 20
+"""Largest trace (256 MiB, room for the most requests a run takes): a trace is held in
+memory while it is read."""
 MAX_LINE_CHARS = 1 << 16
 """Longest line a trace may hold."""
+_CHUNK = 1 << 20
 
 
 class Trace:
@@ -118,19 +121,32 @@ def read_trace(path: str, *, max_requests: int) -> Trace:
 def _read_bytes(path: str, flag: str) -> bytes:
     try:
         if path == "-":
-            data = sys.stdin.buffer.read(MAX_TRACE_BYTES + 1)
-        else:
-            with open(path, "rb") as file:
-                data = file.read(MAX_TRACE_BYTES + 1)
+            if sys.stdin is None or not hasattr(sys.stdin, "buffer"):
+                raise UsageError(f"{flag}: standard input is closed")
+            return _bounded_read(sys.stdin.buffer, flag)
+        with open(path, "rb") as handle:
+            return _bounded_read(handle, flag)
     except FileNotFoundError:
         raise UsageError(f"{flag}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{flag}: is a folder, not a trace file") from None
     except OSError as exc:
         raise UsageError(f"{flag}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_TRACE_BYTES:
-        raise UsageError(f"{flag}: larger than {MAX_TRACE_BYTES >> 20:,} MiB")
-    return data
+
+
+def _bounded_read(handle: BinaryIO, flag: str) -> bytes:
+    """The handle's bytes, read in chunks: a NUL byte (``/dev/zero``, a binary file) stops
+    the read at its chunk, and more than :data:`MAX_TRACE_BYTES` is refused at the bound."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := handle.read(_CHUNK):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_TRACE_BYTES:
+            raise UsageError(f"{flag}: larger than {MAX_TRACE_BYTES >> 20:,} MiB")
+        if b"\0" in chunk:
+            break
+    return b"".join(chunks)
 
 
 def _number(text: str, where: str, what: str, *, low_included: bool) -> float:

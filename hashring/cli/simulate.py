@@ -39,6 +39,7 @@ import numpy as np
 from tabulate import tabulate
 
 from .._analysis import LoadSummary
+from .._balancing.bounded import MAX_EPSILON
 from .._errors import HashRingError
 from .._simulation import (
     MAX_SPEED,
@@ -251,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
     """Carry out ``hashring simulate``."""
     speeds = parse_speeds(args.nodes)
     strategies = parse_strategies(args.strategies)
+    if args.epsilon > MAX_EPSILON:
+        raise UsageError(f"--epsilon {args.epsilon:g}: at most {MAX_EPSILON:g}")
     if args.plot:
         from ._simulate_plot import check_plot
 
@@ -400,7 +403,7 @@ def render_text(
             f"{outcome.load.mean:.0%}",
             f"{outcome.load.max:.0%}",
             f"{outcome.load.peak_to_mean:.3f}",
-            f"{outcome.mean_queue:,.2f}",
+            f"{outcome.mean_queue:,.1f}",
             f"{outcome.max_queue:,}",
             _seconds(outcome.latency["p50"]),
             _seconds(outcome.latency["p99"]),
@@ -412,15 +415,15 @@ def render_text(
     headers = [
         "strategy",
         "needs",
-        "util",
-        "max",
-        "max/mean",
-        "queue",
-        "max",
-        "p50",
-        "p99",
-        "p99.9",
-        "affinity",
+        "util\nmean",
+        "util\nmax",
+        "peak/\nmean",
+        "queue\nmean",
+        "queue\nmax",
+        "\np50",
+        "\np99",
+        "\np99.9",
+        "\naffinity",
     ]
     lines.append(
         tabulate(
@@ -439,8 +442,7 @@ def render_text(
         ]
         lines += [
             "",
-            "utilisation per node (busy time over the window; above 100%: more work than the "
-            "node can do, its queue grows for as long as the run lasts)",
+            "utilisation per node (busy time / window; above 100%: more work than it can do)",
             tabulate(
                 node_rows,
                 headers=["strategy", *names],
@@ -451,6 +453,8 @@ def render_text(
         ]
     else:
         lines += ["", "(utilisation per node: --format json or --plot)"]
+    if any(outcome.overloaded for outcome in outcomes):
+        lines.append("")
     for outcome in outcomes:
         over = outcome.overloaded
         if over:
