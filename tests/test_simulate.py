@@ -158,13 +158,21 @@ def test_round_robin_spreads_exactly() -> None:
     assert weighted == [400, 200, 100, 100]
 
 
-def test_least_loaded_chooses_as_the_library_balancer() -> None:
+MANY = {f"n{i}": float(1 + i % 3) for i in range(40, 0, -1)}
+"""Forty nodes of speeds 1 to 3, not in name order: least-loaded's heap then holds many
+stale entries and is rebuilt, and ties fall back to name order."""
+
+
+@pytest.mark.parametrize(("speeds", "rate"), [(SPEEDS, 6.5), (MANY, 70.0)])
+def test_least_loaded_chooses_as_the_library_balancer(
+    speeds: dict[str, float], rate: float
+) -> None:
     """Replaying the stream through hashring.LeastLoaded (weights = speeds) picks the same
     node for every request."""
-    workload = poisson_workload(requests=3_000, rate=6.5, keys=50, seed=8)
-    balancer = LeastLoaded(SPEEDS)
-    expected = replay(workload, SPEEDS, lambda i: balancer.acquire())
-    assert strategy_nodes(workload, SPEEDS, "least-loaded")[0].tolist() == expected
+    workload = poisson_workload(requests=3_000, rate=rate, keys=50, seed=8)
+    balancer = LeastLoaded(speeds)
+    expected = replay(workload, speeds, lambda i: balancer.acquire())
+    assert strategy_nodes(workload, speeds, "least-loaded")[0].tolist() == expected
     balancer._check()
 
 

@@ -56,19 +56,24 @@ from .._simulation import (
 )
 from ._common import (
     EXIT_OK,
-    MAX_KEYS,
     MAX_NODES,
     UsageError,
     check_output_path,
     escape,
-    key_count,
     positive_float,
     positive_int,
     progress,
 )
 from ._trace import read_trace
 
-__all__ = ["DEFAULT_NODES", "MAX_REQUESTS", "MAX_SIMULATED_NODES", "register", "run"]
+__all__ = [
+    "DEFAULT_NODES",
+    "MAX_REQUESTS",
+    "MAX_SIMULATED_KEYS",
+    "MAX_SIMULATED_NODES",
+    "register",
+    "run",
+]
 
 DEFAULT_NODES = "fast-1=4,fast-2=4,mid-1=2,mid-2=2,slow-1=1,slow-2=1"
 DEFAULT_REQUESTS = 200_000
@@ -79,6 +84,8 @@ DEFAULT_SEED = 1
 MAX_REQUESTS = 5_000_000
 """Most requests one run simulates (Poisson or a trace): a few hundred MB of arrays."""
 MAX_SIMULATED_NODES = 1_000
+MAX_SIMULATED_KEYS = 1_000_000
+"""Most distinct keys of Poisson arrivals (each is named and placed by every hash strategy)."""
 MAX_LOAD = 100.0
 NODE_COLUMNS = 12
 """The text output has a per-node utilisation table up to this many nodes."""
@@ -139,9 +146,9 @@ def register(commands: Any) -> None:
     )
     arrivals.add_argument(
         "--keys",
-        type=key_count,
+        type=_keys,
         metavar="K",
-        help=f"distinct keys key:0 ... (default {DEFAULT_KEYS:,}, at most {MAX_KEYS:,})",
+        help=f"distinct keys key:0 ... (default {DEFAULT_KEYS:,}, at most {MAX_SIMULATED_KEYS:,})",
     )
     arrivals.add_argument(
         "--zipf",
@@ -184,9 +191,21 @@ def _zipf(text: str) -> float:
 
 
 def _seed(text: str) -> int:
-    value = positive_int(text) if text.strip() != "0" else 0
+    if text.strip() in ("0", "-0"):
+        return 0
+    try:
+        value = positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text[:30]!r} is not an integer from 0") from None
     if value >= 2**63:
         raise argparse.ArgumentTypeError(f"{text[:30]} must be below 2**63")
+    return value
+
+
+def _keys(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_SIMULATED_KEYS:
+        raise argparse.ArgumentTypeError(f"{text}: at most {MAX_SIMULATED_KEYS:,} keys")
     return value
 
 
