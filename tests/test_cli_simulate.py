@@ -4,6 +4,7 @@ usage errors for hostile flags and trace files (exit status 2, no traceback)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from hashring import placement
 from hashring._simulation import STRATEGIES
 
 SMALL = ("--requests", "20000", "--keys", "2000")
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def simulate_json(*args: str, stdin: bytes = b"") -> dict[str, Any]:
@@ -38,7 +40,7 @@ def test_text_report_lists_every_strategy_and_node() -> None:
     for strategy in STRATEGIES:
         assert f"\n{strategy} " in text
     assert "utilisation per node" in text
-    assert "round-robin: overloaded slow-1" in text
+    assert "round-robin: above 100%: slow-1" in text
     assert result.stderr == ""
 
 
@@ -189,6 +191,7 @@ def test_hostile_traces_are_one_line_usage_errors(
         (("--nodes", "1001"), "give 1 to 1,000 nodes"),
         (("--nodes", "0"), "give 1 to 1,000 nodes"),
         (("--strategies", "ring,fastest"), "unknown strategy 'fastest'"),
+        (("--nodes", "a=1e-6,b=1e6"), "--nodes: ring cannot take these speeds: the ring would"),
         (("--strategies", "ring,ring"), "named twice"),
         (("--zipf", "-1"), "must be a number from 0 to 100"),
         (("--zipf", "nan"), "must be a number from 0 to 100"),
@@ -245,3 +248,14 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert result.status == 0, result.stderr
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 20_000
+
+
+def test_the_readme_shows_the_default_run() -> None:
+    """The output pasted in the README is what the default `hashring simulate` prints."""
+    found = re.search(
+        r"<!-- simulate-output -->\n```text\n(.*?)```", README.read_text("utf-8"), re.DOTALL
+    )
+    assert found, "README has no <!-- simulate-output --> block"
+    result = run_checked("simulate")
+    assert result.status == 0, result.stderr
+    assert result.text == found.group(1)

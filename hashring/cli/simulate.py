@@ -64,6 +64,7 @@ from ._common import (
     positive_int,
     progress,
 )
+from ._simulate_plot import MAX_PLOTTED_NODES, check_plot, plot_simulation
 from ._trace import read_trace
 
 __all__ = [
@@ -274,8 +275,6 @@ def run(args: argparse.Namespace) -> int:
     if args.epsilon > MAX_EPSILON:
         raise UsageError(f"--epsilon {args.epsilon:g}: at most {MAX_EPSILON:g}")
     if args.plot:
-        from ._simulate_plot import check_plot
-
         check_plot(args.plot, len(speeds))
         check_output_path(args.plot, "--plot")
     described = _workload(args, speeds)
@@ -293,16 +292,14 @@ def run(args: argparse.Namespace) -> int:
                         progress=bar.update,
                     )
                 )
-            except HashRingError as exc:  # e.g. Maglev's table smaller than the node count
-                raise UsageError(f"{strategy}: {exc}") from None
+            except HashRingError as exc:  # the speeds, as weights, beyond a placement's bounds
+                raise UsageError(f"--nodes: {strategy} cannot take these speeds: {exc}") from None
     if args.format == "json":
         json.dump(simulate_json(described, speeds, outcomes, args), sys.stdout, indent=2)
         print()
     else:
         print(render_text(described, speeds, outcomes, args.seed))
     if args.plot:
-        from ._simulate_plot import plot_simulation
-
         plot_simulation(outcomes, _title(described, speeds), args.plot)
     return EXIT_OK
 
@@ -471,7 +468,10 @@ def render_text(
             ),
         ]
     else:
-        lines += ["", "(utilisation per node: --format json or --plot)"]
+        lines += [
+            "",
+            f"(utilisation per node: --format json, or --plot up to {MAX_PLOTTED_NODES} nodes)",
+        ]
     if any(outcome.overloaded for outcome in outcomes):
         lines.append("")
     for outcome in outcomes:
@@ -480,8 +480,8 @@ def render_text(
             shown = ", ".join(f"{node.name} {node.utilisation:.0%}" for node in over[:5])
             more = f" and {len(over) - 5:,} more" if len(over) > 5 else ""
             lines.append(
-                f"{outcome.strategy}: overloaded {shown}{more}: queue and latency grow with "
-                "--requests"
+                f"{outcome.strategy}: above 100%: {shown}{more} (offered more work than they "
+                "can do: their queues grow for as long as that lasts)"
             )
     return "\n".join(escape(line) for text in lines for line in text.split("\n"))
 
