@@ -90,6 +90,21 @@ class BoundedLoad:
         with self._lock:
             return self._caps(sum(self._in_flight.values()))
 
+    def caps_at(self, load: int) -> dict[str, int]:
+        """Each node's cap for the next request when ``load`` requests are in flight (what
+        a simulation of this rule asks, whatever is in flight here). O(nodes).
+
+        >>> from hashring import HashRing
+        >>> BoundedLoad(HashRing({"a": 3, "b": 1}), epsilon=0.25).caps_at(7)
+        {'a': 8, 'b': 3}
+
+        Raises:
+            ValueError: ``load`` is negative.
+        """
+        if load < 0:
+            raise ValueError(f"load must not be negative, got {load}")
+        return self._caps(load)
+
     def in_flight(self) -> dict[str, int]:
         """Requests in flight per node of the placement."""
         with self._lock:

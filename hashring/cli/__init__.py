@@ -1,5 +1,5 @@
 """The ``hashring`` command line: ``report``, ``lookup``, ``compare``, ``migrate``,
-``status`` and ``topology``.
+``simulate``, ``status`` and ``topology``.
 
 Run ``hashring --help`` (or ``python -m hashring --help``) for the commands and
 ``hashring COMMAND --help`` for each one's options.
@@ -36,6 +36,7 @@ try:
     from . import lookup as lookup
     from . import migrate as migrate
     from . import report as report
+    from . import simulate as simulate
     from . import status as status
     from . import topology as topology
 except ModuleNotFoundError as exc:  # `pip install hashring` without the cli extra
@@ -51,12 +52,13 @@ def parser() -> Parser:
     top = Parser(
         prog="hashring",
         description="Consistent-hashing rebalance tooling: what a topology change moves, "
-        "where keys live, how the algorithms compare, and live Redis key migration.",
+        "where keys live, how the algorithms compare, live Redis key migration, and the "
+        "dispatch strategies simulated.",
         epilog="Exit status: 0 success, 1 the operation failed or found problems, "
         "2 usage or configuration errors.",
     )
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (report, lookup, compare, migrate, status, topology):
+    for command in (report, lookup, compare, migrate, simulate, status, topology):
         command.register(commands)
     return top
 
