@@ -5,12 +5,21 @@ delete."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
 import pytest
 import redis
-from hashring.adapters.redis._window import Destination, gated_call, marker_key, pull
+import redis.asyncio as aioredis
+from hashring.adapters.redis._window import (
+    Destination,
+    gated_call,
+    gated_call_async,
+    marker_key,
+    pull,
+    pull_async,
+)
 
 from tests.redis_servers import RedisServer, RedisServerFactory
 
@@ -200,3 +209,37 @@ def test_destination_of_refuses_unix_and_hides_credentials(
     secret = Destination.of(redis.Redis(host="h", port=1, username="u", password="s3cret"))
     assert secret.auth == ("AUTH2", "u", "s3cret")
     assert "s3cret" not in repr(secret)
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_the_asyncio_gate_and_pull_answer_as_the_sync_ones(
+    redis_server_factory: RedisServerFactory, protocol: int
+) -> None:
+    """redis.asyncio: gated replies equal direct ones, the marker stops the gate, a pull
+    moves a key once."""
+    a, b, c = redis_server_factory(3)
+    one = a.client(protocol=protocol, decode_responses=True)
+    for args in SETUP:
+        one.execute_command(*args)
+
+    async def run() -> list[Any]:
+        client = aioredis.Redis(host=b.host, port=b.port, protocol=protocol, decode_responses=True)
+        try:
+            for args in SETUP:
+                await client.execute_command(*args)
+            got = []
+            for args in COMMANDS:
+                gated = await gated_call_async(client, MARKER, args)
+                assert gated.ran
+                got.append(("ok", gated.reply))
+            await client.set(MARKER, "1")
+            assert not (await gated_call_async(client, MARKER, ("SET", "s", "x"))).ran
+            destination = Destination(c.host, c.port)
+            assert await pull_async(client, destination, ["s"], timeout_ms=5000)
+            assert not await pull_async(client, destination, ["s"], timeout_ms=5000)
+            return got
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == [direct(one, args) for args in COMMANDS]
+    assert c.client().exists("s") == 1

@@ -37,8 +37,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
-__all__ = ["MARKER_PREFIX", "Destination", "Gated", "gated_call", "marker_key", "pull"]
+__all__ = [
+    "MARKER_PREFIX",
+    "Destination",
+    "Gated",
+    "gated_call",
+    "gated_call_async",
+    "marker_key",
+    "pull",
+    "pull_async",
+]
 
 MARKER_PREFIX = "hashring:migrating:"
 
@@ -93,6 +103,54 @@ class Destination:
         )
 
 
+def _watch(marker: str) -> list[tuple[Any, ...]]:
+    """The gate's first round: WATCH the marker, then look whether it is there."""
+    return [("WATCH", marker), ("EXISTS", marker)]
+
+
+def _transaction(args: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The gate's second round, sent only when the marker was absent."""
+    return [("MULTI",), tuple(args), ("EXEC",)]
+
+
+def _outcome(
+    queued: BaseException | None,
+    executed: Any,
+    client: Any,
+    args: Sequence[Any],
+    options: dict[str, Any],
+) -> Gated:
+    """The gate's result from the second round's replies: ``queued`` the error the command
+    got when queued (EXEC then aborted), ``executed`` EXEC's reply or error."""
+    if queued is not None:
+        raise queued
+    if isinstance(executed, BaseException):
+        raise executed
+    if executed is None:  # the marker appeared between WATCH and EXEC: nothing ran
+        return Gated(False)
+    (reply,) = executed
+    if isinstance(reply, redis.ResponseError):
+        raise reply
+    options.pop("keys", None)
+    callback = client.response_callbacks.get(str(args[0]).upper())
+    return Gated(True, callback(reply, **options) if callback is not None else reply)
+
+
+def _read(connection: Any) -> Any:
+    """One reply, an error reply returned rather than raised."""
+    try:
+        return connection.read_response()
+    except redis.ResponseError as exc:
+        return exc
+
+
+async def _aread(connection: Any) -> Any:
+    try:
+        return await connection.read_response()
+    except redis.ResponseError as exc:
+        return exc
+
+
 def gated_call(old: redis.Redis, marker: str, args: Sequence[Any], **options: Any) -> Gated:
     """Run ``args`` (a command and its arguments) on the old owner unless it holds
     ``marker``: WATCH and EXISTS in one round trip, then MULTI, the command and EXEC in one
@@ -104,46 +162,70 @@ def gated_call(old: redis.Redis, marker: str, args: Sequence[Any], **options: An
             the server sends it.
         redis.RedisError: the node cannot be reached (the connection is dropped).
     """
-    name = str(args[0]).upper()
-    options.pop("keys", None)
     pool = old.connection_pool
     connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
     try:
-        connection.send_packed_command(
-            connection.pack_commands([("WATCH", marker), ("EXISTS", marker)])
-        )
+        connection.send_packed_command(connection.pack_commands(_watch(marker)))
         connection.read_response()
         if connection.read_response():
             connection.send_command("UNWATCH")
             connection.read_response()
             return Gated(False)
-        connection.send_packed_command(
-            connection.pack_commands([("MULTI",), tuple(args), ("EXEC",)])
-        )
+        connection.send_packed_command(connection.pack_commands(_transaction(args)))
         connection.read_response()
-        queued: redis.ResponseError | None = None
-        try:
-            connection.read_response()
-        except redis.ResponseError as exc:  # refused when queued: EXEC then aborts
-            queued = exc
-        try:
-            replies = connection.read_response()
-        except redis.ResponseError:
-            if queued is not None:
-                raise queued from None
-            raise
+        queued = _read(connection)
+        executed = _read(connection)
     except BaseException:
         connection.disconnect()
         raise
     finally:
         pool.release(connection)
-    if replies is None:  # the marker appeared between WATCH and EXEC: nothing ran
-        return Gated(False)
-    (reply,) = replies
-    if isinstance(reply, redis.ResponseError):
-        raise reply
-    callback = old.response_callbacks.get(name)  # type: ignore[no-untyped-call]
-    return Gated(True, callback(reply, **options) if callback is not None else reply)
+    return _outcome(
+        queued if isinstance(queued, BaseException) else None, executed, old, args, options
+    )
+
+
+async def gated_call_async(
+    old: aioredis.Redis, marker: str, args: Sequence[Any], **options: Any
+) -> Gated:
+    """:func:`gated_call` for a ``redis.asyncio`` client: the same two round trips.
+
+    Raises:
+        redis.ResponseError, redis.RedisError: as :func:`gated_call`.
+    """
+    pool = old.connection_pool
+    connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await connection.send_packed_command(connection.pack_commands(_watch(marker)))
+        await connection.read_response()
+        if await connection.read_response():
+            await connection.send_command("UNWATCH")
+            await connection.read_response()
+            return Gated(False)
+        await connection.send_packed_command(connection.pack_commands(_transaction(args)))
+        await connection.read_response()
+        queued = await _aread(connection)
+        executed = await _aread(connection)
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+    return _outcome(
+        queued if isinstance(queued, BaseException) else None, executed, old, args, options
+    )
+
+
+def _migrate(destination: Destination, keys: Sequence[Any], timeout_ms: int) -> list[Any]:
+    return [
+        "MIGRATE", destination.host, destination.port, "", destination.db, timeout_ms,
+        *destination.auth, "KEYS", *keys,
+    ]  # fmt: skip
+
+
+def _moved(answer: Any) -> bool:
+    text = answer.decode() if isinstance(answer, bytes) else str(answer)
+    return text != "NOKEY"
 
 
 def pull(
@@ -160,16 +242,17 @@ def pull(
             cannot reach the destination).
         redis.RedisError: the old owner cannot be reached.
     """
-    answer = old.execute_command(  # type: ignore[no-untyped-call]
-        "MIGRATE",
-        destination.host,
-        destination.port,
-        "",
-        destination.db,
-        timeout_ms,
-        *destination.auth,
-        "KEYS",
-        *keys,
-    )
-    text = answer.decode() if isinstance(answer, bytes) else str(answer)
-    return text != "NOKEY"
+    command = _migrate(destination, keys, timeout_ms)
+    return _moved(old.execute_command(*command))  # type: ignore[no-untyped-call]
+
+
+async def pull_async(
+    old: aioredis.Redis, destination: Destination, keys: Sequence[Any], *, timeout_ms: int
+) -> bool:
+    """:func:`pull` for a ``redis.asyncio`` client.
+
+    Raises:
+        redis.ResponseError, redis.RedisError: as :func:`pull`.
+    """
+    command = _migrate(destination, keys, timeout_ms)
+    return _moved(await old.execute_command(*command))  # type: ignore[no-untyped-call]
