@@ -445,9 +445,8 @@ class ShardedExecutor(Executor):
         else:
             task.counted = False
         self._balancer.add_in_flight(task.slot, delta)
-        if self._bounded is not None:
-            if task.key is not None:
-                self._bounded.add_in_flight(task.slot, delta)
+        if self._bounded is not None:  # caps count every task, keyed or not
+            self._bounded.add_in_flight(task.slot, delta)
             return
         key = task.key
         if key is None:
