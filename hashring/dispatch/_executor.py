@@ -27,7 +27,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import BrokenExecutor, Executor, Future
 from functools import partial
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
@@ -550,7 +550,36 @@ class ShardedExecutor(Executor):
             self._wake_writer.send_bytes(b"")
 
     def _collect(self) -> None:
-        """Collector thread: complete futures from results, replace workers that die."""
+        """Collector thread: complete futures from results, replace workers that die.
+
+        Should it ever fail, every task still held fails with ``BrokenExecutor`` and the
+        workers are stopped, rather than leaving futures pending forever.
+        """
+        try:
+            self._collect_until_closed()
+        except BaseException as exc:
+            self._break(exc)
+            raise
+
+    def _break(self, cause: BaseException) -> None:
+        with self._lock:
+            self._closing = True
+            slots = [*self._slots.values(), *self._draining]
+            self._slots.clear()
+            self._draining.clear()
+            held = [task for slot in slots for task in (*slot.sent, *slot.pending)]
+            for slot in slots:
+                slot.sent.clear()
+                slot.pending.clear()
+                slot.generation += 1
+                slot.cond.notify_all()
+                slot.process.kill()
+        for task in held:
+            error = BrokenExecutor(f"the executor's collector thread failed: {cause!r}")
+            if task.future.running() or task.future.set_running_or_notify_cancel():
+                task.future.set_exception(error)
+
+    def _collect_until_closed(self) -> None:
         while True:
             with self._lock:
                 slots = [*self._slots.values(), *self._draining]
