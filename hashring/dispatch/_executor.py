@@ -14,6 +14,11 @@ Machinery (all in the parent unless said):
 
 Every worker answers its tasks in the order they were sent, so the task a dead worker was
 running is always the oldest one it has not answered.
+
+Why pipes and not ``multiprocessing.Queue``: a round trip of a tiny task measured about
+18 us through a pipe in batches of 16 against 54 to 73 us through a queue item by item; and
+a worker killed while writing to a shared result queue can leave its lock held, which
+per-worker result pipes cannot.
 """
 
 from __future__ import annotations
