@@ -170,6 +170,27 @@ def test_bounded_load_spills_a_hot_key_along_its_preference_list(tmp_path: pathl
     assert stats.spilled == sum(name != preference[0] for name in ran)
 
 
+def test_bounded_load_counts_return_to_zero_across_resizes(tmp_path: pathlib.Path) -> None:
+    """With bounded_load, resizing while tasks are queued loses no task and leaves no load
+    counted once everything is done (the caps stay right)."""
+    gate = Gate(tmp_path)
+    with ShardedExecutor(3, bounded_load=0.5, balancer="power-of-two", seed=3) as executor:
+        held = [gate.hold(executor, f"k{i % 4}")[0] for i in range(6)]
+        queued = [executor.submit(tasks.square, i, key=f"k{i % 9}") for i in range(60)]
+        keyless = [executor.submit(tasks.square, i) for i in range(20)]
+        executor.resize(2)
+        executor.resize(4)
+        gate.release()
+        assert [f.result(timeout=WAIT) for f in queued] == [i * i for i in range(60)]
+        assert [f.result(timeout=WAIT) for f in keyless] == [i * i for i in range(20)]
+        assert all(f.result(timeout=WAIT) > 0 for f in held)
+        wait_until(lambda: not executor._draining, "removed workers to exit")
+        assert executor._bounded is not None
+        assert dict(executor._bounded._in_flight) == {}
+        executor._bounded._check()
+        assert executor._balancer.in_flight() == dict.fromkeys(executor.worker_pids(), 0)
+
+
 def test_map_matches_the_builtin_with_and_without_chunks(pool: ShardedExecutor) -> None:
     """map returns fn over the iterables in order, for any chunksize."""
     expected = [a + b for a, b in zip(range(50), range(100, 150), strict=True)]
@@ -315,6 +336,7 @@ def test_stats_count_what_ran(tmp_path: pathlib.Path) -> None:
     assert stats.load.max == max(completed)
     assert stats.load.peak_to_mean == pytest.approx(max(completed) / (sum(completed) / 2))
     assert stats.busy.mean == pytest.approx(sum(w.busy_seconds for w in stats.workers) / 2)
+    assert stats.utilisation == pytest.approx(sum(w.utilisation for w in stats.workers) / 2)
 
 
 def test_resize_moves_only_the_keys_it_must() -> None:
