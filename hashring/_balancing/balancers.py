@@ -85,6 +85,14 @@ class Balancer(NodeSet[_Snapshot]):
             with self._lock:
                 self._adjust(node, -1)
 
+    def add_in_flight(self, node: str, delta: int) -> None:
+        """Count ``delta`` more requests in flight on ``node`` (fewer when negative), for a
+        caller that places some requests itself (by key) and balances the rest on the same
+        load: the keyed executor counts every task it queues. A node not held is ignored.
+        O(log n)."""
+        with self._lock:
+            self._adjust(node, delta)
+
     def in_flight(self) -> dict[str, int]:
         """Requests currently in flight per node (every node listed)."""
         with self._lock:

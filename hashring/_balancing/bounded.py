@@ -85,6 +85,28 @@ class BoundedLoad:
                 if self._in_flight[node] <= 0:
                     del self._in_flight[node]
 
+    def pick(self, key: Key) -> str:
+        """The node for a request on ``key`` given the load in flight now, without counting
+        it: pair with :meth:`add_in_flight` when the request's lifetime is not one block.
+
+        Runtime complexity: as :meth:`acquire`.
+
+        Raises:
+            InvalidKeyError, KeyEncodingError, EmptyRingError: as :meth:`acquire`.
+        """
+        with self._lock:
+            return self._choose(key)
+
+    def add_in_flight(self, node: str, delta: int) -> None:
+        """Count ``delta`` more requests in flight on ``node`` (fewer when negative), for
+        requests whose node was chosen by :meth:`pick` or elsewhere. O(1)."""
+        with self._lock:
+            count = self._in_flight[node] + delta
+            if count > 0:
+                self._in_flight[node] = count
+            else:
+                del self._in_flight[node]
+
     def caps(self) -> dict[str, int]:
         """Each node's cap for the next request, given the load in flight now."""
         with self._lock:
