@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery_app import TASK, make_app
-from celery_workers import CeleryWorkers
+from celery_workers import CeleryWorkers, worker_environment
 from hashring.adapters.celery import QueueRouter, TaskKeys
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -396,6 +396,24 @@ def test_a_router_whose_queues_were_all_removed_says_so() -> None:
 # One module-scoped set of workers, and one test that runs every scenario on it: under
 # `pytest -n 2`, tests of one module may land on both xdist processes, and each would start
 # its own workers (seconds each on this machine). The scenarios stay separate functions.
+
+
+def test_workers_inherit_nothing_that_points_at_another_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker's environment drops CELERY_*, broker and Redis variables and any value naming
+    port 6379, and refuses to point a worker at 6379 itself."""
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6380/0")
+    monkeypatch.setenv("SOME_CACHE", "localhost:6379")
+    monkeypatch.setenv("KEEP_ME", "yes")
+    env = worker_environment("redis://127.0.0.1:5001/0", "redis://127.0.0.1:5001/1")
+    assert env["HASHRING_CELERY_BROKER"] == "redis://127.0.0.1:5001/0"
+    assert env["KEEP_ME"] == "yes"
+    assert not {"CELERY_BROKER_URL", "REDIS_URL", "SOME_CACHE"} & set(env)
+    assert not any(":6379" in value for value in env.values())
+    with pytest.raises(ValueError, match="6379"):
+        worker_environment("redis://127.0.0.1:6379/0", "redis://127.0.0.1:5001/1")
 
 
 @pytest.fixture(scope="module")
