@@ -340,6 +340,11 @@ def _workload(args: argparse.Namespace, speeds: dict[str, float]) -> Described:
     if args.load is not None and args.load > MAX_LOAD:
         raise UsageError(f"--load {args.load:g}: at most {MAX_LOAD:g}")
     rate = args.rate if args.rate is not None else (args.load or DEFAULT_LOAD) * capacity
+    if rate > MAX_LOAD * capacity:
+        raise UsageError(
+            f"--rate {rate:g}: more than {MAX_LOAD:g} times what the nodes can serve "
+            f"(their speeds add up to {capacity:g} work units/s)"
+        )
     if requests / rate > MAX_TIME / 10:
         raise UsageError(
             f"{requests:,} requests at {rate:g}/s span more than {MAX_TIME / 10:g} s: "
