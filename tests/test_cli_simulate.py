@@ -133,6 +133,9 @@ def test_a_trace_without_work_draws_it(tmp_path: Path) -> None:
     nodes = document["strategies"][0]["nodes"]
     assert [node["served"] for node in nodes] == [17, 17, 17, 17, 16, 16]
     assert [node["busy"] for node in nodes] == [17 / 4, 17 / 4, 17 / 2, 17 / 2, 16, 16]
+    text = run_checked("simulate", "--trace", str(trace), "--strategies", "random").text
+    assert f"100 requests from trace {trace} (5 keys, exponential work" in text
+    assert "; seed 1)" in text
 
 
 @pytest.mark.parametrize(

@@ -400,7 +400,11 @@ def render_text(
     workload = described.workload
     capacity = sum(speeds.values())
     if described.trace is not None:
-        work = "work from the trace" if described.service is None else f"{described.service} work"
+        work = (
+            "work from the trace"
+            if described.service is None
+            else f"{described.service} work of mean 1 unit; seed {seed}"
+        )
         arrivals = f"from trace {described.trace} ({described.keys:,} keys, {work})"
     else:
         popularity = "uniform" if not described.zipf else f"Zipf s={described.zipf:g}"
