@@ -248,7 +248,8 @@ def test_node_names_are_escaped_in_text(tmp_path: Path) -> None:
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     """--plot FILE.png writes a PNG of the figures."""
     path = tmp_path / "simulate.png"
-    result = run_checked("simulate", *SMALL, "--plot", str(path))
+    args = ("--requests", "3000", "--strategies", "ring,round-robin,least-loaded")
+    result = run_checked("simulate", *args, "--plot", str(path))
     assert result.status == 0, result.stderr
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 20_000
