@@ -403,7 +403,11 @@ def serve(
         before = np.concatenate(([0.0], total[:-1]))
         leave = total + np.maximum.accumulate(arrivals - before)  # non-decreasing
         departures[at] = leave
-        ahead[at] = np.arange(len(at)) - np.searchsorted(leave, arrivals, side="right")
+        earlier = np.arange(len(at))
+        # requests before this one that have left by its arrival (a later one can only
+        # count when its service is below the clock's resolution)
+        left = np.minimum(np.searchsorted(leave, arrivals, side="right"), earlier)
+        ahead[at] = earlier - left
     return departures, ahead
 
 

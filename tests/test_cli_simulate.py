@@ -133,6 +133,9 @@ def test_a_trace_without_work_draws_it(tmp_path: Path) -> None:
     nodes = document["strategies"][0]["nodes"]
     assert [node["served"] for node in nodes] == [17, 17, 17, 17, 16, 16]
     assert [node["busy"] for node in nodes] == [17 / 4, 17 / 4, 17 / 2, 17 / 2, 16, 16]
+    text = run_checked("simulate", "--trace", str(trace), "--strategies", "random").text
+    assert f"100 requests from trace {trace} (5 keys, exponential work" in text
+    assert "; seed 1)" in text
 
 
 @pytest.mark.parametrize(
@@ -198,6 +201,7 @@ def test_hostile_traces_are_one_line_usage_errors(
         (("--load", "nan"), "must be a positive number"),
         (("--load", "1e308"), "--load 1e+308: at most 100"),
         (("--rate", "1e-9"), "span more than"),
+        (("--rate", "1e9"), "--rate 1e+09: more than 100 times what the nodes can serve"),
         (("--requests", "5000001"), "at most 5,000,000"),
         (("--requests", "0"), "must be at least 1"),
         (("--keys", "1e30"), "at most 1,000,000 keys"),
@@ -244,7 +248,8 @@ def test_node_names_are_escaped_in_text(tmp_path: Path) -> None:
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     """--plot FILE.png writes a PNG of the figures."""
     path = tmp_path / "simulate.png"
-    result = run_checked("simulate", *SMALL, "--plot", str(path))
+    args = ("--requests", "3000", "--strategies", "ring,round-robin,least-loaded")
+    result = run_checked("simulate", *args, "--plot", str(path))
     assert result.status == 0, result.stderr
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 20_000

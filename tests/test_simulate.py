@@ -101,6 +101,15 @@ def test_dd1_is_exact() -> None:
     assert not none_ahead.any()
 
 
+def test_service_below_the_clock_resolution_finds_no_queue() -> None:
+    """Simultaneous arrivals whose service is too short to move the clock (1e-15 s at time
+    1e12) leave as they arrive: no request finds a negative queue, none finds one ahead."""
+    times = np.full(3, 1e12)
+    departures, ahead = serve(times, np.full(3, 1e-9), np.zeros(3, np.int64), np.array([1e6]))
+    assert departures.tolist() == times.tolist()
+    assert ahead.tolist() == [0, 0, 0]
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_request_is_served_once(strategy: str) -> None:
     """Served counts sum to the requests, busy time to their work over the chosen speeds, and

@@ -340,6 +340,11 @@ def _workload(args: argparse.Namespace, speeds: dict[str, float]) -> Described:
     if args.load is not None and args.load > MAX_LOAD:
         raise UsageError(f"--load {args.load:g}: at most {MAX_LOAD:g}")
     rate = args.rate if args.rate is not None else (args.load or DEFAULT_LOAD) * capacity
+    if rate > MAX_LOAD * capacity:
+        raise UsageError(
+            f"--rate {rate:g}: more than {MAX_LOAD:g} times what the nodes can serve "
+            f"(their speeds add up to {capacity:g} work units/s)"
+        )
     if requests / rate > MAX_TIME / 10:
         raise UsageError(
             f"{requests:,} requests at {rate:g}/s span more than {MAX_TIME / 10:g} s: "
@@ -395,7 +400,11 @@ def render_text(
     workload = described.workload
     capacity = sum(speeds.values())
     if described.trace is not None:
-        work = "work from the trace" if described.service is None else f"{described.service} work"
+        work = (
+            "work from the trace"
+            if described.service is None
+            else f"{described.service} work of mean 1 unit; seed {seed}"
+        )
         arrivals = f"from trace {described.trace} ({described.keys:,} keys, {work})"
     else:
         popularity = "uniform" if not described.zipf else f"Zipf s={described.zipf:g}"
