@@ -1,0 +1,196 @@
+"""ShardedRedisCache: Django's RedisCache over several Redis servers, each key on the node
+that owns it.
+
+Built on Django's own backend (``django.core.cache.backends.redis``): ``ShardedRedisCache``
+is a ``RedisCache`` whose client, a ``RedisCacheClient``, hands out one
+:class:`~hashring.adapters.redis.ShardedRedis` (over one redis-py client per node, each
+made as Django makes its own: ``pool_class.from_url(url, **options)``) where Django's hands
+out a ``redis.Redis`` of the primary or of a random replica. Every cache method, its key
+making and validation, its timeouts and its serialiser are therefore Django's; only
+``set_many`` is the client's own (Django runs it as one MULTI/EXEC, which cannot span
+nodes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+from hashring import InvalidOptionError, Placement, redact_url
+
+from ..redis import ShardedRedis
+from ._location import Location, read_location
+
+__all__ = ["ShardedRedisCache", "ShardedRedisCacheClient"]
+
+#: ShardedRedis options a cache cannot take: their thread or their second client would
+#: outlive every request (a cache's ``close()`` keeps its connections, as Django's does).
+_REFUSED_OPTIONS = {
+    "heartbeat_interval": "call check_health() on the client instead",
+    "read_fallback": "migrate with `hashring migrate` before the settings change",
+}
+
+
+class ShardedRedisCacheClient(RedisCacheClient):
+    """Django's RedisCacheClient whose ``get_client`` returns one ShardedRedis over the
+    nodes of ``location``, whatever the key: every command finds its node there, and
+    MGET, MSET and DEL are split per node and sent in parallel.
+
+    Args:
+        location: the nodes (see ``_location``).
+        placement: an algorithm name (``"ring"``, the default, ``"maglev"``,
+            ``"rendezvous"``, ``"jump"``) or a ready :class:`hashring.Placement` over the
+            node names; refused with a topology file, which says its placement.
+        health: eject a node after ``failure_limit`` consecutive connection errors for
+            ``retry_timeout`` seconds, its keys served by the next node of their
+            preference list meanwhile (see ShardedRedis); default off.
+        failure_limit, retry_timeout, max_workers: as for ShardedRedis.
+        serializer, pool_class, parser_class, **options: as for Django's RedisCacheClient:
+            the serialiser (Django's ``RedisSerializer`` by default), the connection pool
+            class and the parser class (import paths or objects), and redis-py's
+            connection options (``socket_timeout``, ``password``, ...).
+
+    Raises:
+        InvalidOptionError: an option ShardedRedis has but a cache cannot take
+            (``heartbeat_interval``, ``read_fallback``), ``placement`` with a topology
+            file, a ``health`` that is not a bool, a URL redis-py refuses (shown without
+            its password), or anything ShardedRedis refuses (placement name or nodes, node
+            names, a placement option such as ``vnodes`` among the redis-py options).
+    """
+
+    _pool_class: Any  # set by RedisCacheClient.__init__
+    _pool_options: dict[str, Any]
+    _client: Any
+    _serializer: Any
+
+    def __init__(
+        self,
+        location: Location,
+        *,
+        placement: str | Placement | None = None,
+        health: bool = False,
+        failure_limit: int = 2,
+        retry_timeout: float = 30.0,
+        max_workers: int | None = None,
+        serializer: Any = None,
+        pool_class: Any = None,
+        parser_class: Any = None,
+        **options: Any,
+    ) -> None:
+        refused = sorted(_REFUSED_OPTIONS.keys() & options.keys())
+        if refused:
+            name = refused[0]
+            raise InvalidOptionError(
+                f"OPTIONS[{name!r}] is not a cache option: {_REFUSED_OPTIONS[name]}"
+            )
+        if not isinstance(health, bool):
+            raise InvalidOptionError(
+                f"OPTIONS['health'] must be True or False, got {type(health).__name__}"
+            )
+        if location.placement is not None and placement is not None:
+            raise InvalidOptionError(
+                "OPTIONS['placement'] cannot be used with a topology file LOCATION: the "
+                "file's [placement] table says the placement"
+            )
+        super().__init__(
+            list(location.nodes.values()),
+            serializer=serializer,
+            pool_class=pool_class,
+            parser_class=parser_class,
+            **options,
+        )
+        clients = {name: self._connect(name, url) for name, url in location.nodes.items()}
+        self._sharded = ShardedRedis(
+            clients,
+            placement=location.placement or placement or "ring",
+            health=health,
+            failure_limit=failure_limit,
+            retry_timeout=retry_timeout,
+            max_workers=max_workers,
+        )
+
+    def _connect(self, name: str, url: str) -> Any:
+        """The redis-py client of one node, made as Django's client makes its own (no I/O).
+
+        Raises:
+            InvalidOptionError: redis-py refused the URL (shown without its password).
+        """
+        try:
+            pool = self._pool_class.from_url(url, **self._pool_options)
+        except ValueError:
+            pass  # raised below, outside the handler: redis-py's message may quote the
+            # password (an unencoded '/' in it reads as a port); the redacted URL says enough
+        else:
+            return self._client(connection_pool=pool)
+        raise InvalidOptionError(f"node {name!r}: redis-py refused the URL {redact_url(url)!r}")
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> ShardedRedis:  # type: ignore[override]
+        """The ShardedRedis of every node (``key`` and ``write`` do not choose a server:
+        it routes each command itself). O(1), no I/O."""
+        return self._sharded
+
+    def set_many(self, data: Mapping[Any, Any], timeout: Any) -> None:
+        """Write every key of ``data`` with ``timeout`` (seconds, or None for no expiry; 0
+        deletes, as Django's MSET then EXPIRE 0 leaves nothing).
+
+        Django sends MSET and one EXPIRE per key in one MULTI/EXEC, which cannot span
+        nodes. Here: no timeout is one MSET split per node; a timeout is one
+        ``SET key value EX timeout`` per key in a pipeline grouped per node (so no reader
+        ever sees a key without its expiry); 0 is a DEL split per node. The nodes are
+        written in parallel, each node's share atomically per key, the whole not
+        atomically across nodes. O(len(data)).
+        """
+        client = self._sharded
+        if timeout == 0:
+            client.delete(*data)
+            return
+        values = {key: self._serializer.dumps(value) for key, value in data.items()}
+        if timeout is None:
+            client.mset(values)
+            return
+        with client.pipeline(transaction=False) as pipe:
+            for key, value in values.items():
+                pipe.set(key, value, ex=timeout)
+            pipe.execute()
+
+
+class ShardedRedisCache(RedisCache):
+    """A Django cache backend over several Redis servers, each key on the node that owns it
+    by consistent hashing; otherwise Django's ``RedisCache`` (every method, timeouts,
+    versions, key functions, warnings, serialisation, and the ``a*`` async twins).
+
+    ``LOCATION``: a list of URLs (or a str of them separated by ``,`` or ``;``), a
+    ``{node name: URL}`` dict, or a topology file path (see ``_location``). ``OPTIONS``:
+    ``placement``, ``health``, ``failure_limit``, ``retry_timeout``, ``max_workers``;
+    ``serializer``, ``pool_class``, ``parser_class`` as Django's; the rest are redis-py
+    connection options. Everything is checked, and every node's client made, when the
+    backend is created (no I/O: connections open at the first command).
+
+    ``get_many``, ``set_many`` and ``delete_many`` cost one round trip per node involved,
+    in parallel; ``clear`` flushes the database of every node (FLUSHDB on each).
+    ``close`` keeps the pooled connections, as Django's RedisCache does.
+
+    Raises:
+        InvalidOptionError: a bad LOCATION or OPTIONS (see ``read_location`` and
+            :class:`ShardedRedisCacheClient`); ConfigError: a topology file that is not
+            valid.
+    """
+
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._location = read_location(server)
+        options = params.get("OPTIONS", {})
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise InvalidOptionError("OPTIONS must be a dict of str keys")
+        self._sharded_options = dict(options)
+        self._cache  # noqa: B018 - made now, so a bad LOCATION or OPTIONS fails here
+
+    @cached_property
+    def _cache(self) -> ShardedRedisCacheClient:
+        return ShardedRedisCacheClient(self._location, **self._sharded_options)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._location!r})"
