@@ -110,7 +110,10 @@ class ShardedRedisCacheClient(RedisCacheClient):
             failure_limit=failure_limit,
             retry_timeout=retry_timeout,
             max_workers=max_workers,
+            **self._pool_options,  # checked there (a placement option is refused), and used
+            # for nodes added at runtime with a URL
         )
+        _check_connection_options(next(iter(clients.values())).connection_pool)
 
     def _connect(self, name: str, url: str) -> Any:
         """The redis-py client of one node, made as Django's client makes its own (no I/O).
@@ -155,6 +158,24 @@ class ShardedRedisCacheClient(RedisCacheClient):
             for key, value in values.items():
                 pipe.set(key, value, ex=timeout)
             pipe.execute()
+
+
+def _check_connection_options(pool: Any) -> None:
+    """Refuse connection options redis-py does not take now, not at the first command (as
+    Django's RedisCache does, with a TypeError): a connection object is made, and dropped,
+    without connecting.
+
+    Raises:
+        InvalidOptionError: naming the option redis-py refused (never a value).
+    """
+    connection_class = getattr(pool, "connection_class", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if connection_class is None or not isinstance(kwargs, dict):
+        return  # a pool class of another shape: its options are its own business
+    try:
+        connection_class(**kwargs)
+    except TypeError as exc:
+        raise InvalidOptionError(f"OPTIONS: redis-py refused an option: {exc}") from None
 
 
 class ShardedRedisCache(RedisCache):
