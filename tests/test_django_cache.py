@@ -104,6 +104,7 @@ def test_settings_build_the_sharded_backend(cache: BaseCache) -> None:
     RedisCacheClient handing out one ShardedRedis, Django's serializer included."""
     assert isinstance(cache, ShardedRedisCache)
     assert isinstance(cache, RedisCache)
+    assert cache._class is ShardedRedisCacheClient
     assert isinstance(cache._cache, ShardedRedisCacheClient)
     assert isinstance(cache._cache.get_client(), ShardedRedis)
     assert cache._cache.get_client("any", write=True) is cache._cache.get_client()

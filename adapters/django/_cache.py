@@ -207,11 +207,12 @@ class ShardedRedisCache(RedisCache):
         if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
             raise InvalidOptionError("OPTIONS must be a dict of str keys")
         self._sharded_options = dict(options)
+        self._class = ShardedRedisCacheClient
         self._cache  # noqa: B018 - made now, so a bad LOCATION or OPTIONS fails here
 
     @cached_property
     def _cache(self) -> ShardedRedisCacheClient:
-        return ShardedRedisCacheClient(self._location, **self._sharded_options)
+        return self._class(self._location, **self._sharded_options)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._location!r})"
