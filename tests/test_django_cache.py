@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import redis
 from django_settings import SHARDED, configure_django, custom_key_func
 from redis_servers import RedisServer
 
+import hashring
 from hashring import ConfigError, InvalidOptionError
 
 configure_django()
@@ -530,3 +532,56 @@ def test_health_sends_a_dead_nodes_keys_elsewhere(redis_servers: list[RedisServe
     for _ in range(3):
         with pytest.raises(redis.ConnectionError):
             plain.get(key)
+
+
+# ------------------------------------------------------------------ one client per configuration
+
+
+def test_backends_of_one_configuration_share_their_client(
+    clean_redis_servers: list[RedisServer], tmp_path: Path
+) -> None:
+    """Backends with equal LOCATION and OPTIONS share one client (Django makes a backend per
+    thread and per ASGI request); other OPTIONS, another placement object or an edited
+    topology file get their own."""
+    urls = _urls(clean_redis_servers)
+    first = ShardedRedisCache(list(urls), {"OPTIONS": {"socket_timeout": 1}})
+    again = ShardedRedisCache(list(urls), {"OPTIONS": {"socket_timeout": 1}, "VERSION": 3})
+    assert again._cache is first._cache
+    assert ShardedRedisCache(list(urls), {"OPTIONS": {"socket_timeout": 2}})._cache is not (
+        first._cache
+    )
+    assert ShardedRedisCache(list(urls), {})._cache is not first._cache
+    ring = hashring.HashRing({node_name(u): 1 for u in urls})
+    with_ring = ShardedRedisCache(urls, {"OPTIONS": {"placement": ring}})
+    assert ShardedRedisCache(urls, {"OPTIONS": {"placement": ring}})._cache is with_ring._cache
+    other_ring = hashring.HashRing({node_name(u): 1 for u in urls})
+    assert ShardedRedisCache(urls, {"OPTIONS": {"placement": other_ring}})._cache is not (
+        with_ring._cache
+    )
+    path = tmp_path / "c.toml"
+    path.write_text("".join(f'[nodes.n{i}]\nurl = "{u}"\n' for i, u in enumerate(urls)))
+    from_file = ShardedRedisCache(path, {})
+    assert ShardedRedisCache(path, {})._cache is from_file._cache
+    path.write_text("".join(f'[nodes.moved{i}]\nurl = "{u}"\n' for i, u in enumerate(urls)))
+    edited = ShardedRedisCache(path, {})  # told apart by size (and mtime, inode)
+    assert edited._cache is not from_file._cache
+    assert _sharded(edited).node_for("k").startswith("moved")
+
+
+def test_threads_share_the_client_of_the_settings(django_caches: Any) -> None:
+    """Django's per-thread backends of one alias use one client: what one thread writes the
+    other reads, over the same ShardedRedis."""
+    seen: list[Any] = []
+
+    def other_thread() -> None:
+        backend = django_caches["default"]
+        seen.extend([backend, backend._cache, backend.get("from-main")])
+
+    main = django_caches["default"]
+    main.set("from-main", 1)
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join(timeout=30)
+    assert seen[0] is not main
+    assert seen[1] is main._cache
+    assert seen[2] == 1

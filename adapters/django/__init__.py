@@ -10,6 +10,7 @@ Modules, by what they hold:
 
 * ``_location``: a LOCATION read as node name -> URL (node names derived from URLs, a
   ``{name: URL}`` dict, or a topology file and its placement);
+* ``_shared``: one client per configuration and process, shared by every backend instance;
 * ``_cache``: ``ShardedRedisCache`` (Django's ``RedisCache``) and its client
   ``ShardedRedisCacheClient`` (Django's ``RedisCacheClient`` handing out a ShardedRedis).
 

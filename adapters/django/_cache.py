@@ -14,7 +14,6 @@ nodes).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cached_property
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
@@ -23,6 +22,7 @@ from hashring import InvalidOptionError, Placement, redact_url
 
 from ..redis import ShardedRedis
 from ._location import Location, read_location
+from ._shared import shared
 
 __all__ = ["ShardedRedisCache", "ShardedRedisCacheClient"]
 
@@ -38,6 +38,9 @@ class ShardedRedisCacheClient(RedisCacheClient):
     """Django's RedisCacheClient whose ``get_client`` returns one ShardedRedis over the
     nodes of ``location``, whatever the key: every command finds its node there, and
     MGET, MSET and DEL are split per node and sent in parallel.
+
+    Attributes:
+        location: the nodes (see ``_location``; its repr shows no password).
 
     Args:
         location: the nodes (see ``_location``).
@@ -102,6 +105,7 @@ class ShardedRedisCacheClient(RedisCacheClient):
             parser_class=parser_class,
             **options,
         )
+        self.location = location
         clients = {name: self._connect(name, url) for name, url in location.nodes.items()}
         self._sharded = ShardedRedis(
             clients,
@@ -188,7 +192,11 @@ class ShardedRedisCache(RedisCache):
     ``placement``, ``health``, ``failure_limit``, ``retry_timeout``, ``max_workers``;
     ``serializer``, ``pool_class``, ``parser_class`` as Django's; the rest are redis-py
     connection options. Everything is checked, and every node's client made, when the
-    backend is created (no I/O: connections open at the first command).
+    first backend of a configuration is created in a process (no I/O but reading a
+    topology file: connections open at the first command); every later backend of the
+    same LOCATION and OPTIONS (Django makes one per thread, and one per request under
+    ASGI) shares that client, its connections and its node health (see ``_shared``):
+    O(size of the configuration) then.
 
     ``get_many``, ``set_many`` and ``delete_many`` cost one round trip per node involved,
     in parallel; ``clear`` flushes the database of every node (FLUSHDB on each).
@@ -200,19 +208,19 @@ class ShardedRedisCache(RedisCache):
             valid.
     """
 
+    _cache: ShardedRedisCacheClient  # RedisCache's cached_property, set in __init__
+
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
-        self._location = read_location(server)
         options = params.get("OPTIONS", {})
         if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
             raise InvalidOptionError("OPTIONS must be a dict of str keys")
-        self._sharded_options = dict(options)
         self._class = ShardedRedisCacheClient
-        self._cache  # noqa: B018 - made now, so a bad LOCATION or OPTIONS fails here
-
-    @cached_property
-    def _cache(self) -> ShardedRedisCacheClient:
-        return self._class(self._location, **self._sharded_options)
+        client_class = self._class
+        self._cache = shared(
+            (client_class, server, options),
+            lambda: client_class(read_location(server), **options),
+        )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._location!r})"
+        return f"{type(self).__name__}({self._cache.location!r})"
