@@ -4,8 +4,10 @@ RedisCacheTests), sharding, LOCATION and OPTIONS, and the errors for bad ones.""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import pickle
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from django_settings import SHARDED, configure_django, custom_key_func
 from redis_servers import RedisServer
 
 import hashring
-from hashring import ConfigError, InvalidOptionError
+from hashring import ConfigError, InvalidOptionError, KeyEncodingError
 
 configure_django()
 
@@ -585,3 +587,34 @@ def test_threads_share_the_client_of_the_settings(django_caches: Any) -> None:
     assert seen[0] is not main
     assert seen[1] is main._cache
     assert seen[2] == 1
+
+
+def test_a_key_with_no_utf8_form_is_refused_before_sending(cache: BaseCache) -> None:
+    """A key holding a lone surrogate raises KeyEncodingError (a ValueError; RedisCache's
+    redis-py raises UnicodeEncodeError, also one) and nothing is written."""
+    with pytest.raises(KeyEncodingError):
+        cache.set("bad\ud800", 1)
+    with pytest.raises(ValueError, match="surrogate"):
+        cache.get_many(["fine", "bad\ud800"])
+    assert cache.get_many(["fine"]) == {}
+
+
+def test_the_backend_imports_only_django_hashring_and_its_redis_adapter() -> None:
+    """adapters/django imports Django, the standard library, hashring and hashring's Redis
+    adapter: no other framework, no network library of its own."""
+    folder = Path(__file__).resolve().parent.parent / "adapters" / "django"
+    allowed = {"django", "hashring", "__future__"} | set(sys.stdlib_module_names)
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            else:
+                continue
+            for name in names:
+                if name.startswith(".."):
+                    assert name == "..redis", f"{path.name}: {name}"
+                elif not name.startswith("."):
+                    assert name.split(".")[0] in allowed, f"{path.name}: {name}"
+                    assert name.split(".")[0] not in {"redis", "socket", "http"}, name
