@@ -107,6 +107,7 @@ class ShardedRedisCacheClient(RedisCacheClient):
         )
         self.location = location
         clients = {name: self._connect(name, url) for name, url in location.nodes.items()}
+        _check_connection_options(next(iter(clients.values())).connection_pool)
         self._sharded = ShardedRedis(
             clients,
             placement=location.placement or placement or "ring",
@@ -117,7 +118,6 @@ class ShardedRedisCacheClient(RedisCacheClient):
             **self._pool_options,  # checked there (a placement option is refused), and used
             # for nodes added at runtime with a URL
         )
-        _check_connection_options(next(iter(clients.values())).connection_pool)
 
     def _connect(self, name: str, url: str) -> Any:
         """The redis-py client of one node, made as Django's client makes its own (no I/O).
@@ -151,10 +151,10 @@ class ShardedRedisCacheClient(RedisCacheClient):
         atomically across nodes. O(len(data)).
         """
         client = self._sharded
-        if timeout == 0:
-            client.delete(*data)
-            return
         values = {key: self._serializer.dumps(value) for key, value in data.items()}
+        if timeout == 0:  # serialised all the same: a value that cannot be raises, as there
+            client.delete(*values)
+            return
         if timeout is None:
             client.mset(values)
             return
