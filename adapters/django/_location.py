@@ -61,7 +61,7 @@ def read_location(location: object) -> Location:
     if isinstance(location, os.PathLike) or (
         isinstance(location, str) and location.strip().endswith(".toml")
     ):
-        return _read_topology(Path(location).expanduser())
+        return _read_topology(Path(os.fsdecode(location).strip()).expanduser())
     if isinstance(location, Mapping):
         nodes: dict[str, str] = {}
         for name, url in location.items():

@@ -48,7 +48,7 @@ def _fingerprint(value: object, held: list[object]) -> Hashable:
     """A hashable stand-in for ``value``, equal for equal configurations."""
     if value is None or isinstance(value, (str, bytes, int, float)):
         if isinstance(value, str) and value.strip().endswith(".toml"):
-            return ("file", value, _stat(value))
+            return ("file", value, _stat(value.strip()))
         return (type(value).__name__, value)
     if isinstance(value, os.PathLike):
         return ("file", os.fspath(value), _stat(value))
