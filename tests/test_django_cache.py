@@ -9,8 +9,9 @@ import asyncio
 import pickle
 import sys
 import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -493,7 +494,7 @@ def test_bad_location_is_refused(location: Any, message: str) -> None:
     [
         ({"placement": "nope"}, "nope"),
         ({"health": "yes"}, "health"),
-        ({"heartbeat_interval": 1}, "heartbeat_interval"),
+        ({"heartbeat_interval": -1}, "heartbeat_interval"),
         ({"read_fallback": None}, "read_fallback"),
         ({"vnodes": 10}, "vnodes"),
         ({"failure_limit": 0}, "failure_limit"),
@@ -624,3 +625,35 @@ def test_the_backend_imports_only_django_hashring_and_its_redis_adapter() -> Non
                 elif not name.startswith("."):
                     assert name.split(".")[0] in allowed, f"{path.name}: {name}"
                     assert name.split(".")[0] not in {"redis", "socket", "http"}, name
+
+
+def test_heartbeat_ejects_and_restores_a_node_without_traffic(
+    redis_servers: list[RedisServer],
+) -> None:
+    """With health and a heartbeat, a killed node is ejected and a restarted one restored
+    by the PINGs alone; its keys go elsewhere meanwhile, then back."""
+    options = {"health": True, "failure_limit": 1, "retry_timeout": 0.2, "heartbeat_interval": 0.05}
+    backend = ShardedRedisCache(_urls(redis_servers), {"OPTIONS": options})
+    client = _sharded(backend)
+    try:
+        key = _key_on_each_node(backend)[0]
+        made = backend.make_key(key)
+        owner = client.node_for(made)
+        server = next(s for s in redis_servers if node_name(s.url) == owner)
+        server.kill()
+        _wait_for(lambda: client.node_for(made) != owner)
+        backend.set(key, "elsewhere")
+        assert backend.get(key) == "elsewhere"
+        server.restart()
+        _wait_for(lambda: client.node_for(made) == owner)
+        assert backend.get(key) is None  # the owner is back, empty
+    finally:
+        client.close()  # stops the heartbeat thread of this client, kept in the registry
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)

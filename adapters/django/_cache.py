@@ -26,11 +26,10 @@ from ._shared import shared
 
 __all__ = ["ShardedRedisCache", "ShardedRedisCacheClient"]
 
-#: ShardedRedis options a cache cannot take: their thread or their second client would
-#: outlive every request (a cache's ``close()`` keeps its connections, as Django's does).
+#: ShardedRedis options a cache cannot take.
 _REFUSED_OPTIONS = {
-    "heartbeat_interval": "call check_health() on the client instead",
-    "read_fallback": "migrate with `hashring migrate` before the settings change",
+    "read_fallback": "a cache needs no fallback during a migration: a key not moved yet "
+    "is a miss, computed again",
 }
 
 
@@ -51,14 +50,18 @@ class ShardedRedisCacheClient(RedisCacheClient):
             ``retry_timeout`` seconds, its keys served by the next node of their
             preference list meanwhile (see ShardedRedis); default off.
         failure_limit, retry_timeout, max_workers: as for ShardedRedis.
+        heartbeat_interval: seconds between PINGs of every node from a daemon thread (one
+            per shared client, so per configuration and process), counted as commands'
+            outcomes are: a dead node is ejected, a recovered one restored, without
+            waiting for traffic; None (default) for none.
         serializer, pool_class, parser_class, **options: as for Django's RedisCacheClient:
             the serialiser (Django's ``RedisSerializer`` by default), the connection pool
             class and the parser class (import paths or objects), and redis-py's
             connection options (``socket_timeout``, ``password``, ...).
 
     Raises:
-        InvalidOptionError: an option ShardedRedis has but a cache cannot take
-            (``heartbeat_interval``, ``read_fallback``), ``placement`` with a topology
+        InvalidOptionError: ``read_fallback`` (an option of ShardedRedis a cache cannot
+            take), ``placement`` with a topology
             file, a ``health`` that is not a bool, a URL redis-py refuses (shown without
             its password), or anything ShardedRedis refuses (placement name or nodes, node
             names, a placement option such as ``vnodes`` among the redis-py options).
@@ -78,6 +81,7 @@ class ShardedRedisCacheClient(RedisCacheClient):
         failure_limit: int = 2,
         retry_timeout: float = 30.0,
         max_workers: int | None = None,
+        heartbeat_interval: float | None = None,
         serializer: Any = None,
         pool_class: Any = None,
         parser_class: Any = None,
@@ -115,6 +119,7 @@ class ShardedRedisCacheClient(RedisCacheClient):
             failure_limit=failure_limit,
             retry_timeout=retry_timeout,
             max_workers=max_workers,
+            heartbeat_interval=heartbeat_interval,
             **self._pool_options,  # checked there (a placement option is refused), and used
             # for nodes added at runtime with a URL
         )
@@ -189,7 +194,8 @@ class ShardedRedisCache(RedisCache):
 
     ``LOCATION``: a list of URLs (or a str of them separated by ``,`` or ``;``), a
     ``{node name: URL}`` dict, or a topology file path (see ``_location``). ``OPTIONS``:
-    ``placement``, ``health``, ``failure_limit``, ``retry_timeout``, ``max_workers``;
+    ``placement``, ``health``, ``failure_limit``, ``retry_timeout``, ``max_workers``,
+    ``heartbeat_interval``;
     ``serializer``, ``pool_class``, ``parser_class`` as Django's; the rest are redis-py
     connection options. Everything is checked, and every node's client made, when the
     first backend of a configuration is created in a process (no I/O but reading a
