@@ -396,17 +396,18 @@ def test_pool_options_reach_redis_py(clean_redis_servers: list[RedisServer]) -> 
         "retry_on_timeout": True,
         "pool_class": "redis.BlockingConnectionPool",
         "serializer": "django.core.cache.backends.redis.RedisSerializer",
+        "parser_class": "redis._parsers._RESP2Parser",
         "placement": "rendezvous",
     }
     backend = ShardedRedisCache(_urls(clean_redis_servers), {"OPTIONS": options})
     client = _sharded(backend)
     nodes = [client.client_for(f"k{i}") for i in range(60)]
-    assert {id(n) for n in nodes}
-    assert len({id(n) for n in nodes}) == 3
+    assert len({id(n) for n in nodes}) == 3  # every node's client was looked at
     for node in nodes:
         assert isinstance(node.connection_pool, redis.BlockingConnectionPool)
         assert node.connection_pool.connection_kwargs["socket_timeout"] == 0.5
         assert node.connection_pool.connection_kwargs["retry_on_timeout"] is True
+        assert node.connection_pool.connection_kwargs["parser_class"].__name__ == "_RESP2Parser"
     assert "Rendezvous" in repr(client)
     backend.set("k", "v")
     assert backend.get("k") == "v"
