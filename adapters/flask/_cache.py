@@ -2,10 +2,10 @@
 
 The cache *is* Flask-Caching's ``RedisCache`` (its subclass), given a
 :class:`~hashring.adapters.redis.ShardedRedis` where RedisCache takes one ``redis.Redis``:
-every method, the key prefix, the timeouts and the serialiser are RedisCache's own code,
-sending the same commands with the same bytes, which the client routes per key. Only
-``delete_many`` is rewritten, to check which keys are gone in one pipelined round trip per
-node instead of one ``EXISTS`` per key; its answers are RedisCache's.
+every method, the key prefix, the timeouts and the serialiser are RedisCache's own code
+(of the installed Flask-Caching and cachelib), sending the same commands with the same
+bytes, which the client routes per key. Nothing of it is rewritten here: what this module
+adds is the configuration (``factory``), ``close`` and a ``repr`` without credentials.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ class ShardedRedisCache(RedisCache):
     ``flask_caching.backends.rediscache.RedisCache``: ``get``, ``get_many``, ``get_dict``,
     ``set``, ``add``, ``set_many``, ``delete``, ``delete_many``, ``unlink``, ``has``,
     ``clear``, ``inc``, ``dec``. Costs: one command to one node for a single key;
-    ``get_many``/``delete_many``/``unlink`` split their MGET/DEL per node and
-    ``set_many`` its pipeline, the nodes' parts sent in parallel; ``clear`` runs KEYS on
+    ``get_many`` and ``unlink`` split their MGET/UNLINK per node and ``set_many`` its
+    pipeline, the nodes' parts sent in parallel; ``delete_many`` (Flask-Caching 2.5) one
+    DEL split per node, then one EXISTS per key, as RedisCache; ``clear`` runs KEYS on
     every node then DEL per node (with a key prefix), or FLUSHDB on every node (without).
 
     Args:
@@ -132,30 +133,6 @@ class ShardedRedisCache(RedisCache):
         except BaseException:
             client.close()
             raise
-
-    def delete_many(self, *keys: str) -> list[Any]:
-        """Delete ``keys`` (one DEL split per node), then answer the keys that are gone,
-        checked with one pipelined EXISTS per key (one round trip per node, in parallel).
-        O(len(keys)).
-
-        Raises:
-            RuntimeError: ``ignore_delete_many_errors`` is false and a key is still there.
-        """
-        if not keys:
-            return []
-        prefix = self._get_prefix()
-        self._write_client.delete(
-            *([f"{prefix}{key}" for key in keys] if self.key_prefix else keys)
-        )
-        with self._read_client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.exists(f"{prefix}{key}")
-            present = pipe.execute()
-        deleted = [key for key, there in zip(keys, present, strict=True) if not there]
-        if not self.ignore_delete_many_errors and len(deleted) != len(keys):
-            failed = [key for key in keys if key not in deleted]
-            raise RuntimeError(f"Failed to delete keys: {failed}")
-        return deleted
 
     def close(self) -> None:
         """Close the client: its node connections and worker threads."""
