@@ -17,7 +17,7 @@ from hashring.adapters.flask import ShardedRedisCache
 from hashring.adapters.redis import ShardedRedis
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from redis_servers import RedisServer, free_port
+from redis_servers import RedisServer, RedisServerFactory, free_port
 
 from hashring import ConfigError, InvalidOptionError, Maglev
 
@@ -157,6 +157,49 @@ def test_clear_without_a_prefix_flushes_every_node(urls: list[str]) -> None:
         with app.app_context():
             assert cache.clear() is True
         assert sharded.client.dbsize() == 0
+    finally:
+        sharded.close()
+
+
+def test_with_health_a_dead_node_is_skipped_and_the_app_keeps_caching(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    """CACHE_OPTIONS health=True: after failure_limit errors a killed node's keys are cached
+    on the next node of their preference list, and the view keeps being served from cache."""
+    servers = redis_server_factory(3)
+    app, cache = make_app(
+        {
+            "CACHE_TYPE": BACKEND,
+            "CACHE_REDIS_NODES": {f"n{i}": server.url for i, server in enumerate(servers)},
+            "CACHE_OPTIONS": {
+                "health": True,
+                "failure_limit": 1,
+                "retry_timeout": 300,
+                "socket_connect_timeout": 5,
+            },
+        }
+    )
+    sharded = backend(app, cache)
+    calls: Counter[str] = Counter()
+
+    @app.route("/page/<name>")
+    @cache.cached(timeout=100)
+    def page(name: str) -> str:
+        calls[name] += 1
+        return f"{name} #{calls[name]}"
+
+    try:
+        client = app.test_client()
+        key = "view//page/home"
+        victim, fallback = sharded.client.placement.get_nodes(f"flask_cache_{key}", 2)
+        assert client.get("/page/home").text == "home #1"
+        servers[int(victim[1:])].kill()
+        with app.app_context(), pytest.raises(redis.ConnectionError):
+            cache.get(key)  # the one failure that ejects the node
+        assert sharded.client.node_for(f"flask_cache_{key}") == fallback
+        assert client.get("/page/home").text == "home #2"  # a miss on the fallback node...
+        assert client.get("/page/home").text == "home #2"  # ... then cached there
+        assert sharded.client.stats()[victim]["ejected"] is True
     finally:
         sharded.close()
 
