@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from hashring import ConfigError, InvalidOptionError, Placement, load_topology, redact_url
+from hashring._topology.urls import node_name
 
 __all__ = ["SCHEMES", "Location", "node_name", "read_location"]
 
@@ -94,39 +94,6 @@ def read_location(location: object) -> Location:
             )
         named[name] = checked
     return Location(_nonempty(named))
-
-
-def node_name(url: str) -> str:
-    """The node name of a server URL: ``host:port/db`` (port 6379 and db 0 by default, an
-    IPv6 host in brackets), or ``unix:<path>/db``. O(len(url)).
-
-    >>> node_name("redis://app:s3cret@Cache-1.example/2")
-    'cache-1.example:6379/2'
-    >>> node_name("unix:///run/redis.sock?db=1")
-    'unix:/run/redis.sock/1'
-
-    Raises:
-        InvalidOptionError: a port or db that is not a number (the URL shown redacted).
-    """
-    shown = redact_url(url)
-    parts = urlsplit(shown)  # parsed redacted: a password holding '/', '@' or '?' cannot
-    # move the host, and nothing of it can reach the name
-    query = parse_qs(parts.query)
-    try:
-        if parts.scheme == "unix":
-            db = int(query.get("db", ["0"])[0])
-            return f"unix:{parts.path}/{db}"
-        path = parts.path.strip("/")
-        db = int(path or query.get("db", ["0"])[0])
-        port = parts.port or 6379
-    except ValueError:
-        raise InvalidOptionError(f"LOCATION: bad port or db in {shown!r}") from None
-    host = parts.hostname or ""
-    if not host:
-        raise InvalidOptionError(f"LOCATION: no host in {shown!r}")
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}/{db}"
 
 
 def _checked_url(url: Any, name: str | None) -> str:

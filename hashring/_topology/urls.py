@@ -24,9 +24,11 @@ Complexity: O(len(url)).
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["SENSITIVE_QUERY_WORDS", "redact_url", "split_userinfo"]
+from .._errors import InvalidOptionError
+
+__all__ = ["SENSITIVE_QUERY_WORDS", "node_name", "redact_url", "split_userinfo"]
 
 SENSITIVE_QUERY_WORDS = ("pass", "pwd", "token", "secret", "auth", "key", "cred", "sig")
 """A query parameter whose lower-cased name contains one of these has its value redacted."""
@@ -103,3 +105,39 @@ def _sensitive(name: str) -> bool:
     folded = name.lower()
     decoded = unquote(name, errors="replace").lower()
     return any(word in folded or word in decoded for word in SENSITIVE_QUERY_WORDS)
+
+
+def node_name(url: str) -> str:
+    """The node name of a Redis server URL: ``host:port/db`` (port 6379 and db 0 by
+    default, the host lowercased, an IPv6 host in brackets), or ``unix:<path>/db``. Never
+    its scheme, credentials or options: a list of URLs named so keeps every key in place
+    when the list is reordered, a password changes or ``redis://`` becomes ``rediss://``.
+    The framework caches name a list of URLs so. O(len(url)).
+
+    >>> node_name("redis://app:s3cret@Cache-1.example/2")
+    'cache-1.example:6379/2'
+    >>> node_name("unix:///run/redis.sock?db=1")
+    'unix:/run/redis.sock/1'
+
+    Raises:
+        InvalidOptionError: a port or db that is not a number (the URL shown redacted).
+    """
+    shown = redact_url(url)
+    parts = urlsplit(shown)  # parsed redacted: a password holding '/', '@' or '?' cannot
+    # move the host, and nothing of it can reach the name
+    query = parse_qs(parts.query)
+    try:
+        if parts.scheme == "unix":
+            db = int(query.get("db", ["0"])[0])
+            return f"unix:{parts.path}/{db}"
+        path = parts.path.strip("/")
+        db = int(path or query.get("db", ["0"])[0])
+        port = parts.port or 6379
+    except ValueError:
+        raise InvalidOptionError(f"bad port or db in {shown!r}") from None
+    host = parts.hostname or ""
+    if not host:
+        raise InvalidOptionError(f"no host in {shown!r}")
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}/{db}"
