@@ -82,9 +82,12 @@ def route_owners(
         redis.exceptions.DataError: a key type redis-py cannot encode.
     """
     plain = _is_plain(encoder.encoding, encoder.encoding_errors)
-    routed = [
-        key if plain and key.__class__ in (str, bytes) else _encoded(encoder, key) for key in keys
-    ]
+    if plain and set(map(type, keys)) <= _AS_IS:  # every key as is: no per-key Python loop
+        routed = keys
+    else:
+        routed = [
+            key if plain and key.__class__ in _AS_IS else _encoded(encoder, key) for key in keys
+        ]
     if len(routed) == 1:  # the common case: skip the batch path's numpy overhead
         owners = [placement.get_node(routed[0])]
     else:
@@ -235,6 +238,11 @@ def next_scan_cursor(following: int, index: int, nodes: int) -> int:
     if following:
         return int(following) * nodes + index
     return index + 1 if index + 1 < nodes else 0
+
+
+_AS_IS = frozenset({str, bytes})
+"""Key types placed as they are when the client encodes strictly as UTF-8 (exact types:
+a subclass goes through the encoder, as redis-py sends it)."""
 
 
 def _encoded(encoder: Any, key: Any) -> Any:
