@@ -12,7 +12,7 @@ and module accessors refused (``_pipeline_surface``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import suppress
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
@@ -78,6 +78,12 @@ class _AsyncSharded(Protocol):
         members: Members[aioredis.Redis],
     ) -> Awaitable[list[Any]]: ...
     def _plan(self, args: tuple[Any, ...], members: Members[aioredis.Redis]) -> Awaitable[Plan]: ...
+    def _plan_one_key_many(
+        self,
+        table: CommandTable,
+        commands: Sequence[tuple[Any, ...]],
+        members: Members[aioredis.Redis],
+    ) -> list[Plan | None]: ...
     def _plan_for(
         self,
         command: Command,
@@ -426,7 +432,13 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
         self, commands: list[Buffered], members: Members[aioredis.Redis]
     ) -> Planned[None]:
         """As ``ShardedPipeline._plain``."""
-        plans = [await self._sharded._plan(command.args, members) for command in commands]
+        sharded = self._sharded
+        _, table = await sharded._command_table()
+        one_key = sharded._plan_one_key_many(table, [c.args for c in commands], members)
+        plans = [
+            plan if plan is not None else await sharded._plan(command.args, members)
+            for plan, command in zip(one_key, commands, strict=True)
+        ]
         return None, plans, [command.options for command in commands]
 
     async def _batch(

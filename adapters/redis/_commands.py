@@ -333,7 +333,7 @@ def plan_command(
         return Plan(parts, PUBSUB_MERGES[name], name, "readonly" in command.flags)
     readonly = "readonly" in command.flags
     if keys:
-        distinct = sorted(set(owners))
+        distinct = owners if len(owners) == 1 else sorted(set(owners))
         if len(distinct) == 1:
             return Plan([Part(distinct[0], args)], first_answer, name, readonly, keys)
         if command.request is RequestPolicy.MULTI_SHARD and name not in ATOMIC_MULTI_KEY:

@@ -34,7 +34,7 @@ keeps it as redis-py does), ``reset()``, ``close()`` and leaving a ``with`` bloc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
@@ -99,6 +99,12 @@ class _Sharded(Protocol):
         members: Members[redis.Redis],
     ) -> list[Any]: ...
     def _plan(self, args: tuple[Any, ...], members: Members[redis.Redis]) -> Plan: ...
+    def _plan_one_key_many(
+        self,
+        table: CommandTable,
+        commands: Sequence[tuple[Any, ...]],
+        members: Members[redis.Redis],
+    ) -> list[Plan | None]: ...
     def _plan_for(
         self,
         command: Command,
@@ -457,7 +463,13 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
         Raises:
             CrossShardError, UnsupportedCommandError, NodeRemovedError: as ``_plan``.
         """
-        plans = [self._sharded._plan(command.args, members) for command in commands]
+        sharded = self._sharded
+        _, table = sharded._command_table()
+        one_key = sharded._plan_one_key_many(table, [c.args for c in commands], members)
+        plans = [
+            plan if plan is not None else sharded._plan(command.args, members)
+            for plan, command in zip(one_key, commands, strict=True)
+        ]
         return None, plans, [command.options for command in commands]
 
     def _batch(

@@ -21,7 +21,7 @@ import redis
 from hashring import HealthTracker, Placement, redact_url
 
 from ._answers import Failure
-from ._commands import Plan
+from ._commands import Plan, first_answer
 from ._errors import CrossShardError
 
 __all__ = [
@@ -150,16 +150,28 @@ def assemble(
     command its node's error as it is, a command of several parts the error
     ``Plan.settle`` raises (naming the failed node; none when ``any_success`` and one part
     succeeded). O(parts)."""
-    answers: list[list[Any]] = [[None] * len(plan.parts) for plan in plans]
-    options: list[dict[str, Any]] = [{} for _ in plans]
+    single = [len(plan.parts) == 1 for plan in plans]
+    answers: list[Any] = [None if len(p.parts) == 1 else [None] * len(p.parts) for p in plans]
+    options: list[dict[str, Any]] = [{}] * len(plans)
     for node, entries in per_node.items():
         for entry, answer in zip(entries, node_answers[node], strict=True):
-            answers[entry.command][entry.part] = answer
+            if single[entry.command]:
+                answers[entry.command] = answer  # a one-part plan's answer, as it is
+            else:
+                answers[entry.command][entry.part] = answer
             options[entry.command] = entry.options
     results: list[Any] = []
     for plan, parts, opts in zip(plans, answers, options, strict=True):
-        if len(plan.parts) == 1 and isinstance(parts[0], Exception):
-            results.append(parts[0])  # one node's error, as that node gave it
+        if len(plan.parts) == 1:  # the common case: no list, no settling
+            if isinstance(parts, Exception) or (
+                plan.respond is None and plan.merge is first_answer
+            ):
+                results.append(parts)  # one node's answer, or its error as that node gave it
+            else:
+                try:
+                    results.append(plan.finish([parts], opts))
+                except Exception as error:  # a computed answer's error
+                    results.append(error)
             continue
         outcomes = [Failure(a) if isinstance(a, Exception) else a for a in parts]
         try:  # several parts settle as a direct command's do (``Plan.settle``)
