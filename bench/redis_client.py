@@ -77,6 +77,7 @@ import redis.utils
 from _measure import Row, exit_on_signal, interleaved, loop_get, ms, profile_calls, times
 from _servers import RedisServer, redis_servers
 from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis_shard.shard import RedisShardAPI  # type: ignore[import-untyped]
@@ -232,10 +233,6 @@ def _stub_answer(*args: Any, **options: Any) -> Any:
     return [None] * (len(args) - 1) if name == "MGET" else True
 
 
-async def _async_stub_answer(*args: Any, **options: Any) -> Any:
-    return _stub_answer(*args, **options)
-
-
 class _StubConnection:
     """A connection that answers at once (``_stub_answer``) without any socket: what a
     command costs above the network is redis-py's send/parse machinery plus routing."""
@@ -287,14 +284,63 @@ class _StubPool:
         return self.real.get_encoder()
 
 
+class _AsyncStubConnection:
+    """:class:`_StubConnection` for the asyncio clients."""
+
+    host = port = None
+    db = 0
+
+    def __init__(self) -> None:
+        self.retry = AsyncRetry(NoBackoff(), 0)
+        self._pending: deque[Any] = deque()
+
+    def pack_commands(self, commands: Sequence[tuple[Any, ...]]) -> list[bytes]:
+        self._pending.extend(_stub_answer(*args) for args in commands)
+        return []
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        pass
+
+    async def send_command(self, *args: Any, **options: Any) -> None:
+        self._pending.append(_stub_answer(*args))
+
+    async def read_response(self, disable_decoding: bool = False, **options: Any) -> Any:
+        return self._pending.popleft()
+
+    def should_reconnect(self) -> bool:
+        return False
+
+    async def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        self._pending.clear()
+
+
+class _AsyncStubPool:
+    """:class:`_StubPool` for the asyncio clients."""
+
+    cache = None
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.connection_kwargs = real.connection_kwargs
+        self._connection = _AsyncStubConnection()
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> _AsyncStubConnection:
+        return self._connection
+
+    async def release(self, connection: Any) -> None:
+        pass
+
+    def get_encoder(self) -> Any:
+        return self.real.get_encoder()
+
+
 def measure_routing(servers: list[RedisServer], single_n: int, rows: list[Row]) -> None:
-    """The routing cost alone, without the network's noise: every synchronous client's
-    (node clients' and the plain one's) connection pool is replaced by a stub whose one
-    connection answers at once (``_StubPool``), so a sharded command costs redis-py's
-    command method, packing and parsing + routing, and a plain one the same without the
-    routing; the asyncio clients' ``execute_command`` is replaced by a stub. The difference
-    is the routing overhead per call. The COMMAND table is read from the real servers
-    first."""
+    """The routing cost alone, without the network's noise: every client's (node clients'
+    and the plain ones', sync and asyncio) connection pool is replaced by a stub whose one
+    connection answers at once (``_StubPool``, ``_AsyncStubPool``), so a sharded command
+    costs redis-py's command method and response parsing + routing, and a plain one the
+    same without the routing; the difference is the routing overhead per call. The COMMAND
+    table is read from the real servers first."""
     names = [f"node-{i}" for i in range(len(servers))]
     urls = {name: server.url for name, server in zip(names, servers, strict=True)}
     keys = [f"user:{i}" for i in range(max(single_n, MULTI_KEYS))]
@@ -309,14 +355,16 @@ def measure_routing(servers: list[RedisServer], single_n: int, rows: list[Row]) 
     plain = redis.Redis(host=servers[0].host, port=servers[0].port, decode_responses=True)
     aplain = aioredis.Redis(host=servers[0].host, port=servers[0].port, decode_responses=True)
     sync_clients = [*sharded.clients.values(), plain]
+    async_clients = [*asharded.clients.values(), aplain]
+    real_pools: dict[int, Any] = {}
     try:
         sharded.mget(multi_keys[:10])  # reads the COMMAND table
         run(asharded.mget(multi_keys[:10]))
-        real_pools = {id(client): client.connection_pool for client in sync_clients}
+        real_pools = {id(c): c.connection_pool for c in [*sync_clients, *async_clients]}
         for client in sync_clients:
             client.connection_pool = cast(Any, _StubPool(client.connection_pool))
-        for aclient in [*asharded.clients.values(), aplain]:
-            aclient.execute_command = _async_stub_answer  # type: ignore[method-assign]
+        for aclient in async_clients:
+            aclient.connection_pool = cast(Any, _AsyncStubPool(aclient.connection_pool))
         best = interleaved(
             {
                 "sync plain get": partial(loop_get, plain.get, single_keys),
@@ -354,8 +402,8 @@ def measure_routing(servers: list[RedisServer], single_n: int, rows: list[Row]) 
     finally:
         for client in sync_clients:
             client.connection_pool = real_pools.get(id(client), client.connection_pool)
-        for aclient in [*asharded.clients.values(), aplain]:
-            vars(aclient).pop("execute_command", None)
+        for aclient in async_clients:
+            aclient.connection_pool = real_pools.get(id(aclient), aclient.connection_pool)
         sharded.close()
         plain.close()
         run(asharded.aclose())
