@@ -2,8 +2,15 @@
 
 Run by hand (not part of the test run)::
 
-    .venv/bin/python bench/redis_client.py            # full run, about 20 seconds
+    .venv/bin/python bench/redis_client.py            # full run, twice (see below), minutes
     .venv/bin/python bench/redis_client.py --quick    # smoke run: 10x fewer operations
+
+Every run measures everything twice, each time in a child process of its own with its own
+servers: with hiredis (the ``redis`` extra installs it) and with redis-py's pure-Python
+parser (the child makes ``import hiredis`` fail before redis-py is imported: redis-py picks
+its reply parser and command packer once, at import, from ``redis.utils.HIREDIS_AVAILABLE``).
+Each child prints its tables; then the targets of both are printed side by side.
+``--parser hiredis`` or ``--parser python`` runs one of them only.
 
 The script starts its own 4 ``redis-server`` processes on free loopback ports (through
 ``tests/redis_servers.py``: never port 6379, persistence off) and stops them at the end, also
@@ -24,13 +31,15 @@ clients are measured in alternating rounds, order flipped every round, best roun
   alone (the plain client's server: client overhead without the 4-server spread) and
   ``client_for(key).get(key)`` (hashring placement, no command planning).
 * MGET and MSET of 1,000 keys: seconds per call, 15 rounds, ShardedRedis (split per node,
-  run in parallel) vs ``RedisShardAPI.mget/mset`` (split per node, run one node after the
-  other) vs a loop of 1,000 single GETs / SETs through ShardedRedis; plain ``redis.Redis``
-  MGET / MSET of the same 1,000 keys on one node for reference. Every client first MSETs the
-  keys itself, and MGET answers are checked against the values written.
-* pipeline of 10,000 mixed commands (SET, GET, INCR, HSET, LPUSH in turn, on 2,000 string
-  keys, each SET read back by the next GET, 500 counters, 200 hashes, 100 lists): build
-  plus ``execute()``, 3 rounds, ``ShardedRedis.pipeline(transaction=False)`` over 4 nodes vs
+  every node's request written before any reply is read) vs ``RedisShardAPI.mget/mset``
+  (split per node, run one node after the other) vs a loop of 1,000 single GETs / SETs
+  through ShardedRedis; plain ``redis.Redis`` MGET / MSET of the same 1,000 keys on one
+  node for reference. Every client first MSETs the keys itself, and MGET answers are
+  checked against the values written.
+* pipelines of 1,000 (15 rounds) and 10,000 (3 rounds) mixed commands (SET, GET, INCR,
+  HSET, LPUSH in turn, on string keys each SET read back by the next GET, 500 counters,
+  200 hashes, 100 lists): build plus ``execute()``,
+  ``ShardedRedis.pipeline(transaction=False)`` over 4 nodes vs
   ``redis.Redis.pipeline(transaction=False)`` on one node.
 
 * the asyncio clients, on one event loop: AsyncShardedRedis over the 4 nodes (and over
@@ -39,17 +48,20 @@ clients are measured in alternating rounds, order flipped every round, best roun
   overhead per call is shown in µs next to each ratio, as for the synchronous client.
 
 * routing only (``--routing-only`` runs just this): the same GET/SET loops and MGET/MSET
-  of 1,000 keys, sync and async, with every node client's ``execute_command`` (and the
-  plain clients') replaced by a stub that answers at once, so the network's noise is gone
-  and the difference to plain redis-py is the routing overhead per call.
+  of 1,000 keys, sync and async, with every node client's connection pool (and the plain
+  clients') replaced by a stub whose connection answers at once, so the network's noise is
+  gone and the difference to plain redis-py is the routing overhead per call.
 
-Targets (second table): single-key GET and SET through ShardedRedis >= 0.9x the plain
-client's ops/s; MGET and MSET of 1,000 keys >= 2x faster than redis-shard and >= 10x faster
-than 1,000 single commands through ShardedRedis; pipeline ratio reported. If a single-key
+Targets (second table): issue 14's first, measured side by side in the same run: MGET and
+MSET of 1,000 keys over 4 nodes <= 1.15x the plain one-node MGET / MSET of the same keys,
+a pipeline of 1,000 mixed commands <= 1.2x the plain one-node pipeline; then single-key GET
+and SET through ShardedRedis >= 0.9x the plain client's ops/s; MGET and MSET of 1,000 keys
+>= 2x faster than redis-shard and >= 10x faster than 1,000 single commands through
+ShardedRedis; the 10,000-command pipeline's ratio reported. If a single-key
 target is missed, one ShardedRedis GET loop is profiled (cProfile), and if an MGET / MSET
 target is missed, 50 ShardedRedis MGETs are; the top 10 functions by own time are printed
-under the tables. cProfile sees the calling thread only: MGET's per-node parts run in worker
-threads, so their socket and parsing time shows up as ``lock.acquire`` (waiting on them).
+under the tables (the per-node parts run on the calling thread, so the profile sees their
+socket waits and parsing too).
 
 Noise: the machine has 2 cores shared with the servers (and possibly other jobs); the load
 average is printed in the header. Trust the ratios within one run, not absolute numbers.
