@@ -2,8 +2,15 @@
 
 Run by hand (not part of the test run)::
 
-    .venv/bin/python bench/redis_client.py            # full run, about 20 seconds
+    .venv/bin/python bench/redis_client.py            # full run, twice (see below), minutes
     .venv/bin/python bench/redis_client.py --quick    # smoke run: 10x fewer operations
+
+Every run measures everything twice, each time in a child process of its own with its own
+servers: with hiredis (the ``redis`` extra installs it) and with redis-py's pure-Python
+parser (the child makes ``import hiredis`` fail before redis-py is imported: redis-py picks
+its reply parser and command packer once, at import, from ``redis.utils.HIREDIS_AVAILABLE``).
+Each child prints its tables; then the targets of both are printed side by side.
+``--parser hiredis`` or ``--parser python`` runs one of them only.
 
 The script starts its own 4 ``redis-server`` processes on free loopback ports (through
 ``tests/redis_servers.py``: never port 6379, persistence off) and stops them at the end, also
@@ -24,13 +31,15 @@ clients are measured in alternating rounds, order flipped every round, best roun
   alone (the plain client's server: client overhead without the 4-server spread) and
   ``client_for(key).get(key)`` (hashring placement, no command planning).
 * MGET and MSET of 1,000 keys: seconds per call, 15 rounds, ShardedRedis (split per node,
-  run in parallel) vs ``RedisShardAPI.mget/mset`` (split per node, run one node after the
-  other) vs a loop of 1,000 single GETs / SETs through ShardedRedis; plain ``redis.Redis``
-  MGET / MSET of the same 1,000 keys on one node for reference. Every client first MSETs the
-  keys itself, and MGET answers are checked against the values written.
-* pipeline of 10,000 mixed commands (SET, GET, INCR, HSET, LPUSH in turn, on 2,000 string
-  keys, each SET read back by the next GET, 500 counters, 200 hashes, 100 lists): build
-  plus ``execute()``, 3 rounds, ``ShardedRedis.pipeline(transaction=False)`` over 4 nodes vs
+  every node's request written before any reply is read) vs ``RedisShardAPI.mget/mset``
+  (split per node, run one node after the other) vs a loop of 1,000 single GETs / SETs
+  through ShardedRedis; plain ``redis.Redis`` MGET / MSET of the same 1,000 keys on one
+  node for reference. Every client first MSETs the keys itself, and MGET answers are
+  checked against the values written.
+* pipelines of 1,000 (15 rounds) and 10,000 (3 rounds) mixed commands (SET, GET, INCR,
+  HSET, LPUSH in turn, on string keys each SET read back by the next GET, 500 counters,
+  200 hashes, 100 lists): build plus ``execute()``,
+  ``ShardedRedis.pipeline(transaction=False)`` over 4 nodes vs
   ``redis.Redis.pipeline(transaction=False)`` on one node.
 
 * the asyncio clients, on one event loop: AsyncShardedRedis over the 4 nodes (and over
@@ -39,17 +48,20 @@ clients are measured in alternating rounds, order flipped every round, best roun
   overhead per call is shown in µs next to each ratio, as for the synchronous client.
 
 * routing only (``--routing-only`` runs just this): the same GET/SET loops and MGET/MSET
-  of 1,000 keys, sync and async, with every node client's ``execute_command`` (and the
-  plain clients') replaced by a stub that answers at once, so the network's noise is gone
-  and the difference to plain redis-py is the routing overhead per call.
+  of 1,000 keys, sync and async, with every node client's connection pool (and the plain
+  clients') replaced by a stub whose connection answers at once, so the network's noise is
+  gone and the difference to plain redis-py is the routing overhead per call.
 
-Targets (second table): single-key GET and SET through ShardedRedis >= 0.9x the plain
-client's ops/s; MGET and MSET of 1,000 keys >= 2x faster than redis-shard and >= 10x faster
-than 1,000 single commands through ShardedRedis; pipeline ratio reported. If a single-key
+Targets (second table): issue 14's first, measured side by side in the same run: MGET and
+MSET of 1,000 keys over 4 nodes <= 1.15x the plain one-node MGET / MSET of the same keys,
+a pipeline of 1,000 mixed commands <= 1.2x the plain one-node pipeline; then single-key GET
+and SET through ShardedRedis >= 0.9x the plain client's ops/s; MGET and MSET of 1,000 keys
+>= 2x faster than redis-shard and >= 10x faster than 1,000 single commands through
+ShardedRedis; the 10,000-command pipeline's ratio reported. If a single-key
 target is missed, one ShardedRedis GET loop is profiled (cProfile), and if an MGET / MSET
 target is missed, 50 ShardedRedis MGETs are; the top 10 functions by own time are printed
-under the tables. cProfile sees the calling thread only: MGET's per-node parts run in worker
-threads, so their socket and parsing time shows up as ``lock.acquire`` (waiting on them).
+under the tables (the per-node parts run on the calling thread, so the profile sees their
+socket waits and parsing too).
 
 Noise: the machine has 2 cores shared with the servers (and possibly other jobs); the load
 average is printed in the header. Trust the ratios within one run, not absolute numbers.
@@ -59,18 +71,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
+import subprocess
 import sys
+import tempfile
+from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+import redis.connection
+import redis.utils
 from _measure import Row, exit_on_signal, interleaved, loop_get, ms, profile_calls, times
 from _servers import RedisServer, redis_servers
 from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis_shard.shard import RedisShardAPI  # type: ignore[import-untyped]
 from tabulate import tabulate
 
@@ -81,9 +102,12 @@ MULTI_KEYS = 1_000
 MULTI_ROUNDS = 15
 PIPELINE_COMMANDS = 10_000
 PIPELINE_ROUNDS = 3
+SHORT_PIPELINE_COMMANDS = 1_000
+SHORT_PIPELINE_ROUNDS = 15
 WARMUP_OPS = 300
 PROFILE_TOP = 10
 PROFILE_MULTI_CALLS = 50
+STATUS = {True: "PASS", False: "MISS", None: "REPORTED"}
 
 
 # ------------------------------------------------------------------ timing helpers
@@ -221,16 +245,114 @@ def _stub_answer(*args: Any, **options: Any) -> Any:
     return [None] * (len(args) - 1) if name == "MGET" else True
 
 
-async def _async_stub_answer(*args: Any, **options: Any) -> Any:
-    return _stub_answer(*args, **options)
+class _StubConnection:
+    """A connection that answers at once (``_stub_answer``) without any socket: what a
+    command costs above the network is redis-py's send/parse machinery plus routing."""
+
+    host = port = None
+    db = 0
+
+    def __init__(self) -> None:
+        self.retry = Retry(NoBackoff(), 0)
+        self._pending: deque[Any] = deque()
+
+    def pack_commands(self, commands: Sequence[tuple[Any, ...]]) -> list[bytes]:
+        self._pending.extend(_stub_answer(*args) for args in commands)
+        return []
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        pass
+
+    def send_command(self, *args: Any, **options: Any) -> None:
+        self._pending.append(_stub_answer(*args))
+
+    def read_response(self, disable_decoding: bool = False, **options: Any) -> Any:
+        return self._pending.popleft()
+
+    def should_reconnect(self) -> bool:
+        return False
+
+    def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        self._pending.clear()
+
+
+class _StubPool:
+    """A connection pool handing out one :class:`_StubConnection` (the caller is serial)."""
+
+    cache = None
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.connection_kwargs = real.connection_kwargs
+        self._connection = _StubConnection()
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> _StubConnection:
+        return self._connection
+
+    def release(self, connection: Any) -> None:
+        pass
+
+    def get_encoder(self) -> Any:
+        return self.real.get_encoder()
+
+
+class _AsyncStubConnection:
+    """:class:`_StubConnection` for the asyncio clients."""
+
+    host = port = None
+    db = 0
+
+    def __init__(self) -> None:
+        self.retry = AsyncRetry(NoBackoff(), 0)
+        self._pending: deque[Any] = deque()
+
+    def pack_commands(self, commands: Sequence[tuple[Any, ...]]) -> list[bytes]:
+        self._pending.extend(_stub_answer(*args) for args in commands)
+        return []
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        pass
+
+    async def send_command(self, *args: Any, **options: Any) -> None:
+        self._pending.append(_stub_answer(*args))
+
+    async def read_response(self, disable_decoding: bool = False, **options: Any) -> Any:
+        return self._pending.popleft()
+
+    def should_reconnect(self) -> bool:
+        return False
+
+    async def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        self._pending.clear()
+
+
+class _AsyncStubPool:
+    """:class:`_StubPool` for the asyncio clients."""
+
+    cache = None
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.connection_kwargs = real.connection_kwargs
+        self._connection = _AsyncStubConnection()
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> _AsyncStubConnection:
+        return self._connection
+
+    async def release(self, connection: Any) -> None:
+        pass
+
+    def get_encoder(self) -> Any:
+        return self.real.get_encoder()
 
 
 def measure_routing(servers: list[RedisServer], single_n: int, rows: list[Row]) -> None:
-    """The routing cost alone, without the network's noise: every node client's (and the
-    plain clients') ``execute_command`` is replaced by a stub that answers at once, so a
-    sharded command costs redis-py's command method + routing + the stub, and a plain one
-    redis-py's command method + the stub; the difference is the routing overhead per call.
-    The COMMAND table is read from the real servers first."""
+    """The routing cost alone, without the network's noise: every client's (node clients'
+    and the plain ones', sync and asyncio) connection pool is replaced by a stub whose one
+    connection answers at once (``_StubPool``, ``_AsyncStubPool``), so a sharded command
+    costs redis-py's command method and response parsing + routing, and a plain one the
+    same without the routing; the difference is the routing overhead per call. The COMMAND
+    table is read from the real servers first."""
     names = [f"node-{i}" for i in range(len(servers))]
     urls = {name: server.url for name, server in zip(names, servers, strict=True)}
     keys = [f"user:{i}" for i in range(max(single_n, MULTI_KEYS))]
@@ -244,13 +366,17 @@ def measure_routing(servers: list[RedisServer], single_n: int, rows: list[Row]) 
     asharded = AsyncShardedRedis(urls, decode_responses=True)
     plain = redis.Redis(host=servers[0].host, port=servers[0].port, decode_responses=True)
     aplain = aioredis.Redis(host=servers[0].host, port=servers[0].port, decode_responses=True)
+    sync_clients = [*sharded.clients.values(), plain]
+    async_clients = [*asharded.clients.values(), aplain]
+    real_pools: dict[int, Any] = {}
     try:
         sharded.mget(multi_keys[:10])  # reads the COMMAND table
         run(asharded.mget(multi_keys[:10]))
-        for client in [*sharded.clients.values(), plain]:
-            client.execute_command = _stub_answer  # type: ignore[method-assign]
-        for aclient in [*asharded.clients.values(), aplain]:
-            aclient.execute_command = _async_stub_answer  # type: ignore[method-assign]
+        real_pools = {id(c): c.connection_pool for c in [*sync_clients, *async_clients]}
+        for client in sync_clients:
+            client.connection_pool = cast(Any, _StubPool(client.connection_pool))
+        for aclient in async_clients:
+            aclient.connection_pool = cast(Any, _AsyncStubPool(aclient.connection_pool))
         best = interleaved(
             {
                 "sync plain get": partial(loop_get, plain.get, single_keys),
@@ -286,10 +412,10 @@ def measure_routing(servers: list[RedisServer], single_n: int, rows: list[Row]) 
                     ]
                 )
     finally:
-        for client in [*sharded.clients.values(), plain]:
-            vars(client).pop("execute_command", None)
-        for aclient in [*asharded.clients.values(), aplain]:
-            vars(aclient).pop("execute_command", None)
+        for client in sync_clients:
+            client.connection_pool = real_pools.get(id(client), client.connection_pool)
+        for aclient in async_clients:
+            aclient.connection_pool = real_pools.get(id(aclient), aclient.connection_pool)
         sharded.close()
         plain.close()
         run(asharded.aclose())
@@ -307,7 +433,7 @@ def ops(seconds: float, n: int) -> str:
 # ------------------------------------------------------------------ main
 
 
-def measure(servers: list[RedisServer], quick: bool) -> int:
+def measure(servers: list[RedisServer], quick: bool, summary: str | None = None) -> int:
     scale = 10 if quick else 1
     single_n = SINGLE_OPS // scale
     pipeline_n = PIPELINE_COMMANDS // scale
@@ -328,6 +454,7 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
     try:
         rows: list[Row] = []  # measure, ShardedRedis, other, ratio, ratio is
         targets: list[tuple[str, str, bool | None]] = []
+        issue_targets: list[tuple[str, str, bool | None]] = []  # issue 14's, listed first
 
         # ---------------------------------------------------------- single-key GET / SET
         keys = [f"user:{i}" for i in range(max(single_n, MULTI_KEYS))]
@@ -443,6 +570,11 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
                     f"plain/sharded ({(mine - best[f'plain {op}']) * 1e6:+,.0f} µs/call)",
                 ]
             )
+            vs_plain = mine / best[f"plain {op}"]
+            issue_targets.append(
+                (f"{op.upper()} {MULTI_KEYS:,} keys over 4 nodes <= 1.15x plain one-node "
+                 f"{op.upper()}", times(vs_plain), vs_plain <= 1.15)
+            )  # fmt: skip
             targets.append(
                 (f"{op.upper()} {MULTI_KEYS:,} keys >= 2x redis-shard", times(vs_shard),
                  vs_shard >= 2)
@@ -451,40 +583,60 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
                 (f"{op.upper()} {MULTI_KEYS:,} keys >= 10x {MULTI_KEYS:,} single {single}s",
                  times(vs_loop), vs_loop >= 10)
             )  # fmt: skip
-            multi_missed = multi_missed or vs_shard < 2 or vs_loop < 10
+            multi_missed = multi_missed or vs_shard < 2 or vs_loop < 10 or vs_plain > 1.15
 
-        # ---------------------------------------------------------- pipeline
+        # ---------------------------------------------------------- pipelines
         run_pipeline(sharded.pipeline(transaction=False), min(pipeline_n, 1_000))
         run_pipeline(plain.pipeline(transaction=False), min(pipeline_n, 1_000))
+        short_n = SHORT_PIPELINE_COMMANDS // scale
         best = interleaved(
             {
-                "sharded": lambda: run_pipeline(sharded.pipeline(transaction=False), pipeline_n),
-                "plain": lambda: run_pipeline(plain.pipeline(transaction=False), pipeline_n),
+                "sharded short": lambda: run_pipeline(sharded.pipeline(transaction=False), short_n),
+                "plain short": lambda: run_pipeline(plain.pipeline(transaction=False), short_n),
             },
-            PIPELINE_ROUNDS,
+            SHORT_PIPELINE_ROUNDS,
         )
-        pipe_ratio = best["sharded"] / best["plain"]
-        rows.append(
-            [
-                f"pipeline {pipeline_n:,} mixed commands",
-                ms(best["sharded"]),
-                f"plain 1 node {ms(best['plain'])}",
-                times(pipe_ratio),
-                "sharded/plain time",
-            ]
+        best.update(
+            interleaved(
+                {
+                    "sharded": lambda: run_pipeline(
+                        sharded.pipeline(transaction=False), pipeline_n
+                    ),
+                    "plain": lambda: run_pipeline(plain.pipeline(transaction=False), pipeline_n),
+                },
+                PIPELINE_ROUNDS,
+            )
         )
-        rows.append(
-            [
-                "  per command",
-                f"{best['sharded'] / pipeline_n * 1e6:,.1f} µs",
-                f"plain {best['plain'] / pipeline_n * 1e6:,.1f} µs",
-                "",
-                "",
-            ]
-        )
-        targets.append(
-            (f"pipeline {pipeline_n:,} commands, sharded/plain time", times(pipe_ratio), None)
-        )
+        for suffix, n in ((" short", short_n), ("", pipeline_n)):
+            pipe_ratio = best[f"sharded{suffix}"] / best[f"plain{suffix}"]
+            rows.append(
+                [
+                    f"pipeline {n:,} mixed commands, 4 nodes",
+                    ms(best[f"sharded{suffix}"]),
+                    f"plain 1 node {ms(best[f'plain{suffix}'])}",
+                    times(pipe_ratio),
+                    "sharded/plain time",
+                ]
+            )
+            rows.append(
+                [
+                    "  per command",
+                    f"{best[f'sharded{suffix}'] / n * 1e6:,.1f} µs",
+                    f"plain {best[f'plain{suffix}'] / n * 1e6:,.1f} µs",
+                    "",
+                    "",
+                ]
+            )
+            if suffix:
+                issue_targets.append(
+                    (f"pipeline {n:,} mixed commands <= 1.2x one-node pipeline",
+                     times(pipe_ratio), pipe_ratio <= 1.2)
+                )  # fmt: skip
+            else:
+                targets.append(
+                    (f"pipeline {n:,} commands, sharded/plain time", times(pipe_ratio), None)
+                )  # fmt: skip
+        targets[:0] = issue_targets
         measure_async(servers, single_n, rows)
         measure_routing(servers, single_n, rows)
 
@@ -513,7 +665,7 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
     print(
         f"ShardedRedis vs redis.Redis and redis-shard ({mode} run, {len(servers)} local "
         f"redis-servers, Python {sys.version.split()[0]}, redis-py {redis.__version__}, "
-        f"load average {load})"
+        f"reply parser: {parser_name()}, load average {load})"
     )
     print(
         tabulate(
@@ -523,10 +675,12 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
         )
     )
     print()
-    status = {True: "PASS", False: "MISS", None: "REPORTED"}
+    if summary is not None:
+        with open(summary, "w", encoding="utf-8") as out:
+            json.dump({"parser": parser_name(), "targets": targets}, out)
     print(
         tabulate(
-            [(name, value, status[ok]) for name, value, ok in targets],
+            [(name, value, STATUS[ok]) for name, value, ok in targets],
             headers=["target", "measured", "status"],
         )
     )
@@ -547,18 +701,85 @@ def measure(servers: list[RedisServer], quick: bool) -> int:
     return 0
 
 
+def parser_name() -> str:
+    """The reply parser redis-py picked at import: hiredis when it could import it."""
+    name = redis.connection.DefaultParser.__name__
+    return f"hiredis ({name})" if redis.utils.HIREDIS_AVAILABLE else f"pure Python ({name})"
+
+
+_CHILD = """
+import sys
+if {block!r}:
+    sys.modules["hiredis"] = None  # redis-py's import of hiredis fails: HIREDIS_AVAILABLE is False
+sys.path.insert(0, {bench!r})
+sys.argv = [{script!r}, *{argv!r}]
+import runpy
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def run_both(argv: list[str]) -> int:
+    """Run the whole measurement twice, each in a child process of its own (each with its
+    own servers): with hiredis, then with redis-py's pure-Python parser (the child makes
+    ``import hiredis`` fail before redis-py is imported, as without the package: redis-py
+    chooses its parser class and its command packer once, at import, from
+    ``redis.utils.HIREDIS_AVAILABLE``). Prints both children's tables, then the targets
+    of both side by side."""
+    script = os.path.abspath(__file__)
+    summaries: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="hashring-bench-") as tmp:
+        for label, block in (("with hiredis", False), ("without hiredis", True)):
+            path = os.path.join(tmp, f"{int(block)}.json")
+            child_argv = [*argv, "--parser", "python" if block else "hiredis", "--summary", path]
+            code = _CHILD.format(
+                block=block, bench=os.path.dirname(script), script=script, argv=child_argv
+            )
+            print(f"==================== {label}", flush=True)
+            done = subprocess.run([sys.executable, "-c", code], check=False)
+            if done.returncode != 0:
+                return done.returncode
+            print(flush=True)
+            with open(path, encoding="utf-8") as summary:
+                summaries[label] = json.load(summary)
+    labels = list(summaries)
+    print("==================== targets, with and without hiredis")
+    print(", ".join(f"{label}: {summaries[label]['parser']}" for label in labels))
+    rows = []
+    for i, (name, _, _) in enumerate(summaries[labels[0]]["targets"]):
+        row = [name]
+        for label in labels:
+            _, value, ok = summaries[label]["targets"][i]
+            row += [value, STATUS[ok]]
+        rows.append(row)
+    headers = ["target"] + [word for label in labels for word in (label, "")]
+    print(tabulate(rows, headers=headers))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="10x fewer operations (smoke run)")
     parser.add_argument(
         "--routing-only", action="store_true", help="only the routing cost (stubbed nodes)"
     )
+    parser.add_argument(
+        "--parser",
+        choices=("both", "hiredis", "python"),
+        default="both",
+        help="both (default): the whole run twice, in child processes, with and without "
+        "hiredis; hiredis/python: this process only, as imported (python needs hiredis "
+        "blocked before redis-py is imported, as the 'both' run does)",
+    )
+    parser.add_argument("--summary", help=argparse.SUPPRESS)  # the child's targets, as JSON
     args = parser.parse_args(argv)
+    if args.parser == "both":
+        return run_both(["--quick"] * args.quick + ["--routing-only"] * args.routing_only)
     signal.signal(signal.SIGTERM, exit_on_signal)
     with redis_servers(NODES) as servers:
         if args.routing_only:
             rows: list[Row] = []
             measure_routing(servers, SINGLE_OPS // (10 if args.quick else 1), rows)
+            print(f"reply parser: {parser_name()}")
             print(
                 tabulate(
                     rows,
@@ -566,8 +787,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     colalign=("left", "right", "right", "right", "left"),
                 )
             )
+            if args.summary is not None:
+                with open(args.summary, "w", encoding="utf-8") as out:
+                    json.dump({"parser": parser_name(), "targets": []}, out)
             return 0
-        return measure(servers, args.quick)
+        return measure(servers, args.quick, args.summary)
 
 
 if __name__ == "__main__":

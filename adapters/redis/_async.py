@@ -9,7 +9,8 @@ It inherits every command method of ``redis.asyncio.Redis`` (``AsyncCoreCommands
 overrides only ``execute_command``. Commands are routed exactly as by the synchronous client,
 by the shared planner in ``_commands`` (see its routing table): one part is awaited on
 its node; several parts (MGET/MSET/DEL/... split per node, DBSIZE/KEYS/PING/INFO fanned
-out) run concurrently with ``asyncio.gather`` and are merged in the caller's order.
+out) are written to every node first, then their replies read, by the calling coroutine
+(``_scatter_async``: no task per node), and merged in the caller's order.
 redis-py's other public names work (``lock``, ``pubsub``, ``initialize``, ``await client``,
 ...) or raise UnsupportedCommandError saying what to use instead: see ``_surface``.
 
@@ -25,9 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -38,13 +39,12 @@ from redis.commands.core import AsyncCoreCommands
 from hashring import EmptyRingError, Placement
 
 from ._answers import Failure
-from ._async_pipeline import AsyncShardedPipeline
+from ._async_pipeline import AsyncShardedPipeline, Planned
 from ._base import ShardedBase, config_arguments
 from ._clients import (
     connect_async,
     drop_idle_connections,
     gather_all,
-    gather_leased,
     read_command_table_async,
 )
 from ._commands import (
@@ -72,16 +72,25 @@ from ._fallback import (
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pubsub import AsyncShardedPubSub, stop_readers
 from ._routing import (
-    Entry,
     assemble,
     group_per_node,
     next_scan_cursor,
     scan_page_open,
     scan_position,
 )
+from ._scatter_async import AsyncShare, scatter_async
 from ._surface import Surface
 
 __all__ = ["AsyncShardedRedis"]
+
+T = TypeVar("T")
+
+
+def _one(answers: list[Any]) -> Any:
+    """A one-command share's answer; its error reply raised as a ``Failure`` (as
+    ``execute_command`` would raise it)."""
+    answer = answers[0]
+    return Failure(answer) if isinstance(answer, redis.exceptions.ResponseError) else answer
 
 
 # ---------------------------------------------------------------------- the client
@@ -159,7 +168,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         """Route one command (see the routing table in ``_commands``) and run it;
-        the parts of a multi-node command run concurrently.
+        the parts of a multi-node command are scattered over the nodes (``_scatter_async``).
 
         The clients of the nodes it uses are leased before anything is sent, so a node
         removed meanwhile closes its client only after this command is done; a command
@@ -479,25 +488,62 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
     async def _run(
         self, plan: Plan, options: dict[str, Any], slots: dict[str, Slot[aioredis.Redis]]
     ) -> Any:
-        """Run a plan whose nodes' slots are leased (each part gives its lease back)."""
+        """Run a plan whose nodes' slots are leased (each part gives its lease back): one
+        part through its client's ``execute_command``; several parts scattered over the
+        nodes by this coroutine (``_scatter_async``), an error reply raised per part."""
         if len(plan.parts) == 1:
             part = plan.parts[0]
             return plan.finish([await self._call(slots[part.node], part, options)], options)
         shared = {k: v for k, v in options.items() if k != "keys"}
-        calls = [
-            (slots[part.node], self._attempt(slots[part.node], part, shared)) for part in plan.parts
+        shares = [
+            AsyncShare(part.node, slots[part.node], [(part.args, shared)]) for part in plan.parts
         ]
-        outcomes = await gather_leased(calls)
+        outcomes = [
+            result if isinstance(result, Failure) else _one(result)
+            for result in await scatter_async(shares, self._outcome, self._leave)
+        ]
         return plan.settle(outcomes, shared)
 
-    async def _attempt(
-        self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]
-    ) -> Any:
-        """:meth:`_call`, its error returned as a ``Failure`` (see ``settled``)."""
-        try:
-            return await self._call(slot, part, options)
-        except Exception as error:
-            return Failure(error)
+    async def _send_per_node(
+        self,
+        planned: Callable[[Members[aioredis.Redis]], Awaitable[Planned[T]]],
+        routed: str,
+    ) -> tuple[T, list[Any]]:
+        """``ShardedRedis._send_per_node`` for the asyncio client: plan, group per node,
+        lease, scatter (``_scatter_async``); what ``planned`` made and each plan's answer.
+
+        Raises:
+            NodeRemovedError: the plans kept being routed to nodes being removed.
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached
+                (the first such node's, after every node was read).
+        """
+        for _ in range(REROUTE_ATTEMPTS):
+            members = self._members
+            try:
+                made, plans, options = await planned(members)
+            except NodeRemovedError:
+                continue
+            per_node = group_per_node(plans, options)
+            slots, closing = lease(members, per_node)
+            if closing:
+                await gather_all(client.aclose() for client in closing)
+            if slots is not None:
+                break
+        else:
+            raise NodeRemovedError(
+                f"{routed} kept being routed to nodes that were being removed; nothing was sent"
+            )
+        shares = [
+            AsyncShare(node, slots[node], [(entry.args, entry.options) for entry in entries])
+            for node, entries in per_node.items()
+        ]
+        results = await scatter_async(shares, self._outcome, self._leave)
+        answers: dict[str, list[Any]] = {}
+        for node, result in zip(per_node, results, strict=True):
+            if isinstance(result, Failure):
+                raise result.error
+            answers[node] = result
+        return made, assemble(plans, per_node, answers)
 
     async def _call(self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""
@@ -591,45 +637,9 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
             redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
         """
         _, table = await self._command_table()
-        for _ in range(REROUTE_ATTEMPTS):
-            members = self._members
-            plans, opts = self._round_plans(table, reads, members)
-            per_node = group_per_node(plans, opts)
-            slots, closing = lease(members, per_node)
-            if closing:
-                await gather_all(client.aclose() for client in closing)
-            if slots is not None:
-                break
-        else:
-            raise NodeRemovedError("reads kept being routed to nodes being removed")
-        if len(per_node) == 1:
-            [(node, entries)] = per_node.items()
-            answers = {node: await self._send_round(node, slots[node], entries)}
-        else:
-            sends = [
-                (slots[node], self._send_round(node, slots[node], entries))
-                for node, entries in per_node.items()
-            ]
-            answers = dict(zip(per_node, await gather_leased(sends), strict=True))
-        return seen_of(reads, assemble(plans, per_node, answers))
 
-    async def _send_round(
-        self, node: str, slot: Slot[aioredis.Redis], entries: list[Entry]
-    ) -> list[Any]:
-        """Send one node's share of a round as a pipeline on its leased client, record the
-        outcome, give the lease back."""
-        try:
-            pipe = slot.client.pipeline(transaction=False)
-            for entry in entries:
-                pipe.execute_command(*entry.args, **entry.options)
-            try:
-                answers: list[Any] = await pipe.execute(raise_on_error=False)
-            except CONNECTION_ERRORS:
-                self._outcome(node, slot, False)
-                raise
-            finally:
-                await pipe.reset()  # type: ignore[no-untyped-call]
-            self._outcome(node, slot, True)
-            return answers
-        finally:
-            await self._leave(slot)
+        async def planned(members: Members[aioredis.Redis]) -> Planned[None]:
+            return None, *self._round_plans(table, reads, members)
+
+        _, answers = await self._send_per_node(planned, "reads")
+        return seen_of(reads, answers)

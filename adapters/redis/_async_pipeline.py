@@ -12,7 +12,7 @@ and module accessors refused (``_pipeline_surface``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import suppress
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
@@ -25,17 +25,13 @@ from redis.commands.core import AsyncCoreCommands
 
 from hashring import HealthTracker, Placement
 
-from ._clients import gather_all, gather_leased
-from ._commands import CONNECTION_ERRORS, Command, CommandTable, Plan, known_keys
+from ._commands import Command, CommandTable, Plan, known_keys
 from ._fallback import Read, Rounds, may_read, refuse_blocking
-from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
+from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot
 from ._pipeline_reads import Batch, place
 from ._pipeline_surface import ModuleRefusals, calling_script, missing
 from ._routing import (
     ANY_NODE,
-    Entry,
-    assemble,
-    group_per_node,
     raise_first_error,
     refuse_cross_node_transaction,
 )
@@ -82,6 +78,12 @@ class _AsyncSharded(Protocol):
         members: Members[aioredis.Redis],
     ) -> Awaitable[list[Any]]: ...
     def _plan(self, args: tuple[Any, ...], members: Members[aioredis.Redis]) -> Awaitable[Plan]: ...
+    def _plan_one_key_many(
+        self,
+        table: CommandTable,
+        commands: Sequence[tuple[Any, ...]],
+        members: Members[aioredis.Redis],
+    ) -> list[Plan | None]: ...
     def _plan_for(
         self,
         command: Command,
@@ -96,6 +98,11 @@ class _AsyncSharded(Protocol):
         self, table: CommandTable, reads: list[Read], members: Members[aioredis.Redis]
     ) -> tuple[list[Plan], list[dict[str, Any]]]: ...
     def _settle(self, rounds: list[Rounds]) -> Awaitable[list[Any]]: ...
+    def _send_per_node(
+        self,
+        planned: Callable[[Members[aioredis.Redis]], Awaitable[Planned[T]]],
+        routed: str,
+    ) -> Awaitable[tuple[T, list[Any]]]: ...
     def _outcome(self, node: str, slot: Slot[aioredis.Redis], ok: bool) -> None: ...
     def _leave(self, slot: Slot[aioredis.Redis]) -> Awaitable[None]: ...
 
@@ -425,7 +432,13 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
         self, commands: list[Buffered], members: Members[aioredis.Redis]
     ) -> Planned[None]:
         """As ``ShardedPipeline._plain``."""
-        plans = [await self._sharded._plan(command.args, members) for command in commands]
+        sharded = self._sharded
+        _, table = await sharded._command_table()
+        one_key = sharded._plan_one_key_many(table, [c.args for c in commands], members)
+        plans = [
+            plan if plan is not None else await sharded._plan(command.args, members)
+            for plan, command in zip(one_key, commands, strict=True)
+        ]
         return None, plans, [command.options for command in commands]
 
     async def _batch(
@@ -465,52 +478,14 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
     async def _send_planned(
         self, planned: Callable[[Members[aioredis.Redis]], Awaitable[Planned[T]]]
     ) -> tuple[T, list[Any]]:
-        """As ``ShardedPipeline._send_planned``, the nodes concurrently.
+        """As ``ShardedPipeline._send_planned``: every node's request written before any
+        reply is read (the client's ``_send_per_node``).
 
         Raises:
             NodeRemovedError: the plans kept being routed to nodes being removed.
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
         """
-        sharded = self._sharded
-        for _ in range(REROUTE_ATTEMPTS):
-            members = sharded._members
-            try:
-                made, plans, options = await planned(members)
-            except NodeRemovedError:
-                continue
-            per_node = group_per_node(plans, options)
-            slots, closing = lease(members, per_node)
-            if closing:
-                await gather_all(client.aclose() for client in closing)
-            if slots is not None:
-                break
-        else:
-            raise NodeRemovedError(
-                "the pipeline kept being routed to nodes that were being removed; nothing was sent"
-            )
-        sends = [
-            (slots[node], self._send(node, slots[node], entries))
-            for node, entries in per_node.items()
-        ]
-        answers = dict(zip(per_node, await gather_leased(sends), strict=True))
-        return made, assemble(plans, per_node, answers)
-
-    async def _send(self, node: str, slot: Slot[aioredis.Redis], entries: list[Entry]) -> list[Any]:
-        """Send one node's share on its leased client; give the lease back."""
-        try:
-            pipe = slot.client.pipeline(transaction=False)
-            for entry in entries:
-                pipe.execute_command(*entry.args, **entry.options)
-            try:
-                answers: list[Any] = await pipe.execute(raise_on_error=False)
-            except CONNECTION_ERRORS:
-                self._sharded._outcome(node, slot, False)
-                raise
-            finally:
-                await pipe.reset()  # type: ignore[no-untyped-call]
-            self._sharded._outcome(node, slot, True)
-            return answers
-        finally:
-            await self._sharded._leave(slot)
+        return await self._sharded._send_per_node(planned, "the pipeline")
 
     # ------------------------------------------------------------------ lifecycle
 

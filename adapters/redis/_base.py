@@ -10,7 +10,7 @@ between the two clients.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -30,7 +30,7 @@ from hashring._balancing.health import Transition
 from hashring._placement.nodes import check_node_name
 from hashring._topology.clients import client_name
 
-from ._commands import SCHEMES, Command, CommandTable, Plan, plan_command
+from ._commands import SCHEMES, Command, CommandTable, Plan, known_keys, plan_command
 from ._cross_node import Replies, cross_node_plan
 from ._fallback import Read, round_commands
 from ._leases import Members, Slot
@@ -360,6 +360,38 @@ class ShardedBase(Generic[C]):
         if len(plan.parts) > 1:
             self._check_merge(args)
         return plan
+
+    def _plan_one_key_many(
+        self, table: CommandTable, commands: Sequence[tuple[Any, ...]], members: Members[C]
+    ) -> list[Plan | None]:
+        """The plans of the commands of ``commands`` (a pipeline's) whose one key is known
+        from the COMMAND table, their keys placed in one batch (``get_node_many``); None
+        for every other command (the caller plans it with ``_plan_for``). The plans are
+        those ``_plan_for`` makes. O(commands) plus one batch lookup.
+
+        Raises:
+            CrossShardError, UnsupportedCommandError: as :meth:`_plan_for`.
+            InvalidKeyError, KeyEncodingError: a key the placement refuses.
+        """
+        plans: list[Plan | None] = [None] * len(commands)
+        found: list[tuple[int, Command, tuple[Any, ...], list[Any]]] = []
+        for index, args in enumerate(commands):
+            command = table.describe(args)
+            keys = known_keys(command, args)
+            if keys is not None and len(keys) == 1 and command.name not in SORTS:
+                found.append((index, command, args, keys))
+        if not found:
+            return plans
+        owners = route_owners(
+            self._placement, self._health, self.get_encoder(), [keys[0] for *_, keys in found]
+        )
+        names, first = members.names, members.first
+        for (index, command, args, keys), owner in zip(found, owners, strict=True):
+            plan = plan_command(command, args, keys, [owner], names, first)
+            if len(plan.parts) > 1:
+                self._check_merge(args)
+            plans[index] = plan
+        return plans
 
     def _check_merge(self, args: tuple[Any, ...]) -> None:
         """Refuse a command split over nodes whose answers a custom response callback

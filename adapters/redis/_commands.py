@@ -51,6 +51,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import redis
@@ -331,7 +333,7 @@ def plan_command(
         return Plan(parts, PUBSUB_MERGES[name], name, "readonly" in command.flags)
     readonly = "readonly" in command.flags
     if keys:
-        distinct = sorted(set(owners))
+        distinct = owners if len(owners) == 1 else sorted(set(owners))
         if len(distinct) == 1:
             return Plan([Part(distinct[0], args)], first_answer, name, readonly, keys)
         if command.request is RequestPolicy.MULTI_SHARD and name not in ATOMIC_MULTI_KEY:
@@ -388,20 +390,20 @@ def _split(
     first, step = command.first_key, max(1, command.step)
     end = first + len(owners) * step
     prefix, body, suffix = args[:first], args[first:end], args[end:]
-    nodes = sorted(set(owners))
-    groups: dict[str, list[int]] = {node: [] for node in nodes}
-    add = {node: group.append for node, group in groups.items()}
-    for index, owner in enumerate(owners):  # O(keys), no allocation per key
-        add[owner](index)
+    groups: dict[str, list[int]] = {}
+    for index, owner in enumerate(owners):  # O(keys): the one Python loop over the keys
+        try:
+            groups[owner].append(index)
+        except KeyError:
+            groups[owner] = [index]
+    nodes = sorted(groups)
+    # each key's arguments (the key alone, or key and value for MSET) as one item
+    items = body if step == 1 else tuple(zip(*(body[j::step] for j in range(step)), strict=True))
     parts = []
     for node in nodes:
-        if step == 1:
-            middle = [body[index] for index in groups[node]]
-        else:
-            middle = []
-            extend = middle.extend
-            for index in groups[node]:
-                extend(body[index * step : (index + 1) * step])
+        indices = groups[node]
+        picked = (items[indices[0]],) if len(indices) == 1 else itemgetter(*indices)(items)
+        middle = picked if step == 1 else tuple(chain.from_iterable(picked))
         parts.append(Part(node, (*prefix, *middle, *suffix)))
     if command.response is ResponsePolicy.DEFAULT_KEYED:
 

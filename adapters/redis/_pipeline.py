@@ -7,8 +7,9 @@ a transaction whose commands span nodes is refused before anything is sent. ``wa
 pins the watched keys' node: until ``multi()`` commands run at once (on that node's
 watching connection when their keys live there, else routed as by the client), then
 ``execute()`` runs the transaction there, raising redis-py's ``WatchError`` if a watched
-key changed. ``transaction=False`` pipelines group the commands per node, send one
-redis-py pipeline per node (in parallel threads) and put the answers back in buffering order
+key changed. ``transaction=False`` pipelines group the commands per node, write one
+request per node before reading any reply, from the calling thread (``_scatter``), and
+put the answers back in buffering order
 (``_routing.group_per_node`` / ``assemble``); multi-node commands such as MGET are split.
 
 During a migration (the client's ``read_fallback`` is set), a ``transaction=False``
@@ -33,8 +34,7 @@ keeps it as redis-py does), ``reset()``, ``close()`` and leaving a ``with`` bloc
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
@@ -46,16 +46,13 @@ from redis.commands.core import CoreCommands
 
 from hashring import HealthTracker, Placement
 
-from ._commands import CONNECTION_ERRORS, Command, CommandTable, Plan, known_keys
+from ._commands import Command, CommandTable, Plan, known_keys
 from ._fallback import Read, Rounds, may_read, refuse_blocking
-from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
+from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot
 from ._pipeline_reads import Batch, place
 from ._pipeline_surface import ModuleRefusals, calling_script, missing
 from ._routing import (
     ANY_NODE,
-    Entry,
-    assemble,
-    group_per_node,
     raise_first_error,
     refuse_cross_node_transaction,
 )
@@ -91,9 +88,6 @@ class _Sharded(Protocol):
     _placement: Placement
     read_fallback: Any
 
-    @property
-    def _executor(self) -> Executor: ...
-
     def get_encoder(self) -> Any: ...
     def execute_command(self, *args: Any, **options: Any) -> Any: ...
     def _command_table(self) -> tuple[CommandsParser, CommandTable]: ...
@@ -105,6 +99,12 @@ class _Sharded(Protocol):
         members: Members[redis.Redis],
     ) -> list[Any]: ...
     def _plan(self, args: tuple[Any, ...], members: Members[redis.Redis]) -> Plan: ...
+    def _plan_one_key_many(
+        self,
+        table: CommandTable,
+        commands: Sequence[tuple[Any, ...]],
+        members: Members[redis.Redis],
+    ) -> list[Plan | None]: ...
     def _plan_for(
         self,
         command: Command,
@@ -117,6 +117,9 @@ class _Sharded(Protocol):
         self, table: CommandTable, reads: list[Read], members: Members[redis.Redis]
     ) -> tuple[list[Plan], list[dict[str, Any]]]: ...
     def _settle(self, rounds: list[Rounds]) -> list[Any]: ...
+    def _send_per_node(
+        self, planned: Callable[[Members[redis.Redis]], Planned[T]], routed: str
+    ) -> tuple[T, list[Any]]: ...
     def _outcome(self, node: str, slot: Slot[redis.Redis], ok: bool) -> None: ...
     def _leave(self, slot: Slot[redis.Redis]) -> None: ...
 
@@ -460,7 +463,13 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
         Raises:
             CrossShardError, UnsupportedCommandError, NodeRemovedError: as ``_plan``.
         """
-        plans = [self._sharded._plan(command.args, members) for command in commands]
+        sharded = self._sharded
+        _, table = sharded._command_table()
+        one_key = sharded._plan_one_key_many(table, [c.args for c in commands], members)
+        plans = [
+            plan if plan is not None else sharded._plan(command.args, members)
+            for plan, command in zip(one_key, commands, strict=True)
+        ]
         return None, plans, [command.options for command in commands]
 
     def _batch(
@@ -503,58 +512,14 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
         self, planned: Callable[[Members[redis.Redis]], Planned[T]]
     ) -> tuple[T, list[Any]]:
         """Plan (``planned(members)``: what it made, plans and their options), lease the
-        nodes, send one redis-py pipeline per node (in parallel); what ``planned`` made and
-        each plan's answer.
+        nodes, write one request per node before reading any reply (the client's
+        ``_send_per_node``); what ``planned`` made and each plan's answer.
 
         Raises:
             NodeRemovedError: the plans kept being routed to nodes being removed.
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
         """
-        sharded = self._sharded
-        for _ in range(REROUTE_ATTEMPTS):
-            members = sharded._members
-            try:
-                made, plans, options = planned(members)
-            except NodeRemovedError:
-                continue
-            per_node = group_per_node(plans, options)
-            slots, closing = lease(members, per_node)
-            for client in closing:
-                client.close()
-            if slots is not None:
-                break
-        else:
-            raise NodeRemovedError(
-                "the pipeline kept being routed to nodes that were being removed; nothing was sent"
-            )
-        futures: dict[str, Future[list[Any]]] = {}
-        try:
-            for node, entries in per_node.items():
-                futures[node] = sharded._executor.submit(self._send, node, slots[node], entries)
-        except BaseException:
-            for node in per_node:
-                if node not in futures:
-                    sharded._leave(slots[node])
-            raise
-        answers = {node: future.result() for node, future in futures.items()}
-        return made, assemble(plans, per_node, answers)
-
-    def _send(self, node: str, slot: Slot[redis.Redis], entries: list[Entry]) -> list[Any]:
-        """Send one node's share on its leased client; give the lease back."""
-        try:
-            pipe = slot.client.pipeline(transaction=False)
-            for entry in entries:
-                pipe.execute_command(*entry.args, **entry.options)  # type: ignore[no-untyped-call]
-            try:
-                answers: list[Any] = pipe.execute(raise_on_error=False)
-            except CONNECTION_ERRORS:
-                self._sharded._outcome(node, slot, False)
-                raise
-            finally:
-                pipe.reset()
-            self._sharded._outcome(node, slot, True)
-            return answers
-        finally:
-            self._sharded._leave(slot)
+        return self._sharded._send_per_node(planned, "the pipeline")
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -21,7 +21,7 @@ import redis
 from hashring import HealthTracker, Placement, redact_url
 
 from ._answers import Failure
-from ._commands import Plan
+from ._commands import Plan, first_answer
 from ._errors import CrossShardError
 
 __all__ = [
@@ -82,9 +82,12 @@ def route_owners(
         redis.exceptions.DataError: a key type redis-py cannot encode.
     """
     plain = _is_plain(encoder.encoding, encoder.encoding_errors)
-    routed = [
-        key if plain and key.__class__ in (str, bytes) else _encoded(encoder, key) for key in keys
-    ]
+    if plain and set(map(type, keys)) <= _AS_IS:  # every key as is: no per-key Python loop
+        routed = keys
+    else:
+        routed = [
+            key if plain and key.__class__ in _AS_IS else _encoded(encoder, key) for key in keys
+        ]
     if len(routed) == 1:  # the common case: skip the batch path's numpy overhead
         owners = [placement.get_node(routed[0])]
     else:
@@ -147,16 +150,28 @@ def assemble(
     command its node's error as it is, a command of several parts the error
     ``Plan.settle`` raises (naming the failed node; none when ``any_success`` and one part
     succeeded). O(parts)."""
-    answers: list[list[Any]] = [[None] * len(plan.parts) for plan in plans]
-    options: list[dict[str, Any]] = [{} for _ in plans]
+    single = [len(plan.parts) == 1 for plan in plans]
+    answers: list[Any] = [None if len(p.parts) == 1 else [None] * len(p.parts) for p in plans]
+    options: list[dict[str, Any]] = [{}] * len(plans)
     for node, entries in per_node.items():
         for entry, answer in zip(entries, node_answers[node], strict=True):
-            answers[entry.command][entry.part] = answer
+            if single[entry.command]:
+                answers[entry.command] = answer  # a one-part plan's answer, as it is
+            else:
+                answers[entry.command][entry.part] = answer
             options[entry.command] = entry.options
     results: list[Any] = []
     for plan, parts, opts in zip(plans, answers, options, strict=True):
-        if len(plan.parts) == 1 and isinstance(parts[0], Exception):
-            results.append(parts[0])  # one node's error, as that node gave it
+        if len(plan.parts) == 1:  # the common case: no list, no settling
+            if isinstance(parts, Exception) or (
+                plan.respond is None and plan.merge is first_answer
+            ):
+                results.append(parts)  # one node's answer, or its error as that node gave it
+            else:
+                try:
+                    results.append(plan.finish([parts], opts))
+                except Exception as error:  # a computed answer's error
+                    results.append(error)
             continue
         outcomes = [Failure(a) if isinstance(a, Exception) else a for a in parts]
         try:  # several parts settle as a direct command's do (``Plan.settle``)
@@ -235,6 +250,11 @@ def next_scan_cursor(following: int, index: int, nodes: int) -> int:
     if following:
         return int(following) * nodes + index
     return index + 1 if index + 1 < nodes else 0
+
+
+_AS_IS = frozenset({str, bytes})
+"""Key types placed as they are when the client encodes strictly as UTF-8 (exact types:
+a subclass goes through the encoder, as redis-py sends it)."""
 
 
 def _encoded(encoder: Any, key: Any) -> Any:

@@ -7,7 +7,8 @@
 
 It inherits every command method of ``redis.Redis`` and overrides only ``execute_command``,
 which plans the command (see ``_commands`` for the routing table) and runs the plan:
-one part goes straight to its node; several parts run in parallel, one per node.
+one part goes straight to its node; several parts are written to their nodes first, then
+their replies read, all from the calling thread (``_scatter``): no thread per node.
 redis-py's other public names work (``lock``, ``pubsub``, ``response_callbacks``, ...) or
 raise UnsupportedCommandError saying what to use instead: see ``_surface``.
 """
@@ -17,10 +18,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import redis
 import redis.lock
@@ -55,19 +55,28 @@ from ._fallback import (
     together,
 )
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
-from ._pipeline import ShardedPipeline
+from ._pipeline import Planned, ShardedPipeline
 from ._pubsub import ShardedPubSub
 from ._routing import (
-    Entry,
     assemble,
     group_per_node,
     next_scan_cursor,
     scan_page_open,
     scan_position,
 )
+from ._scatter import Share, scatter
 from ._surface import Surface
 
 __all__ = ["ShardedRedis"]
+
+T = TypeVar("T")
+
+
+def _one(answers: list[Any]) -> Any:
+    """A one-command share's answer; its error reply raised as a ``Failure`` (as
+    ``execute_command`` would raise it)."""
+    answer = answers[0]
+    return Failure(answer) if isinstance(answer, redis.exceptions.ResponseError) else answer
 
 
 class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
@@ -97,7 +106,8 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             the new owner again if neither had it (see ``_fallback``). Blocking reads
             (XREAD ... BLOCK) are refused meanwhile; writes and keyless reads never fall
             back.
-        max_workers: threads for parallel fan-out (default: one per node, at least 4).
+        max_workers: accepted for compatibility and unused: multi-node commands and
+            pipelines no longer use worker threads (see ``_scatter``).
         heartbeat_interval: seconds between active health checks (PING to every node, see
             :meth:`check_health`) in a daemon thread; None (default) for passive tracking
             only.
@@ -146,9 +156,6 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
                 target=self._beat, args=(float(heartbeat_interval),), daemon=True,
                 name="hashring-redis-heartbeat",
             ).start()  # fmt: skip
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_workers or max(4, len(nodes)), thread_name_prefix="hashring-redis"
-        )
 
     @classmethod
     def from_config(cls, path: str | Path, **redis_kwargs: Any) -> ShardedRedis:
@@ -227,7 +234,8 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         ``transaction=True`` (the default, as redis-py) runs the buffered commands as one
         MULTI/EXEC on the node that owns their keys, and is refused with CrossShardError
         (naming the nodes, before anything is sent) when they span nodes;
-        ``transaction=False`` groups them per node and sends the groups in parallel.
+        ``transaction=False`` groups them per node and writes every group to its node
+        before reading any reply (``_scatter``).
         ``watch()``, ``multi()`` and ``WatchError`` behave as in redis-py, on the watched
         keys' node. ``shard_hint`` is passed to the node's redis-py pipeline.
         """
@@ -389,9 +397,8 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             self.check_health()
 
     def close(self) -> None:
-        """Close every node client this object created, and its worker threads."""
+        """Close every node client this object created (and stop the heartbeat)."""
         self._stopping.set()
-        self._executor.shutdown(wait=True)
         for client in self._created_clients():
             client.close()
 
@@ -479,24 +486,63 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             slot.client.close()
 
     def _run(self, plan: Plan, options: dict[str, Any], slots: dict[str, Slot[redis.Redis]]) -> Any:
-        """Run a plan whose nodes' slots are leased (each part gives its lease back)."""
+        """Run a plan whose nodes' slots are leased (each part gives its lease back): one
+        part through its client's ``execute_command``; several parts scattered over the
+        nodes from this thread (``_scatter``), an error reply raised per part as today."""
         if len(plan.parts) == 1:
             part = plan.parts[0]
             return plan.finish([self._call(part, options, slots[part.node])], options)
         shared = {k: v for k, v in options.items() if k != "keys"}
-        futures: list[Future[Any]] = []
-        try:
-            for part in plan.parts:
-                futures.append(self._executor.submit(self._call, part, shared, slots[part.node]))
-        except BaseException:
-            for part in plan.parts[len(futures) :]:  # never submitted: give their leases back
-                self._leave(slots[part.node])
-            raise
+        shares = [Share(part.node, slots[part.node], [(part.args, shared)]) for part in plan.parts]
         outcomes = [
-            Failure(error) if (error := future.exception()) is not None else future.result()
-            for future in futures
+            result if isinstance(result, Failure) else _one(result)
+            for result in scatter(shares, self._outcome, self._leave)
         ]
         return plan.settle(outcomes, shared)
+
+    def _send_per_node(
+        self, planned: Callable[[Members[redis.Redis]], Planned[T]], routed: str
+    ) -> tuple[T, list[Any]]:
+        """Plan (``planned(members)``: what it made, plans and their options), group the
+        parts per node, lease the nodes (a client whose node left is closed, and the plans
+        made again), scatter the groups over the nodes (``_scatter``: one request per node,
+        written before any reply is read); what ``planned`` made and each plan's answer
+        (an error reply in its place, see ``_routing.assemble``). Serves pipelines
+        (``transaction=False``) and the rounds of migration reads.
+
+        Raises:
+            NodeRemovedError: the plans kept being routed to nodes being removed
+                (``routed`` says what; nothing was sent).
+            redis.exceptions.ConnectionError, TimeoutError: a node could not be reached
+                (the first such node's, after every node was read).
+        """
+        for _ in range(REROUTE_ATTEMPTS):
+            members = self._members
+            try:
+                made, plans, options = planned(members)
+            except NodeRemovedError:
+                continue
+            per_node = group_per_node(plans, options)
+            slots, closing = lease(members, per_node)
+            for client in closing:
+                client.close()
+            if slots is not None:
+                break
+        else:
+            raise NodeRemovedError(
+                f"{routed} kept being routed to nodes that were being removed; nothing was sent"
+            )
+        shares = [
+            Share(node, slots[node], [(entry.args, entry.options) for entry in entries])
+            for node, entries in per_node.items()
+        ]
+        results = scatter(shares, self._outcome, self._leave)
+        answers: dict[str, list[Any]] = {}
+        for node, result in zip(per_node, results, strict=True):
+            if isinstance(result, Failure):
+                raise result.error
+            answers[node] = result
+        return made, assemble(plans, per_node, answers)
 
     def _call(self, part: Part, options: dict[str, Any], slot: Slot[redis.Redis]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""
@@ -582,54 +628,16 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
     def _round(self, reads: list[Read]) -> list[Seen]:
         """One round of reads on this client's own nodes (never its ``read_fallback``):
         each read's presence commands then the read, one redis-py pipeline per node (not a
-        transaction), the nodes in parallel.
+        transaction), every node's request written before any reply is read (``_scatter``).
 
         Raises:
             NodeRemovedError: the reads kept being routed to nodes being removed.
             redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
         """
         _, table = self._command_table()
-        for _ in range(REROUTE_ATTEMPTS):
-            members = self._members
-            plans, opts = self._round_plans(table, reads, members)
-            per_node = group_per_node(plans, opts)
-            slots, closing = lease(members, per_node)
-            for client in closing:
-                client.close()
-            if slots is not None:
-                break
-        else:
-            raise NodeRemovedError("reads kept being routed to nodes being removed")
-        nodes = list(per_node)
-        futures: list[Future[list[Any]]] = []
-        try:
-            for node in nodes[1:]:
-                futures.append(
-                    self._executor.submit(self._send_round, node, slots[node], per_node[node])
-                )
-        except BaseException:
-            for node in nodes[1 + len(futures) :]:
-                self._leave(slots[node])
-            raise
-        answers = {nodes[0]: self._send_round(nodes[0], slots[nodes[0]], per_node[nodes[0]])}
-        answers.update(zip(nodes[1:], (future.result() for future in futures), strict=True))
-        return seen_of(reads, assemble(plans, per_node, answers))
 
-    def _send_round(self, node: str, slot: Slot[redis.Redis], entries: list[Entry]) -> list[Any]:
-        """Send one node's share of a round as a pipeline on its leased client, record the
-        outcome, give the lease back."""
-        try:
-            pipe = slot.client.pipeline(transaction=False)
-            for entry in entries:
-                pipe.execute_command(*entry.args, **entry.options)  # type: ignore[no-untyped-call]
-            try:
-                answers: list[Any] = pipe.execute(raise_on_error=False)
-            except CONNECTION_ERRORS:
-                self._outcome(node, slot, False)
-                raise
-            finally:
-                pipe.reset()
-            self._outcome(node, slot, True)
-            return answers
-        finally:
-            self._leave(slot)
+        def planned(members: Members[redis.Redis]) -> Planned[None]:
+            return None, *self._round_plans(table, reads, members)
+
+        _, answers = self._send_per_node(planned, "reads")
+        return seen_of(reads, answers)
