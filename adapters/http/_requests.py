@@ -278,16 +278,24 @@ class ShardedAdapter(BaseAdapter):
         self.adapter.close()
 
     def _for_node(self, request: PreparedRequest, url: str, node: str) -> PreparedRequest:
-        """A copy of ``request`` addressed to ``node``, without the routing headers."""
-        outgoing = request.copy()
-        outgoing.url = self.router.url_for(node, url)
-        headers = outgoing.headers
+        """``request`` addressed to ``node``, without the routing headers: a new prepared
+        request with the same method, body and hooks, its own copy of the headers and the
+        URL rewritten (see :meth:`NodeURL.rewrite`). The logical request keeps its cookies;
+        the node request needs none (its ``Cookie`` header is already set).
+        O(len(url) + headers)."""
+        target = self.router.node_url(node)
+        outgoing = PreparedRequest()
+        outgoing.method = request.method
+        outgoing.url = target.rewrite(url)
+        outgoing.body = request.body
+        outgoing.hooks = request.hooks
+        headers = outgoing.headers = request.headers.copy()
         headers.pop(SHARD_KEY_HEADER, None)
         headers.pop(IDEMPOTENT_HEADER, None)
         host = headers.get("Host")
         if host is not None and _text(host).lower() == urlsplit(url).netloc.lower():
             del headers["Host"]
-        authorization = self.router.authorization(node)
+        authorization = target.authorization
         if authorization is not None and "Authorization" not in headers:
             headers["Authorization"] = authorization
         return outgoing

@@ -75,6 +75,7 @@ class ShardedSession(requests.Session):
         timeout: Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         self.host = _check_host(host)
+        self._prefixes = (f"http://{self.host}", f"https://{self.host}")
         sharded = ShardedAdapter(
             nodes, adapter=adapter, placement=placement, key_func=key_func, balancer=balancer,
             bounded_load=bounded_load, health=health, failure_limit=failure_limit,
@@ -110,8 +111,7 @@ class ShardedSession(requests.Session):
         if idempotent:
             routing[IDEMPOTENT_HEADER] = "true"
         if routing:
-            target = urlsplit(url.decode() if isinstance(url, bytes) else url)
-            if target.scheme.lower() not in ("http", "https") or target.netloc.lower() != self.host:
+            if not self._on_host(url.decode() if isinstance(url, bytes) else url):
                 raise InvalidOptionError(
                     f"shard_key/idempotent given for a URL off the logical host {self.host!r}: "
                     f"address it as http://{self.host}/..."
@@ -121,6 +121,15 @@ class ShardedSession(requests.Session):
             else:
                 kwargs["headers"] = _merged(kwargs.pop("headers", None), routing)
         return super().request(method, url, *args, **kwargs)
+
+    def _on_host(self, url: str) -> bool:
+        """Whether ``url`` is on the logical host (scheme http or https). O(len(url)): a
+        prefix check, else ``urlsplit``."""
+        for prefix in self._prefixes:
+            if url.startswith(prefix) and url[len(prefix) : len(prefix) + 1] in ("", "/", "?", "#"):
+                return True
+        target = urlsplit(url)
+        return target.scheme.lower() in ("http", "https") and target.netloc.lower() == self.host
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
         """``Session.send``; routing headers are dropped from requests that leave the logical
@@ -263,9 +272,11 @@ def _header_key(key: Key) -> Key:
     return key
 
 
-def _merged(headers: Any, routing: Mapping[str, str | bytes]) -> CaseInsensitiveDict[str | bytes]:
+def _merged(headers: Any, routing: dict[str, str | bytes]) -> Mapping[str, str | bytes]:
     """``headers`` (a mapping or None) with the routing headers set, whatever their case."""
-    merged: CaseInsensitiveDict[str | bytes] = CaseInsensitiveDict(headers or {})
+    if not headers:
+        return routing
+    merged: CaseInsensitiveDict[str | bytes] = CaseInsensitiveDict(headers)
     merged.update(routing)
     return merged
 
