@@ -35,7 +35,9 @@ region; every client is warmed up first, and the warm-up checks that each answer
 the node with the expected path, and that keyed requests spread over all 3 node names):
 requests/s of a Python loop of N sequential GETs (N = 2,000, body read), all clients in
 interleaved rounds (6 rounds, order flipped every round), best round of each. The per-request
-overhead is ``sharded/N - plain/N`` in µs.
+overhead is ``sharded/N - plain/N`` in µs; the last column is the same difference in the
+client process's CPU time (``time.process_time``, least of the rounds), which other jobs on
+the machine disturb much less than the wall time: the routing's own cost.
 
 Targets (second table; issue 14): keyed GETs through the sharded httpx client (sync and
 async) >= 0.95x the plain ``httpx.Client`` / ``httpx.AsyncClient``'s requests/s; keyed GETs
@@ -69,9 +71,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -237,6 +241,28 @@ async def warm_up_async(
 # ------------------------------------------------------------------ formatting
 
 
+def interleaved_with_cpu(
+    fns: dict[str, Callable[[], object]], rounds: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Like ``_measure.interleaved`` (best wall seconds of each, order flipped every round,
+    gc off), plus the least client CPU seconds (``time.process_time``) of each: the client's
+    own work, which the machine's other load inflates far less than the wall time."""
+    wall = dict.fromkeys(fns, float("inf"))
+    cpu = dict.fromkeys(fns, float("inf"))
+    names = list(fns)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            gc.disable()
+            try:
+                start, start_cpu = time.perf_counter(), time.process_time()
+                fns[name]()
+                wall[name] = min(wall[name], time.perf_counter() - start)
+                cpu[name] = min(cpu[name], time.process_time() - start_cpu)
+            finally:
+                gc.enable()
+    return wall, cpu
+
+
 def rps(seconds: float, n: int) -> str:
     return f"{n / seconds:,.0f} req/s"
 
@@ -367,9 +393,9 @@ def measure(
             "requests session": partial(requests_session_keyed, session_r, pairs),
             "requests keyless": partial(requests_plain, session_r, logical_urls),
         }
-        best = interleaved(loops, ROUNDS)
+        best, cpu = interleaved_with_cpu(loops, ROUNDS)
 
-        rows: list[Row] = []  # measure, sharded, plain, ratio, overhead
+        rows: list[Row] = []  # measure, sharded, plain, ratio, overhead, client CPU
         targets: list[tuple[str, str, bool | None]] = list(routing_targets)
         missed: list[tuple[str, str]] = []
         cases = (  # the issue's rows first
@@ -391,6 +417,7 @@ def measure(
                     f"plain {rps(plain, n)}",
                     times(ratio),
                     f"{(mine - plain) / n * 1e6:+,.1f} µs",
+                    f"{(cpu[name] - cpu[f'{library} plain']) / n * 1e6:+,.1f} µs",
                 ]
             )
             target = f"{SHOWN[library]} GET: {label} >= {TARGET}x plain {SHOWN[library]}"
@@ -406,6 +433,7 @@ def measure(
                     us(plain, n),
                     "",
                     "",
+                    f"{us(cpu[f'{library} plain'], n)} CPU",
                 ]
             )
 
@@ -432,8 +460,15 @@ def measure(
     print(
         tabulate(
             rows,
-            headers=["measure", "sharded", "plain", "sharded/plain req/s", "overhead/request"],
-            colalign=("left", "right", "right", "right", "right"),
+            headers=[
+                "measure",
+                "sharded",
+                "plain",
+                "sharded/plain req/s",
+                "overhead/request",
+                "client CPU overhead",
+            ],
+            colalign=("left", "right", "right", "right", "right", "right"),
         )
     )
     print()
