@@ -8,7 +8,13 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 import requests
-from hashring.adapters.http import NodeURL, ShardedAdapter, ShardedTransport, parse_node_url
+from hashring.adapters.http import (
+    NodeURL,
+    ShardedAdapter,
+    ShardedSession,
+    ShardedTransport,
+    parse_node_url,
+)
 from hashring.adapters.http._httpx import _FAST_URLS, _Target
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -178,3 +184,30 @@ def test_requests_node_request_keeps_method_headers_and_body(base: str) -> None:
     assert sent.headers["X-Other"] == "1"
     assert sent.headers.get("Authorization") == node.authorization
     assert "@" not in (urlsplit(sent.url).netloc)
+
+
+def test_session_shard_key_travels_beside_the_request() -> None:
+    """ShardedSession(shard_key=) routes by the key, ahead of an X-Shard-Key header, and
+    puts no routing header on the request; a call without it reads the header."""
+    recording = Recording()
+    nodes = {f"n{i}": f"http://10.0.0.{i}:8080" for i in range(4)}
+    with ShardedSession(nodes, host="users", adapter=recording) as session:
+        owner = session.router.placement.get_node("user:42")
+        other = next(
+            k for k in map(str, range(100)) if session.router.placement.get_node(k) != owner
+        )
+        response = session.get(
+            "http://users/a", shard_key="user:42", headers={"X-Shard-Key": other}
+        )
+        assert response.shard_node == owner  # type: ignore[attr-defined]
+        assert response.request.headers["X-Shard-Key"] == other
+        plain = session.get("http://users/a", shard_key="user:42")
+        assert "X-Shard-Key" not in plain.request.headers
+        by_header = session.get("http://users/a", headers={"X-Shard-Key": other})
+        assert by_header.shard_node == session.router.placement.get_node(other)  # type: ignore[attr-defined]
+    assert [urlsplit(r.url).netloc for r in recording.sent] == [
+        urlsplit(nodes[owner]).netloc,
+        urlsplit(nodes[owner]).netloc,
+        urlsplit(nodes[session.router.placement.get_node(other)]).netloc,
+    ]
+    assert all("X-Shard-Key" not in r.headers for r in recording.sent)

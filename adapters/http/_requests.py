@@ -24,8 +24,10 @@ The node's scheme, host and port replace the logical ones, and a base path on th
 (``http://10.0.0.2:8080/api``) is prepended to the request's path; the query is kept.
 
 Shard keys
-    The ``X-Shard-Key`` header (:data:`SHARD_KEY_HEADER`), else ``key_func(request)`` (called
-    with the logical :class:`requests.PreparedRequest`), else none. Keys are ``str`` or
+    ``shard_key=`` of a :class:`ShardedSession` call (it travels beside the request, not in
+    a header), else the ``X-Shard-Key`` header (:data:`SHARD_KEY_HEADER`), else
+    ``key_func(request)`` (called with the logical :class:`requests.PreparedRequest`), else
+    none. Keys are ``str`` or
     ``bytes`` (anything else: :class:`~hashring.InvalidKeyError`; a str with a lone surrogate:
     :class:`~hashring.KeyEncodingError`). ``placement=`` is an algorithm name (``"ring"`` by
     default) or a ready :class:`~hashring.Placement` over the node names. Hash tags are off when
