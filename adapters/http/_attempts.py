@@ -103,7 +103,7 @@ class Route:
     when the request reaches it. If no node at all is usable, the candidates are tried in
     order, ejected or not.
 
-    Runtime: O(1) health checks and no preference list for a request whose first choice is
+    Runtime: one health check and no preference list for a request whose first choice is
     usable; each :meth:`next` reads the preference list only as far as it needs (about
     twice the nodes skipped or tried). Deciding that *no* node is usable checks every node
     once (names, not a preference list).
@@ -119,9 +119,21 @@ class Route:
     ) -> None:
         self._health = health
         self._max_attempts = max_attempts
-        self._candidates = _Candidates(first, order, max_attempts, len(names))
-        self.tried: list[str] = []
-        """The nodes handed out so far, in order."""
+        self._order = order
+        self._names = names
+        self._built: _Candidates | None = None
+        if health.usable(first):  # the common case: nothing else to read or check
+            self.tried: list[str] = [first]
+            """The nodes handed out so far, in order."""
+            self._first_choice = first
+            self._checked = True
+            self._index = 1
+            self._left = max_attempts - 1
+            self.first: str = first
+            """The node to send to first."""
+            return
+        self.tried = []
+        self._first_choice = first
         self._checked = self._any_usable(names)
         self._index = 0
         self._left = max_attempts
@@ -131,12 +143,23 @@ class Route:
             chosen = self.next()
         if chosen is None:
             raise AssertionError("a route has at least one candidate")  # pragma: no cover
-        self.first: str = chosen
-        """The node to send to first."""
+        self.first = chosen
+
+    @property
+    def _candidates(self) -> _Candidates:
+        """The candidates, built on the first read past the first choice."""
+        built = self._built
+        if built is None:
+            built = self._built = _Candidates(
+                self._first_choice, self._order, self._max_attempts, len(self._names)
+            )
+        return built
 
     def next(self) -> str | None:
         """The next node to try (its probe claimed if it is half-open), or None when no
         node is left or ``max_attempts`` are used up."""
+        if self._left <= 0:
+            return None
         candidates = self._candidates
         items = candidates.items
         usable = self._health.usable
@@ -157,7 +180,7 @@ class Route:
         usually settles it), else any node, since every node is a candidate of every
         request."""
         usable = self._health.usable
-        if usable(self._candidates.items[0], claim=False):
+        if usable(self._first_choice, claim=False):
             return True
         return any(usable(node, claim=False) for node in names)
 

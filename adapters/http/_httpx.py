@@ -76,7 +76,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -84,6 +84,7 @@ from hashring import InvalidOptionError, Key, Placement, redact_url
 
 from ._attempts import Attempts
 from ._router import HttpRouter
+from ._urls import NodeURL
 
 __all__ = [
     "AFTER_SEND_ERRORS",
@@ -150,18 +151,97 @@ def _attempts(router: HttpRouter, request: httpx.Request) -> AbstractContextMana
     )
 
 
+class _Target:
+    """A node URL prepared for httpx once (see :meth:`NodeURL.prepared`): its parsed parts
+    as httpx normalises them, its ``Host`` header and its credentials, so that sending a
+    request there parses nothing.
+
+    The URL sent is built from the logical URL's parsed path, query and fragment (already
+    validated and escaped by httpx) and this node's scheme, host, port and base path: the
+    same URL as parsing ``NodeURL.rewrite(str(logical))`` again, without the parse. httpx
+    has no public constructor from parsed parts (``URL.copy_with`` parses every part
+    again), so this sets the parse result of an ``httpx.URL`` directly when the installed
+    httpx has the layout checked by :data:`_FAST_URLS`, and checks on one sample URL per
+    node that the result is the one parsing gives; otherwise it parses.
+    """
+
+    __slots__ = ("authorization", "fast", "host", "host_header", "node", "path", "port", "scheme")
+
+    def __init__(self, node: NodeURL) -> None:
+        parsed = httpx.URL(f"{node.scheme}://{node.netloc}{node.path}")
+        self.node = node
+        self.scheme = parsed.scheme
+        self.port = parsed.port
+        self.host_header = parsed.netloc.decode("ascii")
+        self.authorization = node.authorization
+        self.fast = False
+        if _FAST_URLS:
+            reference = parsed._uri_reference
+            self.host = reference.host
+            self.path = reference.path.rstrip("/")
+            sample = httpx.URL("http://logical:81/a%20b/%2F/c;d?x=%20y&z#frag")
+            self.fast = str(self.url(sample)) == str(httpx.URL(node.rewrite(str(sample))))
+
+    def url(self, logical: httpx.URL) -> httpx.URL:
+        """``logical`` (an absolute URL on the logical host) sent to this node. O(len(url))."""
+        if not self.fast:
+            return httpx.URL(self.node.rewrite(str(logical)))
+        reference = logical._uri_reference
+        url = _new_url(httpx.URL)
+        url._uri_reference = _ParseResult(
+            self.scheme,
+            "",
+            self.host,
+            self.port,
+            self.path + (reference.path or "/"),
+            reference.query or None,
+            reference.fragment or None,
+        )
+        return url
+
+    def request(self, request: httpx.Request) -> httpx.Request:
+        """``request`` sent to this node: URL and ``Host`` header rewritten, the node URL's
+        credentials added (unless the request has its own ``Authorization``), method, other
+        headers, body stream and extensions as they are. O(len(url) + headers)."""
+        sent = httpx.Request(  # copies the headers and the extensions
+            request.method,
+            self.url(request.url),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=request.extensions,
+        )
+        headers = sent.headers
+        headers["Host"] = self.host_header
+        authorization = self.authorization
+        if authorization is not None and "Authorization" not in headers:
+            headers["Authorization"] = authorization
+        return sent
+
+
+def _fast_urls() -> bool:
+    """Whether this httpx keeps a URL's parse as ``_uri_reference``, a named tuple of the
+    seven parts that ``str()`` joins (httpx 0.24 to 0.28 do)."""
+    try:
+        sample = httpx.URL("http://h:81/p?q#f")
+        reference = sample._uri_reference
+        fields = ("scheme", "userinfo", "host", "port", "path", "query", "fragment")
+        if getattr(type(reference), "_fields", None) != fields:
+            return False
+        copy = _new_url(httpx.URL)
+        copy._uri_reference = type(reference)(*reference)
+        return str(copy) == str(sample) and copy == sample
+    except Exception:  # pragma: no cover - another httpx: parse instead
+        return False
+
+
+_new_url = object.__new__
+_FAST_URLS = _fast_urls()
+_ParseResult: Any = type(httpx.URL()._uri_reference) if _FAST_URLS else None
+
+
 def _to(router: HttpRouter, request: httpx.Request, node: str) -> httpx.Request:
-    """``request`` sent to ``node``: URL and Host header rewritten, credentials of the node
-    URL added (unless the request has its own), body and extensions as they are."""
-    url = httpx.URL(router.url_for(node, str(request.url)))
-    headers = request.headers.copy()
-    headers["Host"] = url.netloc.decode("ascii")
-    authorization = router.authorization(node)
-    if authorization is not None and "Authorization" not in headers:
-        headers["Authorization"] = authorization
-    return httpx.Request(
-        request.method, url, headers=headers, stream=request.stream, extensions=request.extensions
-    )
+    """``request`` sent to ``node`` (see :meth:`_Target.request`)."""
+    return router.node_url(node).prepared(_Target).request(request)
 
 
 def _answer(response: httpx.Response, attempt: Attempts) -> httpx.Response:

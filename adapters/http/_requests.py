@@ -24,8 +24,10 @@ The node's scheme, host and port replace the logical ones, and a base path on th
 (``http://10.0.0.2:8080/api``) is prepended to the request's path; the query is kept.
 
 Shard keys
-    The ``X-Shard-Key`` header (:data:`SHARD_KEY_HEADER`), else ``key_func(request)`` (called
-    with the logical :class:`requests.PreparedRequest`), else none. Keys are ``str`` or
+    ``shard_key=`` of a :class:`ShardedSession` call (it travels beside the request, not in
+    a header), else the ``X-Shard-Key`` header (:data:`SHARD_KEY_HEADER`), else
+    ``key_func(request)`` (called with the logical :class:`requests.PreparedRequest`), else
+    none. Keys are ``str`` or
     ``bytes`` (anything else: :class:`~hashring.InvalidKeyError`; a str with a lone surrogate:
     :class:`~hashring.KeyEncodingError`). ``placement=`` is an algorithm name (``"ring"`` by
     default) or a ready :class:`~hashring.Placement` over the node names. Hash tags are off when
@@ -86,6 +88,7 @@ configured in the environment).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,6 +129,17 @@ retransmissions), 30 s between bytes of the answer. Without it requests waits fo
 node that accepts a connection and never answers. Override it with ``timeout=`` on the
 adapter or session, or per call."""
 Cert = bytes | str | tuple[bytes | str, bytes | str] | None
+
+
+_CALL: ContextVar[tuple[ShardedAdapter, Key | None, bool] | None] = ContextVar(
+    "hashring_sharded_call", default=None
+)
+"""``(adapter, shard_key, idempotent)`` of the :class:`ShardedSession` call running in this
+thread or task: every request that call sends through ``adapter`` (its redirects on the
+logical host, re-sends by auth hooks) is routed by them, ahead of the routing headers."""
+
+
+_new_prepared = object.__new__
 
 
 def served_by(response: Response) -> str | None:
@@ -245,9 +259,16 @@ class ShardedAdapter(BaseAdapter):
         url = request.url
         if not url:
             raise InvalidOptionError("the request has no URL")
-        key = self.router.shard_key(request.headers.get(SHARD_KEY_HEADER), request)
+        headers = request.headers
+        call = _CALL.get()
+        if call is not None and call[0] is self:  # ShardedSession.request(shard_key=...)
+            explicit = call[1] if call[1] is not None else headers.get(SHARD_KEY_HEADER)
+            marked = call[2] or _idempotent_mark(headers.get(IDEMPOTENT_HEADER))
+        else:
+            explicit = headers.get(SHARD_KEY_HEADER)
+            marked = _idempotent_mark(headers.get(IDEMPOTENT_HEADER))
+        key = self.router.shard_key(explicit, request)
         method = (request.method or "").upper()
-        marked = _idempotent_mark(request.headers.get(IDEMPOTENT_HEADER))
         one_shot = not (request.body is None or isinstance(request.body, (bytes, str)))
         if timeout is None:
             timeout = self.timeout
@@ -278,18 +299,32 @@ class ShardedAdapter(BaseAdapter):
         self.adapter.close()
 
     def _for_node(self, request: PreparedRequest, url: str, node: str) -> PreparedRequest:
-        """A copy of ``request`` addressed to ``node``, without the routing headers."""
-        outgoing = request.copy()
-        outgoing.url = self.router.url_for(node, url)
-        headers = outgoing.headers
-        headers.pop(SHARD_KEY_HEADER, None)
-        headers.pop(IDEMPOTENT_HEADER, None)
-        host = headers.get("Host")
-        if host is not None and _text(host).lower() == urlsplit(url).netloc.lower():
-            del headers["Host"]
-        authorization = self.router.authorization(node)
-        if authorization is not None and "Authorization" not in headers:
-            headers["Authorization"] = authorization
+        """``request`` addressed to ``node``, without the routing headers: a shallow copy
+        (method, body, hooks as they are) with the URL rewritten (see
+        :meth:`NodeURL.rewrite`) and, only when they must change (routing headers, a
+        ``Host`` naming the logical host, the node URL's credentials), its own copy of the
+        headers; else it shares the logical request's headers, which nothing on the way
+        writes to. O(len(url)), plus O(headers) when they change."""
+        target = self.router.node_url(node)
+        outgoing = _new_prepared(PreparedRequest)
+        outgoing.__dict__.update(request.__dict__)
+        outgoing.url = target.rewrite(url)
+        headers = request.headers
+        authorization = target.authorization
+        if (
+            SHARD_KEY_HEADER in headers
+            or IDEMPOTENT_HEADER in headers
+            or "Host" in headers
+            or (authorization is not None and "Authorization" not in headers)
+        ):
+            headers = outgoing.headers = headers.copy()
+            headers.pop(SHARD_KEY_HEADER, None)
+            headers.pop(IDEMPOTENT_HEADER, None)
+            host = headers.get("Host")
+            if host is not None and _text(host).lower() == urlsplit(url).netloc.lower():
+                del headers["Host"]
+            if authorization is not None and "Authorization" not in headers:
+                headers["Authorization"] = authorization
         return outgoing
 
     def _logical(

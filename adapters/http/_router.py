@@ -48,8 +48,10 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from functools import partial
+from types import TracebackType
 from typing import Any
 
 from hashring import (
@@ -158,8 +160,7 @@ class HttpRouter:
             explicit = self.key_func(request)
         return None if explicit is None else check_key(explicit)
 
-    @contextmanager
-    def route(self, key: Key | None) -> Iterator[Route]:
+    def route(self, key: Key | None) -> AbstractContextManager[Route]:
         """The nodes to try for ``key`` (None: keyless), as a :class:`Route`; its first
         choice counts as in flight (for the load-aware strategies) until the block exits.
 
@@ -174,26 +175,8 @@ class HttpRouter:
         Raises:
             EmptyRingError: there are no nodes.
         """
-        route: Route | None = None
-        names = self._names
-        try:
-            if key is None:
-                with self.keyless.acquire() as first:
-                    route = self._route(first, _prefix(names))
-                    yield route
-            elif self.bounded is not None:
-                with self.bounded.acquire(key) as first:
-                    route = self._route(first, _preference(self.placement, key))
-                    yield route
-            else:
-                placement = self.placement
-                route = self._route(placement.get_node(key), _preference(placement, key))
-                yield route
-        finally:
-            if route is not None:
-                self.health.release(route.tried)
+        return _RouteScope(self, key)
 
-    @contextmanager
     def attempts(
         self,
         key: Key | None,
@@ -202,24 +185,43 @@ class HttpRouter:
         idempotent: bool,
         one_shot: bool,
         mark_hint: str,
-    ) -> Iterator[Attempts]:
+    ) -> AbstractContextManager[Attempts]:
         """One request's :class:`Attempts` over its :meth:`route`: the failover policy every
         adapter's send loop follows (see the ``_attempts`` module).
 
         Raises:
             EmptyRingError: there are no nodes.
         """
-        with self.route(key) as route:
-            yield Attempts(
-                route,
-                method,
-                health=self.health,
-                retry_statuses=self.retry_statuses,
-                retry_after_send=self.retry_after_send,
-                idempotent=idempotent,
-                one_shot=one_shot,
-                mark_hint=mark_hint,
-            )
+        return _AttemptsScope(self, key, method, idempotent, one_shot, mark_hint)
+
+    def _open(self, key: Key | None) -> tuple[Route, AbstractContextManager[str] | None]:
+        """``key``'s :class:`Route` and what holds its first choice in flight (None: nothing
+        does; else exit it when the request ends)."""
+        hold: AbstractContextManager[str]
+        order: Order
+        if key is None:
+            hold = self.keyless.acquire()
+            order = _prefix(self._names)
+        elif self.bounded is not None:
+            hold = self.bounded.acquire(key)
+            order = partial(self.placement.get_nodes, key)
+        else:
+            placement = self.placement
+            return self._route(placement.get_node(key), partial(placement.get_nodes, key)), None
+        first = hold.__enter__()
+        try:
+            return self._route(first, order), hold
+        except BaseException as exc:
+            hold.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    def node_url(self, node: str) -> NodeURL:
+        """``node``'s parsed base URL (credentials kept apart). O(1).
+
+        Raises:
+            KeyError: ``node`` is not a node.
+        """
+        return self._urls[node]
 
     def url_for(self, node: str, url: str) -> str:
         """``url`` rewritten to ``node``."""
@@ -283,15 +285,6 @@ class HttpRouter:
         return Route(self.health, first, order, self._names, self.max_attempts)
 
 
-def _preference(placement: Placement, key: Key) -> Callable[[int | None], list[str]]:
-    """``n -> placement.get_nodes(key, n)``: ``key``'s preference list, computed on demand."""
-
-    def order(n: int | None) -> list[str]:
-        return placement.get_nodes(key, n)
-
-    return order
-
-
 def _prefix(names: tuple[str, ...]) -> Callable[[int | None], tuple[str, ...]]:
     """``n -> names[:n]``: the keyless order (node names, sorted)."""
 
@@ -299,6 +292,72 @@ def _prefix(names: tuple[str, ...]) -> Callable[[int | None], tuple[str, ...]]:
         return names if n is None else names[:n]
 
     return order
+
+
+class _RouteScope:
+    """``with router.route(key) as route``: the route, its first choice held in flight and
+    its unresolved probe claims given back on exit (see :meth:`HttpRouter.route`)."""
+
+    __slots__ = ("_hold", "_key", "_route", "_router")
+
+    def __init__(self, router: HttpRouter, key: Key | None) -> None:
+        self._router = router
+        self._key = key
+        self._route: Route | None = None
+        self._hold: AbstractContextManager[str] | None = None
+
+    def __enter__(self) -> Route:
+        self._route, self._hold = self._router._open(self._key)
+        return self._route
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._hold is not None:
+                self._hold.__exit__(exc_type, exc, traceback)
+        finally:
+            if self._route is not None:
+                self._router.health.release(self._route.tried)
+
+
+class _AttemptsScope(_RouteScope):
+    """``with router.attempts(...) as attempt``: an :class:`Attempts` over the route of
+    :class:`_RouteScope` (see :meth:`HttpRouter.attempts`)."""
+
+    __slots__ = ("_idempotent", "_mark_hint", "_method", "_one_shot")
+
+    def __init__(
+        self,
+        router: HttpRouter,
+        key: Key | None,
+        method: str,
+        idempotent: bool,
+        one_shot: bool,
+        mark_hint: str,
+    ) -> None:
+        super().__init__(router, key)
+        self._method = method
+        self._idempotent = idempotent
+        self._one_shot = one_shot
+        self._mark_hint = mark_hint
+
+    def __enter__(self) -> Attempts:  # type: ignore[override]  # the attempts, not the route
+        route = super().__enter__()
+        router = self._router
+        return Attempts(
+            route,
+            self._method,
+            health=router.health,
+            retry_statuses=router.retry_statuses,
+            retry_after_send=router.retry_after_send,
+            idempotent=self._idempotent,
+            one_shot=self._one_shot,
+            mark_hint=self._mark_hint,
+        )
 
 
 PROBE_GRACE = 35.0

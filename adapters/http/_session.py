@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import BaseAdapter
 from requests.models import PreparedRequest, Response
-from requests.structures import CaseInsensitiveDict
 
 from hashring import InvalidOptionError, Key, Placement
 from hashring._placement.keys import check_key
 
 from ._requests import (
+    _CALL,
     DEFAULT_TIMEOUT,
     IDEMPOTENT_HEADER,
     SHARD_KEY_HEADER,
@@ -42,8 +42,13 @@ class ShardedSession(requests.Session):
     Mounts one :class:`ShardedAdapter` for ``http://{host}/`` and ``https://{host}/``; other
     URLs behave as in any session. Every request method takes two more keywords:
 
-    * ``shard_key``: the request's shard key (str or bytes), sent as ``X-Shard-Key``;
+    * ``shard_key``: the request's shard key (str or bytes);
     * ``idempotent``: True marks the request safe to replay on another node.
+
+    Both hold for every request the call sends through the sharded adapter (its redirects
+    on the logical host, re-sends by auth hooks) and win over ``X-Shard-Key`` /
+    ``X-Idempotent`` headers; they travel beside the request, not in a header, so neither
+    requests' header handling nor the node sees them.
 
     Args:
         nodes: node name -> base URL, as for :class:`ShardedAdapter`.
@@ -75,6 +80,7 @@ class ShardedSession(requests.Session):
         timeout: Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         self.host = _check_host(host)
+        self._prefixes = (f"http://{self.host}", f"https://{self.host}")
         sharded = ShardedAdapter(
             nodes, adapter=adapter, placement=placement, key_func=key_func, balancer=balancer,
             bounded_load=bounded_load, health=health, failure_limit=failure_limit,
@@ -104,23 +110,28 @@ class ShardedSession(requests.Session):
             InvalidOptionError: ``shard_key`` or ``idempotent`` for a URL off the logical
                 host, or a key that cannot travel in a header.
         """
-        routing: dict[str, str | bytes] = {}
-        if shard_key is not None:
-            routing[SHARD_KEY_HEADER] = _header_key(check_key(shard_key))
-        if idempotent:
-            routing[IDEMPOTENT_HEADER] = "true"
-        if routing:
-            target = urlsplit(url.decode() if isinstance(url, bytes) else url)
-            if target.scheme.lower() not in ("http", "https") or target.netloc.lower() != self.host:
-                raise InvalidOptionError(
-                    f"shard_key/idempotent given for a URL off the logical host {self.host!r}: "
-                    f"address it as http://{self.host}/..."
-                )
-            if len(args) >= 3:  # headers passed positionally (params, data, headers, ...)
-                args = (*args[:2], _merged(args[2], routing), *args[3:])
-            else:
-                kwargs["headers"] = _merged(kwargs.pop("headers", None), routing)
-        return super().request(method, url, *args, **kwargs)
+        if shard_key is None and not idempotent:
+            return super().request(method, url, *args, **kwargs)
+        key = None if shard_key is None else _header_key(check_key(shard_key))
+        if not self._on_host(url.decode() if isinstance(url, bytes) else url):
+            raise InvalidOptionError(
+                f"shard_key/idempotent given for a URL off the logical host {self.host!r}: "
+                f"address it as http://{self.host}/..."
+            )
+        token = _CALL.set((self.sharded_adapter, key, bool(idempotent)))
+        try:
+            return super().request(method, url, *args, **kwargs)
+        finally:
+            _CALL.reset(token)
+
+    def _on_host(self, url: str) -> bool:
+        """Whether ``url`` is on the logical host (scheme http or https). O(len(url)): a
+        prefix check, else ``urlsplit``."""
+        for prefix in self._prefixes:
+            if url.startswith(prefix) and url[len(prefix) : len(prefix) + 1] in ("", "/", "?", "#"):
+                return True
+        target = urlsplit(url)
+        return target.scheme.lower() in ("http", "https") and target.netloc.lower() == self.host
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
         """``Session.send``; routing headers are dropped from requests that leave the logical
@@ -261,13 +272,6 @@ def _header_key(key: Key) -> Key:
             "it holds CR/LF or starts with whitespace"
         )
     return key
-
-
-def _merged(headers: Any, routing: Mapping[str, str | bytes]) -> CaseInsensitiveDict[str | bytes]:
-    """``headers`` (a mapping or None) with the routing headers set, whatever their case."""
-    merged: CaseInsensitiveDict[str | bytes] = CaseInsensitiveDict(headers or {})
-    merged.update(routing)
-    return merged
 
 
 def _check_host(host: Any) -> str:

@@ -9,8 +9,10 @@ show the password as ``***``.
 from __future__ import annotations
 
 import base64
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
 from hashring import InvalidOptionError, redact_url
@@ -18,6 +20,13 @@ from hashring._placement.nodes import check_node_name
 from hashring._topology.urls import split_userinfo
 
 __all__ = ["NodeURL", "parse_node_url"]
+
+_T = TypeVar("_T")
+
+_PLAIN_ABSOLUTE = re.compile(r"https?://[^/?#\[\]\x00-\x20\x7f-\U0010ffff]+(?=[/?#]|\Z)")
+"""The scheme and authority of a URL whose rest :meth:`NodeURL.rewrite` can splice as it is
+(lower-case http/https, a non-empty ASCII authority without brackets, spaces or control
+characters)."""
 
 
 @dataclass(frozen=True)
@@ -32,13 +41,59 @@ class NodeURL:
     path: str
     authorization: str | None = field(default=None, repr=False, compare=False)
     shown: str = field(default="", repr=False, compare=False)
+    prefix: str = field(init=False, repr=False, compare=False)
+    """``scheme://netloc/base/path``: what :meth:`rewrite` puts in front of a request path."""
+    _prepared: dict[Callable[[NodeURL], Any], Any] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", f"{self.scheme}://{self.netloc}{self.path}")
+
+    def prepared(self, build: Callable[[NodeURL], _T]) -> _T:
+        """``build(self)``, computed on the first call and kept with this node URL: what a
+        client derives from a node's URL once (a parsed URL, header values) rather than per
+        request. A node URL is replaced, never changed, when membership changes, so what
+        this keeps is never stale. O(1) after the first call per ``build``; two threads
+        racing on the first call may both build (the last one is kept)."""
+        try:
+            return cast(_T, self._prepared[build])
+        except KeyError:
+            value = self._prepared[build] = build(self)
+            return value
 
     def rewrite(self, url: str) -> str:
         """``url`` (on any host) sent to this node: its path and query after the base path.
 
+        ``url``'s scheme, user info, host and port are dropped; its path, query and
+        fragment are kept as they are (no escaping added or removed), an empty path becomes
+        ``/``, and an empty query or fragment (a bare ``?`` or ``#``) is dropped. O(len(url)):
+        a plain absolute URL is spliced after a match; anything else goes through
+        :func:`urllib.parse.urlsplit`, with the same result.
+
         >>> NodeURL("n", "http", "10.0.0.7:8080", "/api").rewrite("http://users/42?x=1")
         'http://10.0.0.7:8080/api/42?x=1'
+
+        Raises:
+            InvalidOptionError: ``url`` has no scheme or no host.
         """
+        match = _PLAIN_ABSOLUTE.match(url)
+        if match is not None:
+            rest = url[match.end() :]
+            if not rest:
+                return self.prefix + "/"
+            if (
+                rest[-1] not in "?#"
+                and "?#" not in rest
+                and "\t" not in rest
+                and "\n" not in rest
+                and "\r" not in rest
+            ):
+                return self.prefix + rest if rest[0] == "/" else f"{self.prefix}/{rest}"
+        return self._split_rewrite(url)
+
+    def _split_rewrite(self, url: str) -> str:
+        """:meth:`rewrite` through ``urlsplit``/``urlunsplit`` (any URL)."""
         parts = urlsplit(url)
         if not parts.scheme or not parts.netloc:
             raise InvalidOptionError(
