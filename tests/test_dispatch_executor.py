@@ -10,9 +10,8 @@ import pickle
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 
 import dispatch_tasks as tasks
@@ -22,16 +21,10 @@ from hypothesis import strategies as st
 
 from hashring import BoundedLoad, HashRing, InvalidKeyError, InvalidOptionError, balancer
 from hashring.dispatch import RemoteTraceback, ShardedExecutor
+from tests.waiting import wait_until
 
 WAIT = 30.0
 """Upper bound of every wait on a future (generous: the machine is shared)."""
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 class Gate:

@@ -8,8 +8,7 @@ import contextlib
 import os
 import pathlib
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 
 import dispatch_tasks as tasks
@@ -17,15 +16,9 @@ import pytest
 
 from hashring import HashRingError
 from hashring.dispatch import ShardedExecutor, WorkerDiedError
+from tests.waiting import wait_until
 
 WAIT = 30.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,6 +32,7 @@ from redis_servers import HOST, RedisServer, RedisServerFactory
 
 from hashring import HashRing, HashRingError, MigrationError, load_topology
 from hashring.cli import main
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -59,13 +59,6 @@ Dump = dict[bytes, Copy]  # every key of every node
 def default_sigint() -> None:
     """SIGINT back to its default in the child (a background pytest ignores it)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 class Fleet:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from hashring.adapters.redis import RedisTopologySource
 from hashring import ConfigError, InvalidOptionError, Topology, TopologyConflictError
 from hashring._topology.config import topology_from_bytes
 from tests.redis_servers import RedisServer, RedisServerFactory
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -29,14 +28,6 @@ url = "redis://127.0.0.1:7003/0"
 """
 FOUR = THREE + '[nodes.d]\nurl = "redis://127.0.0.1:7004/0"\n'
 TIMEOUT = 20.0
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def write(path: Path, text: str) -> Path:
@@ -161,9 +152,9 @@ def test_follower_wakes_on_the_announcement(config_server: RedisServer, tmp_path
     follower = source.follow(seen.append, interval=3600)
     try:
         assert follower.version == first.version
-        wait_for(lambda: config_server.client().pubsub_numsub(source.key)[0][1] == 1, "subscribe")
+        wait_until(lambda: config_server.client().pubsub_numsub(source.key)[0][1] == 1, "subscribe")
         second = source.publish(write(tmp_path / "four.toml", FOUR), expect=first.version)
-        wait_for(lambda: follower.version == second.version, "the announced version")
+        wait_until(lambda: follower.version == second.version, "the announced version")
         assert [t.version for t in seen] == [second.version]
     finally:
         follower.stop(TIMEOUT)
@@ -182,13 +173,13 @@ def test_follower_survives_a_restarted_server(
         follower = source.follow(seen.append, interval=0.05)
         try:
             config_server.kill()
-            wait_for(lambda: "cannot be read" in caplog.text, "the warning")
+            wait_until(lambda: "cannot be read" in caplog.text, "the warning")
             assert follower.version == first.version
             config_server.restart()  # no persistence: empty
             writer = RedisTopologySource(config_server.url)
             second = writer.publish(write(tmp_path / "four.toml", FOUR), expect=None)
             writer.close()
-            wait_for(lambda: follower.version == second.version, "the new version")
+            wait_until(lambda: follower.version == second.version, "the new version")
         finally:
             follower.stop(TIMEOUT)
             source.close()
@@ -211,7 +202,7 @@ def test_follower_refuses_an_invalid_publication(
         with caplog.at_level(logging.WARNING, logger="hashring.topology"):
             client.hset(source.key, mapping={"toml": b"[nodes]\n", "version": "f" * 16})
             client.publish(source.key, "f" * 16)
-            wait_for(lambda: "not valid" in caplog.text, "the warning")
+            wait_until(lambda: "not valid" in caplog.text, "the warning")
         assert follower.version == version
     finally:
         follower.stop(TIMEOUT)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hashring import ConfigError, InvalidOptionError, Topology, TopologyWatcher, load_topology
+from tests.waiting import wait_until
 
 THREE = """
 [nodes.a]
@@ -24,14 +23,6 @@ url = "redis://127.0.0.1:7003/0"
 """
 FOUR = THREE + '[nodes.d]\nurl = "redis://127.0.0.1:7004/0"\n'
 TIMEOUT = 20.0  # generous: the watcher looks every 0.02 s in these tests
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def write(path: Path, text: str) -> Path:
@@ -179,7 +170,7 @@ def test_watcher_follows_every_way_of_replacing_a_file(tmp_path: Path, how: str)
         else:
             os.symlink("v2", tmp_path / "..tmp")
             os.replace(tmp_path / "..tmp", tmp_path / "..data")
-        wait_for(lambda: watcher.version == expected, "the new version")
+        wait_until(lambda: watcher.version == expected, "the new version")
     assert seen.versions() == [expected]
     assert first != expected
     assert set(watcher.current.nodes) == {"a", "b", "c", "d"}
