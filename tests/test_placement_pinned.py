@@ -22,8 +22,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import keys as any_keys
+from strategies import node_names
 
 from hashring import HashRing, JumpHash, Key, Maglev, Rendezvous
+from hashring._placement.hashes import GOLDEN64, MASK64, mix64
+from hashring._placement.scores import INT_PATH_NODES, RendezvousScores
 
 DATA = Path(__file__).resolve().parent / "data" / "placement_pinned.json"
 PREFERENCE_KEYS = 60
@@ -169,6 +175,85 @@ def test_batch_lookups_answer_as_pinned(label: str) -> None:
     # Batches of one kind of key take the batch path's other branches (all-str join, bytes).
     for start, stop in ((0, 200), (200, 240), (240, 280), (280, 300)):
         assert placement.get_node_many(KEYS[start:stop]) == expected[start:stop]
+
+
+# ------------------------------------------- the fast single-key paths against numpy's
+
+
+def _numpy_best(scoring: RendezvousScores, position: int) -> int:
+    return int(scoring.best(np.array([position], dtype=np.uint32))[0])
+
+
+scorings = st.dictionaries(
+    node_names, st.sampled_from([0.25, 1.0, 1.0, 2.0, 3.5]), min_size=1, max_size=INT_PATH_NODES + 6
+)
+
+
+@given(weights=scorings, positions=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20))
+def test_integer_scoring_is_numpys_bit_for_bit(
+    weights: dict[str, float], positions: list[int]
+) -> None:
+    """The integer path's mixes are numpy's, and its best node is numpy's argmax."""
+    scoring = RendezvousScores(weights)
+    for position in positions:
+        mixed = scoring.scores(np.array([position], dtype=np.uint32))
+        if scoring.equal:
+            assert scoring.mixes(position) == mixed[0].tolist()
+        assert scoring.best_one(position) == _numpy_best(scoring, position)
+
+
+@given(weights=scorings, keys=st.lists(any_keys, min_size=1, max_size=20))
+def test_rendezvous_and_jump_single_lookups_match_the_batch_path(
+    weights: dict[str, float], keys: list[Key]
+) -> None:
+    """get_node (Python integers) answers as get_node_many (numpy), weighted or not."""
+    hrw = Rendezvous(weights)
+    assert [hrw.get_node(key) for key in keys] == hrw.get_node_many(keys)
+    jump = JumpHash(list(weights))
+    for name in list(weights)[1::3]:
+        jump.remove_node(name)
+    assert [jump.get_node(key) for key in keys] == jump.get_node_many(keys)
+
+
+def _unmix64(value: int) -> int:
+    """The inverse of mix64 (each xor-shift and product undone, last first)."""
+    for shift, factor in ((31, 0x94D049BB133111EB), (27, 0xBF58476D1CE4E5B9)):
+        undone = value
+        for _ in range(64 // shift + 1):
+            undone = value ^ (undone >> shift)
+        value = undone * pow(factor, -1, 1 << 64) & MASK64
+    undone = value
+    for _ in range(64 // 30 + 1):
+        undone = value ^ (undone >> 30)
+    return undone
+
+
+def _with_seed(scoring: RendezvousScores, index: int, seed: int) -> RendezvousScores:
+    """``scoring`` with node ``index`` given ``seed`` in both the numpy and integer forms."""
+    seeds = scoring.seeds.tolist()
+    seeds[index] = seed
+    scoring.seeds = np.array(seeds, dtype=np.uint64)
+    scoring.lane_seeds = sum((s ^ (s >> 30)) << (128 * i) for i, s in enumerate(seeds))
+    return scoring
+
+
+def test_weighted_close_calls_and_a_zero_logarithm_are_left_to_numpy() -> None:
+    """Exact ties and a mix that makes u == 1.0 get numpy's answer, not math.log's."""
+    assert all(_unmix64(mix64(v)) == v for v in (0, 1, 2**63, MASK64, 12345678901234567))
+    position = 77
+    spread = position * GOLDEN64 & MASK64
+    tied = RendezvousScores({"a": 2.0, "b": 2.0, "c": 1.0})
+    # Node "b" gets node "a"'s seed: equal weights, equal mixes, an exact tie.
+    _with_seed(tied, 1, int(tied.seeds[0]))
+    for p in range(position, position + 50):
+        assert tied.best_one(p) == _numpy_best(tied, p) != 1
+    # Node "c" gets the seed whose mix is all ones: u rounds to 1.0, numpy scores -inf.
+    edge = _with_seed(
+        RendezvousScores({"a": 2.0, "b": 1.0, "c": 1.0}), 2, _unmix64(MASK64) ^ spread
+    )
+    assert edge.mixes(position)[2] == MASK64
+    with np.errstate(divide="ignore"):
+        assert edge.best_one(position) == _numpy_best(edge, position) != 2
 
 
 def write() -> None:
