@@ -86,10 +86,10 @@ class HashScheme:
     hash_many: Callable[[Sequence[Key]], U32Array]
     node_points: Callable[[Sequence[tuple[str, int]]], U32Array]
     point_counts: Callable[[Mapping[str, float], int], dict[str, int]]
-    key_digest: Callable[..., Any] | None = None
-    """For digest schemes (ketama): the hashlib constructor, called as
-    ``key_digest(key_bytes, usedforsecurity=False)``, whose digest's first four bytes,
-    little-endian, are the key's position; lets a lookup inline the hash. None otherwise."""
+    key_digest: Callable[[bytes], Any] | None = None
+    """For digest schemes (ketama): the hash constructor, called as ``key_digest(key_bytes)``,
+    whose digest's first four bytes, little-endian, are the key's position; lets a lookup
+    inline the hash. None otherwise."""
 
 
 def _digest_points(digest: Callable[[bytes], bytes], nodes: Sequence[tuple[str, int]]) -> U32Array:
@@ -147,12 +147,23 @@ def _md5_digest(label: bytes) -> bytes:
 
 def _ketama_key_hash(key: Key) -> int:
     data = str.encode(key) if isinstance(key, str) else key
-    position: int = _unpack_u32(_md5(data, usedforsecurity=False).digest())[0]
+    position: int = _unpack_u32(_md5_new(data).digest())[0]
     return position
 
 
-_md5 = hashlib.md5
-_md5_fast = partial(hashlib.md5, usedforsecurity=False)
+def _md5_constructor() -> Callable[[bytes], Any]:
+    """``hashlib.md5`` itself where it may be called plainly, else with
+    ``usedforsecurity=False`` bound (an interpreter in FIPS mode refuses a plain MD5). The
+    keyword costs a dictionary per call, a tenth of a short key's MD5, so it is only paid
+    where it is needed."""
+    try:
+        hashlib.md5(b"hashring")
+    except ValueError:  # FIPS mode
+        return partial(hashlib.md5, usedforsecurity=False)
+    return hashlib.md5
+
+
+_md5_new = _md5_constructor()
 _digest = methodcaller("digest")
 
 
@@ -166,7 +177,7 @@ def _ketama_hash_many(keys: Sequence[Key]) -> U32Array:
         data: Any = map(str.encode, cast("Sequence[str]", keys))
     else:
         data = (str.encode(key) if isinstance(key, str) else key for key in keys)
-    joined = b"".join(map(_digest, map(_md5_fast, data)))
+    joined = b"".join(map(_digest, map(_md5_new, data)))
     positions: U32Array = np.frombuffer(joined, dtype="<u4")[::4].astype(np.uint32)
     return positions
 
@@ -198,7 +209,7 @@ KETAMA = HashScheme(
     hash_many=_ketama_hash_many,
     node_points=lambda nodes: _digest_points(_md5_digest, nodes),
     point_counts=ketama_counts,
-    key_digest=hashlib.md5,
+    key_digest=_md5_new,
 )
 
 

@@ -255,26 +255,35 @@ class HashRing(NodeSet[_Snapshot]):
 
     def _get_node_digest(self, key: Key) -> str:
         """:meth:`get_node` for digest schemes (ketama), installed as ``get_node`` by the
-        constructor: the same steps with the MD5 called inline, one Python call fewer."""
+        constructor: the same answers, with the MD5 and the bisect inlined.
+
+        A str key is tagged, then encoded: ``{`` and ``}`` are ASCII and no UTF-8 sequence
+        holds an ASCII byte, so this is the tag of its UTF-8 bytes, as ``get_node`` takes.
+        """
         snapshot = self._snapshot
         data: Any = key
-        if data.__class__ is str and data.isascii():
+        if type(data) is str:
             if "{" in data and self._hash_tags:
                 data = hash_tag(data)
-            data = data.encode()
-        elif data.__class__ is bytes:
+            try:
+                data = data.encode()
+            except UnicodeEncodeError:
+                data = self._routing_key(key)  # raises KeyEncodingError, with the message
+        elif type(data) is bytes:
             if b"{" in data and self._hash_tags:
                 data = hash_tag(data)
         else:
             data = self._routing_key(data)
-            if data.__class__ is not bytes:
+            if type(data) is not bytes:
                 data = str.encode(data)
         digest: Any = self._key_digest
-        position: int = _unpack_u32(digest(data, usedforsecurity=False).digest())[0]
+        position: int = _unpack_u32(digest(data).digest())[0]
         owner = snapshot.table[position >> snapshot.shift]
         if owner is not None:
             return owner
-        return snapshot.owner_at(position)
+        if not snapshot.points.size:
+            raise _empty_error(snapshot)
+        return snapshot.names[snapshot.owners_view[bisect_left(snapshot.points_view, position)]]
 
     def get_nodes(self, key: Key, n: int | None = None) -> list[str]:
         """Return the preference list of ``key``: ``n`` distinct nodes, owner first.
