@@ -32,7 +32,7 @@ __all__ = ["INT_PATH_NODES", "RendezvousScores", "require_scoring"]
 
 _BATCH_CELLS = 1 << 20  # keys x nodes scored per numpy pass in get_node_many
 
-INT_PATH_NODES = 64
+INT_PATH_NODES = 48
 """Up to this many nodes a single lookup scores with Python integers, above it with numpy."""
 
 _LANE = 128
