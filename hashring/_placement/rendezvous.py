@@ -10,7 +10,7 @@ depend on how a platform rounds a logarithm. Adding a node moves keys only to it
 only its keys, each to its second-highest node. Equal scores go to the node whose name
 sorts first.
 
-Lookups cost O(n) for n nodes: a single lookup scores up to 48 nodes with Python integers
+Lookups cost O(n) for n nodes: a single lookup scores up to 48 nodes (24 weighted) with integers
 (see ``scores``), more with numpy; batches are vectorised with numpy, far cheaper per key.
 Membership changes cost O(n).
 """
@@ -70,7 +70,7 @@ class Rendezvous(NodeSet[_Snapshot]):
 
     def get_node(self, key: Key) -> str:
         """Owner of ``key``: the highest-scoring node. O(n): with Python integers up to 48
-        nodes (a few microseconds), vectorised with numpy above.
+        nodes (24 with unequal weights; a few microseconds), vectorised with numpy above.
 
         Raises:
             InvalidKeyError: ``key`` is neither str nor bytes-like.
