@@ -4,6 +4,14 @@ Run by hand (not part of the test run)::
 
     .venv/bin/python bench/lookup.py            # full run, about one minute
     .venv/bin/python bench/lookup.py --quick    # smoke run: 10x fewer keys
+    .venv/bin/python bench/lookup.py --placement-only   # ketama floor, rendezvous, jump only
+    .venv/bin/python bench/lookup.py --count ketama 20000  # untimed, for callgrind
+
+Instruction counts per lookup (repeatable on a loaded machine)::
+
+    for n in 20000 0; do PYTHONHASHSEED=0 valgrind --tool=callgrind \\
+        --callgrind-out-file=/dev/null .venv/bin/python bench/lookup.py --count ketama $n \\
+        2>&1 | grep Collected; done    # (first - second) / 20000
 
 Everything is measured in one run, on the same keys (``f"user:{i}"``), for rings of 10 and
 1,000 nodes named ``node-0`` .. ``node-N`` with 160 points per node. Pairs compared:
@@ -142,6 +150,59 @@ def many_md5_floor(keys: Sequence[str], table: list[str]) -> list[str]:
 
 def ns_each(seconds: float, keys: int) -> str:
     return f"{seconds / keys * 1e9:,.0f} ns"
+
+
+COUNT_VARIANTS = (
+    "floor",
+    "floor-many",
+    "ketama",
+    "ketama-many",
+    "rendezvous:N",
+    "rendezvous-weighted:N",
+    "jump:N",
+    "jump-removed:N",
+)
+
+
+def count_run(variant: str, lookups: int) -> None:
+    """Build one placement, warm it, then make ``lookups`` lookups of ``user:0``.. untimed.
+
+    For instruction counts that do not drift with the machine's load: run under callgrind
+    with N lookups and with 0, and divide the difference by N (``PYTHONHASHSEED=0``, so both
+    runs hash alike), e.g. ``valgrind --tool=callgrind --callgrind-out-file=/dev/null
+    .venv/bin/python bench/lookup.py --count ketama 20000``. The keys are built the same
+    way whatever N is, so building them cancels out.
+    """
+    keys = [f"user:{i}" for i in range(20_000)][:lookups]
+    kind, _, count = variant.partition(":")
+    names = [f"node-{i}" for i in range(int(count or 10))]
+    table = [f"node-{i % 10}" for i in range(256)]
+    placed: Any
+    if kind == "floor":
+        loop_md5_floor(keys, table)
+        return
+    if kind == "floor-many":
+        many_md5_floor(keys, table)
+        return
+    if kind in ("ketama", "ketama-many"):
+        placed = HashRing(names, vnodes=VNODES, hash="ketama")
+    elif kind == "rendezvous":
+        placed = Rendezvous(names)
+    elif kind == "rendezvous-weighted":
+        placed = Rendezvous({name: float(1 + i % 3) for i, name in enumerate(names)})
+    elif kind in ("jump", "jump-removed"):
+        placed = JumpHash(names)
+        for name in names[1::7] if kind == "jump-removed" else ():
+            placed.remove_node(name)
+    else:
+        raise SystemExit(f"unknown variant {variant!r}; one of {', '.join(COUNT_VARIANTS)}")
+    placed.get_node_many(["warm-1", "warm-2"])
+    placed.get_node("warm-3")
+    if kind == "ketama-many":
+        if keys:
+            placed.get_node_many(keys)
+    else:
+        loop_get(placed.get_node, keys)
 
 
 def placement_rows(
@@ -355,7 +416,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="only the ketama floor, rendezvous and jump rows",
     )
+    parser.add_argument(
+        "--count",
+        nargs=2,
+        metavar=("VARIANT", "N"),
+        help=f"make N untimed lookups of one variant, for callgrind ({', '.join(COUNT_VARIANTS)})",
+    )
     args = parser.parse_args(argv)
+    if args.count:
+        count_run(args.count[0], int(args.count[1]))
+        return 0
     scale = 10 if args.quick else 1
     lookup_n = LOOKUP_KEYS // scale
     batch_n = BATCH_KEYS // scale
