@@ -4,6 +4,14 @@ Run by hand (not part of the test run)::
 
     .venv/bin/python bench/lookup.py            # full run, about one minute
     .venv/bin/python bench/lookup.py --quick    # smoke run: 10x fewer keys
+    .venv/bin/python bench/lookup.py --placement-only   # ketama floor, rendezvous, jump only
+    .venv/bin/python bench/lookup.py --count ketama 20000  # untimed, for callgrind
+
+Instruction counts per lookup (repeatable on a loaded machine)::
+
+    for n in 20000 0; do PYTHONHASHSEED=0 valgrind --tool=callgrind \\
+        --callgrind-out-file=/dev/null .venv/bin/python bench/lookup.py --count ketama $n \\
+        2>&1 | grep Collected; done    # (first - second) / 20000
 
 Everything is measured in one run, on the same keys (``f"user:{i}"``), for rings of 10 and
 1,000 nodes named ``node-0`` .. ``node-N`` with 160 points per node. Pairs compared:
@@ -33,7 +41,21 @@ region; every callable is warmed up first):
   minus before, ring kept alive) per point; hashring's is broken down into bucket table
   (list), points array, owners array and the rest.
 
-Targets (second table): ``get_node`` >= 4x faster than uhashring at 10 and at 1,000 nodes;
+* placement lookups (first, and alone with ``--placement-only``), each beside its floor or
+  peer in the same run, interleaved (best of 5 rounds, order flipped every round):
+
+  - ketama ``get_node`` (10 and 1,000 nodes) against the MD5 floor
+    ``table[md5(key.encode()).digest()[3]]`` written inline in the loop (the MD5 every
+    ketama lookup must compute, plus one list index); ``get_node_many`` over 1,000,000 keys
+    against the same floor as a list comprehension; uhashring ketama's ``get_node`` beside;
+  - ``Rendezvous.get_node`` (weight 1, and weights 1, 2, 3 repeating) at 4, 8, 16 and 32
+    nodes, and ``JumpHash.get_node`` at 10, 100 and 1,000 nodes (plain, and after removing
+    every seventh node, so MementoHash's replacement chains are walked), each beside
+    uhashring's default ``get_node`` on as many nodes.
+
+Targets (second table): ketama ``get_node`` and ``get_node_many`` <= 1.3x the MD5 floor;
+rendezvous ``get_node`` < 2 us up to 32 nodes; jump ``get_node`` < 1 us at 1,000 nodes;
+``get_node`` >= 4x faster than uhashring at 10 and at 1,000 nodes;
 ``get_node_many`` over 1M keys >= 10x faster than a uhashring ``get_node`` loop; building
 1,000 x 160 >= 5x faster than uhashring; ``add_node`` under 10 ms; memory reported per point.
 """
@@ -41,6 +63,7 @@ Targets (second table): ``get_node`` >= 4x faster than uhashring at 10 and at 1,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import sys
 from bisect import bisect
@@ -50,11 +73,21 @@ from functools import partial
 from typing import Any
 
 import mmh3
-from _measure import Row, best_of, best_result, loop_get, ms, retained_bytes, timed, times
+from _measure import (
+    Row,
+    best_of,
+    best_result,
+    interleaved,
+    loop_get,
+    ms,
+    retained_bytes,
+    timed,
+    times,
+)
 from tabulate import tabulate
 from uhashring import HashRing as UHashRing  # type: ignore[import-untyped]
 
-from hashring import HashRing
+from hashring import HashRing, JumpHash, Rendezvous
 
 VNODES = 160
 NODE_COUNTS = (10, 1000)
@@ -67,6 +100,14 @@ BUILD_REPEATS = 3
 CHANGES = 20
 SLOW_CHANGES = 5  # uhashring ketama: each add/remove rebuilds the ring (~1 s)
 WARMUP_KEYS = 2_000
+PLACEMENT_KEYS = 50_000  # single lookups of rendezvous and jump, per round
+PLACEMENT_ROUNDS = 5
+RENDEZVOUS_NODES = (4, 8, 16, 32)
+JUMP_NODES = (10, 100, 1000)
+KETAMA_NODES = (10, 1000)
+KETAMA_FLOOR = 1.3
+RENDEZVOUS_TARGET = 2e-6
+JUMP_TARGET = 1e-6
 BENCH_HASH_KEY = bytes(range(32))  # a fixed secret: the cost does not depend on its value
 
 # (label, hashring hash, uhashring kwargs, uhashring point space)
@@ -91,6 +132,187 @@ def loop_floor(keys: Sequence[str], points: list[int], owners: list[str]) -> Non
     for key in keys:
         owner = owners[find(points, hash32(key, 0, False))]
     del owner
+
+
+def loop_md5_floor(keys: Sequence[str], table: list[str]) -> None:
+    """The ketama floor: the MD5 of each key and one list index, inline in the loop."""
+    md5 = hashlib.md5
+    for key in keys:
+        owner = table[md5(key.encode()).digest()[3]]
+    del owner
+
+
+def many_md5_floor(keys: Sequence[str], table: list[str]) -> list[str]:
+    """The ketama batch floor: the same as a list comprehension that keeps the owners."""
+    md5 = hashlib.md5
+    return [table[md5(key.encode()).digest()[3]] for key in keys]
+
+
+def ns_each(seconds: float, keys: int) -> str:
+    return f"{seconds / keys * 1e9:,.0f} ns"
+
+
+COUNT_VARIANTS = (
+    "floor",
+    "floor-many",
+    "ketama",
+    "ketama-many",
+    "rendezvous:N",
+    "rendezvous-weighted:N",
+    "jump:N",
+    "jump-removed:N",
+)
+
+
+def count_run(variant: str, lookups: int) -> None:
+    """Build one placement, warm it, then make ``lookups`` lookups of ``user:0``.. untimed.
+
+    For instruction counts that do not drift with the machine's load: run under callgrind
+    with N lookups and with 0, and divide the difference by N (``PYTHONHASHSEED=0``, so both
+    runs hash alike), e.g. ``valgrind --tool=callgrind --callgrind-out-file=/dev/null
+    .venv/bin/python bench/lookup.py --count ketama 20000``. The keys are built the same
+    way whatever N is, so building them cancels out.
+    """
+    keys = [f"user:{i}" for i in range(20_000)][:lookups]
+    kind, _, count = variant.partition(":")
+    names = [f"node-{i}" for i in range(int(count or 10))]
+    table = [f"node-{i % 10}" for i in range(256)]
+    placed: Any
+    if kind == "floor":
+        loop_md5_floor(keys, table)
+        return
+    if kind == "floor-many":
+        many_md5_floor(keys, table)
+        return
+    if kind in ("ketama", "ketama-many"):
+        placed = HashRing(names, vnodes=VNODES, hash="ketama")
+    elif kind == "rendezvous":
+        placed = Rendezvous(names)
+    elif kind == "rendezvous-weighted":
+        placed = Rendezvous({name: float(1 + i % 3) for i, name in enumerate(names)})
+    elif kind in ("jump", "jump-removed"):
+        placed = JumpHash(names)
+        for name in names[1::7] if kind == "jump-removed" else ():
+            placed.remove_node(name)
+    else:
+        raise SystemExit(f"unknown variant {variant!r}; one of {', '.join(COUNT_VARIANTS)}")
+    placed.get_node_many(["warm-1", "warm-2"])
+    placed.get_node("warm-3")
+    if kind == "ketama-many":
+        if keys:
+            placed.get_node_many(keys)
+    else:
+        loop_get(placed.get_node, keys)
+
+
+def placement_rows(
+    keys: Sequence[str], rows: list[Row], targets: list[tuple[str, str, bool | None]]
+) -> None:
+    """Ketama against its MD5 floor; rendezvous and jump single lookups (see the docstring)."""
+    lookup = keys[: LOOKUP_KEYS * len(keys) // BATCH_KEYS or 1]
+    few = keys[: PLACEMENT_KEYS * len(keys) // BATCH_KEYS or 1]
+    warm = keys[:WARMUP_KEYS]
+    table = [f"node-{i % 10}" for i in range(256)]
+    for nodes in KETAMA_NODES:
+        names = [f"node-{i}" for i in range(nodes)]
+        ring = HashRing(names, vnodes=VNODES, hash="ketama")
+        uring = UHashRing(names, hash_fn="ketama")
+        for get in (ring.get_node, uring.get_node):
+            loop_get(get, warm)
+        loop_md5_floor(warm, table)
+        best = interleaved(
+            {
+                "hashring": partial(loop_get, ring.get_node, lookup),
+                "floor": partial(loop_md5_floor, lookup, table),
+                "uhashring": partial(loop_get, uring.get_node, lookup),
+            },
+            PLACEMENT_ROUNDS,
+        )
+        ratio = best["hashring"] / best["floor"]
+        rows.append(
+            [
+                "ketama get_node vs MD5 floor",
+                nodes,
+                "ketama / md5 + index",
+                ns_each(best["hashring"], len(lookup)),
+                f"floor {ns_each(best['floor'], len(lookup))}; "
+                f"uhashring {ns_each(best['uhashring'], len(lookup))}",
+                times(ratio),
+                "hashring/floor",
+            ]
+        )
+        targets.append(
+            (
+                f"ketama get_node <= {KETAMA_FLOOR}x MD5 floor, {nodes} nodes",
+                times(ratio),
+                ratio <= KETAMA_FLOOR,
+            )
+        )
+        ring.get_node_many(warm)
+        many_md5_floor(warm, table)
+        best = interleaved(
+            {
+                "hashring": partial(ring.get_node_many, keys),
+                "floor": partial(many_md5_floor, keys, table),
+            },
+            BATCH_REPEATS,
+        )
+        ratio = best["hashring"] / best["floor"]
+        rows.append(
+            [
+                f"ketama get_node_many ({len(keys):,} keys) vs floor",
+                nodes,
+                "ketama / md5 + index",
+                ns_each(best["hashring"], len(keys)),
+                f"floor {ns_each(best['floor'], len(keys))}",
+                times(ratio),
+                "hashring/floor",
+            ]
+        )
+        targets.append(
+            (
+                f"ketama get_node_many <= {KETAMA_FLOOR}x MD5 floor, {nodes} nodes",
+                times(ratio),
+                ratio <= KETAMA_FLOOR,
+            )
+        )
+    cases: list[tuple[str, int, object, float]] = []
+    for nodes in RENDEZVOUS_NODES:
+        names = [f"node-{i}" for i in range(nodes)]
+        cases.append(("rendezvous get_node", nodes, Rendezvous(names), RENDEZVOUS_TARGET))
+        weighted = {name: float(1 + i % 3) for i, name in enumerate(names)}
+        cases.append(("rendezvous get_node, weighted", nodes, Rendezvous(weighted), 0.0))
+    for nodes in JUMP_NODES:
+        names = [f"node-{i}" for i in range(nodes)]
+        cases.append(("jump get_node", nodes, JumpHash(names), JUMP_TARGET))
+        holed = JumpHash(names)
+        for name in names[1::7]:
+            holed.remove_node(name)
+        cases.append(("jump get_node, every 7th removed", nodes, holed, 0.0))
+    for what, nodes, placed, target in cases:
+        get = placed.get_node  # type: ignore[attr-defined]
+        uget = UHashRing([f"node-{i}" for i in range(nodes)]).get_node
+        loop_get(get, warm)
+        loop_get(uget, warm)
+        best = interleaved(
+            {"hashring": partial(loop_get, get, few), "uhashring": partial(loop_get, uget, few)},
+            PLACEMENT_ROUNDS,
+        )
+        each = best["hashring"] / len(few)
+        rows.append(
+            [
+                what,
+                nodes,
+                "mmh3 / uhashring md5",
+                ns_each(best["hashring"], len(few)),
+                ns_each(best["uhashring"], len(few)),
+                times(best["uhashring"] / best["hashring"]),
+                "uhashring/hashring",
+            ]
+        )
+        if target:
+            label = f"{what} < {target * 1e6:g} us, {nodes} nodes"
+            targets.append((label, f"{each * 1e9:,.0f} ns", each < target))
 
 
 def floor_ring(names: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -151,13 +373,59 @@ def rate(seconds: float, keys: int) -> str:
     return f"{keys / seconds / 1e6:,.2f} M keys/s"
 
 
+def print_tables(rows: list[Row], targets: list[tuple[str, str, bool | None]], mode: str) -> None:
+    """Print the measurements and the targets."""
+    print(
+        f"hashring vs uhashring ({mode} run, {VNODES} points per node, Python "
+        f"{sys.version.split()[0]})"
+    )
+    headers = [
+        "measure",
+        "nodes",
+        "hash (hashring / uhashring)",
+        "hashring",
+        "uhashring (or floor)",
+        "ratio",
+        "ratio is",
+    ]
+    print(
+        tabulate(
+            rows,
+            headers=headers,
+            colalign=("left", "right", "left", "right", "right", "right", "left"),
+        )
+    )
+    print()
+    status = {True: "PASS", False: "MISS", None: "REPORTED"}
+    print(
+        tabulate(
+            [(name, value, status[ok]) for name, value, ok in targets],
+            headers=["target", "measured", "status"],
+        )
+    )
+
+
 # ------------------------------------------------------------------ main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="10x fewer keys (smoke run)")
+    parser.add_argument(
+        "--placement-only",
+        action="store_true",
+        help="only the ketama floor, rendezvous and jump rows",
+    )
+    parser.add_argument(
+        "--count",
+        nargs=2,
+        metavar=("VARIANT", "N"),
+        help=f"make N untimed lookups of one variant, for callgrind ({', '.join(COUNT_VARIANTS)})",
+    )
     args = parser.parse_args(argv)
+    if args.count:
+        count_run(args.count[0], int(args.count[1]))
+        return 0
     scale = 10 if args.quick else 1
     lookup_n = LOOKUP_KEYS // scale
     batch_n = BATCH_KEYS // scale
@@ -169,6 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[Row] = []  # measure, nodes, hash, hashring, other, ratio, ratio is
     targets: list[tuple[str, str, bool | None]] = []
 
+    mode = "quick" if args.quick else "full"
+    placement_rows(keys, rows, targets)
+    if args.placement_only:
+        print_tables(rows, targets, f"{mode}, placement only")
+        return 0
     for nodes in NODE_COUNTS:
         names = [f"node-{i}" for i in range(nodes)]
         rings = {h: HashRing(names, vnodes=VNODES, hash=h) for _, h, _, _ in PAIRS}
@@ -404,35 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         del ring, uring
 
-    mode = "quick" if args.quick else "full"
-    print(
-        f"hashring vs uhashring ({mode} run, {VNODES} points per node, Python "
-        f"{sys.version.split()[0]})"
-    )
-    headers = [
-        "measure",
-        "nodes",
-        "hash (hashring / uhashring)",
-        "hashring",
-        "uhashring",
-        "ratio",
-        "ratio is",
-    ]
-    print(
-        tabulate(
-            rows,
-            headers=headers,
-            colalign=("left", "right", "left", "right", "right", "right", "left"),
-        )
-    )
-    print()
-    status = {True: "PASS", False: "MISS", None: "REPORTED"}
-    print(
-        tabulate(
-            [(name, value, status[ok]) for name, value, ok in targets],
-            headers=["target", "measured", "status"],
-        )
-    )
+    print_tables(rows, targets, mode)
     return 0
 
 

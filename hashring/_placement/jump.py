@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from .._errors import EmptyRingError, InvalidOptionError, InvalidWeightError
 from .hashes import GOLDEN64, MASK32, MASK64, U64Array, hash_scheme, mix64, mix64_array
-from .keys import Key, short_repr
+from .keys import Key, hash_tag, short_repr
 from .nodes import NodeSet, check_node_name, preference_count
 
 __all__ = ["JumpHash", "Memento", "jump", "jump_array"]
@@ -122,7 +122,11 @@ class Memento:
 
     def bucket(self, key: int) -> int:
         """Live bucket of a 64-bit key: jump, then the replacement chain."""
-        bucket = jump(key, self.size)
+        return self.replace(key, jump(key, self.size))
+
+    def replace(self, key: int, bucket: int) -> int:
+        """The live bucket for ``key`` whose jump bucket is ``bucket``: ``bucket`` itself
+        unless it was removed, else the end of its replacement chain."""
         entry = self.removed.get(bucket)
         while entry is not None:
             replacer = entry[0]
@@ -278,8 +282,32 @@ class JumpHash(NodeSet[_Snapshot]):
             KeyEncodingError: ``key`` is a str with no UTF-8 form (a lone surrogate).
             EmptyRingError: there are no nodes.
         """
-        snapshot = self._live_snapshot()
-        owner = snapshot.owners[snapshot.memento.bucket(self._key64(key))]
+        snapshot = self._snapshot
+        if not snapshot.weights:
+            raise EmptyRingError("the jump placement has no nodes: add one first")
+        if key.__class__ is str and key.isascii():  # the fast path of HashRing.get_node
+            if "{" in key and self._hash_tags:
+                key = hash_tag(key)
+        elif key.__class__ is bytes:
+            if b"{" in key and self._hash_tags:
+                key = hash_tag(key)
+        else:
+            key = self._routing_key(key)
+        # mix64 and jump inlined: the same operations as the functions, without two calls.
+        mixed = self._scheme.key_hash(key) & MASK32
+        mixed = ((mixed ^ (mixed >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & MASK64
+        key64 = state = mixed ^ (mixed >> 31)
+        memento = snapshot.memento
+        buckets = memento.size
+        bucket, candidate = -1, 0
+        while candidate < buckets:
+            bucket = candidate
+            state = (state * 2862933555777941757 + 1) & MASK64
+            candidate = int((bucket + 1) * (2147483648.0 / ((state >> 33) + 1)))
+        if memento.removed:
+            bucket = memento.replace(key64, bucket)
+        owner = snapshot.owners[bucket]
         assert owner is not None  # lookups only land on live buckets
         return owner
 

@@ -23,6 +23,7 @@ Lookup structures (one immutable snapshot, swapped in one assignment)
 from __future__ import annotations
 
 import math
+import struct
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
@@ -54,6 +55,7 @@ MAX_POINTS = 1 << 24
 any point is hashed, so an oversized ``vnodes`` or weight fails at once."""
 
 U64Array = npt.NDArray[np.uint64]
+_unpack_u32 = struct.Struct("<I").unpack_from
 
 
 class _Snapshot:
@@ -217,6 +219,9 @@ class HashRing(NodeSet[_Snapshot]):
             )
         self._vnodes = vnodes
         self._key_hash = self._scheme.key_hash
+        self._key_digest = self._scheme.key_digest
+        if self._key_digest is not None:  # ketama: the digest inlined (see _get_node_digest)
+            self.get_node = self._get_node_digest  # type: ignore[method-assign]
         self._snapshot = _empty_snapshot()
         self._init_nodes(nodes, hash_tags)
 
@@ -247,6 +252,38 @@ class HashRing(NodeSet[_Snapshot]):
         if owner is not None:
             return owner
         return snapshot.owner_at(position & MASK32)
+
+    def _get_node_digest(self, key: Key) -> str:
+        """:meth:`get_node` for digest schemes (ketama), installed as ``get_node`` by the
+        constructor: the same answers, with the MD5 and the bisect inlined.
+
+        A str key is tagged, then encoded: ``{`` and ``}`` are ASCII and no UTF-8 sequence
+        holds an ASCII byte, so this is the tag of its UTF-8 bytes, as ``get_node`` takes.
+        """
+        snapshot = self._snapshot
+        data: Any = key
+        if type(data) is str:
+            if "{" in data and self._hash_tags:
+                data = hash_tag(data)
+            try:
+                data = data.encode()
+            except UnicodeEncodeError:
+                data = self._routing_key(key)  # raises KeyEncodingError, with the message
+        elif type(data) is bytes:
+            if b"{" in data and self._hash_tags:
+                data = hash_tag(data)
+        else:
+            data = self._routing_key(data)
+            if type(data) is not bytes:
+                data = str.encode(data)
+        digest: Any = self._key_digest
+        position: int = _unpack_u32(digest(data).digest())[0]
+        owner = snapshot.table[position >> snapshot.shift]
+        if owner is not None:
+            return owner
+        if not snapshot.points.size:
+            raise _empty_error(snapshot)
+        return snapshot.names[snapshot.owners_view[bisect_left(snapshot.points_view, position)]]
 
     def get_nodes(self, key: Key, n: int | None = None) -> list[str]:
         """Return the preference list of ``key``: ``n`` distinct nodes, owner first.
