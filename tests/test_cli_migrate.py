@@ -44,7 +44,7 @@ NAMES = ["n0", "n1", "n2", "n3"]
 TOP_KEYS = {
     "schema", "mode", "from", "to", "nodes", "options", "scanned", "in_place", "to_move",
     "moved", "conflicts", "missing", "failed", "pairs", "verification", "misplaced",
-    "elapsed_seconds", "keys_per_second", "durability", "lost", "plan", "clients",
+    "elapsed_seconds", "keys_per_second", "durability", "lost", "plan", "clients", "window",
 }  # fmt: skip
 PAIR_KEYS = {"from", "to", "keys", "moved", "conflicts", "bytes"}
 OPTION_KEYS = {"batch", "rate", "timeout_ms", "on_conflict", "bytes", "allow_volatile_destination"}

@@ -14,7 +14,7 @@ from hashring.adapters.migrate import MigrationSession, live_clients
 from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
 
 from hashring import load_topology
-from hashring._topology.clients import client_name, client_version
+from hashring._topology.clients import client_name, client_version, marker_key
 from tests.redis_servers import RedisServerFactory
 from tests.test_cli_migrate import AOF, Cluster, load, migrate
 
@@ -158,3 +158,40 @@ def test_clients_from_config_are_the_ones_waited_for(cluster: Cluster) -> None:
         assert {node.client_getname() for node in named.clients.values()} == {"mine"}
     finally:
         named.close()
+
+
+def test_a_window_sets_its_marker_and_finishing_clears_it(cluster: Cluster) -> None:
+    """Into a window: the marker is set on every old node before keys move, and neither
+    planned, moved nor verified as a key; out of it: the marker is cleared, nothing moves."""
+    load(cluster, 1_000)
+    window = cluster.new.with_name("window.toml")
+    window.write_text('[migration]\nprevious = "old.toml"\n' + cluster.new.read_text())
+    marker = marker_key(load_topology(window).version)
+    into = json.loads(
+        migrate(
+            "--from", str(cluster.old), "--to", str(window), "--apply", "--format", "json"
+        ).stdout
+    )
+    assert into["window"] == {"marker": marker, "set_on": ["n0", "n1", "n2"], "cleared_on": []}
+    assert into["moved"] > 0
+    assert into["misplaced"] == 0
+    assert [c.exists(marker) for c in cluster.clients.values()] == [1, 1, 1, 0]
+    again = json.loads(
+        migrate("--from", str(cluster.old), "--to", str(window), "--format", "json").stdout
+    )
+    assert again["to_move"] == 0  # the markers are no keys to move
+    text = migrate("--from", str(window), "--to", str(cluster.new), "--apply").stdout
+    assert f"window: marker {marker} cleared on n0, n1, n2" in text
+    assert not any(c.exists(marker) for c in cluster.clients.values())
+    assert sum(c.dbsize() for c in cluster.clients.values()) == 1_000
+
+
+def test_a_window_from_another_topology_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    """--to names a previous topology that is not --from: exit 2 before anything connects."""
+    other = tmp_path / "other.toml"
+    other.write_text(cluster.old.read_text().replace("[nodes.n2]", "[nodes.n9]"))
+    window = cluster.new.with_name("window.toml")
+    window.write_text('[migration]\nprevious = "other.toml"\n' + cluster.new.read_text())
+    result = migrate("--from", str(cluster.old), "--to", str(window), "--apply", check=2)
+    assert "is a migration window from topology version" in result.stderr
+    assert result.stderr.count("\n") == 1

@@ -8,9 +8,12 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple, cast
 
 from hashring import InvalidOptionError, Placement
+from hashring._topology.clients import MARKER_PREFIX
 
 from ._connections import _Links
 from ._results import MigrationPlan, Pair, Progress, _int, _sorted_pairs, _Tally
+
+_MARKER = MARKER_PREFIX.encode()
 
 
 class _Page(NamedTuple):
@@ -30,6 +33,9 @@ def _pages(
     """Every node's keys, one ``SCAN COUNT batch`` page at a time, routed with
     ``get_node_many``. Memory: one page. O(keys) over the whole iteration.
 
+    A migration window's markers (``hashring:migrating:<version>``) belong to the node they
+    are on: they are never listed, so never moved, planned or verified.
+
     Nodes new to the topology are scanned first: they only gain keys, so keys moved into
     them are not scanned a second time (a reweight can still make a node scan a key it just
     got).
@@ -46,6 +52,7 @@ def _pages(
                 cursor, keys = cast(
                     tuple[int, list[bytes]], client.scan(cursor=cursor, count=batch)
                 )
+            keys = [key for key in keys if not key.startswith(_MARKER)]  # node-local
             if keys:
                 moves: dict[str, list[bytes]] = {}
                 for key, owner in zip(keys, get_node_many(keys), strict=True):

@@ -3,7 +3,7 @@ one-call API built on it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 
 from hashring import (
@@ -142,6 +142,35 @@ class MigrationSession:
             on_wait=on_wait,
             guard=lambda node: self._links.talking_to(node, "listing the clients of"),
         )
+
+    def set_marker(self, marker: str, nodes: Iterable[str]) -> list[str]:
+        """Set the migration window's ``marker`` on each of ``nodes`` (the old owners), so
+        window clients stop writing moving keys there and pull them instead (see
+        ``hashring.adapters.redis._window``). Idempotent; the marker never expires. One round
+        trip per node; returns the nodes, sorted.
+
+        Raises:
+            MigrationError: a node is unreachable or refuses the write.
+        """
+        done = sorted(set(nodes))
+        for name in done:
+            with self._links.talking_to(name, "setting the window's marker on"):
+                self._links.clients[name].set(marker, b"1")
+        return done
+
+    def clear_marker(self, marker: str) -> list[str]:
+        """Delete ``marker`` from every node; returns the nodes that held it, sorted. One
+        round trip per node.
+
+        Raises:
+            MigrationError: a node is unreachable or refuses the delete.
+        """
+        held = []
+        for name in sorted(self._links.clients):
+            with self._links.talking_to(name, "clearing the window's marker on"):
+                if self._links.clients[name].delete(marker):
+                    held.append(name)
+        return held
 
     # ------------------------------------------------------------------ operations
 

@@ -39,6 +39,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from hashring._topology.clients import MARKER_PREFIX, marker_key
+
 __all__ = [
     "MARKER_PREFIX",
     "Destination",
@@ -49,13 +51,6 @@ __all__ = [
     "pull",
     "pull_async",
 ]
-
-MARKER_PREFIX = "hashring:migrating:"
-
-
-def marker_key(version: str) -> str:
-    """The marker a migration to topology ``version`` sets on every old owner. O(1)."""
-    return MARKER_PREFIX + version
 
 
 @dataclass(frozen=True)

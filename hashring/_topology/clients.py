@@ -7,6 +7,10 @@ Every connection a sharded client opens to a node is named ``hashring-client-<ve
 for every such connection to run the new version before it moves a key, and ``hashring
 status`` lists them. Connections named otherwise are not hashring clients and are ignored.
 
+The migration window's marker (:func:`marker_key`) belongs to the same protocol: a key
+``hashring:migrating:<version>`` on an old owner says the migration to ``<version>`` has
+started there.
+
 >>> client_name("1f0c3a9b5d7e2468")
 'hashring-client-1f0c3a9b5d7e2468'
 >>> client_version("hashring-client-1f0c3a9b5d7e2468"), client_version("worker-3")
@@ -19,9 +23,12 @@ import re
 
 from .config import VERSION_DIGITS
 
-__all__ = ["CLIENT_NAME_PREFIX", "client_name", "client_version"]
+__all__ = ["CLIENT_NAME_PREFIX", "MARKER_PREFIX", "client_name", "client_version", "marker_key"]
 
 CLIENT_NAME_PREFIX = "hashring-client-"
+MARKER_PREFIX = "hashring:migrating:"
+"""Keys ``hashring:migrating:<version>``: set by ``hashring migrate`` on the old owners once
+every client runs the window topology ``<version>``; never moved by a migration."""
 _NAME = re.compile(f"{re.escape(CLIENT_NAME_PREFIX)}([0-9a-f]{{{VERSION_DIGITS}}})")
 
 
@@ -35,6 +42,12 @@ def client_name(version: str) -> str:
     if not _NAME.fullmatch(name):
         raise ValueError(f"{version!r:.40} is not a topology version")
     return name
+
+
+def marker_key(version: str) -> str:
+    """The marker a migration to the window topology ``version`` sets on every old owner
+    (see ``hashring.adapters.redis._window``). O(1)."""
+    return MARKER_PREFIX + version
 
 
 def client_version(name: str) -> str | None:

@@ -133,10 +133,25 @@ check; these are all of them)::
         "version": str,                    # the new topology's version
         "waited_seconds": float, "forced": bool,
         "others": [{"version": str, "node": str, "address": str, "idle": int}]
-      }                                    # connections left on another version (--force)
+      },                                   # connections left on another version (--force)
+      "window": null | {                   # --apply into or out of a migration window
+        "marker": str,                     # hashring:migrating:<window version>
+        "set_on": [str],                   # into a window: the old topology's nodes
+        "cleared_on": [str]                # out of one: the nodes that held the marker
+      }
     }
 
-(``plan`` was added to version 1 with the planning figures, ``clients`` with the wait.)
+(``plan`` was added to version 1 with the planning figures, ``clients`` with the wait,
+``window`` with the markers.)
+
+Migration windows. When NEW.toml is a window (its ``[migration] previous`` names OLD.toml,
+checked: another previous is exit 2), ``--apply``, once every client runs the window, sets
+the window's marker ``hashring:migrating:<version>`` on every node of OLD before it moves a
+key: from then on a write gated by the marker (``hashring.adapters.redis._window``) pulls a
+moving key to its new owner before writing it, instead of writing it on its old owner (the
+sharded clients do not gate their writes with it yet). Moving out of a window (``--from
+window.toml --to final.toml``), ``--apply`` clears that marker from every node once every
+client runs the final topology. Markers are never moved, planned or verified.
 
 Clients switch first. A client of the old topology that writes while keys move writes
 keys the run has already passed: they are stranded on the old owner. Hashring clients name
@@ -159,7 +174,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import MigrationError, VolatileDestinationError
-from .._topology.config import load_topology, renumbers
+from .._topology.clients import marker_key
+from .._topology.config import Topology, load_topology, renumbers
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -300,6 +316,24 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _window_marker(session: Any, old: Topology, new: Topology) -> dict[str, Any] | None:
+    """After the clients' wait, before any key moves: into a migration window (``new`` has
+    ``[migration]``), set its marker on every node of the old topology; out of one (``old``
+    has it, ``new`` not), clear the old window's marker from every node. The report's
+    ``window`` object, or None.
+
+    Raises:
+        MigrationError: a node is unreachable (from the session).
+    """
+    if new.previous is not None:
+        marker = marker_key(new.version)
+        return {"marker": marker, "set_on": session.set_marker(marker, old.nodes), "cleared_on": []}
+    if old.previous is not None:
+        marker = marker_key(old.version)
+        return {"marker": marker, "set_on": [], "cleared_on": session.clear_marker(marker)}
+    return None
+
+
 def _wait_for_clients(session: Any, args: argparse.Namespace, version: str) -> dict[str, Any]:
     """Before ``--apply`` moves a key: every hashring client on the new version, or the
     stragglers refused (``--force``: listed in a warning). The report's ``clients`` object.
@@ -358,6 +392,13 @@ def run(args: argparse.Namespace) -> int:
     new = load_topology(args.to_file)
     if renumbers(old, new):
         raise UsageError(renumbering_message(args.from_file, args.to_file))
+    if new.previous is not None and new.previous.version != old.version:
+        raise UsageError(
+            f"{escape(args.to_file)} is a migration window from topology version "
+            f"{new.previous.version} (its [migration] previous), but --from "
+            f"{escape(args.from_file)} is version {old.version}: migrate from the topology "
+            "the window names"
+        )
     if args.apply and args.strict:
         raise UsageError("--strict applies to the dry run (the plan) only")
     move: MovePlan | None = None
@@ -375,9 +416,11 @@ def run(args: argparse.Namespace) -> int:
                 report = dry_run_report(args, nodes, durability, plan)
                 report["plan"] = None if move is None else plan_json(move)
                 report["clients"] = None
+                report["window"] = None
                 status = EXIT_FAILED if args.strict and move and move.over_memory else EXIT_OK
             else:
                 clients = _wait_for_clients(session, args, new.version)
+                window = _window_marker(session, old, new)
                 counts = _Moved()
                 with progress(None, "moving keys") as bar:
 
@@ -406,6 +449,7 @@ def run(args: argparse.Namespace) -> int:
                 report = apply_report(args, nodes, durability, result, check)
                 report["plan"] = None
                 report["clients"] = clients
+                report["window"] = window
                 done = check.misplaced == 0 and check.lost_total == 0
                 status = EXIT_OK if done else EXIT_FAILED
     except VolatileDestinationError as exc:
@@ -422,6 +466,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(text(report))
+        window = report.get("window")
+        if window and window["set_on"]:
+            print(f"window: marker {window['marker']} set on {', '.join(window['set_on'])}")
+        elif window and window["cleared_on"]:
+            print(f"window: marker {window['marker']} cleared on {', '.join(window['cleared_on'])}")
         if not args.apply and move is not None:
             print("\n" + plan_text(move))
     if not args.apply and move is not None:
