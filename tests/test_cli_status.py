@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hashring import load_topology
-from hashring._topology.clients import client_name
+from hashring._topology.clients import client_name, marker_key
 from tests.cli_runs import run_checked
 from tests.redis_servers import RedisServerFactory
 
@@ -42,7 +42,12 @@ def test_status_counts_keys_and_client_versions(
     assert result.status == 0, result.stderr
     report = json.loads(result.text)
     assert report["version"] == new_version
-    assert report["migration"] == {"previous": old_version}
+    marker = marker_key(new_version)
+    assert report["migration"] == {
+        "previous": old_version,
+        "marker": marker,
+        "marker_set_on": [],
+    }
     rows = {row["node"]: row for row in report["nodes"]}
     assert rows["n0"]["keys"] == 25
     assert rows["n0"]["used_memory"] > 0
@@ -52,6 +57,10 @@ def test_status_counts_keys_and_client_versions(
     text = run_checked("status", "--config", str(new))
     assert f"migrating from version {old_version}" in text.text
     assert f"{old_version} x2 (previous)" in text.text
+    assert f"window marker {marker}: set on no node yet" in text.text
+    servers[1].client().set(marker, "1")  # as hashring migrate --apply sets it
+    again = json.loads(run_checked("status", "--config", str(new), "--format", "json").text)
+    assert again["migration"]["marker_set_on"] == ["n1"]
 
 
 def test_unreachable_node_is_a_row_and_exit_1(

@@ -4,8 +4,9 @@ For every node of the topology file (and of its previous topology during a migra
 (``DBSIZE``), memory (``INFO memory``: used and ``maxmemory``), and the topology versions of
 the hashring clients connected to it, counted from their connection names
 (``hashring-client-<version>``, ``CLIENT LIST``), each marked as the file's version, the
-previous topology's, or another. The header says whether the file is in a migration. One
-connection per node, three round trips each; nothing is written.
+previous topology's, or another. The header says whether the file is in a migration, and on
+which nodes ``hashring migrate`` has set the window's marker (the move has started there).
+One connection per node, three or four round trips each; nothing is written.
 
 Exit status: 0 every node answered; 1 a node could not be reached (its row says why; the
 others are still shown); 2 a bad file or flag.
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
+from .._topology.clients import marker_key
 from .._topology.config import Topology, load_topology
 from .._topology.urls import redact_url
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, escape
@@ -55,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     """
     topology = load_topology(args.config)
     nodes = _nodes(topology)
-    rows = [_look(name, url) for name, url in nodes.items()]
     previous = topology.previous
+    marker = None if previous is None else marker_key(topology.version)
+    rows = [_look(name, url, marker) for name, url in nodes.items()]
     for row in rows:
         row["clients"] = {
             version: {"connections": count, "is": _which(version, topology)}
@@ -66,7 +69,13 @@ def run(args: argparse.Namespace) -> int:
         "schema": "hashring.status/1",
         "config": args.config,
         "version": topology.version,
-        "migration": None if previous is None else {"previous": previous.version},
+        "migration": None
+        if previous is None
+        else {
+            "previous": previous.version,
+            "marker": marker,
+            "marker_set_on": [row["node"] for row in rows if row["marker"]],
+        },
         "nodes": rows,
     }
     status = EXIT_OK if all(row["error"] is None for row in rows) else EXIT_FAILED
@@ -99,8 +108,9 @@ def _which(version: str, topology: Topology) -> str:
     return "other"
 
 
-def _look(name: str, url: str) -> dict[str, Any]:
-    """One node's row: keys, memory, client versions; ``error`` says why it is missing."""
+def _look(name: str, url: str, marker: str | None) -> dict[str, Any]:
+    """One node's row: keys, memory, client versions, whether the window's ``marker`` is set
+    (None outside a window); ``error`` says why it is missing."""
     if TYPE_CHECKING:
         from adapters.migrate import live_clients
     else:
@@ -119,6 +129,7 @@ def _look(name: str, url: str) -> dict[str, Any]:
         "used_memory": None,
         "maxmemory": None,
         "versions": Counter(),
+        "marker": None,
         "error": None,
     }
     try:
@@ -134,6 +145,8 @@ def _look(name: str, url: str) -> dict[str, Any]:
         row["used_memory"] = int(memory.get("used_memory", 0))
         row["maxmemory"] = int(memory.get("maxmemory", 0)) or None
         row["versions"] = Counter(c.version for c in live_clients({name: client}))
+        if marker is not None:
+            row["marker"] = bool(client.exists(marker))
     except (redis.RedisError, OSError) as exc:
         secret = urlsplit(url).password
         text = f"{type(exc).__name__}: {exc}"
@@ -149,6 +162,9 @@ def _text(report: dict[str, Any]) -> str:
         f"topology version {report['version']} ({escape(report['config'])})"
         + ("" if migration is None else f", migrating from version {migration['previous']}")
     ]
+    if migration is not None:
+        set_on = ", ".join(escape(node) for node in migration["marker_set_on"]) or "no node yet"
+        lines.append(f"window marker {migration['marker']}: set on {set_on}")
     table = []
     for row in report["nodes"]:
         clients = ", ".join(
