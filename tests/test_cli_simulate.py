@@ -203,6 +203,7 @@ def test_hostile_traces_are_one_line_usage_errors(
         (("--rate", "1e-9"), "span more than"),
         (("--rate", "1e9"), "--rate 1e+09: more than 100 times what the nodes can serve"),
         (("--requests", "5000001"), "at most 5,000,000"),
+        (("--requests", "1e308"), "--requests 1e+308: at most 5,000,000"),
         (("--requests", "0"), "must be at least 1"),
         (("--keys", "1e30"), "at most 1,000,000 keys"),
         (("--keys", "1000001"), "at most 1,000,000 keys"),

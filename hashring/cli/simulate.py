@@ -336,7 +336,8 @@ def _workload(args: argparse.Namespace, speeds: dict[str, float]) -> Described:
         )
     requests = args.requests or DEFAULT_REQUESTS
     if requests > MAX_REQUESTS:
-        raise UsageError(f"--requests {requests:,}: at most {MAX_REQUESTS:,} are allowed")
+        shown = f"{requests:,}" if requests < 10**15 else f"{requests:.3g}"
+        raise UsageError(f"--requests {shown}: at most {MAX_REQUESTS:,} are allowed")
     if args.load is not None and args.load > MAX_LOAD:
         raise UsageError(f"--load {args.load:g}: at most {MAX_LOAD:g}")
     rate = args.rate if args.rate is not None else (args.load or DEFAULT_LOAD) * capacity
