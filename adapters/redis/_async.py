@@ -195,13 +195,13 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         keys = known_keys(command, args)
         migrating = self.read_fallback is not None and may_read(command)
         for _ in range(REROUTE_ATTEMPTS):
+            members = self._members  # one snapshot: the command routes on it to the end
             if keys is not None and len(keys) == 1 and not migrating:  # the common case
-                node = self._owner(keys)
-                slot = self._members.slots.get(node)
+                node = self._owner(keys, members)
+                slot = members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
                 return await self._call(slot, Part(node, args), options)
-            members = self._members
             try:
                 known = await self._keys(parser, args, keys, members)
                 reading = (

@@ -159,7 +159,6 @@ class ShardedBase(Generic[C]):
 
     _members: Members[C]
     read_fallback: Any
-    _placement: Placement
     _health: HealthTracker
     _redis_kwargs: dict[str, Any]
 
@@ -186,13 +185,13 @@ class ShardedBase(Generic[C]):
         self._redis_kwargs = dict(redis_kwargs)
         for name in nodes:
             check_node_name(name)
-        self._placement = as_placement(placement, nodes, hash_tags=True, owner=self)
+        placing = as_placement(placement, nodes, hash_tags=True, owner=self)
         slots = {
             name: Slot(connect(name, target, redis_kwargs), isinstance(target, str))
             for name, target in nodes.items()
         }
         urls = {name: t if isinstance(t, str) else None for name, t in nodes.items()}
-        self._members = Members.of(slots, urls)
+        self._members = Members.of(slots, urls, placing)
         self._health = HealthTracker(
             enabled=health, failure_limit=failure_limit, retry_timeout=retry_timeout
         )
@@ -217,8 +216,9 @@ class ShardedBase(Generic[C]):
                 for a str with no UTF-8 form, such as a lone surrogate.
             redis.exceptions.DataError: a type redis-py cannot encode (bool, list, ...).
         """
-        encoder = self.get_encoder()
-        return route_owners(self._placement, self._health, encoder, [key], claim=False)[0]
+        members = self._members
+        encoder = self._encoder_of(members)
+        return route_owners(members.placement, self._health, encoder, [key], claim=False)[0]
 
     def client_for(self, key: Key | int | float) -> C:
         """The client of the node that owns ``key`` (for direct access to one node; it is
@@ -232,8 +232,19 @@ class ShardedBase(Generic[C]):
 
     @property
     def placement(self) -> Placement:
-        """The placement that maps keys to node names."""
-        return self._placement
+        """The placement that maps keys to node names (the running topology's)."""
+        return self._members.placement
+
+    @property
+    def _placement(self) -> Placement:
+        return self._members.placement
+
+    @property
+    def version(self) -> str | None:
+        """The version of the topology this client runs (see
+        :attr:`hashring.Topology.version`), or None for a client not built from a topology
+        (``from_config`` / ``from_source``). O(1)."""
+        return self._members.version
 
     def add_node(self, name: str, target: str | C, weight: float = 1) -> None:
         """Add a node at runtime; only keys that move to it change owner. No I/O.
@@ -250,9 +261,11 @@ class ShardedBase(Generic[C]):
         self._members = Members.of(
             {**before.slots, name: Slot(client, isinstance(target, str))},
             {**before.urls, name: target if isinstance(target, str) else None},
+            before.placement,
+            before.version,
         )
         try:
-            self._placement.add_node(name, weight)
+            before.placement.add_node(name, weight)
         except BaseException:
             self._members = before
             raise
@@ -271,10 +284,11 @@ class ShardedBase(Generic[C]):
         """
         # Placement first, client second: nothing new is routed to the node, and what was
         # routed just before finds its slot retired and is routed again.
-        self._placement.remove_node(name)
         before = self._members
+        before.placement.remove_node(name)
         slots = {n: s for n, s in before.slots.items() if n != name}
-        self._members = Members.of(slots, {n: u for n, u in before.urls.items() if n != name})
+        urls = {n: u for n, u in before.urls.items() if n != name}
+        self._members = Members.of(slots, urls, before.placement, before.version)
         self._health.forget(name)
         return before.slots[name]
 
@@ -299,7 +313,16 @@ class ShardedBase(Generic[C]):
         Raises:
             EmptyRingError: there are no nodes.
         """
-        encoder = self._members.encoder
+        return self._encoder_of(self._members)
+
+    @staticmethod
+    def _encoder_of(members: Members[C]) -> Any:
+        """``members``' encoder (see :meth:`get_encoder`).
+
+        Raises:
+            EmptyRingError: there are no nodes.
+        """
+        encoder = members.encoder
         if encoder is None:
             raise EmptyRingError("the client has no nodes: add_node() one first")
         return encoder
@@ -320,14 +343,15 @@ class ShardedBase(Generic[C]):
         ejected = [n for n in members.names if n not in usable]
         return [(name, members.slots[name]) for name in usable + ejected]
 
-    def _owner(self, keys: list[Any]) -> str:
-        """The node a one-key command goes to (claiming a recovering node's probe, as the
-        command will be sent there). O(1) for most placements.
+    def _owner(self, keys: list[Any], members: Members[C]) -> str:
+        """The node of ``members`` a one-key command goes to (claiming a recovering node's
+        probe, as the command will be sent there). O(1) for most placements.
 
         Raises:
             EmptyRingError, InvalidKeyError, KeyEncodingError: as :meth:`node_for`.
         """
-        return route_owners(self._placement, self._health, self.get_encoder(), keys)[0]
+        encoder = self._encoder_of(members)
+        return route_owners(members.placement, self._health, encoder, keys)[0]
 
     def _plan_for(
         self, command: Command, args: tuple[Any, ...], keys: list[Any], members: Members[C]
@@ -343,14 +367,13 @@ class ShardedBase(Generic[C]):
                 its answers, reshaped by a custom response callback, cannot be merged.
             InvalidKeyError, KeyEncodingError: a key the placement refuses.
         """
+        placing, encoder = members.placement, self._encoder_of(members)
         if command.name in SORTS:  # its BY/GET patterns' keys must share the node too
-            tags = getattr(self._placement, "_hash_tags", False) is True
-            words = encoded(self.get_encoder(), args)
+            tags = getattr(placing, "_hash_tags", False) is True
+            words = encoded(encoder, args)
             nodes = len(members.names)
             keys = [*keys, *pattern_keys(command.name, words, hash_tags=tags, nodes=nodes)]
-        owners = (
-            route_owners(self._placement, self._health, self.get_encoder(), keys) if keys else []
-        )
+        owners = route_owners(placing, self._health, encoder, keys) if keys else []
 
         def compute(name: str, a: tuple[Any, ...], k: list[Any], o: list[str]) -> Plan | None:
             replies = Replies.of(members.slots[members.first].client)
@@ -383,7 +406,10 @@ class ShardedBase(Generic[C]):
         if not found:
             return plans
         owners = route_owners(
-            self._placement, self._health, self.get_encoder(), [keys[0] for *_, keys in found]
+            members.placement,
+            self._health,
+            self._encoder_of(members),
+            [keys[0] for *_, keys in found],
         )
         names, first = members.names, members.first
         for (index, command, args, keys), owner in zip(found, owners, strict=True):
@@ -442,4 +468,5 @@ class ShardedBase(Generic[C]):
         return slot.client
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({describe_nodes(self._members.urls)}; {self._placement!r})"
+        members = self._members
+        return f"{type(self).__name__}({describe_nodes(members.urls)}; {members.placement!r})"
