@@ -467,9 +467,21 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         Raises:
             UnknownNodeError: ``name`` is not a node.
         """
-        slot = self._detach(name)
+        with self._lock:  # a swap may run on the watcher's thread
+            slot = self._detach(name)
         if slot.retire():
             await slot.client.aclose()
+
+    def add_node(self, name: str, target: str | aioredis.Redis, weight: float = 1) -> None:
+        """Add a node at runtime; only keys that move to it change owner. No I/O.
+        Thread-safe against a topology swap (the next swap replaces every node by the
+        topology's, this one included).
+
+        Raises:
+            NodeExistsError, InvalidOptionError, InvalidWeightError: as the placement.
+        """
+        with self._lock:
+            super().add_node(name, target, weight)
 
     # ------------------------------------------------------------------ lifecycle
 

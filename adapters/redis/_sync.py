@@ -241,7 +241,8 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         """Run ``topology`` from now on: a client per node of it, connections named after
         its version, swapped in with one assignment; commands under way finish on the
         snapshot they started with, and each old node client is closed by the last of them
-        (now, when none is under way). Called by the watcher thread; thread-safe.
+        (now, when none is under way). Called by the watcher thread; thread-safe. Nodes
+        added or removed by hand are replaced by the topology's.
 
         Raises:
             ConfigError, InvalidOptionError: ``topology`` cannot run here (a node without a
