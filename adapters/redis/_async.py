@@ -252,11 +252,12 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
             return
         loop = self._loop
         if loop is not None and loop.is_running():
+            closer = _close_all(closing)
             try:
-                asyncio.run_coroutine_threadsafe(_close_all(closing), loop)
+                asyncio.run_coroutine_threadsafe(closer, loop)
                 return
             except RuntimeError:  # the loop closed meanwhile
-                pass
+                closer.close()
         with self._retired_lock:
             self._retired.extend(closing)
 
