@@ -336,3 +336,30 @@ def test_topology_versions_of_plain_clients_are_none(servers: list[RedisServer])
         assert client.version is None
     finally:
         client.close()
+
+
+def test_a_command_under_way_finishes_on_the_old_client(
+    servers: list[RedisServer], files: tuple[Path, str, str]
+) -> None:
+    """A BLPOP blocked when the topology switches keeps its old connection and answers;
+    the old client is closed once it has (its lease given back), not before."""
+    path, _, four = files
+    client = ShardedRedis.from_config(path, watch=True, watch_interval=INTERVAL)
+    try:
+        old = client.version
+        owner = servers[int(client.node_for("queue")[1:])]
+        answer: list[object] = []
+        waiter = threading.Thread(target=lambda: answer.append(client.blpop(["queue"], 20)))
+        waiter.start()
+        blocked = admin_client(owner)
+        wait_until(lambda: blocked.info("clients")["blocked_clients"] == 1, "BLPOP to block")
+        replace(path, four)
+        new = load_topology(path).version
+        wait_until(lambda: client.version == new, "the client to take the new file")
+        assert hashring_names([owner]) == {old: 1}  # still under way on the old client
+        blocked.rpush("queue", "job")
+        waiter.join(WAIT)
+        assert answer == [[b"queue", b"job"]] or answer == [(b"queue", b"job")]
+        wait_until(lambda: old not in hashring_names(servers), "the old client to close")
+    finally:
+        client.close()
