@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -36,11 +37,12 @@ import redis.asyncio.lock
 from redis._parsers.commands import AsyncCommandsParser
 from redis.commands.core import AsyncCoreCommands
 
-from hashring import EmptyRingError, Placement
+from hashring import EmptyRingError, Placement, Topology, load_topology
+from hashring._topology.watch import DEFAULT_WATCH_INTERVAL, TopologyWatcher
 
 from ._answers import Failure
 from ._async_pipeline import AsyncShardedPipeline, Planned
-from ._base import ShardedBase, config_arguments
+from ._base import ShardedBase
 from ._clients import (
     connect_async,
     drop_idle_connections,
@@ -80,6 +82,7 @@ from ._routing import (
 )
 from ._scatter_async import AsyncShare, scatter_async
 from ._surface import Surface
+from ._topology_source import DEFAULT_TOPOLOGY_KEY, RedisTopologyFollower, RedisTopologySource
 
 __all__ = ["AsyncShardedRedis"]
 
@@ -91,6 +94,11 @@ def _one(answers: list[Any]) -> Any:
     ``execute_command`` would raise it)."""
     answer = answers[0]
     return Failure(answer) if isinstance(answer, redis.exceptions.ResponseError) else answer
+
+
+async def _close_all(clients: list[aioredis.Redis]) -> None:
+    """Close ``clients`` (retired by a swap), every one even if some fail."""
+    await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
 
 
 # ---------------------------------------------------------------------- the client
@@ -154,17 +162,110 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         self._settings: dict[tuple[str, str], Any] = {}
         self._table_lock = asyncio.Lock()
         self._table: tuple[AsyncCommandsParser, CommandTable] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the last command
+        self._retired: list[aioredis.Redis] = []  # retired by a swap, to close on the loop
+        self._retired_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, path: str | Path, **redis_kwargs: Any) -> AsyncShardedRedis:
+    def from_config(
+        cls,
+        path: str | Path,
+        *,
+        watch: bool = False,
+        watch_interval: float = DEFAULT_WATCH_INTERVAL,
+        **redis_kwargs: Any,
+    ) -> AsyncShardedRedis:
         """A client for the topology file at ``path``, as ``ShardedRedis.from_config``:
-        its node URLs and ``placement=load_topology(path).placement()``.
+        its node URLs, ``placement=load_topology(path).placement()``, connections named
+        ``hashring-client-<version>``, and with ``watch=True`` a watcher thread switching
+        the client to each new valid topology (see :meth:`_swap` for how the old clients
+        are closed). No I/O and no event loop needed (the watcher's first look reads the
+        file). A ``[migration]`` topology sets ``read_fallback``; its gated writes are not
+        wired in yet (see ``ShardedRedis.from_config``).
 
         Raises:
             ConfigError: the file is not valid, a node has no url, or the secret is missing.
+            InvalidOptionError: a bad ``watch_interval``, or as the constructor.
         """
-        nodes, placement, options = config_arguments(path, redis_kwargs)
-        return cls(nodes, placement=placement, **options)
+        if not watch:
+            client: AsyncShardedRedis = cls._of_topology(load_topology(path), redis_kwargs)
+            return client
+
+        def follow(on_change: Callable[[Topology], object]) -> TopologyWatcher:
+            return TopologyWatcher(path, on_change, interval=watch_interval, start=False)
+
+        client = cls._following(follow, redis_kwargs)
+        return client
+
+    @classmethod
+    def from_source(
+        cls,
+        url: str,
+        *,
+        key: str = DEFAULT_TOPOLOGY_KEY,
+        watch_interval: float = DEFAULT_WATCH_INTERVAL,
+        source_kwargs: Mapping[str, Any] | None = None,
+        **redis_kwargs: Any,
+    ) -> AsyncShardedRedis:
+        """A client following the topology stored at ``key`` on the Redis server at
+        ``url``, as ``ShardedRedis.from_source`` (the source is read with the synchronous
+        redis-py client, from the follower's thread; the first read happens here, blocking
+        for one round trip).
+
+        Raises:
+            ConfigError: no valid topology is stored, or a node has no url.
+            InvalidOptionError: a bad ``key``, ``url`` or ``watch_interval``.
+            redis.RedisError: the source's server cannot be reached.
+        """
+        source = RedisTopologySource(url, key=key, **dict(source_kwargs or {}))
+
+        def follow(on_change: Callable[[Topology], object]) -> RedisTopologyFollower:
+            return RedisTopologyFollower(source, on_change, interval=watch_interval, start=False)
+
+        try:
+            client: AsyncShardedRedis = cls._following(follow, redis_kwargs)
+        except BaseException:
+            source.close()
+            raise
+        client._source = source
+        return client
+
+    def _swap(self, topology: Topology) -> None:
+        """Run ``topology`` from now on, as ``ShardedRedis._swap``; callable from any
+        thread (the watcher's), as it needs no event loop: building ``redis.asyncio``
+        clients does no I/O.
+
+        Closing the old clients: a client whose commands are still under way is closed by
+        the last of them, on its loop (the lease mechanism). A client retired idle is
+        closed on the event loop this client last ran a command on: scheduled there with
+        ``asyncio.run_coroutine_threadsafe`` when that loop is running (so idle old
+        connections go away without waiting for traffic); otherwise (no command yet, or
+        that loop has stopped) it is kept and closed by the next command or by
+        :meth:`aclose`.
+
+        Raises:
+            ConfigError, InvalidOptionError: ``topology`` cannot run here; the running
+                topology is kept.
+        """
+        closing = self._swap_in(topology)
+        if not closing:
+            return
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            closer = _close_all(closing)
+            try:
+                asyncio.run_coroutine_threadsafe(closer, loop)
+                return
+            except RuntimeError:  # the loop closed meanwhile
+                closer.close()
+        with self._retired_lock:
+            self._retired.extend(closing)
+
+    async def _close_retired(self) -> None:
+        """Close the clients a swap retired while no loop could take them."""
+        with self._retired_lock:
+            closing, self._retired = self._retired, []
+        await _close_all(closing)
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         """Route one command (see the routing table in ``_commands``) and run it;
@@ -184,6 +285,11 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
                 ``_answers.settled``); NodeRemovedError (a
                 ConnectionError) if the command kept being routed to nodes being removed.
         """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop  # where a swap closes the clients it retires
+        if self._retired:
+            await self._close_retired()
         try:
             return await self._execute(args, options)
         finally:
@@ -195,13 +301,13 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         keys = known_keys(command, args)
         migrating = self.read_fallback is not None and may_read(command)
         for _ in range(REROUTE_ATTEMPTS):
+            members = self._members  # one snapshot: the command routes on it to the end
             if keys is not None and len(keys) == 1 and not migrating:  # the common case
-                node = self._owner(keys)
-                slot = self._members.slots.get(node)
+                node = self._owner(keys, members)
+                slot = members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
                 return await self._call(slot, Part(node, args), options)
-            members = self._members
             try:
                 known = await self._keys(parser, args, keys, members)
                 reading = (
@@ -362,9 +468,21 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         Raises:
             UnknownNodeError: ``name`` is not a node.
         """
-        slot = self._detach(name)
+        with self._lock:  # a swap may run on the watcher's thread
+            slot = self._detach(name)
         if slot.retire():
             await slot.client.aclose()
+
+    def add_node(self, name: str, target: str | aioredis.Redis, weight: float = 1) -> None:
+        """Add a node at runtime; only keys that move to it change owner. No I/O.
+        Thread-safe against a topology swap (the next swap replaces every node by the
+        topology's, this one included).
+
+        Raises:
+            NodeExistsError, InvalidOptionError, InvalidWeightError: as the placement.
+        """
+        with self._lock:
+            super().add_node(name, target, weight)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -393,13 +511,21 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         return {name: ok for name, ok in zip(names, answers, strict=True) if ok is not None}
 
     async def aclose(self) -> None:
-        """Close every node client this object created (clients passed in stay open),
+        """Stop the thread following a topology (``from_config(watch=True)``,
+        ``from_source``; waiting for it, which blocks the loop for at most the look in
+        progress), then close every node client this object created (clients passed in stay
+        open), the clients retired by a swap not closed yet, and a ``read_fallback`` built
+        from ``[migration] previous``,
         their pools' connections included, as ``redis.asyncio.Redis.aclose``: the reader
         tasks of this client's ``pubsub()`` objects are stopped first, so a subscription
         not closed by the application ends with its connection (reading that pub/sub again
         reconnects, as redis-py)."""
+        self._stop_following()
         await stop_readers(self)
         await gather_all(client.aclose() for client in self._created_clients())
+        await self._close_retired()
+        if self._own_fallback and self.read_fallback is not None:
+            await self.read_fallback.aclose()
 
     async def close(self) -> None:
         """Alias of :meth:`aclose`, as on ``redis.asyncio.Redis``."""

@@ -23,7 +23,7 @@ import redis.asyncio.client as aioclient
 from redis._parsers.commands import AsyncCommandsParser
 from redis.commands.core import AsyncCoreCommands
 
-from hashring import HealthTracker, Placement
+from hashring import HealthTracker
 
 from ._commands import Command, CommandTable, Plan, known_keys
 from ._fallback import Read, Rounds, may_read, refuse_blocking
@@ -64,10 +64,10 @@ class _AsyncSharded(Protocol):
 
     _health: HealthTracker
     _members: Members[aioredis.Redis]
-    _placement: Placement
     read_fallback: Any
 
     def get_encoder(self) -> Any: ...
+    def _encoder_of(self, members: Any) -> Any: ...
     def execute_command(self, *args: Any, **options: Any) -> Awaitable[Any]: ...
     def _command_table(self) -> Awaitable[tuple[AsyncCommandsParser, CommandTable]]: ...
     def _keys(
@@ -299,7 +299,7 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
                 keys = await sharded._keys(parser, args, known_keys(command, args), members)
             plans.append(
                 transaction_plan(
-                    command, args, keys, sharded._placement, sharded.get_encoder(), members
+                    command, args, keys, members.placement, sharded._encoder_of(members), members
                 )
             )
         return plans
@@ -309,9 +309,9 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
         keys = list(args[1:])
         pin = self._pin
         if pin is not None and pin.pipe.watching:
-            refuse_other_watch(
-                pin.node, single_owner(sharded._placement, sharded.get_encoder(), keys)
-            )
+            members = sharded._members
+            owner = single_owner(members.placement, sharded._encoder_of(members), keys)
+            refuse_other_watch(pin.node, owner)
         else:
             if pin is not None:
                 await self._unpin()
@@ -327,7 +327,7 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
         sharded = self._sharded
         for _ in range(REROUTE_ATTEMPTS):
             members = sharded._members
-            node = single_owner(sharded._placement, sharded.get_encoder(), keys)
+            node = single_owner(members.placement, sharded._encoder_of(members), keys)
             pin = await self._pin_node(members, node or keyless_node(members, sharded._health))
             if pin is not None:
                 return pin
@@ -383,7 +383,7 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
                 continue
             pin = self._pin
             if pin is not None:
-                lost = lost_watch(pin, sharded._placement, sharded.get_encoder())
+                lost = lost_watch(pin, members.placement, sharded._encoder_of(members))
                 if lost is not None:
                     raise redis.exceptions.WatchError(lost)
                 refuse_cross_node_transaction(plans, pin.node)

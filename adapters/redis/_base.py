@@ -2,15 +2,18 @@
 
 Nodes and their clients (leased, see ``_leases``), the placement, health wiring, URLs (kept
 for ``repr`` with passwords redacted and to know which clients this object created),
-topology files, the lookups ``node_for`` / ``client_for``, and the routing of one command
-once its keys are known (:meth:`ShardedBase._owner` for one key, :meth:`ShardedBase._plan_for`
-for the rest). Only connecting (sync or asyncio client classes) and the I/O itself differ
-between the two clients.
+topology files and the swap to a new topology (:meth:`ShardedBase._swap_in`), the lookups
+``node_for`` / ``client_for``, and the routing of one command once its keys are known
+(:meth:`ShardedBase._owner` for one key, :meth:`ShardedBase._plan_for` for the rest).
+Only connecting (sync or asyncio client classes) and the I/O itself differ between the two
+clients.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +25,7 @@ from hashring import (
     Key,
     NodeExistsError,
     Placement,
+    Topology,
     as_placement,
     load_topology,
     redact_url,
@@ -29,6 +33,7 @@ from hashring import (
 from hashring._balancing.health import Transition
 from hashring._placement.nodes import check_node_name
 from hashring._topology.clients import client_name
+from hashring._topology.watch import TopologyFollower
 
 from ._commands import SCHEMES, Command, CommandTable, Plan, known_keys, plan_command
 from ._cross_node import Replies, cross_node_plan
@@ -44,9 +49,14 @@ __all__ = [
     "command_time",
     "config_arguments",
     "refuse_removed_options",
+    "topology_arguments",
 ]
 
 C = TypeVar("C")
+
+FOLLOWER_STOP_SECONDS = 10.0
+"""The longest ``close()`` waits for the thread following a topology to end (a look in
+progress; a file look takes microseconds, a Redis source's at most its socket timeout)."""
 
 REMOVED_OPTIONS = frozenset(
     {"weights", "algorithm", "vnodes", "table_size", "hash", "hash_tags", "hash_key"}
@@ -142,7 +152,18 @@ def config_arguments(
     Raises:
         ConfigError: the file is not valid, a node has no url, or the secret is missing.
     """
-    topology = load_topology(path)
+    return topology_arguments(load_topology(path), redis_kwargs)
+
+
+def topology_arguments(
+    topology: Topology, redis_kwargs: Mapping[str, Any]
+) -> tuple[dict[str, str], Placement, dict[str, Any]]:
+    """As :func:`config_arguments`, for a topology already loaded. O(nodes) plus one
+    placement build.
+
+    Raises:
+        ConfigError: a node has no url.
+    """
     missing = [name for name, spec in topology.nodes.items() if spec.url is None]
     if missing:
         raise ConfigError(f"{topology.source}: nodes.{missing[0]}.url is required here")
@@ -159,7 +180,6 @@ class ShardedBase(Generic[C]):
 
     _members: Members[C]
     read_fallback: Any
-    _placement: Placement
     _health: HealthTracker
     _redis_kwargs: dict[str, Any]
 
@@ -182,21 +202,156 @@ class ShardedBase(Generic[C]):
                 node name or URL, or a placement whose nodes are not ``nodes``.
         """
         refuse_removed_options(redis_kwargs)
+        self._lock = threading.Lock()  # membership changes and swaps; never held across I/O
+        self._follower: TopologyFollower | None = None
+        self._source: Any = None  # a RedisTopologySource this object follows and closes
+        self._named = False  # connections named after the topology version (from_config)
+        self._own_fallback = False  # read_fallback built here from [migration] previous
         self._connect = connect
         self._redis_kwargs = dict(redis_kwargs)
         for name in nodes:
             check_node_name(name)
-        self._placement = as_placement(placement, nodes, hash_tags=True, owner=self)
+        placing = as_placement(placement, nodes, hash_tags=True, owner=self)
         slots = {
             name: Slot(connect(name, target, redis_kwargs), isinstance(target, str))
             for name, target in nodes.items()
         }
         urls = {name: t if isinstance(t, str) else None for name, t in nodes.items()}
-        self._members = Members.of(slots, urls)
+        self._members = Members.of(slots, urls, placing)
         self._health = HealthTracker(
             enabled=health, failure_limit=failure_limit, retry_timeout=retry_timeout
         )
         self._set_probe_timeout()
+
+    # ------------------------------------------------------------------ topologies
+
+    @classmethod
+    def _of_topology(cls, topology: Topology, redis_kwargs: Mapping[str, Any]) -> Any:
+        """A client running ``topology`` (``redis_kwargs`` as for ``from_config``): its
+        connections named after its version unless ``client_name`` is given, and, in a
+        migration, ``read_fallback`` over the previous topology's nodes. No I/O.
+
+        Raises:
+            ConfigError: a node (of either topology) has no url.
+            InvalidOptionError: as the constructor.
+        """
+        if topology.previous is not None:
+            topology_arguments(topology.previous, {})  # refused before anything is built
+        nodes, placing, options = topology_arguments(topology, redis_kwargs)
+        client = cls(nodes, placement=placing, **options)  # type: ignore[call-arg]
+        client._named = "client_name" not in redis_kwargs
+        client._members = replace(client._members, version=topology.version)
+        client.read_fallback = client._fallback_of(topology, client._redis_kwargs)
+        client._own_fallback = client.read_fallback is not None
+        return client
+
+    def _fallback_of(self, topology: Topology, redis_kwargs: Mapping[str, Any]) -> Any:
+        """A client of this class over ``topology.previous``'s nodes with ``redis_kwargs``
+        (so its connections carry the new version's name too), or None outside a
+        migration. No I/O.
+
+        Raises:
+            ConfigError: a previous node has no url.
+            InvalidOptionError: a previous node's URL this client does not speak.
+        """
+        previous = topology.previous
+        if previous is None:
+            return None
+        nodes, placing, _ = topology_arguments(previous, {})
+        fallback = type(self)(nodes, placement=placing, **redis_kwargs)  # type: ignore[call-arg]
+        fallback._members = replace(fallback._members, version=previous.version)
+        return fallback
+
+    @classmethod
+    def _following(
+        cls,
+        follow: Callable[[Callable[[Topology], object]], TopologyFollower],
+        redis_kwargs: Mapping[str, Any],
+    ) -> Any:
+        """A client built from the topology ``follow(on_change)`` loaded (a follower made
+        with ``start=False``), whose thread is then started to call :meth:`_swap`: so no
+        change is taken before the client exists.
+
+        Raises:
+            ConfigError, InvalidOptionError: as the follower and :meth:`_of_topology` (the
+                follower is stopped).
+        """
+        built: list[Any] = []
+        follower = follow(lambda topology: built[0]._swap(topology))
+        try:
+            client = cls._of_topology(follower.current, redis_kwargs)
+        except BaseException:
+            follower.stop()
+            raise
+        built.append(client)
+        client._follower = follower
+        follower.start()
+        return client
+
+    def _swap(self, topology: Topology) -> None:
+        """Run ``topology`` from now on (the subclasses close what it retires)."""
+        raise NotImplementedError
+
+    def _swap_in(self, topology: Topology) -> list[C]:
+        """Validate ``topology`` and build a client for every one of its nodes (new pools
+        even for nodes whose URL did not change, their connections named
+        ``hashring-client-<version>`` unless the caller named them), the placement and, in a
+        migration, the ``read_fallback`` over the previous nodes; then swap them in with one
+        assignment of the members snapshot, and retire every old slot (its client closes
+        when its last command gives the lease back; a command that routed on the old
+        snapshot and finds its slot retired is routed again on the new one). Health counters
+        of nodes that vanished or changed URL are forgotten. No I/O.
+
+        Returns the clients the caller must close now (retired with nothing in flight).
+
+        Raises:
+            ConfigError: a node has no url. InvalidOptionError: a URL this client does not
+                speak, or a placement that does not build; nothing was changed.
+        """
+        with self._lock:
+            kwargs = dict(self._redis_kwargs)
+            if self._named:
+                kwargs["client_name"] = client_name(topology.version)
+            nodes, placing, _ = topology_arguments(topology, kwargs)
+            placing = as_placement(placing, nodes, hash_tags=True, owner=self)
+            slots = {
+                name: Slot(self._connect(name, url, kwargs), True) for name, url in nodes.items()
+            }
+            fallback = self._fallback_of(topology, kwargs)
+            for slot in slots.values():
+                self._adopt(slot.client)
+            members = Members.of(slots, dict(nodes), placing, topology.version)
+            before = self._members
+            old_fallback = self.read_fallback if self._own_fallback else None
+            if fallback is not None:  # first: a command on the old members may fall back
+                self.read_fallback = fallback
+            self._redis_kwargs = kwargs
+            self._members = members  # the swap: one assignment
+            if fallback is None and self._own_fallback:
+                self.read_fallback = None
+            self._own_fallback = fallback is not None
+            for name in before.names:
+                if before.urls.get(name) != members.urls.get(name):
+                    self._health.forget(name)
+            self._set_probe_timeout()
+            closing = [slot.client for slot in before.slots.values() if slot.retire()]
+            if old_fallback is not None:
+                closing.extend(old_fallback._retire_all())
+            return closing
+
+    def _retire_all(self) -> list[C]:
+        """Retire every slot (this client is being replaced); the clients to close now."""
+        return [slot.client for slot in self._members.slots.values() if slot.retire()]
+
+    def _stop_following(self) -> None:
+        """Stop the thread following a topology (waiting for it, at most
+        :data:`FOLLOWER_STOP_SECONDS`) and close the Redis topology source. Idempotent."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.stop(FOLLOWER_STOP_SECONDS)
+        source, self._source = self._source, None
+        if source is not None:
+            source.close()
 
     def _set_probe_timeout(self) -> None:
         """A probe's claim is given back when its command ends (``release`` in every
@@ -217,8 +372,9 @@ class ShardedBase(Generic[C]):
                 for a str with no UTF-8 form, such as a lone surrogate.
             redis.exceptions.DataError: a type redis-py cannot encode (bool, list, ...).
         """
-        encoder = self.get_encoder()
-        return route_owners(self._placement, self._health, encoder, [key], claim=False)[0]
+        members = self._members
+        encoder = self._encoder_of(members)
+        return route_owners(members.placement, self._health, encoder, [key], claim=False)[0]
 
     def client_for(self, key: Key | int | float) -> C:
         """The client of the node that owns ``key`` (for direct access to one node; it is
@@ -232,8 +388,19 @@ class ShardedBase(Generic[C]):
 
     @property
     def placement(self) -> Placement:
-        """The placement that maps keys to node names."""
-        return self._placement
+        """The placement that maps keys to node names (the running topology's)."""
+        return self._members.placement
+
+    @property
+    def _placement(self) -> Placement:
+        return self._members.placement
+
+    @property
+    def version(self) -> str | None:
+        """The version of the topology this client runs (see
+        :attr:`hashring.Topology.version`), or None for a client not built from a topology
+        (``from_config`` / ``from_source``). O(1)."""
+        return self._members.version
 
     def add_node(self, name: str, target: str | C, weight: float = 1) -> None:
         """Add a node at runtime; only keys that move to it change owner. No I/O.
@@ -250,9 +417,11 @@ class ShardedBase(Generic[C]):
         self._members = Members.of(
             {**before.slots, name: Slot(client, isinstance(target, str))},
             {**before.urls, name: target if isinstance(target, str) else None},
+            before.placement,
+            before.version,
         )
         try:
-            self._placement.add_node(name, weight)
+            before.placement.add_node(name, weight)
         except BaseException:
             self._members = before
             raise
@@ -271,10 +440,11 @@ class ShardedBase(Generic[C]):
         """
         # Placement first, client second: nothing new is routed to the node, and what was
         # routed just before finds its slot retired and is routed again.
-        self._placement.remove_node(name)
         before = self._members
+        before.placement.remove_node(name)
         slots = {n: s for n, s in before.slots.items() if n != name}
-        self._members = Members.of(slots, {n: u for n, u in before.urls.items() if n != name})
+        urls = {n: u for n, u in before.urls.items() if n != name}
+        self._members = Members.of(slots, urls, before.placement, before.version)
         self._health.forget(name)
         return before.slots[name]
 
@@ -299,7 +469,16 @@ class ShardedBase(Generic[C]):
         Raises:
             EmptyRingError: there are no nodes.
         """
-        encoder = self._members.encoder
+        return self._encoder_of(self._members)
+
+    @staticmethod
+    def _encoder_of(members: Members[C]) -> Any:
+        """``members``' encoder (see :meth:`get_encoder`).
+
+        Raises:
+            EmptyRingError: there are no nodes.
+        """
+        encoder = members.encoder
         if encoder is None:
             raise EmptyRingError("the client has no nodes: add_node() one first")
         return encoder
@@ -320,14 +499,15 @@ class ShardedBase(Generic[C]):
         ejected = [n for n in members.names if n not in usable]
         return [(name, members.slots[name]) for name in usable + ejected]
 
-    def _owner(self, keys: list[Any]) -> str:
-        """The node a one-key command goes to (claiming a recovering node's probe, as the
-        command will be sent there). O(1) for most placements.
+    def _owner(self, keys: list[Any], members: Members[C]) -> str:
+        """The node of ``members`` a one-key command goes to (claiming a recovering node's
+        probe, as the command will be sent there). O(1) for most placements.
 
         Raises:
             EmptyRingError, InvalidKeyError, KeyEncodingError: as :meth:`node_for`.
         """
-        return route_owners(self._placement, self._health, self.get_encoder(), keys)[0]
+        encoder = self._encoder_of(members)
+        return route_owners(members.placement, self._health, encoder, keys)[0]
 
     def _plan_for(
         self, command: Command, args: tuple[Any, ...], keys: list[Any], members: Members[C]
@@ -343,14 +523,13 @@ class ShardedBase(Generic[C]):
                 its answers, reshaped by a custom response callback, cannot be merged.
             InvalidKeyError, KeyEncodingError: a key the placement refuses.
         """
+        placing, encoder = members.placement, self._encoder_of(members)
         if command.name in SORTS:  # its BY/GET patterns' keys must share the node too
-            tags = getattr(self._placement, "_hash_tags", False) is True
-            words = encoded(self.get_encoder(), args)
+            tags = getattr(placing, "_hash_tags", False) is True
+            words = encoded(encoder, args)
             nodes = len(members.names)
             keys = [*keys, *pattern_keys(command.name, words, hash_tags=tags, nodes=nodes)]
-        owners = (
-            route_owners(self._placement, self._health, self.get_encoder(), keys) if keys else []
-        )
+        owners = route_owners(placing, self._health, encoder, keys) if keys else []
 
         def compute(name: str, a: tuple[Any, ...], k: list[Any], o: list[str]) -> Plan | None:
             replies = Replies.of(members.slots[members.first].client)
@@ -383,7 +562,10 @@ class ShardedBase(Generic[C]):
         if not found:
             return plans
         owners = route_owners(
-            self._placement, self._health, self.get_encoder(), [keys[0] for *_, keys in found]
+            members.placement,
+            self._health,
+            self._encoder_of(members),
+            [keys[0] for *_, keys in found],
         )
         names, first = members.names, members.first
         for (index, command, args, keys), owner in zip(found, owners, strict=True):
@@ -442,4 +624,5 @@ class ShardedBase(Generic[C]):
         return slot.client
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({describe_nodes(self._members.urls)}; {self._placement!r})"
+        members = self._members
+        return f"{type(self).__name__}({describe_nodes(members.urls)}; {members.placement!r})"

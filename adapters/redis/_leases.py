@@ -2,7 +2,9 @@
 command.
 
 Membership is one immutable snapshot (:class:`Members`: node -> :class:`Slot`, URLs, the
-default node), replaced in one assignment, so a reader never sees a half-applied change.
+default node, the placement and the topology version), replaced in one assignment, so a
+reader never sees a half-applied change: a command reads it once and routes on it to the
+end, so swapping a whole topology (``_swap``) is one assignment too.
 A command *leases* the slot of every node it will use before sending anything
 (:meth:`Slot.enter`) and gives it back when its node has answered (:meth:`Slot.leave`).
 ``remove_node`` retires the slot: no new lease is granted, and the client is closed by
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 import redis
+
+from hashring import Placement
 
 __all__ = [
     "REROUTE_ATTEMPTS",
@@ -91,8 +95,10 @@ class Slot(Generic[C]):
 
 @dataclass(frozen=True)
 class Members(Generic[C]):
-    """The nodes at one moment: replaced as a whole, never changed in place (build it with
-    :meth:`of`)."""
+    """The nodes at one moment, with the placement that maps keys to them: replaced as a
+    whole (build it with :meth:`of`). The placement object itself changes in place only
+    through ``add_node``/``remove_node`` of the client, which build a new snapshot around
+    it; a topology swap brings a new placement object in a new snapshot."""
 
     slots: Mapping[str, Slot[C]]
     urls: Mapping[str, str | None]
@@ -103,14 +109,25 @@ class Members(Generic[C]):
     encoder: Any
     """The first node's redis-py ``Encoder`` (None with no nodes): what the command methods
     and the placement of keys use, built once per membership change, not per command."""
+    placement: Placement
+    """What maps keys to the names of :attr:`slots`."""
+    version: str | None
+    """The version of the topology these members run (None for a client not built from a
+    topology)."""
 
     @classmethod
-    def of(cls, slots: Mapping[str, Slot[C]], urls: Mapping[str, str | None]) -> Members[C]:
-        """The snapshot of ``slots`` (and their URLs). O(n log n)."""
+    def of(
+        cls,
+        slots: Mapping[str, Slot[C]],
+        urls: Mapping[str, str | None],
+        placement: Placement,
+        version: str | None = None,
+    ) -> Members[C]:
+        """The snapshot of ``slots`` (and their URLs), placed by ``placement``. O(n log n)."""
         names = tuple(sorted(slots))
         first = names[0] if names else ""
         encoder = cast(Any, slots[first].client).get_encoder() if names else None
-        return cls(slots, urls, names, first, encoder)
+        return cls(slots, urls, names, first, encoder, placement, version)
 
 
 def lease(members: Members[C], nodes: Iterable[str]) -> tuple[dict[str, Slot[C]] | None, list[C]]:

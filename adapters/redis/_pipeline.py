@@ -44,7 +44,7 @@ import redis.client
 from redis._parsers.commands import CommandsParser
 from redis.commands.core import CoreCommands
 
-from hashring import HealthTracker, Placement
+from hashring import HealthTracker
 
 from ._commands import Command, CommandTable, Plan, known_keys
 from ._fallback import Read, Rounds, may_read, refuse_blocking
@@ -85,10 +85,10 @@ class _Sharded(Protocol):
 
     _health: HealthTracker
     _members: Members[redis.Redis]
-    _placement: Placement
     read_fallback: Any
 
     def get_encoder(self) -> Any: ...
+    def _encoder_of(self, members: Any) -> Any: ...
     def execute_command(self, *args: Any, **options: Any) -> Any: ...
     def _command_table(self) -> tuple[CommandsParser, CommandTable]: ...
     def _keys(
@@ -325,7 +325,7 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
                 keys = sharded._keys(parser, args, known_keys(command, args), members)
             plans.append(
                 transaction_plan(
-                    command, args, keys, sharded._placement, sharded.get_encoder(), members
+                    command, args, keys, members.placement, sharded._encoder_of(members), members
                 )
             )
         return plans
@@ -335,9 +335,9 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
         keys = list(args[1:])
         pin = self._pin
         if pin is not None and pin.pipe.watching:
-            refuse_other_watch(
-                pin.node, single_owner(sharded._placement, sharded.get_encoder(), keys)
-            )
+            members = sharded._members
+            owner = single_owner(members.placement, sharded._encoder_of(members), keys)
+            refuse_other_watch(pin.node, owner)
         else:
             if pin is not None:
                 self._unpin()
@@ -354,7 +354,7 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
         sharded = self._sharded
         for _ in range(REROUTE_ATTEMPTS):
             members = sharded._members
-            node = single_owner(sharded._placement, sharded.get_encoder(), keys)
+            node = single_owner(members.placement, sharded._encoder_of(members), keys)
             pin = self._pin_node(members, node or keyless_node(members, sharded._health))
             if pin is not None:
                 return pin
@@ -411,7 +411,7 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
                 continue
             pin = self._pin
             if pin is not None:
-                lost = lost_watch(pin, sharded._placement, sharded.get_encoder())
+                lost = lost_watch(pin, members.placement, sharded._encoder_of(members))
                 if lost is not None:
                     raise redis.exceptions.WatchError(lost)
                 refuse_cross_node_transaction(plans, pin.node)

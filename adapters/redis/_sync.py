@@ -27,10 +27,11 @@ import redis.lock
 from redis._parsers.commands import CommandsParser
 from redis.commands.core import CoreCommands
 
-from hashring import EmptyRingError, InvalidOptionError, Placement
+from hashring import EmptyRingError, InvalidOptionError, Placement, Topology, load_topology
+from hashring._topology.watch import DEFAULT_WATCH_INTERVAL, TopologyWatcher
 
 from ._answers import Failure
-from ._base import ShardedBase, config_arguments
+from ._base import ShardedBase
 from ._clients import connect, read_command_table
 from ._commands import (
     CONNECTION_ERRORS,
@@ -66,6 +67,7 @@ from ._routing import (
 )
 from ._scatter import Share, scatter
 from ._surface import Surface
+from ._topology_source import DEFAULT_TOPOLOGY_KEY, RedisTopologyFollower, RedisTopologySource
 
 __all__ = ["ShardedRedis"]
 
@@ -143,7 +145,6 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         )  # fmt: skip
         self.read_fallback = read_fallback
         self._settings: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()  # membership changes; never held across I/O
         self._table_lock = threading.Lock()  # the first read of the COMMAND table
         self._table: tuple[CommandsParser, CommandTable] | None = None
         self._stopping = threading.Event()
@@ -158,19 +159,97 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             ).start()  # fmt: skip
 
     @classmethod
-    def from_config(cls, path: str | Path, **redis_kwargs: Any) -> ShardedRedis:
+    def from_config(
+        cls,
+        path: str | Path,
+        *,
+        watch: bool = False,
+        watch_interval: float = DEFAULT_WATCH_INTERVAL,
+        **redis_kwargs: Any,
+    ) -> ShardedRedis:
         """A client for the topology file at ``path`` (see :func:`hashring.load_topology`):
         its node URLs, and ``placement=load_topology(path).placement()`` (keyed by the
         secret its ``hash_key_env`` names). ``redis_kwargs`` as for the constructor; every
         connection is named ``hashring-client-<version>`` after the topology's version
         (``client_name=``, unless given), so ``hashring migrate`` can tell which topology the
-        clients run.
+        clients run; :attr:`version` is that version.
+
+        With ``watch=True`` a :class:`hashring.TopologyWatcher` thread looks at the file
+        every ``watch_interval`` seconds (replaced in place, by rename or by a symlink swap)
+        and switches this client to each new valid topology (see :meth:`_swap`); an invalid
+        one is logged on the ``hashring.topology`` logger and the running one kept.
+        :meth:`close` stops the thread.
+
+        A topology with ``[migration] previous`` runs the new topology with
+        ``read_fallback`` over the previous one's nodes: reads of keys not moved yet still
+        answer, writes go to the new owners only. The window's gated writes (the
+        ``hashring:migrating:<version>`` marker, ``_window``) are not wired in yet, so a
+        window with writers is not yet safe for a store (fine for a cache).
 
         Raises:
             ConfigError: the file is not valid, a node has no url, or the secret is missing.
+            InvalidOptionError: ``watch_interval`` is not a number of seconds in
+                [0.01, 3600], or as the constructor.
         """
-        nodes, placement, options = config_arguments(path, redis_kwargs)
-        return cls(nodes, placement=placement, **options)
+        if not watch:
+            client: ShardedRedis = cls._of_topology(load_topology(path), redis_kwargs)
+            return client
+
+        def follow(on_change: Callable[[Topology], object]) -> TopologyWatcher:
+            return TopologyWatcher(path, on_change, interval=watch_interval, start=False)
+
+        client = cls._following(follow, redis_kwargs)
+        return client
+
+    @classmethod
+    def from_source(
+        cls,
+        url: str,
+        *,
+        key: str = DEFAULT_TOPOLOGY_KEY,
+        watch_interval: float = DEFAULT_WATCH_INTERVAL,
+        source_kwargs: Mapping[str, Any] | None = None,
+        **redis_kwargs: Any,
+    ) -> ShardedRedis:
+        """A client for the topology stored at ``key`` on the Redis server at ``url`` (see
+        :class:`RedisTopologySource`; ``source_kwargs`` are its redis-py options), following
+        it: a :class:`RedisTopologyFollower` thread, woken by the announcement ``hashring
+        topology push`` publishes and looking every ``watch_interval`` seconds anyway,
+        switches this client to each new valid topology, as ``from_config(watch=True)``.
+        :meth:`close` stops the thread and closes the source's connections.
+
+        Raises:
+            ConfigError: no valid topology is stored, or a node has no url.
+            InvalidOptionError: a bad ``key``, ``url`` or ``watch_interval``, or as the
+                constructor.
+            redis.RedisError: the source's server cannot be reached.
+        """
+        source = RedisTopologySource(url, key=key, **dict(source_kwargs or {}))
+
+        def follow(on_change: Callable[[Topology], object]) -> RedisTopologyFollower:
+            return RedisTopologyFollower(source, on_change, interval=watch_interval, start=False)
+
+        try:
+            client: ShardedRedis = cls._following(follow, redis_kwargs)
+        except BaseException:
+            source.close()
+            raise
+        client._source = source
+        return client
+
+    def _swap(self, topology: Topology) -> None:
+        """Run ``topology`` from now on: a client per node of it, connections named after
+        its version, swapped in with one assignment; commands under way finish on the
+        snapshot they started with, and each old node client is closed by the last of them
+        (now, when none is under way). Called by the watcher thread; thread-safe. Nodes
+        added or removed by hand are replaced by the topology's.
+
+        Raises:
+            ConfigError, InvalidOptionError: ``topology`` cannot run here (a node without a
+                url, a URL this client does not speak); the running topology is kept.
+        """
+        for client in self._swap_in(topology):
+            client.close()
 
     # ------------------------------------------------------------------ routing
 
@@ -202,13 +281,13 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         keys = known_keys(command, args)
         migrating = self.read_fallback is not None and may_read(command)
         for _ in range(REROUTE_ATTEMPTS):
+            members = self._members  # one snapshot: the command routes on it to the end
             if keys is not None and len(keys) == 1 and not migrating:  # the common case
-                node = self._owner(keys)
-                slot = self._members.slots.get(node)
+                node = self._owner(keys, members)
+                slot = members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
                 return self._call(Part(node, args), options, slot)
-            members = self._members
             try:
                 known = self._keys(parser, args, keys, members)
                 reading = migrating and bool(known) and self._reads_only(command, args, members)
@@ -397,10 +476,15 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             self.check_health()
 
     def close(self) -> None:
-        """Close every node client this object created (and stop the heartbeat)."""
+        """Close every node client this object created, stop the heartbeat and the thread
+        following a topology (``from_config(watch=True)``, ``from_source``: waiting for it,
+        at most 10 s), and close a ``read_fallback`` built from ``[migration] previous``."""
         self._stopping.set()
+        self._stop_following()
         for client in self._created_clients():
             client.close()
+        if self._own_fallback and self.read_fallback is not None:
+            self.read_fallback.close()
 
     def __enter__(self) -> ShardedRedis:
         return self

@@ -89,6 +89,15 @@ class TopologyFollower:
         """The running topology: the last one ``on_change`` accepted."""
         self._thread: threading.Thread | None = None
         if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the thread, for a follower made with ``start=False`` (so that a caller can
+        build what ``on_change`` needs from :attr:`current` first). Does nothing when the
+        thread runs already or the follower was stopped. O(1)."""
+        with self._lock:
+            if self._thread is not None or self._stopped.is_set():
+                return
             self._thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
             self._thread.start()
 
