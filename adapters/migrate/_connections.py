@@ -14,6 +14,7 @@ from redis.connection import parse_url
 from redis.retry import Retry
 
 from hashring import ConfigError, MigrationError, Topology, redact_url
+from hashring._topology.moves import Destination
 
 _CONNECT_TIMEOUT = 5.0  # seconds to connect to a node before it counts as unreachable
 
@@ -53,15 +54,11 @@ class _Node:
         password = self.options.get("password")
         return [str(password)] if password else []
 
-    def migrate_auth(self) -> list[str]:
-        """The ``AUTH`` / ``AUTH2`` arguments of ``MIGRATE`` for this destination."""
-        password = self.options.get("password")
-        if not password:
-            return []
-        username = self.options.get("username")
-        if username:
-            return ["AUTH2", str(username), str(password)]
-        return ["AUTH", str(password)]
+    @property
+    def destination(self) -> Destination:
+        """Where ``MIGRATE`` sends keys for this node: host, port, db and its ``AUTH`` /
+        ``AUTH2`` arguments."""
+        return Destination.of_options(self.options)
 
 
 def _nodes(old: Topology, new: Topology) -> dict[str, _Node]:

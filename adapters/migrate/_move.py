@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 import redis
 
 from hashring import MigrationError
+from hashring._topology.moves import migrate_command
 
 from ._connections import _Links
 from ._durability import _wait_for_replica
@@ -180,9 +181,10 @@ class _Mover:
                 for key in keys:
                     pipe.pttl(key)
             pipe.execute_command(  # type: ignore[no-untyped-call]
-                "MIGRATE", target.host, target.port, "", target.db, self._timeout_ms,
-                *(["REPLACE"] if replace else []), *target.migrate_auth(), "KEYS", *keys,
-            )  # fmt: skip
+                *migrate_command(
+                    target.destination, keys, timeout_ms=self._timeout_ms, replace=replace
+                )
+            )
         sent_at = time.monotonic()
         with links.talking_to(source):
             replies = pipe.execute(raise_on_error=False)

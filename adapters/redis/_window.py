@@ -40,6 +40,7 @@ import redis
 import redis.asyncio as aioredis
 
 from hashring._topology.clients import MARKER_PREFIX, marker_key
+from hashring._topology.moves import Destination, migrate_command
 
 __all__ = [
     "MARKER_PREFIX",
@@ -48,6 +49,7 @@ __all__ = [
     "gated_call",
     "gated_call_async",
     "marker_key",
+    "migrate_command",
     "pull",
     "pull_async",
 ]
@@ -60,42 +62,6 @@ class Gated:
 
     ran: bool
     reply: Any = None
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where :func:`pull` moves keys, as the OLD owner's server must reach it."""
-
-    host: str
-    port: int
-    db: int = 0
-    auth: tuple[str, ...] = ()
-    """``("AUTH", password)`` or ``("AUTH2", username, password)``, or empty."""
-
-    def __repr__(self) -> str:  # never the credentials
-        return f"Destination(host={self.host!r}, port={self.port}, db={self.db})"
-
-    @classmethod
-    def of(cls, client: redis.Redis) -> Destination:
-        """The destination a ready client connects to (TCP only: ``MIGRATE`` cannot reach
-        a unix socket or speak TLS).
-
-        Raises:
-            ValueError: the client connects through a unix socket or TLS.
-        """
-        kwargs = client.connection_pool.connection_kwargs
-        if "path" in kwargs or client.connection_pool.connection_class.__name__ != "Connection":
-            raise ValueError("MIGRATE reaches plain TCP destinations only (no unix, no TLS)")
-        password, username = kwargs.get("password"), kwargs.get("username")
-        auth: tuple[str, ...] = ()
-        if password:
-            auth = ("AUTH2", username, password) if username else ("AUTH", password)
-        return cls(
-            str(kwargs.get("host", "localhost")),
-            int(kwargs.get("port", 6379)),
-            int(kwargs.get("db", 0)),
-            auth,
-        )
 
 
 def _watch(marker: str) -> list[tuple[Any, ...]]:
@@ -211,13 +177,6 @@ async def gated_call_async(
     )
 
 
-def _migrate(destination: Destination, keys: Sequence[Any], timeout_ms: int) -> list[Any]:
-    return [
-        "MIGRATE", destination.host, destination.port, "", destination.db, timeout_ms,
-        *destination.auth, "KEYS", *keys,
-    ]  # fmt: skip
-
-
 def _moved(answer: Any) -> bool:
     text = answer.decode() if isinstance(answer, bytes) else str(answer)
     return text != "NOKEY"
@@ -237,7 +196,7 @@ def pull(
             cannot reach the destination).
         redis.RedisError: the old owner cannot be reached.
     """
-    command = _migrate(destination, keys, timeout_ms)
+    command = migrate_command(destination, keys, timeout_ms=timeout_ms)
     return _moved(old.execute_command(*command))  # type: ignore[no-untyped-call]
 
 
@@ -249,5 +208,5 @@ async def pull_async(
     Raises:
         redis.ResponseError, redis.RedisError: as :func:`pull`.
     """
-    command = _migrate(destination, keys, timeout_ms)
+    command = migrate_command(destination, keys, timeout_ms=timeout_ms)
     return _moved(await old.execute_command(*command))  # type: ignore[no-untyped-call]
