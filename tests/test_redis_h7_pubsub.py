@@ -3,12 +3,12 @@ each checked against one plain server: ``Subscription`` objects given positional
 cancelled ``run()`` that must end, the client's ``aclose`` ending its pub/subs'
 subscriptions, ``get_message`` before subscribing, and the typed refusal of the names of
 redis-py's ``PubSub`` that belong to its single connection."""
+# ruff: noqa: F811 - test parameters name the fixtures imported from test_redis_surface
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -18,45 +18,26 @@ from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
 from hashring.adapters.redis._surface import REFUSED_PUBSUB, RefusedAttributeError
 from redis.typing import Subscription
 from redis_servers import RedisServer, RedisServerFactory
+from test_redis_surface import (  # noqa: F401 - fixtures: the same three servers and clients
+    NAMES,
+    _urls,
+    anyio_backend,
+    asharded,
+    servers,
+    sharded,
+)
 
 from hashring import UnsupportedCommandError
 
 pytestmark = [pytest.mark.redis, pytest.mark.anyio]
 
-NAMES = ("n0", "n1", "n2")
 NOT_SET = "pubsub connection not set: did you forget to call subscribe() or psubscribe()?"
-
-
-def _urls(servers: list[RedisServer]) -> dict[str, str]:
-    return {name: server.url for name, server in zip(NAMES, servers, strict=True)}
-
-
-@pytest.fixture
-def servers(clean_redis_servers: list[RedisServer]) -> list[RedisServer]:
-    return clean_redis_servers
-
-
-@pytest.fixture
-def sharded(servers: list[RedisServer]) -> Iterator[ShardedRedis]:
-    with ShardedRedis(_urls(servers)) as client:
-        yield client
 
 
 @pytest.fixture
 def plain_url(redis_server_factory: RedisServerFactory) -> str:
     """The URL of one more, unsharded server: the reference answers."""
     return redis_server_factory(1)[0].url
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def asharded(servers: list[RedisServer]) -> AsyncIterator[AsyncShardedRedis]:
-    async with AsyncShardedRedis(_urls(servers)) as client:
-        yield client
 
 
 def _binary_names(client: ShardedRedis | AsyncShardedRedis, count: int) -> list[bytes]:

@@ -7,12 +7,12 @@ compared with the same pipeline on one plain server holding the same keys (answe
 types, errors). Writes are blind overwrites (SET): a write never falls back, so a
 read-modify-write of a key not yet migrated differs by design (see ``_fallback``).
 """
+# ruff: noqa: F811 - test parameters name the fixtures imported from test_redis_read_fallback
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,59 +21,23 @@ import redis.asyncio as aioredis
 from hashring.adapters.redis import AsyncShardedRedis, CrossShardError, ShardedRedis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_servers import RedisServer, redis_server_pool
-from test_redis_read_fallback import _migrate, _seed_moving
+from redis_servers import RedisServer
+from test_redis_read_fallback import (  # noqa: F401 - fixtures: the same servers, per module
+    NEW,
+    OLD,
+    _migrate,
+    _seed_moving,
+    _urls,
+    anyio_backend,
+    five,
+    plain,
+    servers,
+    topologies,
+)
 
 from hashring import UnsupportedCommandError
 
 pytestmark = pytest.mark.redis
-
-OLD = ("n0", "n1", "n2")
-NEW = ("n0", "n1", "n2", "n3")
-
-
-@pytest.fixture(scope="module")
-def five(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
-    """Five servers for this module: four for the topologies, the last a plain one."""
-    with redis_server_pool(tmp_path_factory) as factory:
-        yield factory(5)
-
-
-@pytest.fixture
-def servers(five: list[RedisServer]) -> list[RedisServer]:
-    """The five servers, flushed."""
-    for server in five:
-        if not server.is_running():
-            server.restart()
-        server.flushall()
-    return five
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """Async tests on asyncio (redis.asyncio needs it)."""
-    return "asyncio"
-
-
-def _urls(servers: list[RedisServer], names: tuple[str, ...]) -> dict[str, str]:
-    return {name: server.url for name, server in zip(names, servers, strict=False)}
-
-
-@pytest.fixture
-def topologies(servers: list[RedisServer]) -> Iterator[tuple[ShardedRedis, ShardedRedis]]:
-    """(old over n0..n2, new over n0..n3 with read_fallback=old), decoding."""
-    with (
-        ShardedRedis(_urls(servers, OLD), decode_responses=True) as old,
-        ShardedRedis(_urls(servers, NEW), decode_responses=True, read_fallback=old) as new,
-    ):
-        yield old, new
-
-
-@pytest.fixture
-def plain(servers: list[RedisServer]) -> Iterator[redis.Redis]:
-    """One plain server, the reference."""
-    with servers[4].client(decode_responses=True) as client:
-        yield client
 
 
 def _keys(new: Any, old: Any) -> dict[str, list[str]]:
