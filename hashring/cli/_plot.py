@@ -28,7 +28,7 @@ from .._analysis import Rebalance
 from ._common import UsageError
 from ._report_output import natural_sorted
 
-__all__ = ["MATRIX_NODES", "change_title", "check_plotting", "plot_report"]
+__all__ = ["MATRIX_NODES", "change_title", "check_plotting", "plot_report", "save_figure"]
 
 MATRIX_NODES = 24
 """Up to this many nodes (either side) the movement panel is the matrix with counts."""
@@ -111,6 +111,15 @@ def plot_report(result: Rebalance, path: str) -> None:
         _matrix_panel(moves, result)
     else:
         _flow_panel(moves, result, names)
+    save_figure(figure, path, plt)
+
+
+def save_figure(figure: Any, path: str, plt: Any) -> None:
+    """Write ``figure`` to ``path`` as a PNG and close it (closed also when writing fails).
+
+    Raises:
+        UsageError: the file cannot be written.
+    """
     try:
         figure.savefig(path, dpi=100)
     except OSError as exc:

@@ -11,13 +11,11 @@ Three panels, one row per strategy in each, titled with the workload:
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .._simulation import Outcome
 from ._common import UsageError
-from ._plot import check_plotting
+from ._plot import check_plotting, save_figure
 
 __all__ = ["LABELLED_NODES", "MAX_PLOTTED_NODES", "check_plot", "plot_simulation"]
 
@@ -128,13 +126,4 @@ def plot_simulation(outcomes: list[Outcome], title: str, path: str) -> None:
     affinity.set_xlabel("fraction of requests served on their key's home node")
     affinity.set_title("affinity", loc="left", fontsize="medium")
     affinity.tick_params(labelleft=False)
-    _save(figure, path, plt)
-
-
-def _save(figure: Any, path: str, plt: Any) -> None:
-    try:
-        figure.savefig(path, dpi=100)
-    except OSError as exc:
-        raise UsageError(f"--plot {path}: cannot write: {exc.strerror}") from None
-    finally:
-        plt.close(figure)
+    save_figure(figure, path, plt)
