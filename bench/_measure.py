@@ -15,8 +15,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from tabulate import tabulate
+
 T = TypeVar("T")
 Row = list[Any]
+Target = tuple[str, str, "bool | None"]
+"""A summary row: what, the measured value as shown, met (True), missed (False) or only
+reported (None)."""
+STATUS = {True: "PASS", False: "MISS", None: "REPORTED"}
 
 
 def timed(fn: Callable[[], T]) -> tuple[float, T]:
@@ -125,3 +131,11 @@ def ms(seconds: float) -> str:
 
 def times(ratio: float) -> str:
     return f"{ratio:,.2f}x"
+
+
+def targets_table(targets: Sequence[Target]) -> str:
+    """The benchmarks' summary table: target, measured, PASS / MISS / REPORTED."""
+    return tabulate(
+        [(name, value, STATUS[ok]) for name, value, ok in targets],
+        headers=["target", "measured", "status"],
+    )

@@ -84,7 +84,7 @@ from typing import Any
 
 import httpx
 import requests
-from _measure import Row, exit_on_signal, interleaved, profile_calls, times
+from _measure import Row, exit_on_signal, interleaved, profile_calls, targets_table, times
 from hashring.adapters.http import (
     AsyncShardedTransport,
     HttpRouter,
@@ -472,13 +472,7 @@ def measure(
         )
     )
     print()
-    status = {True: "PASS", False: "MISS", None: "REPORTED"}
-    print(
-        tabulate(
-            [(name, value, status[ok]) for name, value, ok in targets],
-            headers=["target", "measured", "status"],
-        )
-    )
+    print(targets_table(targets))
     for what, profile in profiles:
         print()
         print(
@@ -504,13 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     routing_targets = measure_routing(args.quick)
     print()
     if args.routing:
-        status = {True: "PASS", False: "MISS", None: "REPORTED"}
-        print(
-            tabulate(
-                [(name, value, status[ok]) for name, value, ok in routing_targets],
-                headers=["target", "measured", "status"],
-            )
-        )
+        print(targets_table(routing_targets))
         return 0
     with http_server_pool() as servers:
         servers.append(HttpServer.start("n0"))

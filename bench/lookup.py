@@ -81,6 +81,7 @@ from _measure import (
     loop_get,
     ms,
     retained_bytes,
+    targets_table,
     timed,
     times,
 )
@@ -396,13 +397,7 @@ def print_tables(rows: list[Row], targets: list[tuple[str, str, bool | None]], m
         )
     )
     print()
-    status = {True: "PASS", False: "MISS", None: "REPORTED"}
-    print(
-        tabulate(
-            [(name, value, status[ok]) for name, value, ok in targets],
-            headers=["target", "measured", "status"],
-        )
-    )
+    print(targets_table(targets))
 
 
 # ------------------------------------------------------------------ main

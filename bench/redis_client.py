@@ -86,7 +86,17 @@ import redis
 import redis.asyncio as aioredis
 import redis.connection
 import redis.utils
-from _measure import Row, exit_on_signal, interleaved, loop_get, ms, profile_calls, times
+from _measure import (
+    STATUS,
+    Row,
+    exit_on_signal,
+    interleaved,
+    loop_get,
+    ms,
+    profile_calls,
+    targets_table,
+    times,
+)
 from _servers import RedisServer, redis_servers
 from hashring.adapters.redis import AsyncShardedRedis, ShardedRedis
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -107,7 +117,6 @@ SHORT_PIPELINE_ROUNDS = 15
 WARMUP_OPS = 300
 PROFILE_TOP = 10
 PROFILE_MULTI_CALLS = 50
-STATUS = {True: "PASS", False: "MISS", None: "REPORTED"}
 
 
 # ------------------------------------------------------------------ timing helpers
@@ -678,12 +687,7 @@ def measure(servers: list[RedisServer], quick: bool, summary: str | None = None)
     if summary is not None:
         with open(summary, "w", encoding="utf-8") as out:
             json.dump({"parser": parser_name(), "targets": targets}, out)
-    print(
-        tabulate(
-            [(name, value, STATUS[ok]) for name, value, ok in targets],
-            headers=["target", "measured", "status"],
-        )
-    )
+    print(targets_table(targets))
     for what, unit, profile in profiles:
         print()
         print(
