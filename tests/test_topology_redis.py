@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 from hashring.adapters.redis import RedisTopologySource
+from hashring.adapters.redis._topology_source import SOURCE_TIMEOUTS
 
 from hashring import ConfigError, InvalidOptionError, Topology, TopologyConflictError
 from hashring._topology.config import topology_from_bytes
@@ -208,3 +209,36 @@ def test_follower_refuses_an_invalid_publication(
         follower.stop(TIMEOUT)
     with pytest.raises(redis.ResponseError):
         client.execute_command("NOT-A-COMMAND")  # the connection still serves: nothing broke
+
+
+def test_follower_survives_a_hung_server(
+    config_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The config server paused (SIGSTOP: connections accepted, nothing answers): a look
+    fails after the socket timeout, is logged, the running topology stays, and stop() is
+    not held up; resumed with a new topology published, the follower takes it. A source
+    made from a URL gets socket timeouts by default."""
+    assert (
+        RedisTopologySource(config_server.url)._client.connection_pool.connection_kwargs[
+            "socket_timeout"
+        ]
+        == SOURCE_TIMEOUTS["socket_timeout"]
+    )
+    source = RedisTopologySource(config_server.url, socket_timeout=0.3, socket_connect_timeout=0.3)
+    first = source.publish(write(tmp_path / "three.toml", THREE), expect=None)
+    follower = source.follow(lambda topology: None, interval=0.05)
+    try:
+        with caplog.at_level(logging.WARNING, logger="hashring.topology"):
+            config_server.pause()
+            try:
+                wait_until(lambda: "cannot be read" in caplog.text, "the warning", TIMEOUT)
+                assert follower.version == first.version
+            finally:
+                config_server.resume()
+        writer = RedisTopologySource(config_server.url)
+        second = writer.publish(write(tmp_path / "four.toml", FOUR), expect=first.version)
+        writer.close()
+        wait_until(lambda: follower.version == second.version, "the new version", TIMEOUT)
+    finally:
+        follower.stop(TIMEOUT)
+        source.close()

@@ -44,6 +44,7 @@ from hashring._topology.watch import DEFAULT_WATCH_INTERVAL
 __all__ = [
     "DEFAULT_TOPOLOGY_KEY",
     "SOURCE_ERRORS",
+    "SOURCE_TIMEOUTS",
     "RedisTopologyFollower",
     "RedisTopologySource",
 ]
@@ -62,6 +63,10 @@ return {1, ARGV[4]}
 """
 
 SOURCE_ERRORS = (redis.RedisError, OSError)
+SOURCE_TIMEOUTS = {"socket_timeout": 10.0, "socket_connect_timeout": 10.0}
+"""redis-py options a source made from a URL gets unless told otherwise: a config server that
+hangs makes a look fail after 10 s (logged, the running topology kept) instead of blocking
+the follower for good."""
 """What reaching the source's server can raise (a caller catching them needs no redis-py)."""
 STOP_SLICE = 0.25
 """The longest a follower blocks on its subscription before it looks whether it was stopped."""
@@ -69,7 +74,8 @@ STOP_SLICE = 0.25
 
 class RedisTopologySource:
     """The topology stored at ``key`` on the Redis server at ``target`` (a URL, with any
-    redis-py keyword arguments, or a ready ``redis.Redis``, which stays the caller's).
+    redis-py keyword arguments over :data:`SOURCE_TIMEOUTS`, or a ready ``redis.Redis``,
+    which stays the caller's).
 
     Raises:
         InvalidOptionError: ``key`` is empty or has no UTF-8 form, or ``target`` is neither a
@@ -93,7 +99,8 @@ class RedisTopologySource:
         elif isinstance(target, str):
             self._where = f"{redact_url(target)} key {key}"
             try:
-                self._client, self._owned = redis.Redis.from_url(target, **redis_kwargs), True
+                options = {**SOURCE_TIMEOUTS, **redis_kwargs}  # a hung server never hangs us
+                self._client, self._owned = redis.Redis.from_url(target, **options), True
             except ValueError as exc:
                 raise InvalidOptionError(f"{redact_url(target)}: {exc}") from None
         else:

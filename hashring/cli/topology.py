@@ -197,7 +197,7 @@ def _source(url: str, key: str) -> tuple[Any, tuple[type[BaseException], ...]]:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise UsageError(f"{redact_url(url)!r:.80}: not a redis://, rediss:// or unix:// URL")
     try:
-        source = RedisTopologySource(url, key=key, socket_timeout=10, socket_connect_timeout=10)
+        source = RedisTopologySource(url, key=key)
     except InvalidOptionError as exc:
         raise UsageError(str(exc)) from None
     return source, SOURCE_ERRORS
