@@ -41,6 +41,8 @@ from ._fallback import Read, round_commands
 from ._leases import Members, Slot
 from ._routing import describe_nodes, route_owners
 from ._sort import SORTS, encoded, pattern_keys
+from ._transaction import PLACEMENT_ONLY
+from ._window_routes import Route, Window, moving_routes, window_plan
 
 __all__ = [
     "REMOVED_OPTIONS",
@@ -175,6 +177,12 @@ def topology_arguments(
     )
 
 
+def _window(fallback: Any, topology: Topology) -> Window | None:
+    """The migration window of ``topology`` run over ``fallback`` (its previous topology's
+    client), or None outside a migration."""
+    return None if fallback is None else Window.of(fallback, topology.version)
+
+
 class ShardedBase(Generic[C]):
     """Nodes, clients, placement and health of a sharded client of client type ``C``."""
 
@@ -240,9 +248,12 @@ class ShardedBase(Generic[C]):
         nodes, placing, options = topology_arguments(topology, redis_kwargs)
         client = cls(nodes, placement=placing, **options)  # type: ignore[call-arg]
         client._named = "client_name" not in redis_kwargs
-        client._members = replace(client._members, version=topology.version)
-        client.read_fallback = client._fallback_of(topology, client._redis_kwargs)
-        client._own_fallback = client.read_fallback is not None
+        fallback = client._fallback_of(topology, client._redis_kwargs)
+        client._members = replace(
+            client._members, version=topology.version, window=_window(fallback, topology)
+        )
+        client.read_fallback = fallback
+        client._own_fallback = fallback is not None
         return client
 
     def _fallback_of(self, topology: Topology, redis_kwargs: Mapping[str, Any]) -> Any:
@@ -320,7 +331,9 @@ class ShardedBase(Generic[C]):
             fallback = self._fallback_of(topology, kwargs)
             for slot in slots.values():
                 self._adopt(slot.client)
-            members = Members.of(slots, dict(nodes), placing, topology.version)
+            members = Members.of(
+                slots, dict(nodes), placing, topology.version, _window(fallback, topology)
+            )
             before = self._members
             old_fallback = self.read_fallback if self._own_fallback else None
             if fallback is not None:  # first: a command on the old members may fall back
@@ -419,6 +432,7 @@ class ShardedBase(Generic[C]):
             {**before.urls, name: target if isinstance(target, str) else None},
             before.placement,
             before.version,
+            before.window,
         )
         try:
             before.placement.add_node(name, weight)
@@ -444,7 +458,7 @@ class ShardedBase(Generic[C]):
         before.placement.remove_node(name)
         slots = {n: s for n, s in before.slots.items() if n != name}
         urls = {n: u for n, u in before.urls.items() if n != name}
-        self._members = Members.of(slots, urls, before.placement, before.version)
+        self._members = Members.of(slots, urls, before.placement, before.version, before.window)
         self._health.forget(name)
         return before.slots[name]
 
@@ -524,11 +538,7 @@ class ShardedBase(Generic[C]):
             InvalidKeyError, KeyEncodingError: a key the placement refuses.
         """
         placing, encoder = members.placement, self._encoder_of(members)
-        if command.name in SORTS:  # its BY/GET patterns' keys must share the node too
-            tags = getattr(placing, "_hash_tags", False) is True
-            words = encoded(encoder, args)
-            nodes = len(members.names)
-            keys = [*keys, *pattern_keys(command.name, words, hash_tags=tags, nodes=nodes)]
+        keys = self._with_patterns(command, args, keys, members)
         owners = route_owners(placing, self._health, encoder, keys) if keys else []
 
         def compute(name: str, a: tuple[Any, ...], k: list[Any], o: list[str]) -> Plan | None:
@@ -539,6 +549,60 @@ class ShardedBase(Generic[C]):
         if len(plan.parts) > 1:
             self._check_merge(args)
         return plan
+
+    def _with_patterns(
+        self, command: Command, args: tuple[Any, ...], keys: list[Any], members: Members[C]
+    ) -> list[Any]:
+        """``keys``, and for SORT the keys its BY/GET patterns read (they must share the
+        node too; the placement's hash tags are read from its ``_hash_tags``). O(args)."""
+        if command.name not in SORTS:
+            return keys
+        tags = getattr(members.placement, "_hash_tags", False) is True
+        words = encoded(self._encoder_of(members), args)
+        nodes = len(members.names)
+        return [*keys, *pattern_keys(command.name, words, hash_tags=tags, nodes=nodes)]
+
+    def _plan_window(
+        self, command: Command, args: tuple[Any, ...], keys: list[Any], members: Members[C]
+    ) -> tuple[Plan, dict[str, Route]]:
+        """The plan of a write with ``keys`` during ``members``' migration window, over
+        routes (see ``_window_routes``): each key's owner under the new topology and, when
+        it moves, under the previous one. O(keys) lookups in each topology.
+
+        Raises:
+            CrossShardError: a one-node command whose keys do not share a route.
+            InvalidKeyError, KeyEncodingError: a key the placement refuses.
+        """
+        keys = self._with_patterns(command, args, keys, members)
+        owners, sources = self._owners_and_sources(keys, members, self._health)
+        plan, routes = window_plan(
+            command, args, keys, owners, sources, members.names, members.first
+        )
+        if len(plan.parts) > 1:
+            self._check_merge(args)
+        return plan, routes
+
+    def _moving(self, keys: list[Any], members: Members[C]) -> list[Route]:
+        """The routes of ``keys`` that move in ``members``' migration window (none outside
+        one), placed as a transaction places them (no health fallback). O(keys) lookups.
+
+        Raises:
+            InvalidKeyError, KeyEncodingError: a key the placement refuses.
+        """
+        if members.window is None or not keys:
+            return []
+        return moving_routes(keys, *self._owners_and_sources(keys, members, PLACEMENT_ONLY))
+
+    def _owners_and_sources(
+        self, keys: list[Any], members: Members[C], health: HealthTracker
+    ) -> tuple[list[str], list[str]]:
+        """Each key's owner under ``members`` (with ``health``'s fallbacks) and under the
+        previous topology of their window (as placed). O(keys) lookups."""
+        window: Window = members.window
+        previous: Members[C] = window.previous._members
+        encoder = self._encoder_of(members)
+        owners = route_owners(members.placement, health, encoder, keys)
+        return owners, route_owners(previous.placement, PLACEMENT_ONLY, encoder, keys)
 
     def _plan_one_key_many(
         self, table: CommandTable, commands: Sequence[tuple[Any, ...]], members: Members[C]

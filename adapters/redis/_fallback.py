@@ -70,6 +70,7 @@ __all__ = [
     "Read",
     "Rounds",
     "Seen",
+    "absent",
     "key_args",
     "keys_and_flags_args",
     "may_read",
@@ -185,6 +186,18 @@ def round_commands(reads: Sequence[Read]) -> list[tuple[tuple[Any, ...], dict[st
         commands.extend((args, {}) for args in presence_commands(read.keys))
         commands.append((read.args, read.options))
     return commands
+
+
+def absent(reads: Sequence[Read]) -> list[Seen]:
+    """What a round on a previous topology that is gone sees: no key. A read that began
+    in a migration window and outlived it (the client switched to the final topology,
+    which is published only once the migration has moved every key) then settles on the
+    new owners. O(keys).
+
+    >>> absent([Read(("GET", "k"), ["k"], {})])
+    [Seen(present=(False,), answer=None)]
+    """
+    return [Seen((False,) * len(read.keys), None) for read in reads]
 
 
 def seen_of(reads: Sequence[Read], answers: Sequence[Any]) -> list[Seen]:

@@ -182,13 +182,20 @@ def _moved(answer: Any) -> bool:
     return text != "NOKEY"
 
 
+def _distinct(client: Any, keys: Sequence[Any]) -> list[bytes]:
+    """``keys`` as the bytes ``client`` sends, each once (``MIGRATE`` answers BUSYKEY for a
+    key named twice: the second copy finds the first). O(keys)."""
+    encoder = client.get_encoder()
+    return list(dict.fromkeys(bytes(encoder.encode(key)) for key in keys))
+
+
 def pull(
     old: redis.Redis, destination: Destination, keys: Sequence[Any], *, timeout_ms: int
 ) -> bool:
     """Move ``keys`` from the old owner to ``destination`` with one ``MIGRATE`` sent to the
     old owner (values and TTLs kept; the source copy deleted once the destination has it).
-    Returns True when at least one key moved, False when none was there (``NOKEY``). One
-    round trip, plus the transfer between the servers.
+    Returns True when at least one key moved, False when none was there (``NOKEY``). A key
+    named twice is sent once. One round trip, plus the transfer between the servers.
 
     Raises:
         redis.ResponseError: ``BUSYKEY``: a key exists on the destination too (nothing of
@@ -196,7 +203,7 @@ def pull(
             cannot reach the destination).
         redis.RedisError: the old owner cannot be reached.
     """
-    command = migrate_command(destination, keys, timeout_ms=timeout_ms)
+    command = migrate_command(destination, _distinct(old, keys), timeout_ms=timeout_ms)
     return _moved(old.execute_command(*command))  # type: ignore[no-untyped-call]
 
 
@@ -208,5 +215,5 @@ async def pull_async(
     Raises:
         redis.ResponseError, redis.RedisError: as :func:`pull`.
     """
-    command = migrate_command(destination, keys, timeout_ms=timeout_ms)
+    command = migrate_command(destination, _distinct(old, keys), timeout_ms=timeout_ms)
     return _moved(await old.execute_command(*command))  # type: ignore[no-untyped-call]
