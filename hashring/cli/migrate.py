@@ -147,11 +147,11 @@ check; these are all of them)::
 Migration windows. When NEW.toml is a window (its ``[migration] previous`` names OLD.toml,
 checked: another previous is exit 2), ``--apply``, once every client runs the window, sets
 the window's marker ``hashring:migrating:<version>`` on every node of OLD before it moves a
-key: from then on a write gated by the marker (``hashring.adapters.redis._window``) pulls a
-moving key to its new owner before writing it, instead of writing it on its old owner (the
-sharded clients do not gate their writes with it yet). Moving out of a window (``--from
-window.toml --to final.toml``), ``--apply`` clears that marker from every node once every
-client runs the final topology. Markers are never moved, planned or verified.
+key: from then on the window's clients pull a moving key to its new owner before writing it,
+instead of writing it on its old owner (``hashring.adapters.redis._window_routes``). Once
+every key has moved, it prints the final step. Moving out of a window (``--from window.toml
+--to final.toml``), ``--apply`` clears that marker from every node once every client runs
+the final topology. Markers are never moved, planned or verified.
 
 Clients switch first. A client of the old topology that writes while keys move writes
 keys the run has already passed: they are stranded on the old owner. Hashring clients name
@@ -469,6 +469,13 @@ def run(args: argparse.Namespace) -> int:
         window = report.get("window")
         if window and window["set_on"]:
             print(f"window: marker {window['marker']} set on {', '.join(window['set_on'])}")
+            if status == EXIT_OK:
+                print(
+                    "next: publish the final topology (this window's file without [migration]) "
+                    "to every client, then run: hashring migrate --from "
+                    f"{escape(args.to_file)} --to FINAL.toml --apply (it waits for the clients "
+                    "and clears the marker)"
+                )
         elif window and window["cleared_on"]:
             print(f"window: marker {window['marker']} cleared on {', '.join(window['cleared_on'])}")
         if not args.apply and move is not None:
