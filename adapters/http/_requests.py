@@ -297,7 +297,7 @@ class ShardedAdapter(FollowsTopology, BaseAdapter):
                 node = attempt.node
                 try:
                     response = self.adapter.send(
-                        _for_node(router, request, url, node), stream=stream, timeout=timeout,
+                        self._for_node(router, request, url, node), stream=stream, timeout=timeout,
                         verify=verify, cert=cert, proxies=proxies,
                     )  # fmt: skip
                 except (requests.ConnectionError, requests.Timeout) as exc:
@@ -315,6 +315,37 @@ class ShardedAdapter(FollowsTopology, BaseAdapter):
         self._stop_following()
         self.adapter.close()
 
+    def _for_node(
+        self, router: HttpRouter, request: PreparedRequest, url: str, node: str
+    ) -> PreparedRequest:
+        """``request`` addressed to ``node`` (of ``router``, the request's snapshot), without
+        the routing headers: a shallow copy (method, body, hooks as they are) with the URL
+        rewritten (see :meth:`NodeURL.rewrite`) and, only when they must change (routing
+        headers, a ``Host`` naming the logical host, the node URL's credentials), its own
+        copy of the headers; else it shares the logical request's headers, which nothing on
+        the way writes to. O(len(url)), plus O(headers) when they change."""
+        target = router.node_url(node)
+        outgoing = _new_prepared(PreparedRequest)
+        outgoing.__dict__.update(request.__dict__)
+        outgoing.url = target.rewrite(url)
+        headers = request.headers
+        authorization = target.authorization
+        if (
+            SHARD_KEY_HEADER in headers
+            or IDEMPOTENT_HEADER in headers
+            or "Host" in headers
+            or (authorization is not None and "Authorization" not in headers)
+        ):
+            headers = outgoing.headers = headers.copy()
+            headers.pop(SHARD_KEY_HEADER, None)
+            headers.pop(IDEMPOTENT_HEADER, None)
+            host = headers.get("Host")
+            if host is not None and _text(host).lower() == urlsplit(url).netloc.lower():
+                del headers["Host"]
+            if authorization is not None and "Authorization" not in headers:
+                headers["Authorization"] = authorization
+        return outgoing
+
     def _logical(
         self, response: Response, request: PreparedRequest, url: str, node: str
     ) -> Response:
@@ -330,36 +361,6 @@ class ShardedAdapter(FollowsTopology, BaseAdapter):
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _for_node(router: HttpRouter, request: PreparedRequest, url: str, node: str) -> PreparedRequest:
-    """``request`` addressed to ``node`` of ``router``, without the routing headers: a shallow copy
-    (method, body, hooks as they are) with the URL rewritten (see
-    :meth:`NodeURL.rewrite`) and, only when they must change (routing headers, a
-    ``Host`` naming the logical host, the node URL's credentials), its own copy of the
-    headers; else it shares the logical request's headers, which nothing on the way
-    writes to. O(len(url)), plus O(headers) when they change."""
-    target = router.node_url(node)
-    outgoing = _new_prepared(PreparedRequest)
-    outgoing.__dict__.update(request.__dict__)
-    outgoing.url = target.rewrite(url)
-    headers = request.headers
-    authorization = target.authorization
-    if (
-        SHARD_KEY_HEADER in headers
-        or IDEMPOTENT_HEADER in headers
-        or "Host" in headers
-        or (authorization is not None and "Authorization" not in headers)
-    ):
-        headers = outgoing.headers = headers.copy()
-        headers.pop(SHARD_KEY_HEADER, None)
-        headers.pop(IDEMPOTENT_HEADER, None)
-        host = headers.get("Host")
-        if host is not None and _text(host).lower() == urlsplit(url).netloc.lower():
-            del headers["Host"]
-        if authorization is not None and "Authorization" not in headers:
-            headers["Authorization"] = authorization
-    return outgoing
 
 
 def _text(value: str | bytes) -> str:
