@@ -53,7 +53,7 @@ FOLLOWER_STOP_SECONDS = 10.0
 progress: a file look takes microseconds, a Redis source's at most its socket timeout)."""
 
 TOPOLOGY_KEY = "hashring:topology"
-"""``from_source``'s default key: :data:`hashring.adapters.redis.DEFAULTTOPOLOGY_KEY`
+"""``from_source``'s default key: :data:`hashring.adapters.redis.DEFAULT_TOPOLOGY_KEY`
 (spelled out here because the Redis adapter is imported only when ``from_source`` runs)."""
 
 
