@@ -117,7 +117,8 @@ def test_once_the_marker_is_set_a_write_pulls_the_key_first(
     assert client.delete(doomed) == 1
     assert client.hset(hashed, "b", "2") == 1
     flow.migrate()  # nothing left to resurrect
-    assert flow.on_new(doomed).exists(doomed) == 0 and flow.on_old(doomed).exists(doomed) == 0
+    assert flow.on_new(doomed).exists(doomed) == 0
+    assert flow.on_old(doomed).exists(doomed) == 0
     assert flow.on_new(hashed).hgetall(hashed) == {b"a": b"1", b"b": b"2"}
     assert client.get(doomed) is None
 
@@ -159,7 +160,8 @@ def test_multi_key_writes_split_per_route(flow: Flow, client: ShardedRedis, star
     for key in keys[4:]:
         assert flow.on_new(key).get(key) == f"v-{key}".encode()
     for key in keys[:4]:
-        assert flow.on_new(key).exists(key) == 0 and flow.on_old(key).exists(key) == 0
+        assert flow.on_new(key).exists(key) == 0
+        assert flow.on_old(key).exists(key) == 0
 
 
 def test_a_one_node_command_over_two_routes_is_refused(flow: Flow, client: ShardedRedis) -> None:
@@ -199,16 +201,15 @@ def test_a_wrongtype_error_is_the_servers_own_through_the_gate(
     assert client.hgetall(key) == {b"f": b"v"}
 
 
-def test_a_key_on_both_owners_raises_an_explained_busykey(
-    flow: Flow, client: ShardedRedis
-) -> None:
+def test_a_key_on_both_owners_raises_an_explained_busykey(flow: Flow, client: ShardedRedis) -> None:
     key = flow.moving(1)[0]
     flow.on_old(key).set(key, "old")
     flow.on_new(key).set(key, "stray")
     flow.start_migration()
     with pytest.raises(redis.ResponseError, match="exists both on"):
         client.set(key, "new")
-    assert flow.on_old(key).get(key) == b"old" and flow.on_new(key).get(key) == b"stray"
+    assert flow.on_old(key).get(key) == b"old"
+    assert flow.on_new(key).get(key) == b"stray"
 
 
 def test_decoded_answers_through_the_gate(flow: Flow) -> None:
@@ -262,7 +263,8 @@ def test_a_pipeline_that_writes_runs_each_command_by_the_window_rules(
     pipe.hset(moving[0], "f", "v")  # WRONGTYPE in its place
     answers = pipe.execute(raise_on_error=False)
     assert answers[:-1] == [x for k in (*moving, *staying) for x in (True, 1, f"v-{k}".encode())]
-    assert isinstance(answers[-1], redis.ResponseError) and "WRONGTYPE" in str(answers[-1])
+    assert isinstance(answers[-1], redis.ResponseError)
+    assert "WRONGTYPE" in str(answers[-1])
     for key in moving:
         assert flow.on_old(key).get(key) == f"v-{key}".encode()  # gated: the old owner
     flow.migrate()
@@ -285,7 +287,8 @@ def test_a_transaction_on_moving_keys_waits_for_the_marker(
     flow.start_migration()
     pipe = client.pipeline()
     assert pipe.incr(key).incr(key).execute() == [6, 7]
-    assert flow.on_new(key).get(key) == b"7" and flow.on_old(key).exists(key) == 0
+    assert flow.on_new(key).get(key) == b"7"
+    assert flow.on_old(key).exists(key) == 0
 
     def double(pipe: Any) -> None:
         value = int(pipe.get(key))
