@@ -64,6 +64,7 @@ from ._fallback import (
     Rounds,
     Seen,
     absent,
+    alone,
     keys_and_flags_args,
     may_read,
     reads_only,
@@ -84,7 +85,7 @@ from ._routing import (
 from ._scatter_async import AsyncShare, scatter_async
 from ._surface import Surface
 from ._topology_source import DEFAULT_TOPOLOGY_KEY, RedisTopologyFollower, RedisTopologySource
-from ._window import Gated, gated_call_async, pull_async
+from ._window import Gated, exists_and_read_async, gated_call_async, pull_async
 from ._window_routes import PULL_TIMEOUT_MS, Route, Window, conflict, needs_marker, not_started
 
 __all__ = ["AsyncShardedRedis"]
@@ -349,22 +350,32 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members  # one snapshot: the command routes on it to the end
             window = members.window
-            if keys is not None and len(keys) == 1 and not migrating and window is None:
-                node = self._owner(keys, members)  # the common case
+            if (
+                keys is not None
+                and len(keys) == 1
+                and (not migrating if window is None else not self._moving(keys, members))
+            ):
+                node = self._owner(keys, members)  # the common case (a window's key that stays)
                 slot = members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
                 return await self._call(slot, Part(node, args), options)
             try:
                 known = await self._keys(parser, args, keys, members)
+                moving = window is not None and bool(
+                    self._moving(self._with_patterns(command, args, known, members), members)
+                )
                 reading = (
-                    migrating and bool(known) and await self._reads_only(command, args, members)
+                    migrating
+                    and bool(known)
+                    and (window is None or moving)
+                    and await self._reads_only(command, args, members)
                 )
             except NodeRemovedError:
                 continue
             if reading:
                 return await self._fall_back(command, Read(args, known, options))
-            if window is not None and known:
+            if moving:
                 answer = await self._window_write(command, args, known, options, members)
                 if answer is _REROUTE:
                     continue
@@ -904,10 +915,71 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
             CrossShardError: the keys stayed split between the two topologies.
         """
         refuse_blocking(command, read.args)
+        if len(read.keys) == 1:
+            return await self._fall_back_alone(read)
         [value] = await self._settle([resolve(command, read, (await self._round([read]))[0])])
         if isinstance(value, Exception):
             raise value
         return value
+
+    async def _fall_back_alone(self, read: Read) -> Any:
+        """A read of one key while ``read_fallback`` is set: ``EXISTS`` and the read on its
+        new owner, then on its old owner, then the new one again, one round trip each,
+        until ``_fallback.alone`` says which answer stands (at most three). A previous
+        topology that is gone (the window ended under the read) holds nothing.
+
+        Raises:
+            redis.exceptions.RedisError: the standing round's error reply, or a node could
+                not be reached.
+        """
+        fallback = self.read_fallback  # None: the window ended since the read began
+        rounds = alone(read)
+        side = next(rounds)
+        try:
+            while True:
+                if side == NEW:
+                    seen = await self._seen_alone(read)
+                elif fallback is None:
+                    seen = absent([read])[0]
+                else:
+                    try:
+                        seen = await fallback._seen_alone(read)
+                    except NodeRemovedError:  # its clients retired: the window ended
+                        seen = absent([read])[0]
+                side = rounds.send(seen)
+        except StopIteration as done:
+            return done.value
+        finally:
+            if fallback is not None:
+                fallback._health.release()  # its probe claims end with this command
+
+    async def _seen_alone(self, read: Read) -> Seen:
+        """What this client's owner of ``read``'s one key holds: its presence and the read's
+        answer (``_window.exists_and_read_async``), the outcome recorded for health.
+
+        Raises:
+            NodeRemovedError: the read kept being routed to nodes being removed.
+            redis.exceptions.ConnectionError, TimeoutError: the node could not be reached.
+        """
+        for _ in range(REROUTE_ATTEMPTS):
+            members = self._members
+            node = self._owner(read.keys, members)
+            slot = members.slots.get(node)
+            if slot is None or not slot.enter():
+                continue
+            try:
+                try:
+                    present, answer = await exists_and_read_async(
+                        slot.client, read.keys[0], read.args, read.options
+                    )
+                except CONNECTION_ERRORS:
+                    self._outcome(node, slot, False)
+                    raise
+                self._outcome(node, slot, True)
+            finally:
+                await self._leave(slot)
+            return Seen((present,), answer)
+        raise NodeRemovedError("the read kept being routed to nodes that were being removed")
 
     async def _settle(self, rounds: list[Rounds]) -> list[Any]:
         """Drive reads' rounds after round 1 (``_fallback.together``): each step one batch

@@ -24,7 +24,9 @@ side holds every key the other held a moment before; keys split between the two 
 
 Cost: a read whose keys are all on their new owner takes one round trip (the EXISTS ride
 along with it); a key still on the old topology, two; a key on neither (absent), three.
-Without ``read_fallback`` nothing of this runs.
+Without ``read_fallback`` nothing of this runs; in a migration window run from a topology
+(``from_config``, ``from_source``), nor for a read whose keys have the same owner under
+both topologies (they never move): only reads of moving keys pay for the rounds.
 
 Known limit (no tombstones): a key deleted on its new owner mid-migration reads its old
 copy until the migrator deletes that copy.
@@ -71,6 +73,7 @@ __all__ = [
     "Rounds",
     "Seen",
     "absent",
+    "alone",
     "key_args",
     "keys_and_flags_args",
     "may_read",
@@ -319,6 +322,23 @@ def resolve(command: Command, read: Read, first: Seen) -> Rounds:
         return merge_keys(command, first.answer, dict(zip(missed, answers, strict=True)))
     answers = yield from _settle_all(command, [read], [[first]])
     return answers[0]
+
+
+def alone(read: Read) -> Generator[Side, Seen, Any]:
+    """The rounds of a read of one key, the common case: yields the side to ask next (new
+    owner, old topology, new owner), is sent what that side saw; returns the standing
+    round's answer, at most three rounds in (:func:`settle`). No batching, no planning:
+    each side is one ``EXISTS`` and the read on the key's node.
+
+    Raises:
+        Exception: the standing round's own error (WRONGTYPE, ...), as the command would.
+    """
+    seen: list[Seen] = []
+    while True:
+        seen.append((yield NEW if len(seen) % 2 == 0 else OLD))
+        standing = settle([s.present for s in seen])
+        if standing is not None:
+            return _answer(seen[standing])
 
 
 def together(

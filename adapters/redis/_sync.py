@@ -48,6 +48,7 @@ from ._fallback import (
     Rounds,
     Seen,
     absent,
+    alone,
     keys_and_flags_args,
     may_read,
     reads_only,
@@ -69,7 +70,7 @@ from ._routing import (
 from ._scatter import Share, scatter
 from ._surface import Surface
 from ._topology_source import DEFAULT_TOPOLOGY_KEY, RedisTopologyFollower, RedisTopologySource
-from ._window import Gated, gated_call, pull
+from ._window import Gated, exists_and_read, gated_call, pull
 from ._window_routes import PULL_TIMEOUT_MS, Route, Window, conflict, needs_marker, not_started
 
 __all__ = ["ShardedRedis"]
@@ -318,20 +319,32 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members  # one snapshot: the command routes on it to the end
             window = members.window
-            if keys is not None and len(keys) == 1 and not migrating and window is None:
-                node = self._owner(keys, members)  # the common case
+            if (
+                keys is not None
+                and len(keys) == 1
+                and (not migrating if window is None else not self._moving(keys, members))
+            ):
+                node = self._owner(keys, members)  # the common case (a window's key that stays)
                 slot = members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
                 return self._call(Part(node, args), options, slot)
             try:
                 known = self._keys(parser, args, keys, members)
-                reading = migrating and bool(known) and self._reads_only(command, args, members)
+                moving = window is not None and bool(
+                    self._moving(self._with_patterns(command, args, known, members), members)
+                )
+                reading = (
+                    migrating
+                    and bool(known)
+                    and (window is None or moving)
+                    and self._reads_only(command, args, members)
+                )
             except NodeRemovedError:
                 continue
             if reading:
                 return self._fall_back(command, Read(args, known, options))
-            if window is not None and known:
+            if moving:
                 answer = self._window_write(command, args, known, options, members)
                 if answer is _REROUTE:
                     continue
@@ -857,10 +870,71 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             CrossShardError: the keys stayed split between the two topologies.
         """
         refuse_blocking(command, read.args)
+        if len(read.keys) == 1:
+            return self._fall_back_alone(read)
         [value] = self._settle([resolve(command, read, self._round([read])[0])])
         if isinstance(value, Exception):
             raise value
         return value
+
+    def _fall_back_alone(self, read: Read) -> Any:
+        """A read of one key while ``read_fallback`` is set: ``EXISTS`` and the read on its
+        new owner, then on its old owner, then the new one again, one round trip each,
+        until ``_fallback.alone`` says which answer stands (at most three). A previous
+        topology that is gone (the window ended under the read) holds nothing.
+
+        Raises:
+            redis.exceptions.RedisError: the standing round's error reply, or a node could
+                not be reached.
+        """
+        fallback = self.read_fallback  # None: the window ended since the read began
+        rounds = alone(read)
+        side = next(rounds)
+        try:
+            while True:
+                if side == NEW:
+                    seen = self._seen_alone(read)
+                elif fallback is None:
+                    seen = absent([read])[0]
+                else:
+                    try:
+                        seen = fallback._seen_alone(read)
+                    except NodeRemovedError:  # its clients retired: the window ended
+                        seen = absent([read])[0]
+                side = rounds.send(seen)
+        except StopIteration as done:
+            return done.value
+        finally:
+            if fallback is not None:
+                fallback._health.release()  # its probe claims end with this command
+
+    def _seen_alone(self, read: Read) -> Seen:
+        """What this client's owner of ``read``'s one key holds: its presence and the read's
+        answer (``_window.exists_and_read``), the outcome recorded for health.
+
+        Raises:
+            NodeRemovedError: the read kept being routed to nodes being removed.
+            redis.exceptions.ConnectionError, TimeoutError: the node could not be reached.
+        """
+        for _ in range(REROUTE_ATTEMPTS):
+            members = self._members
+            node = self._owner(read.keys, members)
+            slot = members.slots.get(node)
+            if slot is None or not slot.enter():
+                continue
+            try:
+                try:
+                    present, answer = exists_and_read(
+                        slot.client, read.keys[0], read.args, read.options
+                    )
+                except CONNECTION_ERRORS:
+                    self._outcome(node, slot, False)
+                    raise
+                self._outcome(node, slot, True)
+            finally:
+                self._leave(slot)
+            return Seen((present,), answer)
+        raise NodeRemovedError("the read kept being routed to nodes that were being removed")
 
     def _settle(self, rounds: list[Rounds]) -> list[Any]:
         """Drive reads' rounds after round 1 (``_fallback.together``): each step one batch

@@ -46,6 +46,8 @@ __all__ = [
     "MARKER_PREFIX",
     "Destination",
     "Gated",
+    "exists_and_read",
+    "exists_and_read_async",
     "gated_call",
     "gated_call_async",
     "marker_key",
@@ -175,6 +177,61 @@ async def gated_call_async(
     return _outcome(
         queued if isinstance(queued, BaseException) else None, executed, old, args, options
     )
+
+
+def exists_and_read(
+    client: redis.Redis, key: Any, args: Sequence[Any], options: dict[str, Any]
+) -> tuple[bool, Any]:
+    """``EXISTS key`` and the one-key read ``args`` pipelined on one connection of
+    ``client`` (one round trip): whether the key is there, and the read's answer parsed as
+    ``client.execute_command(*args, **options)`` would (its error reply returned, not
+    raised). What a read of a moving key asks each side in a migration window.
+
+    Raises:
+        redis.RedisError: the node cannot be reached (the connection is dropped).
+    """
+    pool = client.connection_pool
+    connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
+    try:
+        connection.send_packed_command(connection.pack_commands([("EXISTS", key), tuple(args)]))
+        present = bool(client.parse_response(connection, "EXISTS"))  # type: ignore[no-untyped-call]
+        try:
+            answer = client.parse_response(connection, args[0], **options)  # type: ignore[no-untyped-call]
+        except redis.ResponseError as error:
+            answer = error
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    return present, answer
+
+
+async def exists_and_read_async(
+    client: aioredis.Redis, key: Any, args: Sequence[Any], options: dict[str, Any]
+) -> tuple[bool, Any]:
+    """:func:`exists_and_read` for a ``redis.asyncio`` client.
+
+    Raises:
+        redis.RedisError: the node cannot be reached (the connection is dropped).
+    """
+    pool = client.connection_pool
+    connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await connection.send_packed_command(
+            connection.pack_commands([("EXISTS", key), tuple(args)])
+        )
+        present = bool(await client.parse_response(connection, "EXISTS"))
+        try:
+            answer = await client.parse_response(connection, args[0], **options)
+        except redis.ResponseError as error:
+            answer = error
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+    return present, answer
 
 
 def _moved(answer: Any) -> bool:
