@@ -343,11 +343,16 @@ def topology_text(urls: Sequence[str], previous: str | None = None) -> str:
     return text + (f'\n[migration]\nprevious = "{previous}"\n' if previous else "")
 
 
-def replace(path: Path, text: str) -> None:
-    """Write a sibling file and rename it over ``path``, as deploy tools do."""
+def staged(path: Path, text: str) -> Path:
+    """``text`` written to a sibling of ``path``, ready to be renamed over it."""
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    return temporary
+
+
+def replace(path: Path, text: str) -> None:
+    """Write a sibling file and rename it over ``path``, as deploy tools do."""
+    os.replace(staged(path, text), path)
 
 
 def load_data(servers: list[RedisServer], old_path: Path, hot: int, cold: int) -> None:
@@ -450,7 +455,7 @@ def measure_switch(
                 before = len(clients.messages)
                 started = time.monotonic()
                 if source is None:
-                    os.replace(_staged(followed, texts[new]), followed)
+                    os.replace(staged(followed, texts[new]), followed)
                 else:
                     source.publish(paths[new], expect=versions[1 - new])
 
@@ -475,13 +480,6 @@ def measure_switch(
         if source is not None:
             source.close()
     return result
-
-
-def _staged(path: Path, text: str) -> Path:
-    """``text`` written to a sibling of ``path``, ready to be renamed over it."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    return temporary
 
 
 def run_switch(
