@@ -320,3 +320,27 @@ def test_async_pipelines_and_transactions_in_the_window(flow: Flow) -> None:
     assert asyncio.run(scenario()) == [[True, True, b"a"], b"a", [True, b"c"]]
     assert flow.on_new(moving[0]).get(moving[0]) == b"c"
     assert flow.on_old(moving[0]).exists(moving[0]) == 0
+
+
+def test_reads_of_moving_keys_learn_that_the_migration_started(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    """Before the marker a read of a moving key asks its old owner first (where such keys
+    are) and looks at the marker in the same round trip; once it has seen it, the new owner
+    first: either way the answer is the key's only copy."""
+    key, absent_key = flow.moving(2)
+    flow.on_old(key).set(key, "v")
+    window = client._members.window
+    assert client.get(key) == b"v"
+    assert client.get(absent_key) is None
+    assert window.started == set()
+    flow.start_migration()
+    assert client.get(key) == b"v"
+    assert window.started == {flow.old.get_node(key)}
+    other = ShardedRedis.from_config(flow.path)
+    try:
+        assert other.set(key, "w") is True  # pulls the key to its new owner first
+    finally:
+        other.close()
+    assert client.get(key) == b"w"
+    assert flow.on_old(key).exists(key) == 0

@@ -324,15 +324,28 @@ def resolve(command: Command, read: Read, first: Seen) -> Rounds:
     return answers[0]
 
 
-def alone(read: Read) -> Generator[Side, Seen, Any]:
+def alone(read: Read, *, old_first: bool = False) -> Generator[Side, Seen, Any]:
     """The rounds of a read of one key, the common case: yields the side to ask next (new
     owner, old topology, new owner), is sent what that side saw; returns the standing
     round's answer, at most three rounds in (:func:`settle`). No batching, no planning:
     each side is one ``EXISTS`` and the read on the key's node.
 
+    ``old_first`` (a migration window run from a topology, whose migration has not been
+    seen to start on the key's old owner): the old owner first, then the new one, and
+    the first that holds the key answers, else the second's (absent) answer: at most two
+    rounds. Right only under the window's rules, where a moving key is on one side at a
+    time and only ever moves from old to new: a key found on the old side is the only
+    copy; a key missing there is on the new side or nowhere by the time the new side is
+    asked (it cannot come back to the old side once it moved: writes there stop when the
+    marker is set, before any key moves). Not with a bare ``read_fallback``, whose clients
+    may write the new owner while the old one still holds the key.
+
     Raises:
         Exception: the standing round's own error (WRONGTYPE, ...), as the command would.
     """
+    if old_first:
+        first = yield OLD
+        return _answer(first if first.present[0] else (yield NEW))
     seen: list[Seen] = []
     while True:
         seen.append((yield NEW if len(seen) % 2 == 0 else OLD))

@@ -880,15 +880,24 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
     def _fall_back_alone(self, read: Read) -> Any:
         """A read of one key while ``read_fallback`` is set: ``EXISTS`` and the read on its
         new owner, then on its old owner, then the new one again, one round trip each,
-        until ``_fallback.alone`` says which answer stands (at most three). A previous
-        topology that is gone (the window ended under the read) holds nothing.
+        until ``_fallback.alone`` says which answer stands (at most three). In a migration
+        window whose migration this client has not seen start on the key's old owner, the
+        old owner first (where such keys are), with the window's marker looked at in the
+        same round trip, then the new one (at most two). A previous topology that is gone
+        (the window ended under the read) holds nothing.
 
         Raises:
             redis.exceptions.RedisError: the standing round's error reply, or a node could
                 not be reached.
         """
         fallback = self.read_fallback  # None: the window ended since the read began
-        rounds = alone(read)
+        window: Window | None = self._members.window
+        old_first = (
+            window is not None
+            and fallback is not None
+            and fallback._owner(read.keys, fallback._members) not in window.started
+        )
+        rounds = alone(read, old_first=old_first)
         side = next(rounds)
         try:
             while True:
@@ -898,7 +907,7 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
                     seen = absent([read])[0]
                 else:
                     try:
-                        seen = fallback._seen_alone(read)
+                        seen = fallback._seen_alone(read, window if old_first else None)
                     except NodeRemovedError:  # its clients retired: the window ended
                         seen = absent([read])[0]
                 side = rounds.send(seen)
@@ -908,9 +917,11 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             if fallback is not None:
                 fallback._health.release()  # its probe claims end with this command
 
-    def _seen_alone(self, read: Read) -> Seen:
+    def _seen_alone(self, read: Read, window: Window | None = None) -> Seen:
         """What this client's owner of ``read``'s one key holds: its presence and the read's
-        answer (``_window.exists_and_read``), the outcome recorded for health.
+        answer; given the migration ``window`` this client is the previous topology of,
+        whether its marker is on that node too, remembered in ``window.started`` (no
+        extra round trip: ``_window.exists_and_read``), the outcome recorded for health.
 
         Raises:
             NodeRemovedError: the read kept being routed to nodes being removed.
@@ -924,13 +935,19 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
                 continue
             try:
                 try:
-                    present, answer = exists_and_read(
-                        slot.client, read.keys[0], read.args, read.options
+                    started, present, answer = exists_and_read(
+                        slot.client,
+                        read.keys[0],
+                        read.args,
+                        read.options,
+                        None if window is None else window.marker,
                     )
                 except CONNECTION_ERRORS:
                     self._outcome(node, slot, False)
                     raise
                 self._outcome(node, slot, True)
+                if started and window is not None:
+                    window.started.add(node)
             finally:
                 self._leave(slot)
             return Seen((present,), answer)

@@ -179,13 +179,25 @@ async def gated_call_async(
     )
 
 
+def _asks(marker: str | None, key: Any, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The commands of :func:`exists_and_read`'s round trip."""
+    asks: list[tuple[Any, ...]] = [] if marker is None else [("EXISTS", marker)]
+    return [*asks, ("EXISTS", key), tuple(args)]
+
+
 def exists_and_read(
-    client: redis.Redis, key: Any, args: Sequence[Any], options: dict[str, Any]
-) -> tuple[bool, Any]:
+    client: redis.Redis,
+    key: Any,
+    args: Sequence[Any],
+    options: dict[str, Any],
+    marker: str | None = None,
+) -> tuple[bool, bool, Any]:
     """``EXISTS key`` and the one-key read ``args`` pipelined on one connection of
-    ``client`` (one round trip): whether the key is there, and the read's answer parsed as
-    ``client.execute_command(*args, **options)`` would (its error reply returned, not
-    raised). What a read of a moving key asks each side in a migration window.
+    ``client`` (one round trip), with ``EXISTS marker`` ahead of them when a window's
+    ``marker`` is given: whether the marker is there (False when not asked), whether the
+    key is, and the read's answer parsed as ``client.execute_command(*args, **options)``
+    would (its error reply returned, not raised). What a read of a moving key asks each
+    side in a migration window.
 
     Raises:
         redis.RedisError: the node cannot be reached (the connection is dropped).
@@ -193,7 +205,8 @@ def exists_and_read(
     pool = client.connection_pool
     connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
     try:
-        connection.send_packed_command(connection.pack_commands([("EXISTS", key), tuple(args)]))
+        connection.send_packed_command(connection.pack_commands(_asks(marker, key, args)))
+        started = marker is not None and bool(client.parse_response(connection, "EXISTS"))  # type: ignore[no-untyped-call]
         present = bool(client.parse_response(connection, "EXISTS"))  # type: ignore[no-untyped-call]
         try:
             answer = client.parse_response(connection, args[0], **options)  # type: ignore[no-untyped-call]
@@ -204,12 +217,16 @@ def exists_and_read(
         raise
     finally:
         pool.release(connection)
-    return present, answer
+    return started, present, answer
 
 
 async def exists_and_read_async(
-    client: aioredis.Redis, key: Any, args: Sequence[Any], options: dict[str, Any]
-) -> tuple[bool, Any]:
+    client: aioredis.Redis,
+    key: Any,
+    args: Sequence[Any],
+    options: dict[str, Any],
+    marker: str | None = None,
+) -> tuple[bool, bool, Any]:
     """:func:`exists_and_read` for a ``redis.asyncio`` client.
 
     Raises:
@@ -218,9 +235,8 @@ async def exists_and_read_async(
     pool = client.connection_pool
     connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        await connection.send_packed_command(
-            connection.pack_commands([("EXISTS", key), tuple(args)])
-        )
+        await connection.send_packed_command(connection.pack_commands(_asks(marker, key, args)))
+        started = marker is not None and bool(await client.parse_response(connection, "EXISTS"))
         present = bool(await client.parse_response(connection, "EXISTS"))
         try:
             answer = await client.parse_response(connection, args[0], **options)
@@ -231,7 +247,7 @@ async def exists_and_read_async(
         raise
     finally:
         await pool.release(connection)
-    return present, answer
+    return started, present, answer
 
 
 def _moved(answer: Any) -> bool:

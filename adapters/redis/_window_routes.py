@@ -31,7 +31,9 @@ moving keys                  is set, the keys are pulled, then watched and run o
                              owner
 pipelines that write         their commands run one at a time, in order, each as above
                              (a pipeline without ``transaction`` promises no atomicity)
-reads                        new owner first, then the previous topology (``_fallback``)
+reads                        one key: the old owner first until the marker is seen there
+                             (in the same round trip), then the new owner; else new owner
+                             first, then the previous topology (``_fallback``)
 keyless commands             as outside a window (the new topology's nodes)
 ===========================  ===========================================================
 
