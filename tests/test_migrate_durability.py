@@ -507,7 +507,7 @@ def test_moved_keys_a_destination_evicts_are_lost(fleet_factory: Any, output: st
         )
         assert (
             f"LOST: {lost:,} keys moved to n2 are not there (n2 evicted keys during the run: "
-            "its maxmemory was reached)"
+            "its INFO stats evicted_keys changed, or cannot be read)"
         ) in stdout
         assert "deleted by clients" not in stdout
         return

@@ -89,7 +89,8 @@ class MigrationPlan:
 
     @property
     def lost_total(self) -> int:
-        """Moved keys missing from their destination, over all destinations."""
+        """Moved keys lost (gone from a destination that restarted or evicted), over all
+        destinations."""
         return sum(self.lost.values())
 
     @property

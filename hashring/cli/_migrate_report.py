@@ -275,6 +275,9 @@ def text(report: dict[str, Any]) -> str:
                 + ("" if durable else " and keeps no persistence: they are gone for good")
             )
         if name in check["evicted"]:
-            causes.append(f"{name} evicted keys during the run: its maxmemory was reached")
+            causes.append(
+                f"{name} evicted keys during the run: its INFO stats evicted_keys changed, or "
+                "cannot be read"
+            )
         lines.append(f"LOST: {lost:,} keys moved to {name} are not there ({'; '.join(causes)})")
     return _printable(lines)
