@@ -177,6 +177,21 @@ def topology_arguments(
     )
 
 
+def _made_by(
+    node_client: Callable[[str, str, Mapping[str, Any]], C],
+    connect: Callable[[str, str | C, Mapping[str, Any]], C],
+) -> Callable[[str, str | C, Mapping[str, Any]], C]:
+    """``connect``, with a node given by a URL redis-py speaks made by ``node_client``."""
+
+    def connecting(name: str, target: str | C, options: Mapping[str, Any]) -> C:
+        if isinstance(target, str) and target.startswith(SCHEMES):
+            check_node_name(name)
+            return node_client(name, target, options)
+        return connect(name, target, options)  # a ready client, or refused there
+
+    return connecting
+
+
 def _window(fallback: Any, topology: Topology) -> Window | None:
     """The migration window of ``topology`` run over ``fallback`` (its previous topology's
     client), or None outside a migration."""
@@ -201,9 +216,12 @@ class ShardedBase(Generic[C]):
         failure_limit: int,
         retry_timeout: float,
         redis_kwargs: Mapping[str, Any],
+        node_client: Callable[[str, str, Mapping[str, Any]], C] | None = None,
     ) -> None:
         """Check the options, build the placement (see :func:`hashring.as_placement`; hash
-        tags on by default, as in Redis Cluster) and a client per node. No I/O.
+        tags on by default, as in Redis Cluster) and a client per node: ``connect`` makes
+        it, or ``node_client`` for a node given by URL when it is set (then also for
+        nodes added, topologies switched to and a migration's previous nodes). No I/O.
 
         Raises:
             InvalidOptionError: a removed placement option among ``redis_kwargs``, a bad
@@ -215,13 +233,14 @@ class ShardedBase(Generic[C]):
         self._source: Any = None  # a RedisTopologySource this object follows and closes
         self._named = False  # connections named after the topology version (from_config)
         self._own_fallback = False  # read_fallback built here from [migration] previous
-        self._connect = connect
+        self._node_client = node_client
+        self._connect = connect if node_client is None else _made_by(node_client, connect)
         self._redis_kwargs = dict(redis_kwargs)
         for name in nodes:
             check_node_name(name)
         placing = as_placement(placement, nodes, hash_tags=True, owner=self)
         slots = {
-            name: Slot(connect(name, target, redis_kwargs), isinstance(target, str))
+            name: Slot(self._connect(name, target, redis_kwargs), isinstance(target, str))
             for name, target in nodes.items()
         }
         urls = {name: t if isinstance(t, str) else None for name, t in nodes.items()}
@@ -269,7 +288,10 @@ class ShardedBase(Generic[C]):
         if previous is None:
             return None
         nodes, placing, _ = topology_arguments(previous, {})
-        fallback = type(self)(nodes, placement=placing, **redis_kwargs)  # type: ignore[call-arg]
+        options = dict(redis_kwargs)
+        if self._node_client is not None:  # its nodes made as this client's are
+            options["node_client"] = self._node_client
+        fallback = type(self)(nodes, placement=placing, **options)  # type: ignore[call-arg]
         fallback._members = replace(fallback._members, version=previous.version)
         return fallback
 

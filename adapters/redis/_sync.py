@@ -147,6 +147,13 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         heartbeat_interval: seconds between active health checks (PING to every node, see
             :meth:`check_health`) in a daemon thread; None (default) for passive tracking
             only.
+        node_client: how the client of a node given by URL is made, called as
+            ``node_client(name, url, redis_kwargs)`` (no I/O; default
+            ``redis.Redis.from_url(url, **redis_kwargs)``), for the nodes given here, nodes
+            added by URL, every topology switched to and a migration's previous nodes
+            (``redis_kwargs`` then carry the ``client_name`` of the topology's version). This
+            object owns what it returns: its ``close()`` must release the connections (set
+            ``auto_close_connection_pool`` on a client built over a pool of its own).
         **redis_kwargs: passed to ``redis.Redis.from_url`` for every URL
             (``decode_responses``, ``socket_timeout``, ``password``, ...).
 
@@ -171,11 +178,12 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         read_fallback: ShardedRedis | None = None,
         max_workers: int | None = None,
         heartbeat_interval: float | None = None,
+        node_client: Callable[[str, str, Mapping[str, Any]], redis.Redis] | None = None,
         **redis_kwargs: Any,
     ) -> None:
         self._setup(
             nodes, connect, placement=placement, health=health, failure_limit=failure_limit,
-            retry_timeout=retry_timeout, redis_kwargs=redis_kwargs,
+            retry_timeout=retry_timeout, redis_kwargs=redis_kwargs, node_client=node_client,
         )  # fmt: skip
         self.read_fallback = read_fallback
         self._settings: dict[tuple[str, str], Any] = {}
