@@ -41,7 +41,8 @@ _BATCH_CELLS = 1 << 20  # keys x nodes scored per numpy pass in get_node_many
 
 INT_PATH_NODES = 48
 """Up to this many nodes a single lookup scores with Python integers, above it with numpy
-(callgrind: 58,000 instructions at 32 nodes, 104,000 at 64, numpy's 105,000 at any size)."""
+(callgrind: 46,000 instructions at 32 nodes, numpy's 105,000 at any size; kept at 48,
+where the integer path was measured last to cost about numpy's)."""
 INT_PATH_WEIGHTED_NODES = 24
 """The same for unequal weights, whose floats cost about 2,800 instructions per node more
 (148,000 at 32 nodes against numpy's 141,000; 54,500 at 8)."""
