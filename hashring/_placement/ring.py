@@ -66,6 +66,7 @@ class _Snapshot:
         "batch_index",
         "bits",
         "counts",
+        "empty",
         "key_hash",
         "names",
         "names_obj",
@@ -105,6 +106,7 @@ class _Snapshot:
         self.bits = bits
         self.shift = 32 - bits
         self.padded_view = padded.data
+        self.empty = not self.points.size  # no point: every lookup raises EmptyRingError
         self.batch_index: tuple[npt.NDArray[np.intp], int, memoryview] | None = None
         self.key_hash = key_hash  # here, not on the ring: a slot is the cheapest read
 
@@ -116,7 +118,7 @@ class _Snapshot:
         two on average; the padding point 2**32 - 1 stops it). O(1) expected, against the
         ~log2(points) probes of a bisect, each of which would box an int.
         """
-        if not self.points.size:
+        if self.empty:
             raise _empty_error(self)
         starts = self.batch_index or self.bucket_starts()
         index: int = starts[2][position >> starts[1]]

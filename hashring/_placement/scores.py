@@ -52,7 +52,7 @@ _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
 _TOP = (1 << 53) - 1  # a mix whose top 53 bits are all ones gives u == 1.0 (see best_one)
 _CLOSE = 1.0 - 2.0**-30  # scores closer than this ratio are left to numpy
-_TOP_BYTE_NODES = 16  # from here on best_one compares the lanes' top bytes first
+_TOP_BYTE_NODES = 12  # from here on best_one compares the lanes' top bytes first
 
 
 class RendezvousScores:
