@@ -20,6 +20,7 @@ from hashring.adapters.redis import (
     ShardedRedis,
     UnsupportedCommandError,
 )
+from hashring.adapters.redis._window_routes import MOVED_REMEMBERED, Window
 
 from hashring import Placement, load_topology
 from hashring._topology.clients import marker_key
@@ -111,8 +112,10 @@ def test_once_the_marker_is_set_a_write_pulls_the_key_first(
     flow.on_old(hashed).hset(hashed, mapping={"a": "1"})
     flow.start_migration()
     assert client.incr(counter) == 42  # continued from the moved value
+    assert client._members.window.has_moved([counter])  # its next commands go there directly
+    assert client.incr(counter) == 43
     assert flow.on_old(counter).exists(counter) == 0
-    assert flow.on_new(counter).get(counter) == b"42"
+    assert flow.on_new(counter).get(counter) == b"43"
     assert 0 < flow.on_new(counter).ttl(counter) <= 1000  # the TTL moved with it
     assert client.delete(doomed) == 1
     assert client.hset(hashed, "b", "2") == 1
@@ -342,5 +345,17 @@ def test_reads_of_moving_keys_learn_that_the_migration_started(
         assert other.set(key, "w") is True  # pulls the key to its new owner first
     finally:
         other.close()
-    assert client.get(key) == b"w"
+    assert not window.has_moved([key])
+    assert client.get(key) == b"w"  # found on its new owner once the migration started
+    assert window.has_moved([key])
     assert flow.on_old(key).exists(key) == 0
+
+
+def test_a_client_remembers_a_bounded_number_of_moved_keys() -> None:
+    window = Window.of(None, "0123456789abcdef")
+    window.note_moved(["a", b"b", 7, bytearray(b"c")])
+    assert window.has_moved(["a", b"b", 7])
+    assert not window.has_moved([bytearray(b"c")])  # unhashable: never remembered
+    window.note_moved([f"k{i}" for i in range(MOVED_REMEMBERED)])
+    assert not window.has_moved(["a"])  # full: it started over
+    assert window.has_moved(["k0", f"k{MOVED_REMEMBERED - 1}"])

@@ -353,7 +353,11 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
             if (
                 keys is not None
                 and len(keys) == 1
-                and (not migrating if window is None else not self._moving(keys, members))
+                and (
+                    not migrating
+                    if window is None
+                    else window.has_moved(keys) or not self._moving(keys, members)
+                )
             ):
                 node = self._owner(keys, members)  # the common case (a window's key that stays)
                 slot = members.slots.get(node)
@@ -851,6 +855,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
             await _pull_to(window, route, old, new)
         finally:
             await previous._leave(slot)
+        window.note_moved(route.keys)
         return None
 
     async def _pull_ahead(
@@ -871,6 +876,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
                 try:
                     await _look_for_marker(window, route, old.client, what)
                     await _pull_to(window, route, old.client, new.client)
+                    window.note_moved(route.keys)
                 finally:
                     await previous._leave(old)
             finally:
@@ -937,17 +943,18 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         """
         fallback = self.read_fallback  # None: the window ended since the read began
         window: Window | None = self._members.window
-        old_first = (
-            window is not None
-            and fallback is not None
-            and fallback._owner(read.keys, fallback._members) not in window.started
-        )
+        source = None
+        if window is not None and fallback is not None:
+            source = fallback._owner(read.keys, fallback._members)
+        old_first = window is not None and source is not None and source not in window.started
         rounds = alone(read, old_first=old_first)
         side = next(rounds)
         try:
             while True:
                 if side == NEW:
                     seen = await self._seen_alone(read)
+                    if seen.present[0] and window is not None and source in window.started:
+                        window.note_moved(read.keys)  # found moved, once it could move
                 elif fallback is None:
                     seen = absent([read])[0]
                 else:

@@ -330,7 +330,11 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             if (
                 keys is not None
                 and len(keys) == 1
-                and (not migrating if window is None else not self._moving(keys, members))
+                and (
+                    not migrating
+                    if window is None
+                    else window.has_moved(keys) or not self._moving(keys, members)
+                )
             ):
                 node = self._owner(keys, members)  # the common case (a window's key that stays)
                 slot = members.slots.get(node)
@@ -815,6 +819,7 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
                     return gated
                 window.started.add(source)
             _pull_to(window, route, old, new)
+        window.note_moved(route.keys)
         return None
 
     def _pull_ahead(self, what: str, keys: list[Any], members: Members[redis.Redis]) -> None:
@@ -839,6 +844,7 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             ):
                 _look_for_marker(window, route, old, what)
                 _pull_to(window, route, old, new)
+                window.note_moved(route.keys)
 
     def _outcome(self, node: str, slot: Slot[redis.Redis], ok: bool) -> None:
         """Record a command's outcome; when the node has just been ejected or has just
@@ -900,17 +906,18 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         """
         fallback = self.read_fallback  # None: the window ended since the read began
         window: Window | None = self._members.window
-        old_first = (
-            window is not None
-            and fallback is not None
-            and fallback._owner(read.keys, fallback._members) not in window.started
-        )
+        source = None
+        if window is not None and fallback is not None:
+            source = fallback._owner(read.keys, fallback._members)
+        old_first = window is not None and source is not None and source not in window.started
         rounds = alone(read, old_first=old_first)
         side = next(rounds)
         try:
             while True:
                 if side == NEW:
                     seen = self._seen_alone(read)
+                    if seen.present[0] and window is not None and source in window.started:
+                        window.note_moved(read.keys)  # found moved, once it could move
                 elif fallback is None:
                     seen = absent([read])[0]
                 else:

@@ -39,7 +39,10 @@ keyless commands             as outside a window (the new topology's nodes)
 
 A client remembers each old owner on which it saw the marker (the marker is never removed
 while any client runs the window: ``hashring migrate`` clears it only once every client
-runs the final topology), so later writes skip the gate's round trip there.
+runs the final topology), so later writes skip the gate's round trip there; and the keys
+it pulled, or found on their new owner, once the marker was set on their old one: such a
+key never goes back (nothing writes a moving key on its old owner after the marker), so
+its reads and writes go to its new owner directly, at the cost of a key outside a window.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from ._commands import (
 from ._errors import UnsupportedCommandError
 
 __all__ = [
+    "MOVED_REMEMBERED",
     "PULL_TIMEOUT_MS",
     "Route",
     "Window",
@@ -78,6 +82,11 @@ __all__ = [
     "window_plan",
     "writes",
 ]
+
+MOVED_REMEMBERED = 1 << 17
+"""Keys a client remembers as moved for good during one window (about 10 MB at most)."""
+
+_REMEMBERED_TYPES = frozenset({str, bytes, int})
 
 PULL_TIMEOUT_MS = 5_000
 """``MIGRATE``'s timeout for a pull: the longest the old owner may wait on the new one at any
@@ -107,8 +116,29 @@ class Window:
     """``hashring:migrating:<window version>``."""
     started: set[str] = field(default_factory=set)
     """The old owners on which the marker was seen: the migration has started there."""
+    _moved: set[Any] = field(default_factory=set)
     _destinations: dict[str, Destination] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note_moved(self, keys: Sequence[Any]) -> None:
+        """Remember that ``keys`` are on their new owner for good: pulled there (or found
+        gone from their old owner) once the marker was set on it, after which nothing
+        writes them there again. At most :data:`MOVED_REMEMBERED` keys are remembered (the
+        set starts over when full); keys of unhashable types are not. O(keys)."""
+        moved = self._moved
+        if len(moved) + len(keys) > MOVED_REMEMBERED:
+            moved.clear()
+        for key in keys:
+            if key.__class__ in _REMEMBERED_TYPES:
+                moved.add(key)
+
+    def has_moved(self, keys: Sequence[Any]) -> bool:
+        """Whether every one of ``keys`` is remembered on its new owner for good: a read
+        or a write of them goes there directly, as outside a window. O(keys)."""
+        moved = self._moved
+        return bool(moved) and all(
+            key.__class__ in _REMEMBERED_TYPES and key in moved for key in keys
+        )
 
     @classmethod
     def of(cls, previous: Any, version: str) -> Window:
