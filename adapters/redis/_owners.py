@@ -1,0 +1,131 @@
+"""Where a command's keys go, as numpy arrays: each key's node as a position among the node
+names (:class:`Owners`), and the keys grouped per node from it. No I/O.
+
+Splitting a 1,000-key MGET or MSET per node and putting the answers back in the caller's
+order is the part of a multi-key command that is paid per key; here it is a few numpy
+calls (a stable sort of the node positions, a count per node), a C-level gather
+(``operator.itemgetter``) of the arguments and a numpy scatter of the answers back,
+instead of a Python loop over the keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Grouping", "Owners"]
+
+IndexArray = npt.NDArray[np.intp]
+
+
+class Owners:
+    """The node of each key of a command: ``names[index[k]]`` owns key ``k``.
+
+    ``names`` need not be sorted, and may hold nodes no key goes to (a placement's sorted
+    node names, as :meth:`hashring.HashRing.get_index_many` gives them).
+    """
+
+    __slots__ = ("_grouping", "index", "names")
+
+    def __init__(self, index: IndexArray, names: Sequence[str]) -> None:
+        self.index = index
+        self.names = names
+        self._grouping: Grouping | None = None
+
+    @classmethod
+    def of(cls, owners: Sequence[str]) -> Owners:
+        """The owners given as one node name per key. O(keys)."""
+        names = sorted(set(owners))
+        position = {name: i for i, name in enumerate(names)}
+        index = np.fromiter(map(position.__getitem__, owners), dtype=np.intp, count=len(owners))
+        return cls(index, tuple(names))
+
+    def __len__(self) -> int:
+        return int(self.index.size)
+
+    def tolist(self) -> list[str]:
+        """One node name per key, in key order. O(keys)."""
+        positions = self.index.tolist()
+        if len(positions) < 2:
+            return [self.names[i] for i in positions]
+        return list(itemgetter(*positions)(self.names))
+
+    def nodes(self) -> list[str]:
+        """The distinct nodes, sorted by name. O(keys) (once; kept with the grouping)."""
+        return self.grouping().nodes
+
+    def grouping(self) -> Grouping:
+        """The keys grouped per node (computed once). O(keys log keys) in numpy."""
+        grouping = self._grouping
+        if grouping is None:
+            grouping = self._grouping = Grouping.of(self.index, self.names)
+        return grouping
+
+
+class Grouping:
+    """Keys grouped per node: ``order`` lists the key positions node after node (nodes
+    sorted by name, each node's keys in the caller's order), ``sizes`` how many keys each
+    of ``nodes`` has."""
+
+    __slots__ = ("nodes", "order", "sizes")
+
+    def __init__(self, nodes: list[str], order: IndexArray, sizes: list[int]) -> None:
+        self.nodes = nodes
+        self.order = order
+        self.sizes = sizes
+
+    @classmethod
+    def of(cls, index: IndexArray, names: Sequence[str]) -> Grouping:
+        """Group the keys of ``index`` (positions in ``names``). O(k log k), in numpy."""
+        counts = np.bincount(index, minlength=len(names))
+        present = np.flatnonzero(counts).tolist()
+        nodes = [names[i] for i in present]
+        if nodes != sorted(nodes):  # names not sorted: sort the keys by their node's name
+            rank = np.zeros(len(names), dtype=np.intp)
+            ordered = sorted(present, key=names.__getitem__)
+            rank[ordered] = np.arange(len(ordered))
+            index = rank[index]
+            present = ordered
+            nodes = [names[i] for i in present]
+        order: IndexArray = np.argsort(index, kind="stable")
+        return cls(nodes, order, counts[present].tolist())
+
+    def take(self, items: Sequence[Any], step: int = 1) -> tuple[Any, ...]:
+        """``items`` reordered node after node: item ``order[j]`` at ``j`` (with ``step`` > 1,
+        the ``step`` items of each key, kept together: MSET's key and value). O(items).
+
+        Raises:
+            ValueError: ``items`` is not ``step`` items per key.
+        """
+        if len(items) != self.order.size * step:
+            raise ValueError(
+                f"{len(items)} arguments for {self.order.size} keys of {step} arguments each"
+            )
+        positions = self.order
+        if step > 1:
+            positions = (positions[:, None] * step + np.arange(step)).ravel()
+        if positions.size < 2:
+            return tuple(items[i] for i in positions.tolist())
+        taken: tuple[Any, ...] = itemgetter(*positions.tolist())(items)
+        return taken
+
+    def restore(self, answers: Sequence[Sequence[Any]]) -> list[Any]:
+        """The answers of each node (one per key, in ``nodes`` order) back in the caller's
+        key order. O(keys).
+
+        Raises:
+            ValueError: a node answered a different number of values than it has keys.
+        """
+        flat: list[Any] = []
+        for node, size, answer in zip(self.nodes, self.sizes, answers, strict=True):
+            if len(answer) != size:
+                raise ValueError(f"node {node!r} answered {len(answer)} values for {size} keys")
+            flat.extend(answer)
+        restored = np.empty(len(flat), dtype=object)
+        restored[self.order] = np.fromiter(flat, dtype=object, count=len(flat))  # items as is
+        merged: list[Any] = restored.tolist()
+        return merged
