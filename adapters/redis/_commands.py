@@ -409,14 +409,14 @@ def _split(
     """
     first, step = command.first_key, max(1, command.step)
     end = first + grouping.order.size * step
-    prefix, suffix = tuple(args[:first]), tuple(args[end:])
+    prefix, suffix = args[:first], args[end:]
     taken = grouping.take(args[first:end], step)
     nodes = grouping.nodes
     parts = []
     start = 0
     for node, size in zip(nodes, grouping.sizes, strict=True):
         stop = start + size * step
-        parts.append(Part(node, prefix + taken[start:stop] + suffix))
+        parts.append(Part(node, (*prefix, *taken[start:stop], *suffix)))
         start = stop
     if command.response is ResponsePolicy.DEFAULT_KEYED:
         return Plan(parts, grouping.restore, command.name, readonly, keys)

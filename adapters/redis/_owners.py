@@ -3,15 +3,13 @@ names (:class:`Owners`), and the keys grouped per node from it. No I/O.
 
 Splitting a 1,000-key MGET or MSET per node and putting the answers back in the caller's
 order is the part of a multi-key command that is paid per key; here it is a few numpy
-calls (a stable sort of the node positions, a count per node), a C-level gather
-(``operator.itemgetter``) of the arguments and a numpy scatter of the answers back,
-instead of a Python loop over the keys.
+calls (a stable sort of the node positions, a count per node), a gather of the arguments and
+a scatter of the answers back, on object arrays, instead of a Python loop over the keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -49,10 +47,8 @@ class Owners:
 
     def tolist(self) -> list[str]:
         """One node name per key, in key order. O(keys)."""
-        positions = self.index.tolist()
-        if len(positions) < 2:
-            return [self.names[i] for i in positions]
-        return list(itemgetter(*positions)(self.names))
+        names = self.names
+        return [names[i] for i in self.index.tolist()]
 
     def nodes(self) -> list[str]:
         """The distinct nodes, sorted by name. O(keys) (once; kept with the grouping)."""
@@ -94,9 +90,10 @@ class Grouping:
         order: IndexArray = np.argsort(index, kind="stable")
         return cls(nodes, order, counts[present].tolist())
 
-    def take(self, items: Sequence[Any], step: int = 1) -> tuple[Any, ...]:
+    def take(self, items: Sequence[Any], step: int = 1) -> list[Any]:
         """``items`` reordered node after node: item ``order[j]`` at ``j`` (with ``step`` > 1,
-        the ``step`` items of each key, kept together: MSET's key and value). O(items).
+        the ``step`` items of each key, kept together: MSET's key and value). Items are
+        moved as they are, whatever their type. O(items), in numpy.
 
         Raises:
             ValueError: ``items`` is not ``step`` items per key.
@@ -105,12 +102,10 @@ class Grouping:
             raise ValueError(
                 f"{len(items)} arguments for {self.order.size} keys of {step} arguments each"
             )
-        positions = self.order
+        held = np.fromiter(items, dtype=object, count=len(items))  # each item as is
         if step > 1:
-            positions = (positions[:, None] * step + np.arange(step)).ravel()
-        if positions.size < 2:
-            return tuple(items[i] for i in positions.tolist())
-        taken: tuple[Any, ...] = itemgetter(*positions.tolist())(items)
+            held = held.reshape(-1, step)
+        taken: list[Any] = held[self.order].ravel().tolist()
         return taken
 
     def restore(self, answers: Sequence[Sequence[Any]]) -> list[Any]:

@@ -139,8 +139,11 @@ def _routed(encoder: Any, keys: list[Any]) -> list[Any]:
         KeyEncodingError, redis.exceptions.DataError: as :func:`route_owners`.
     """
     plain = _is_plain(encoder.encoding, encoder.encoding_errors)
-    if plain and set(map(type, keys)) <= _AS_IS:  # every key as is: no per-key Python loop
-        return keys
+    if plain:  # every key an exact str or bytes: placed as is, no per-key Python loop
+        types = list(map(type, keys))
+        same = types.count(str)
+        if same == len(types) or same + types.count(bytes) == len(types):
+            return keys
     return [key if plain and key.__class__ in _AS_IS else _encoded(encoder, key) for key in keys]
 
 
