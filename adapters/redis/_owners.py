@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
+
+from hashring._placement.nodes import IndexArray
 
 __all__ = ["Grouping", "Owners"]
-
-IndexArray = npt.NDArray[np.intp]
 
 
 class Owners:
