@@ -40,9 +40,10 @@ connection, or the cache's proxy connection, is not taken from the pool here.
 
 No thread pool is kept anywhere: measured side by side (``bench/redis_client.py``, 4 local
 servers, with and without hiredis), the thread-per-node version lost in every case, MGET and
-MSET of 1,000 keys (about 2.1x a one-node MGET/MSET with hiredis, against 1.6 to 1.8x now),
-pipelines of 1,000 commands (2.2x against 1.4x) and of 10,000 (3.0x against 1.8x): replies
-are parsed under the GIL either way, so the threads only added hand-offs.
+MSET of 1,000 keys (about 2.1x a one-node MGET/MSET with hiredis, against 1.6 to 1.8x for
+this scatter then, before ``_packing`` and ``_owners``), pipelines of 1,000 commands (2.2x
+against 1.4x) and of 10,000 (3.0x against 1.8x): replies are parsed under the GIL either
+way, so the threads only added hand-offs.
 
 Complexity: O(commands + reply size); one packed write and one read loop per node.
 """
