@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import redis.connection
-from hashring.adapters.redis._owners import Owners
+from hashring.adapters.redis._owners import Grouping, Owners
 from hashring.adapters.redis._routing import route_index, route_owners
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,17 +37,17 @@ def test_grouping_splits_and_merges_as_the_per_key_loop(owners: list[str], step:
     """Each node gets its keys' arguments in the caller's order, nodes by name, and the
     nodes' answers come back in the caller's key order (lists kept as items)."""
     expected = _reference(owners)
-    grouping = Owners.of(owners).grouping()
-    assert grouping.nodes == list(expected)
-    assert grouping.sizes == [len(v) for v in expected.values()]
-    items = tuple(f"arg-{i}-{j}" for i in range(len(owners)) for j in range(step))
-    taken = grouping.take(items, step)
-    assert list(taken) == [
-        items[i * step + j] for v in expected.values() for i in v for j in range(step)
-    ]
-    answers = [[[i] if i % 3 == 0 else f"value-{i}" for i in v] for v in expected.values()]
-    restored = grouping.restore(answers)
-    assert restored == [[i] if i % 3 == 0 else f"value-{i}" for i in range(len(owners))]
+    for grouping in (Owners.of(owners).grouping(), Grouping.of_names(owners)):  # numpy, Python
+        assert grouping.nodes == list(expected)
+        assert grouping.sizes == [len(v) for v in expected.values()]
+        items = tuple(f"arg-{i}-{j}" for i in range(len(owners)) for j in range(step))
+        taken = grouping.take(items, step)
+        assert list(taken) == [
+            items[i * step + j] for v in expected.values() for i in v for j in range(step)
+        ]
+        answers = [[[i] if i % 3 == 0 else f"value-{i}" for i in v] for v in expected.values()]
+        restored = grouping.restore(answers)
+        assert restored == [[i] if i % 3 == 0 else f"value-{i}" for i in range(len(owners))]
 
 
 def test_grouping_sorts_nodes_given_out_of_order() -> None:
@@ -99,3 +99,5 @@ def test_route_index_steps_around_an_ejected_node() -> None:
     assert [o for o, p in zip(owners, plain, strict=True) if p != "n-a"] == [
         p for p in plain if p != "n-a"
     ]
+    few = [key for key, owner in zip(keys, plain, strict=True) if owner == "n-a"][:3]
+    assert "n-a" not in route_index(placement, health, ENCODER, [*few, "x"]).tolist()

@@ -40,7 +40,7 @@ from ._commands import SCHEMES, Command, CommandTable, Plan, plan_command
 from ._cross_node import Replies, cross_node_plan
 from ._fallback import Read, round_commands
 from ._leases import Members, Slot
-from ._owners import Owners
+from ._owners import SMALL_BATCH, Owners
 from ._routing import describe_nodes, route_index, route_owners
 from ._sort import SORTS, encoded, pattern_keys
 
@@ -532,7 +532,7 @@ class ShardedBase(Generic[C]):
             nodes = len(members.names)
             keys = [*keys, *pattern_keys(command.name, words, hash_tags=tags, nodes=nodes)]
         owners: list[str] | Owners = []
-        if len(keys) > 1:  # grouped per node with numpy when split (see ``_owners``)
+        if len(keys) >= SMALL_BATCH:  # grouped per node with numpy when split (``_owners``)
             owners = route_index(placing, self._health, encoder, keys)
         elif keys:
             owners = route_owners(placing, self._health, encoder, keys)

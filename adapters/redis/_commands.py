@@ -350,7 +350,9 @@ def plan_command(
         if len(distinct) == 1:
             return Plan([Part(distinct[0], args)], first_answer, name, readonly, keys)
         if command.request is RequestPolicy.MULTI_SHARD and name not in ATOMIC_MULTI_KEY:
-            grouping = (owners if isinstance(owners, Owners) else Owners.of(owners)).grouping()
+            grouping = (
+                owners.grouping() if isinstance(owners, Owners) else Grouping.of_names(owners)
+            )
             return _split(command, args, grouping, readonly, keys)
         listed = owners.tolist() if isinstance(owners, Owners) else list(owners)
         computed = compute(name, args, keys, listed) if compute is not None else None
@@ -408,7 +410,7 @@ def _split(
         ValueError: the arguments are not whole keys (an MSET key without its value).
     """
     first, step = command.first_key, max(1, command.step)
-    end = first + grouping.order.size * step
+    end = first + len(grouping.order) * step
     prefix, suffix = args[:first], args[end:]
     taken = grouping.take(args[first:end], step)
     nodes = grouping.nodes

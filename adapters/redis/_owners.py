@@ -16,7 +16,7 @@ import numpy as np
 
 from hashring._placement.nodes import IndexArray
 
-__all__ = ["Grouping", "Owners"]
+__all__ = ["SMALL_BATCH", "Grouping", "Owners"]
 
 
 class Owners:
@@ -54,21 +54,31 @@ class Owners:
         return self.grouping().nodes
 
     def grouping(self) -> Grouping:
-        """The keys grouped per node (computed once). O(keys log keys) in numpy."""
+        """The keys grouped per node (computed once). O(keys log keys) in numpy; in Python
+        below :data:`SMALL_BATCH` keys."""
         grouping = self._grouping
         if grouping is None:
-            grouping = self._grouping = Grouping.of(self.index, self.names)
+            if self.index.size < SMALL_BATCH:
+                grouping = Grouping.of_names(self.tolist())
+            else:
+                grouping = Grouping.of(self.index, self.names)
+            self._grouping = grouping
         return grouping
+
+
+SMALL_BATCH = 16
+"""Below this many keys, a Python loop places and groups them faster than numpy's calls."""
 
 
 class Grouping:
     """Keys grouped per node: ``order`` lists the key positions node after node (nodes
     sorted by name, each node's keys in the caller's order), ``sizes`` how many keys each
-    of ``nodes`` has."""
+    of ``nodes`` has. ``order`` is a numpy array, or a list for a few keys
+    (:meth:`of_names`), where plain Python is faster than numpy's calls."""
 
     __slots__ = ("nodes", "order", "sizes")
 
-    def __init__(self, nodes: list[str], order: IndexArray, sizes: list[int]) -> None:
+    def __init__(self, nodes: list[str], order: IndexArray | list[int], sizes: list[int]) -> None:
         self.nodes = nodes
         self.order = order
         self.sizes = sizes
@@ -89,6 +99,16 @@ class Grouping:
         order: IndexArray = np.argsort(index, kind="stable")
         return cls(nodes, order, counts[present].tolist())
 
+    @classmethod
+    def of_names(cls, owners: Sequence[str]) -> Grouping:
+        """Group keys given as one node name each, in plain Python (for a few keys). O(k)."""
+        groups: dict[str, list[int]] = {}
+        for index, owner in enumerate(owners):
+            groups.setdefault(owner, []).append(index)
+        nodes = sorted(groups)
+        order = [index for node in nodes for index in groups[node]]
+        return cls(nodes, order, [len(groups[node]) for node in nodes])
+
     def take(self, items: Sequence[Any], step: int = 1) -> list[Any]:
         """``items`` reordered node after node: item ``order[j]`` at ``j`` (with ``step`` > 1,
         the ``step`` items of each key, kept together: MSET's key and value). Items are
@@ -97,10 +117,13 @@ class Grouping:
         Raises:
             ValueError: ``items`` is not ``step`` items per key.
         """
-        if len(items) != self.order.size * step:
+        order = self.order
+        if len(items) != len(order) * step:
             raise ValueError(
-                f"{len(items)} arguments for {self.order.size} keys of {step} arguments each"
+                f"{len(items)} arguments for {len(order)} keys of {step} arguments each"
             )
+        if isinstance(order, list):
+            return [items[i * step + j] for i in order for j in range(step)]
         held = np.fromiter(items, dtype=object, count=len(items))  # each item as is
         if step > 1:
             held = held.reshape(-1, step)
@@ -119,7 +142,13 @@ class Grouping:
             if len(answer) != size:
                 raise ValueError(f"node {node!r} answered {len(answer)} values for {size} keys")
             flat.extend(answer)
+        order = self.order
+        if isinstance(order, list):
+            ordered: list[Any] = [None] * len(flat)
+            for value, index in zip(flat, order, strict=True):
+                ordered[index] = value
+            return ordered
         restored = np.empty(len(flat), dtype=object)
-        restored[self.order] = np.fromiter(flat, dtype=object, count=len(flat))  # items as is
+        restored[order] = np.fromiter(flat, dtype=object, count=len(flat))  # items as is
         merged: list[Any] = restored.tolist()
         return merged

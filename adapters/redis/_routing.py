@@ -26,7 +26,7 @@ from hashring import HealthTracker, Placement, redact_url
 from ._answers import Failure
 from ._commands import Plan, first_answer
 from ._errors import CrossShardError
-from ._owners import Grouping, Owners
+from ._owners import SMALL_BATCH, Grouping, Owners
 from ._scatter import Call
 
 __all__ = [
@@ -75,8 +75,8 @@ def route_owners(
         redis.exceptions.DataError: a key type redis-py cannot encode.
     """
     routed = _routed(encoder, keys)
-    if len(routed) == 1:  # the common case: skip the batch path's numpy overhead
-        owners = [placement.get_node(routed[0])]
+    if len(routed) < SMALL_BATCH:  # one key or a few: skip the batch path's numpy calls
+        owners = [placement.get_node(key) for key in routed]
     else:
         owners = placement.get_node_many(routed)
     if health.enabled:
@@ -108,6 +108,8 @@ def route_index(
     Raises:
         as :func:`route_owners`.
     """
+    if len(keys) < SMALL_BATCH:  # a few keys: numpy's calls cost more than they save
+        return Owners.of(route_owners(placement, health, encoder, keys, claim=claim))
     routed = _routed(encoder, keys)
     index_many = getattr(placement, "get_index_many", None)
     if index_many is None:
@@ -290,6 +292,8 @@ def _entries(routed: Routed) -> tuple[Grouping, list[Call]]:
                 names.append(part.node)
             nodes.append(at)
             entries.append((part.args, opts))
+    if len(nodes) < SMALL_BATCH:
+        return Grouping.of_names([names[i] for i in nodes]), entries
     return Grouping.of(np.array(nodes, dtype=np.intp), names), entries
 
 
