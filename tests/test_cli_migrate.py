@@ -44,13 +44,14 @@ NAMES = ["n0", "n1", "n2", "n3"]
 TOP_KEYS = {
     "schema", "mode", "from", "to", "nodes", "options", "scanned", "in_place", "to_move",
     "moved", "conflicts", "missing", "failed", "pairs", "verification", "misplaced",
-    "elapsed_seconds", "keys_per_second", "durability", "lost", "plan", "clients", "window",
+    "elapsed_seconds", "keys_per_second", "durability", "lost", "deleted", "plan", "clients",
+    "window",
 }  # fmt: skip
 PAIR_KEYS = {"from", "to", "keys", "moved", "conflicts", "bytes"}
 OPTION_KEYS = {"batch", "rate", "timeout_ms", "on_conflict", "bytes", "allow_volatile_destination"}
 VERIFICATION_KEYS = {
     "scanned", "misplaced", "elapsed_seconds", "pairs", "checked", "expired", "lost",
-    "lost_by_node", "restarted",
+    "lost_by_node", "restarted", "deleted", "deleted_by_node", "evicted",
 }  # fmt: skip
 AOF = ("--appendonly", "yes", "--appendfsync", "everysec")
 
@@ -230,7 +231,8 @@ def test_apply_moves_100k_keys_with_ttls_and_loses_nothing(cluster: Cluster) -> 
     assert set(report["verification"]) == VERIFICATION_KEYS
     assert report["verification"]["checked"] == report["moved"]
     assert report["lost"] == report["verification"]["lost"] == 0
-    assert report["verification"]["restarted"] == []
+    assert report["deleted"] == report["verification"]["deleted"] == 0
+    assert report["verification"]["restarted"] == report["verification"]["evicted"] == []
     assert {name: d["how"] for name, d in report["durability"].items()} == dict.fromkeys(
         NAMES, "aof"
     )
@@ -310,7 +312,7 @@ def test_dry_run_moves_nothing_and_counts_pairs_independently(cluster: Cluster) 
     assert report["to_move"] == report["misplaced"] == sum(expected.values())
     assert report["scanned"] == 20_300
     assert report["in_place"] == 20_300 - sum(expected.values())
-    assert report["moved"] is None
+    assert report["moved"] is report["lost"] is report["deleted"] is None
     assert report["verification"] is None
     assert all(set(pair) == PAIR_KEYS for pair in report["pairs"])
     assert all(pair["bytes"] > 0 and pair["moved"] is None for pair in report["pairs"])

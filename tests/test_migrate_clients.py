@@ -180,6 +180,9 @@ def test_a_window_sets_its_marker_and_finishing_clears_it(cluster: Cluster) -> N
         migrate("--from", str(cluster.old), "--to", str(window), "--format", "json").stdout
     )
     assert again["to_move"] == 0  # the markers are no keys to move
+    rerun = migrate("--from", str(cluster.old), "--to", str(window), "--apply").stdout
+    assert "next: publish the final topology" in rerun  # the operator's last step
+    assert f"--from {window} --to FINAL.toml --apply" in rerun
     text = migrate("--from", str(window), "--to", str(cluster.new), "--apply").stdout
     assert f"window: marker {marker} cleared on n0, n1, n2" in text
     assert not any(c.exists(marker) for c in cluster.clients.values())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import random
 import signal
@@ -416,6 +417,133 @@ def test_volatile_destination_killed_names_the_keys_at_risk(fleet_factory: Any) 
     assert "to n2) are lost if those restarted" in stderr
     moved = int(stderr.split("volatile destinations (")[1].split(" to n2")[0].replace(",", ""))
     assert moved >= 300
+
+
+# ------------------------------------------------- moved keys gone: deleted, or evicted
+
+
+def originals(fleet: Fleet) -> int:
+    """How many of the keys :meth:`Fleet.load` wrote are on some node."""
+    return sum(len(list(c.scan_iter(match="k:*", count=1000))) for c in fleet.clients.values())
+
+
+def fill_until_evicted(fleet: Fleet) -> None:
+    """Cap n2's memory a little above what it uses, then write keys n2 owns (so nothing is
+    misplaced) until it has evicted one of the keys moved there."""
+    n2 = fleet.clients["n2"]
+    moved = list(n2.scan_iter(count=1000))
+    n2.config_set("maxmemory", int(n2.info("memory")["used_memory"]) + 100_000)
+    names = (f"fill:{i}" for i in itertools.count())
+    owned = (name for name in names if fleet.new_ring.get_node(name) == "n2")
+    for _ in range(500):  # 500 * 20 kB: far past the cap
+        pipe = n2.pipeline(transaction=False)
+        for name in itertools.islice(owned, 20):
+            pipe.set(name, b"x" * 1000)
+        pipe.execute()
+        if n2.exists(*moved) < len(moved):
+            return
+    pytest.fail("n2 evicted none of the keys moved to it")
+
+
+@pytest.mark.parametrize("output", ["json", "text"])
+def test_moved_keys_clients_delete_are_deleted_not_lost(fleet_factory: Any, output: str) -> None:
+    """Keys a client deletes on their destination after they moved (the run paused
+    meanwhile, so the deletes land before its verification): counted as deleted by clients,
+    per node, not as lost; exit 0."""
+    fleet = fleet_factory(DURABLE_SOURCE)
+    fleet.load(ttl_share=0.3)
+    process = start_slow_migrate(fleet, "--format", output)
+    try:
+        wait_for_arrivals(fleet, process, 300)
+        process.send_signal(signal.SIGSTOP)
+        arrived = list(itertools.islice(fleet.clients["n2"].scan_iter(count=100), 50))
+        deleted = fleet.clients["n2"].delete(*arrived)
+    finally:
+        process.send_signal(signal.SIGCONT)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert deleted == 50
+    assert KEYS - fleet.total() == deleted  # counted independently: nothing else is gone
+    if output == "text":
+        assert ": 0 lost, 0 expired (TTL ran out)\n" in stdout
+        assert "50 moved keys deleted by clients since (not a loss): 50 on n2" in stdout
+        assert "LOST" not in stdout
+        return
+    report = json.loads(stdout)
+    assert report["deleted"] == report["verification"]["deleted"] == deleted
+    assert report["verification"]["deleted_by_node"] == {"n2": deleted}
+    assert report["lost"] == report["verification"]["lost"] == 0
+    assert report["verification"]["lost_by_node"] == {}
+    assert report["verification"]["restarted"] == report["verification"]["evicted"] == []
+    assert report["verification"]["checked"] == report["moved"]
+    assert report["misplaced"] == 0
+
+
+@pytest.mark.parametrize("output", ["json", "text"])
+def test_moved_keys_a_destination_evicts_are_lost(fleet_factory: Any, output: str) -> None:
+    """A destination with maxmemory and allkeys-lru that evicts keys after they moved (a
+    client fills it while the run is paused, until a moved key is gone): those keys are
+    lost, n2 is named as evicting, nothing counts as deleted; exit 1."""
+    fleet = fleet_factory(("--maxmemory-policy", "allkeys-lru"))
+    fleet.load()
+    process = start_slow_migrate(fleet, "--allow-volatile-destination", "--format", output)
+    try:
+        wait_for_arrivals(fleet, process, 300)
+        process.send_signal(signal.SIGSTOP)
+        settle_sources(fleet)
+        fill_until_evicted(fleet)
+    finally:
+        process.send_signal(signal.SIGCONT)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert stdout, stderr  # the run went on to its report (a failed run prints none)
+    lost = KEYS - originals(fleet)  # counted independently: no key here expires
+    assert lost > 0
+    if output == "text":
+        assert f": {lost:,} lost, 0 expired (TTL ran out); evicted keys during the run: n2" in (
+            stdout
+        )
+        assert (
+            f"LOST: {lost:,} keys moved to n2 are not there (n2 evicted keys during the run: "
+            "its INFO stats evicted_keys changed, or cannot be read)"
+        ) in stdout
+        assert "deleted by clients" not in stdout
+        return
+    report = json.loads(stdout)
+    assert report["lost"] == report["verification"]["lost"] == lost
+    assert report["verification"]["lost_by_node"] == {"n2": lost}
+    assert report["verification"]["evicted"] == ["n2"]
+    assert report["verification"]["restarted"] == []
+    assert report["deleted"] == report["verification"]["deleted"] == 0
+    assert report["verification"]["deleted_by_node"] == {}
+    assert report["misplaced"] == 0
+
+
+def test_a_destination_that_hides_its_evictions_counts_gone_keys_as_lost(
+    fleet_factory: Any,
+) -> None:
+    """Engine API: a destination whose user may run INFO server but not INFO stats cannot
+    tell whether it evicted: moved keys a client deleted there count as lost, not deleted."""
+    fleet = fleet_factory(
+        url_of=lambda name, s: f"redis://mover:pw@{s.host}:{s.port}/0" if name == "n2" else s.url
+    )
+    fleet.clients["n2"].execute_command(
+        "ACL", "SETUSER", "mover", "on", ">pw", "~*", "&*", "+@all", "-info", "+info|server"
+    )
+    fleet.load(600)
+    with MigrationSession(load_topology(fleet.old), load_topology(fleet.new)) as session:
+        moved = session.migrate(allow_volatile=True).moved_total
+        arrived = list(itertools.islice(fleet.clients["n2"].scan_iter(count=100), 20))
+        deleted = fleet.clients["n2"].delete(*arrived)
+        check = session.verify()
+    assert deleted == 20
+    assert check.checked == moved > 20
+    assert check.lost == {"n2": deleted}
+    assert check.deleted == {}
+    assert check.evicted == ("n2",)
+    assert check.restarted == ()
 
 
 # ------------------------------------------------------------------------------ replicas

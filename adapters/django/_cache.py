@@ -14,12 +14,13 @@ nodes).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 from hashring import InvalidOptionError, Placement, redact_url
-from hashring._topology.clients import client_name
+from hashring._topology.watch import DEFAULT_WATCH_INTERVAL
 
 from ..redis import ShardedRedis
 from ._location import Location, read_location
@@ -29,8 +30,10 @@ __all__ = ["ShardedRedisCache", "ShardedRedisCacheClient"]
 
 #: ShardedRedis options a cache cannot take.
 _REFUSED_OPTIONS = {
-    "read_fallback": "a cache needs no fallback during a migration: a key not moved yet "
-    "is a miss, computed again",
+    "read_fallback": "during a migration the read fallback comes from a topology file "
+    "LOCATION whose [migration] previous names the topology it replaces",
+    "node_client": "the cache makes each node's client as Django's RedisCacheClient does "
+    "(pool_class, parser_class and the connection options)",
 }
 
 
@@ -39,8 +42,18 @@ class ShardedRedisCacheClient(RedisCacheClient):
     nodes of ``location``, whatever the key: every command finds its node there, and
     MGET, MSET and DEL are split per node and sent in parallel.
 
+    Each node's redis-py client is made as Django's client makes its own,
+    ``Redis(connection_pool=pool_class.from_url(url, **options))``, but owned by the
+    ShardedRedis: closing it (when a followed topology drops or replaces the node) closes
+    its pool. A topology file LOCATION is read as ``ShardedRedis.from_config`` reads it:
+    connections named ``hashring-client-<version>``, and a ``[migration] previous`` runs
+    the migration window (reads fall back to the previous topology's nodes, writes of
+    moving keys are gated then pulled); with ``watch`` the client follows the file.
+
     Attributes:
-        location: the nodes (see ``_location``; its repr shows no password).
+        location: the nodes LOCATION named when the client was made (see ``_location``;
+            its repr shows no password); a followed file's current nodes are the
+            ShardedRedis's.
 
     Args:
         location: the nodes (see ``_location``).
@@ -55,17 +68,27 @@ class ShardedRedisCacheClient(RedisCacheClient):
             per shared client, so per configuration and process), counted as commands'
             outcomes are: a dead node is ejected, a recovered one restored, without
             waiting for traffic; None (default) for none.
+        watch: follow the topology file LOCATION (``True``; default ``False``): a daemon
+            thread looks at it every ``watch_interval`` seconds and switches the client to
+            each new valid topology, as ``ShardedRedis.from_config(path, watch=True)``
+            does; one thread per shared client, running for the life of the process
+            (Django's ``close()`` at the end of a request leaves it running).
+        watch_interval: seconds between the looks, in [0.01, 3600] (default 0.5, as for
+            ``from_config``); only with ``watch``.
         serializer, pool_class, parser_class, **options: as for Django's RedisCacheClient:
             the serialiser (Django's ``RedisSerializer`` by default), the connection pool
             class and the parser class (import paths or objects), and redis-py's
             connection options (``socket_timeout``, ``password``, ...).
 
     Raises:
-        InvalidOptionError: ``read_fallback`` (an option of ShardedRedis a cache cannot
-            take), ``placement`` with a topology
-            file, a ``health`` that is not a bool, a URL redis-py refuses (shown without
-            its password), or anything ShardedRedis refuses (placement name or nodes, node
-            names, a placement option such as ``vnodes`` among the redis-py options).
+        InvalidOptionError: ``read_fallback`` or ``node_client`` (options of ShardedRedis a
+            cache cannot take), ``placement`` with a topology file, a ``health`` or
+            ``watch`` that is not a bool, ``watch`` without a topology file LOCATION,
+            ``watch_interval`` without ``watch`` or out of range, a URL redis-py refuses
+            (shown without its password), or anything ShardedRedis refuses (placement name
+            or nodes, node names, a placement option such as ``vnodes`` among the redis-py
+            options).
+        ConfigError: the topology file is not valid (from ``from_config``).
     """
 
     _pool_class: Any  # set by RedisCacheClient.__init__
@@ -83,6 +106,8 @@ class ShardedRedisCacheClient(RedisCacheClient):
         retry_timeout: float = 30.0,
         max_workers: int | None = None,
         heartbeat_interval: float | None = None,
+        watch: bool = False,
+        watch_interval: float | None = None,
         serializer: Any = None,
         pool_class: Any = None,
         parser_class: Any = None,
@@ -94,11 +119,14 @@ class ShardedRedisCacheClient(RedisCacheClient):
             raise InvalidOptionError(
                 f"OPTIONS[{name!r}] is not a cache option: {_REFUSED_OPTIONS[name]}"
             )
-        if not isinstance(health, bool):
-            raise InvalidOptionError(
-                f"OPTIONS['health'] must be True or False, got {type(health).__name__}"
-            )
-        if location.placement is not None and placement is not None:
+        for flag, value in (("health", health), ("watch", watch)):
+            if not isinstance(value, bool):
+                raise InvalidOptionError(
+                    f"OPTIONS[{flag!r}] must be True or False, got {type(value).__name__}"
+                )
+        path = location.path
+        _check_watch(path, watch, watch_interval)
+        if path is not None and placement is not None:
             raise InvalidOptionError(
                 "OPTIONS['placement'] cannot be used with a topology file LOCATION: the "
                 "file's [placement] table says the placement"
@@ -111,36 +139,47 @@ class ShardedRedisCacheClient(RedisCacheClient):
             **options,
         )
         self.location = location
-        clients = {name: self._connect(name, url) for name, url in location.nodes.items()}
-        _check_connection_options(next(iter(clients.values())).connection_pool)
-        self._sharded = ShardedRedis(
-            clients,
-            placement=location.placement or placement or "ring",
+        sharded = dict(
             health=health,
             failure_limit=failure_limit,
             retry_timeout=retry_timeout,
             max_workers=max_workers,
             heartbeat_interval=heartbeat_interval,
-            **self._pool_options,  # checked there (a placement option is refused), and used
-            # for nodes added at runtime with a URL
+            node_client=self._connect,
+            **self._pool_options,  # checked there (a placement option is refused), and
+            # given to _connect for every node
         )
+        if path is None:
+            self._sharded = ShardedRedis(location.nodes, placement=placement or "ring", **sharded)
+        else:
+            interval = DEFAULT_WATCH_INTERVAL if watch_interval is None else watch_interval
+            self._sharded = ShardedRedis.from_config(
+                path, watch=watch, watch_interval=interval, **sharded
+            )
+        try:
+            _check_connection_options(next(iter(self._sharded.clients.values())).connection_pool)
+        except BaseException:
+            self._sharded.close()  # its follower thread too
+            raise
 
-    def _connect(self, name: str, url: str) -> Any:
-        """The redis-py client of one node, made as Django's client makes its own (no I/O).
+    def _connect(self, name: str, url: str, options: Mapping[str, Any]) -> Any:
+        """The redis-py client of one node, made as Django's client makes its own (no I/O),
+        with ``options`` the ShardedRedis's (Django's pool options, and ``client_name``
+        naming a topology file's version); closing it closes its pool, which the
+        ShardedRedis owns.
 
         Raises:
             InvalidOptionError: redis-py refused the URL (shown without its password).
         """
-        options = self._pool_options
-        if self.location.version is not None:  # named as ShardedRedis.from_config names them
-            options = {"client_name": client_name(self.location.version), **options}
         try:
             pool = self._pool_class.from_url(url, **options)
         except ValueError:
             pass  # raised below, outside the handler: redis-py's message may quote the
             # password (an unencoded '/' in it reads as a port); the redacted URL says enough
         else:
-            return self._client(connection_pool=pool)
+            client = self._client(connection_pool=pool)
+            client.auto_close_connection_pool = True
+            return client
         raise InvalidOptionError(f"node {name!r}: redis-py refused the URL {redact_url(url)!r}")
 
     def get_client(self, key: Any = None, *, write: bool = False) -> ShardedRedis:  # type: ignore[override]
@@ -173,6 +212,25 @@ class ShardedRedisCacheClient(RedisCacheClient):
             pipe.execute()
 
 
+def _check_watch(path: Path | None, watch: bool, interval: object) -> None:
+    """Refuse ``watch`` without a topology file to follow, and ``watch_interval`` without
+    ``watch`` (its range is checked by the watcher).
+
+    Raises:
+        InvalidOptionError: naming the option and what to do instead.
+    """
+    if watch and path is None:
+        raise InvalidOptionError(
+            "OPTIONS['watch'] follows a topology file: give LOCATION as the path of a "
+            "topology .toml file (a list or dict of URLs does not change)"
+        )
+    if interval is not None and not watch:
+        raise InvalidOptionError(
+            "OPTIONS['watch_interval'] is how often a followed topology file is looked at: "
+            "set OPTIONS['watch'] = True with it, or drop it"
+        )
+
+
 def _check_connection_options(pool: Any) -> None:
     """Refuse connection options redis-py does not take now, not at the first command (as
     Django's RedisCache does, with a TypeError): a connection object is made, and dropped,
@@ -199,18 +257,22 @@ class ShardedRedisCache(RedisCache):
     ``LOCATION``: a list of URLs (or a str of them separated by ``,`` or ``;``), a
     ``{node name: URL}`` dict, or a topology file path (see ``_location``). ``OPTIONS``:
     ``placement``, ``health``, ``failure_limit``, ``retry_timeout``, ``max_workers``,
-    ``heartbeat_interval``;
+    ``heartbeat_interval``, ``watch`` and ``watch_interval`` (follow a topology file);
     ``serializer``, ``pool_class``, ``parser_class`` as Django's; the rest are redis-py
     connection options. Everything is checked, and every node's client made, when the
     first backend of a configuration is created in a process (no I/O but reading a
     topology file: connections open at the first command); every later backend of the
     same LOCATION and OPTIONS (Django makes one per thread, and one per request under
-    ASGI) shares that client, its connections and its node health (see ``_shared``):
-    O(size of the configuration) then.
+    ASGI) shares that client, its connections, its node health and its topology
+    follower (see ``_shared``): O(size of the configuration) then. Without ``watch`` an
+    edited topology file is a new configuration (told apart by size, modification time
+    and inode), so backends made after the edit get a new client; with ``watch`` it is
+    the same one, which has switched.
 
     ``get_many``, ``set_many`` and ``delete_many`` cost one round trip per node involved,
     in parallel; ``clear`` flushes the database of every node (FLUSHDB on each).
-    ``close`` keeps the pooled connections, as Django's RedisCache does.
+    ``close`` (which Django calls at the end of every request) keeps the pooled
+    connections and the topology follower, as Django's RedisCache keeps its pools.
 
     Raises:
         InvalidOptionError: a bad LOCATION or OPTIONS (see ``read_location`` and
@@ -230,7 +292,9 @@ class ShardedRedisCache(RedisCache):
         self._cache = shared(
             (client_class, server, options),
             lambda: client_class(read_location(server), **options),
+            followed=options.get("watch") is True,
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._cache.location!r})"
+        """The running nodes (redacted URLs) and placement: a followed file's latest."""
+        return f"{type(self).__name__}({self._cache.get_client()!r})"

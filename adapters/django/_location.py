@@ -44,6 +44,9 @@ class Location:
     placement: Placement | None = None
     version: str | None = None
     """A topology file's version (its connections are named after it), else None."""
+    path: Path | None = None
+    """The topology file (read again by the client, and followed with ``watch``), else
+    None."""
 
     def __repr__(self) -> str:
         urls = ", ".join(f"{name}={redact_url(url)}" for name, url in self.nodes.items())
@@ -124,4 +127,4 @@ def _read_topology(path: Path) -> Location:
                 "redis://, rediss:// or unix:// URL"
             )
         nodes[name] = spec.url
-    return Location(_nonempty(nodes), topology.placement(), topology.version)
+    return Location(_nonempty(nodes), topology.placement(), topology.version, path)

@@ -8,9 +8,9 @@ uses the same client (thread-safe, as redis-py's pools are). A forked process ma
 
 A configuration is told apart by value where that is well defined (str, numbers, bool,
 None, lists, tuples, dicts of them, paths: a topology file also by its size, modification
-time and inode, so an edited file gives a new client) and by identity for any other object
-(a Placement, a class, a serializer instance), which the registry keeps alive so its id is
-never reused.
+time and inode, so an edited file gives a new client, unless the client follows the file)
+and by identity for any other object (a Placement, a class, a serializer instance), which
+the registry keeps alive so its id is never reused.
 """
 
 from __future__ import annotations
@@ -28,13 +28,15 @@ _registry: dict[Hashable, tuple[Any, list[object]]] = {}
 _lock = threading.Lock()
 
 
-def shared(configuration: object, build: Callable[[], _T]) -> _T:
+def shared(configuration: object, build: Callable[[], _T], *, followed: bool = False) -> _T:
     """The object ``build()`` made for an equal ``configuration`` in this process, else a
-    new one, kept for the life of the process. O(size of the configuration); ``build`` runs
+    new one, kept for the life of the process. ``followed``: the object follows the
+    configuration's topology files itself, so a file is told apart by its path alone (an
+    edited file is the same configuration). O(size of the configuration); ``build`` runs
     under a lock, at most once per configuration (not at all if it raises: nothing is kept).
     """
     held: list[object] = []
-    key = (os.getpid(), _fingerprint(configuration, held))
+    key = (os.getpid(), followed, _fingerprint(configuration, held, stat=not followed))
     with _lock:
         entry = _registry.get(key)
         if entry is None:
@@ -44,20 +46,25 @@ def shared(configuration: object, build: Callable[[], _T]) -> _T:
         return made
 
 
-def _fingerprint(value: object, held: list[object]) -> Hashable:
-    """A hashable stand-in for ``value``, equal for equal configurations."""
+def _fingerprint(value: object, held: list[object], *, stat: bool = True) -> Hashable:
+    """A hashable stand-in for ``value``, equal for equal configurations (a topology file
+    also by its size, modification time and inode when ``stat``)."""
     if value is None or isinstance(value, (str, bytes, int, float)):
         if isinstance(value, str) and value.strip().endswith(".toml"):
-            return ("file", value, _stat(value.strip()))
+            return ("file", value, _stat(value.strip()) if stat else None)
         return (type(value).__name__, value)
     if isinstance(value, os.PathLike):
-        return ("file", os.fspath(value), _stat(value))
+        return ("file", os.fspath(value), _stat(value) if stat else None)
     if isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(_fingerprint(item, held) for item in value))
+        items = tuple(_fingerprint(item, held, stat=stat) for item in value)
+        return (type(value).__name__, items)
     if isinstance(value, Mapping):
         return (
             "mapping",
-            tuple((_fingerprint(k, held), _fingerprint(v, held)) for k, v in value.items()),
+            tuple(
+                (_fingerprint(k, held, stat=stat), _fingerprint(v, held, stat=stat))
+                for k, v in value.items()
+            ),
         )
     held.append(value)  # kept alive with the entry, so its id is not reused
     return ("object", id(value))

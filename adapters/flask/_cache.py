@@ -111,8 +111,11 @@ class ShardedRedisCache(RedisCache):
           topology file (``hashring.load_topology``: nodes, URLs, weights, algorithm);
         * ``CACHE_OPTIONS``: the client's keywords, ShardedRedis's (``placement``,
           ``health``, ``failure_limit``, ``retry_timeout``, ``max_workers``,
-          ``heartbeat_interval``, ``read_fallback``) and redis-py's (``socket_timeout``,
-          ...), and the cache's (``check_connection``);
+          ``heartbeat_interval``, ``read_fallback``), with a topology file
+          ``from_config``'s ``watch`` and ``watch_interval`` (follow the file: a daemon
+          thread switches the client to each new valid topology, until :meth:`close`),
+          and redis-py's (``socket_timeout``, ...), and the cache's
+          (``check_connection``);
         * ``CACHE_REDIS_PASSWORD``: the password of nodes whose URL carries none;
         * Flask-Caching's ``CACHE_KEY_PREFIX``, ``CACHE_DEFAULT_TIMEOUT``,
           ``CACHE_IGNORE_ERRORS`` and ``CACHE_SERIALIZER`` as for RedisCache.
@@ -135,7 +138,8 @@ class ShardedRedisCache(RedisCache):
             raise
 
     def close(self) -> None:
-        """Close the client: its node connections and worker threads."""
+        """Close the client: its node connections, its threads and the follower of a
+        watched topology file."""
         self.client.close()
 
     def __repr__(self) -> str:

@@ -112,6 +112,7 @@ def read_settings(
         client["password"] = password
     where = config.get(NODES_KEY)
     if isinstance(where, os.PathLike) or (isinstance(where, str) and "://" not in where):
+        _check_watch(client, is_path=True)
         if "placement" in client:
             raise InvalidOptionError(
                 f"CACHE_OPTIONS: 'placement' with a topology file in {NODES_KEY}: the file "
@@ -120,7 +121,33 @@ def read_settings(
         if not str(where):
             raise InvalidOptionError(f"{NODES_KEY} is an empty path")
         return Settings(nodes=None, path=Path(where), cache=cache, client=client)
+    _check_watch(client, is_path=False)
+    client.pop("watch", None)  # False here: not a redis-py option
     return Settings(nodes=node_names(where), path=None, cache=cache, client=client)
+
+
+def _check_watch(client: Mapping[str, Any], *, is_path: bool) -> None:
+    """Refuse ``watch`` that is not a bool or has no topology file to follow, and
+    ``watch_interval`` without ``watch`` (its range is checked by the watcher).
+
+    Raises:
+        InvalidOptionError: naming the option and what to do instead.
+    """
+    watch = client.get("watch", False)
+    if not isinstance(watch, bool):
+        raise InvalidOptionError(
+            f"CACHE_OPTIONS: 'watch' must be True or False, got {type(watch).__name__}"
+        )
+    if watch and not is_path:
+        raise InvalidOptionError(
+            f"CACHE_OPTIONS: 'watch' follows a topology file: give {NODES_KEY} as the path "
+            "of a topology .toml file (a list or dict of URLs does not change)"
+        )
+    if "watch_interval" in client and not watch:
+        raise InvalidOptionError(
+            "CACHE_OPTIONS: 'watch_interval' is how often a followed topology file is looked "
+            "at: set 'watch': True with it, or drop it"
+        )
 
 
 def node_names(where: object) -> dict[str, Any]:

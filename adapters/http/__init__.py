@@ -24,7 +24,10 @@ Layout: one router (``_router.HttpRouter``: nodes, placement, keyless balancer, 
 health) holding one attempt and failover policy (``_attempts``: which node next, when to move
 on, health claims), driving three thin send loops that only do their client's I/O: the httpx
 sync and async transports (``_httpx``) and the requests adapter (``_requests``; the session
-in ``_session``). Node URLs are parsed in ``_urls``.
+in ``_session``). Node URLs are parsed in ``_urls``. Every adapter can be built from a
+topology and follow it (``from_config(path, watch=True)``, ``from_source(url, key=...)``;
+``_following``): each new topology builds a new router, swapped in with one assignment, and
+each request reads the router once, so it runs, failover included, on one topology.
 
 Routing: a keyed request goes to the owner of its key; a request without a key is spread by
 a keyless balancer. An idempotent request moves to the next node of its preference list only

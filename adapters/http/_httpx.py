@@ -76,13 +76,14 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import httpx
 
 from hashring import InvalidOptionError, Key, Placement, redact_url
 
 from ._attempts import Attempts
+from ._following import FollowsTopology, check_options
 from ._router import HttpRouter
 from ._urls import NodeURL
 
@@ -284,11 +285,13 @@ def _check_url(request: httpx.Request) -> None:
     raise httpx.UnsupportedProtocol(message, request=request)
 
 
-class _ShardedBase(Generic[_T]):
-    """What both transports share: the router, the delegate, membership and stats."""
+class _ShardedBase(FollowsTopology, Generic[_T]):
+    """What both transports share: the router, the delegate, membership and stats, and
+    being built from a topology and following it (:class:`FollowsTopology`)."""
 
     router: HttpRouter
-    """The routing core (placement, keyless balancer, health)."""
+    """The routing core (placement, keyless balancer, health): the snapshot a request
+    starts on, replaced in one assignment when a followed topology changes."""
 
     def __init__(
         self,
@@ -307,12 +310,7 @@ class _ShardedBase(Generic[_T]):
         retry_statuses: tuple[int, ...] | frozenset[int] = (),
         retry_after_send: bool = False,
     ) -> None:
-        self.host = None if host is None else _check_host(host)
-        if transport is not None and not isinstance(transport, self._delegate_type()):
-            raise InvalidOptionError(
-                f"transport must be an {self._delegate_type().__qualname__}, "
-                f"not {type(transport).__name__}"
-            )
+        self.host = self._check(host, transport)
         self.router = HttpRouter(
             nodes, placement=placement, key_func=key_func, balancer=balancer,
             bounded_load=bounded_load, health=health, failure_limit=failure_limit,
@@ -320,6 +318,30 @@ class _ShardedBase(Generic[_T]):
             retry_statuses=retry_statuses, retry_after_send=retry_after_send,
         )  # fmt: skip
         self._transport: _T = self._default_transport() if transport is None else transport
+
+    @classmethod
+    def _of_router(cls, router: HttpRouter, options: dict[str, Any]) -> Self:
+        """A transport over ``router``; ``options``: ``host`` and ``transport``.
+
+        Raises:
+            TypeError: another option. InvalidOptionError: a bad host or transport.
+        """
+        check_options(cls, options, {"host", "transport"})
+        self = cls.__new__(cls)
+        transport = options.get("transport")
+        self.host = self._check(options.get("host"), transport)
+        self.router = router
+        self._transport = self._default_transport() if transport is None else transport
+        return self
+
+    def _check(self, host: str | None, transport: _T | None) -> str | None:
+        """``host`` as httpx writes it; refuses a bad ``host`` or ``transport``."""
+        if transport is not None and not isinstance(transport, self._delegate_type()):
+            raise InvalidOptionError(
+                f"transport must be an {self._delegate_type().__qualname__}, "
+                f"not {type(transport).__name__}"
+            )
+        return None if host is None else _check_host(host)
 
     @staticmethod
     @abstractmethod
@@ -417,12 +439,11 @@ class ShardedTransport(_ShardedBase[httpx.BaseTransport], httpx.BaseTransport):
         if not self._routed(request):
             return self._transport.handle_request(request)
         _check_url(request)
-        with _attempts(self.router, request) as attempt:
+        router = self.router  # the snapshot this request runs on, failover included
+        with _attempts(router, request) as attempt:
             while True:
                 try:
-                    response = self._transport.handle_request(
-                        _to(self.router, request, attempt.node)
-                    )
+                    response = self._transport.handle_request(_to(router, request, attempt.node))
                 except HEALTH_ERRORS as exc:
                     if attempt.failed(exc, reached=isinstance(exc, AFTER_SEND_ERRORS)):
                         continue
@@ -432,7 +453,10 @@ class ShardedTransport(_ShardedBase[httpx.BaseTransport], httpx.BaseTransport):
                 response.close()
 
     def close(self) -> None:
-        """Close the delegate transport (its connection pool)."""
+        """Stop following a topology (``from_config(watch=True)``, ``from_source``: the
+        thread, waited for at most 10 s, and the source's connections), then close the
+        delegate transport (its connection pool). Idempotent."""
+        self._stop_following()
         self._transport.close()
 
 
@@ -463,11 +487,12 @@ class AsyncShardedTransport(_ShardedBase[httpx.AsyncBaseTransport], httpx.AsyncB
         if not self._routed(request):
             return await self._transport.handle_async_request(request)
         _check_url(request)
-        with _attempts(self.router, request) as attempt:
+        router = self.router  # the snapshot this request runs on, failover included
+        with _attempts(router, request) as attempt:
             while True:
                 try:
                     response = await self._transport.handle_async_request(
-                        _to(self.router, request, attempt.node)
+                        _to(router, request, attempt.node)
                     )
                 except HEALTH_ERRORS as exc:
                     if attempt.failed(exc, reached=isinstance(exc, AFTER_SEND_ERRORS)):
@@ -478,5 +503,8 @@ class AsyncShardedTransport(_ShardedBase[httpx.AsyncBaseTransport], httpx.AsyncB
                 await response.aclose()
 
     async def aclose(self) -> None:
-        """Close the delegate transport (its connection pool)."""
+        """Stop following a topology, as :meth:`ShardedTransport.close` (joining the thread
+        in this call: a file watcher's at once, a Redis follower's within 0.25 s, or its
+        look's socket timeout), then close the delegate transport (its connection pool)."""
+        self._stop_following()
         await self._transport.aclose()

@@ -89,7 +89,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import requests
@@ -99,6 +99,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from hashring import InvalidOptionError, Key, Placement
 
+from ._following import FollowsTopology, check_options
 from ._router import HttpRouter
 
 __all__ = [
@@ -148,7 +149,7 @@ def served_by(response: Response) -> str | None:
     return node if isinstance(node, str) else None
 
 
-class ShardedAdapter(BaseAdapter):
+class ShardedAdapter(FollowsTopology, BaseAdapter):
     """A requests transport adapter that sends each request to the node owning its shard key.
 
     Args:
@@ -175,7 +176,9 @@ class ShardedAdapter(BaseAdapter):
         timeout: per-attempt timeout when a call gives none (default
             :data:`DEFAULT_TIMEOUT`; None: wait forever).
 
-    Use :meth:`from_router` to share one :class:`HttpRouter` (and its health) between clients.
+    Use :meth:`from_router` to share one :class:`HttpRouter` (and its health) between clients,
+    and :meth:`from_config` / :meth:`from_source` to build the adapter from a topology and
+    follow it (see the ``_following`` module).
 
     Raises:
         InvalidOptionError, InvalidWeightError: bad nodes, URLs or options.
@@ -213,13 +216,23 @@ class ShardedAdapter(BaseAdapter):
         *,
         adapter: BaseAdapter | None = None,
         timeout: Timeout = DEFAULT_TIMEOUT,
-    ) -> ShardedAdapter:
+    ) -> Self:
         """An adapter over an existing router (its nodes, placement, options and health)."""
         if not isinstance(router, HttpRouter):
             raise InvalidOptionError(f"router must be an HttpRouter, not {type(router).__name__}")
         self = cls.__new__(cls)
         self._setup(router, adapter, timeout)
         return self
+
+    @classmethod
+    def _of_router(cls, router: HttpRouter, options: dict[str, Any]) -> Self:
+        """:meth:`from_router`; ``options``: ``adapter`` and ``timeout``.
+
+        Raises:
+            TypeError: another option. InvalidOptionError: a bad adapter or timeout.
+        """
+        check_options(cls, options, {"adapter", "timeout"})
+        return cls.from_router(router, **options)
 
     def _setup(self, router: HttpRouter, adapter: BaseAdapter | None, timeout: Timeout) -> None:
         super().__init__()
@@ -267,15 +280,16 @@ class ShardedAdapter(BaseAdapter):
         else:
             explicit = headers.get(SHARD_KEY_HEADER)
             marked = _idempotent_mark(headers.get(IDEMPOTENT_HEADER))
-        key = self.router.shard_key(explicit, request)
+        router = self.router  # the snapshot this request runs on, failover included
+        key = router.shard_key(explicit, request)
         method = (request.method or "").upper()
         one_shot = not (request.body is None or isinstance(request.body, (bytes, str)))
         if timeout is None:
             timeout = self.timeout
-        with self.router.attempts(
+        with router.attempts(
             key,
             method,
-            idempotent=self.router.idempotent(method, marked),
+            idempotent=router.idempotent(method, marked),
             one_shot=one_shot,
             mark_hint=_MARK_HINT,
         ) as attempt:
@@ -283,7 +297,7 @@ class ShardedAdapter(BaseAdapter):
                 node = attempt.node
                 try:
                     response = self.adapter.send(
-                        self._for_node(request, url, node), stream=stream, timeout=timeout,
+                        self._for_node(router, request, url, node), stream=stream, timeout=timeout,
                         verify=verify, cert=cert, proxies=proxies,
                     )  # fmt: skip
                 except (requests.ConnectionError, requests.Timeout) as exc:
@@ -295,17 +309,22 @@ class ShardedAdapter(BaseAdapter):
                 response.close()
 
     def close(self) -> None:
-        """Close the delegate adapter (its connection pools)."""
+        """Stop following a topology (``from_config(watch=True)``, ``from_source``: the
+        thread, waited for at most 10 s, and the source's connections), then close the
+        delegate adapter (its connection pools). Idempotent."""
+        self._stop_following()
         self.adapter.close()
 
-    def _for_node(self, request: PreparedRequest, url: str, node: str) -> PreparedRequest:
-        """``request`` addressed to ``node``, without the routing headers: a shallow copy
-        (method, body, hooks as they are) with the URL rewritten (see
-        :meth:`NodeURL.rewrite`) and, only when they must change (routing headers, a
-        ``Host`` naming the logical host, the node URL's credentials), its own copy of the
-        headers; else it shares the logical request's headers, which nothing on the way
-        writes to. O(len(url)), plus O(headers) when they change."""
-        target = self.router.node_url(node)
+    def _for_node(
+        self, router: HttpRouter, request: PreparedRequest, url: str, node: str
+    ) -> PreparedRequest:
+        """``request`` addressed to ``node`` (of ``router``, the request's snapshot), without
+        the routing headers: a shallow copy (method, body, hooks as they are) with the URL
+        rewritten (see :meth:`NodeURL.rewrite`) and, only when they must change (routing
+        headers, a ``Host`` naming the logical host, the node URL's credentials), its own
+        copy of the headers; else it shares the logical request's headers, which nothing on
+        the way writes to. O(len(url)), plus O(headers) when they change."""
+        target = router.node_url(node)
         outgoing = _new_prepared(PreparedRequest)
         outgoing.__dict__.update(request.__dict__)
         outgoing.url = target.rewrite(url)

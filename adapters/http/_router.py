@@ -145,6 +145,37 @@ class HttpRouter:
         self.max_attempts = max_attempts
         self.retry_statuses = frozenset(retry_statuses)
         self.retry_after_send = retry_after_send
+        self.version: str | None = None
+        """The version of the topology this router was built from (None: built from URLs)."""
+        self._options: dict[str, Any] = {
+            "key_func": key_func, "balancer": balancer, "bounded_load": bounded_load,
+            "health": health, "failure_limit": failure_limit, "retry_timeout": retry_timeout,
+            "max_attempts": max_attempts, "retry_statuses": retry_statuses,
+            "retry_after_send": retry_after_send,
+        }  # fmt: skip
+
+    def successor(
+        self, nodes: Mapping[str, str], *, placement: Placement, version: str | None
+    ) -> HttpRouter:
+        """A new router over ``nodes`` and ``placement`` (a ready placement over exactly
+        their names), for topology ``version``, with this router's options and its health
+        tracker: a node whose URL (credentials included) is the same keeps its counters and
+        its ejection; those of nodes that left or changed URL are forgotten. This router is
+        left as it is, so a request under way on it finishes on it. O(nodes) plus
+        :func:`hashring.as_placement`.
+
+        Raises:
+            InvalidOptionError, InvalidWeightError: a bad node name or URL, or a placement
+                whose nodes are not the node names; nothing is forgotten then.
+        """
+        router = HttpRouter(nodes, placement=placement, **self._options)
+        router.version = version
+        router.health = health = self.health
+        for name, before in self._urls.items():
+            after = router._urls.get(name)
+            if after is None or (after, after.authorization) != (before, before.authorization):
+                health.forget(name)
+        return router
 
     # ------------------------------------------------------------------ routing
 
@@ -277,8 +308,10 @@ class HttpRouter:
         return {name: u.display for name, u in self._urls.items()}
 
     def stats(self) -> dict[str, dict[str, float | int | bool]]:
-        """Per-node counters: requests, errors, ejections, ejected."""
-        return self.health.stats(self._urls)
+        """Per-node counters of this router's nodes: requests, errors, ejections, ejected."""
+        urls = self._urls
+        counters = self.health.stats(urls)
+        return {name: counters[name] for name in sorted(urls)}
 
     def _route(self, first: str, order: Order) -> Route:
         """``first``, then the nodes ``order`` lists without it, as a :class:`Route`."""

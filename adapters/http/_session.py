@@ -13,7 +13,8 @@ See the ``_requests`` module for routing, failover, timeouts and errors.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import requests
@@ -22,7 +23,9 @@ from requests.models import PreparedRequest, Response
 
 from hashring import InvalidOptionError, Key, Placement
 from hashring._placement.keys import check_key
+from hashring._topology.watch import DEFAULT_WATCH_INTERVAL
 
+from ._following import TOPOLOGY_KEY
 from ._requests import (
     _CALL,
     DEFAULT_TIMEOUT,
@@ -32,6 +35,7 @@ from ._requests import (
     Timeout,
     _text,
 )
+from ._router import HttpRouter
 
 __all__ = ["ShardedSession"]
 
@@ -57,6 +61,10 @@ class ShardedSession(requests.Session):
             :class:`ShardedAdapter` (``placement``: an algorithm name, default ``"ring"``
             with hash tags off, or a ready :class:`hashring.Placement`).
 
+    :meth:`from_config` and :meth:`from_source` build a session from a topology and follow
+    it (see the ``_following`` module); :meth:`close` (requests closes every mounted
+    adapter) stops following.
+
     Raises:
         InvalidOptionError, InvalidWeightError: a bad host, node, URL or option.
     """
@@ -79,19 +87,92 @@ class ShardedSession(requests.Session):
         retry_after_send: bool = False,
         timeout: Timeout = DEFAULT_TIMEOUT,
     ) -> None:
-        self.host = _check_host(host)
-        self._prefixes = (f"http://{self.host}", f"https://{self.host}")
+        checked = _check_host(host)
         sharded = ShardedAdapter(
             nodes, adapter=adapter, placement=placement, key_func=key_func, balancer=balancer,
             bounded_load=bounded_load, health=health, failure_limit=failure_limit,
             retry_timeout=retry_timeout, max_attempts=max_attempts,
             retry_statuses=retry_statuses, retry_after_send=retry_after_send, timeout=timeout,
         )  # fmt: skip
-        super().__init__()
+        self._mount_sharded(checked, sharded)
+
+    @classmethod
+    def from_config(
+        cls,
+        path: str | Path,
+        *,
+        host: str = "shard",
+        watch: bool = False,
+        watch_interval: float = DEFAULT_WATCH_INTERVAL,
+        **options: Any,
+    ) -> Self:
+        """A session over the topology file at ``path``: its adapter is
+        :meth:`ShardedAdapter.from_config(path, watch=watch, watch_interval=watch_interval,
+        **options) <ShardedAdapter.from_config>`, so with ``watch=True`` the session
+        switches to each new valid topology of the file; :meth:`close` stops following.
+
+        Raises:
+            as :meth:`ShardedAdapter.from_config`, and InvalidOptionError for a bad host.
+        """
+        checked = _check_host(host)
+        return cls._over(
+            checked,
+            ShardedAdapter.from_config(path, watch=watch, watch_interval=watch_interval, **options),
+        )
+
+    @classmethod
+    def from_source(
+        cls,
+        url: str,
+        *,
+        host: str = "shard",
+        key: str = TOPOLOGY_KEY,
+        watch_interval: float = DEFAULT_WATCH_INTERVAL,
+        source_kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Self:
+        """A session over the topology stored at ``key`` on the Redis server at ``url``,
+        following it: its adapter is :meth:`ShardedAdapter.from_source` with the same
+        arguments; :meth:`close` stops following and closes the source's connections.
+
+        Raises:
+            as :meth:`ShardedAdapter.from_source`, and InvalidOptionError for a bad host.
+        """
+        checked = _check_host(host)
+        return cls._over(
+            checked,
+            ShardedAdapter.from_source(
+                url, key=key, watch_interval=watch_interval, source_kwargs=source_kwargs,
+                **options,
+            ),
+        )  # fmt: skip
+
+    @classmethod
+    def _over(cls, host: str, sharded: ShardedAdapter) -> Self:
+        """A session whose logical ``host`` (checked) is served by ``sharded``."""
+        self = cls.__new__(cls)
+        self._mount_sharded(host, sharded)
+        return self
+
+    def _mount_sharded(self, host: str, sharded: ShardedAdapter) -> None:
+        """Set the session up with ``sharded`` mounted for the logical ``host`` (checked)."""
+        requests.Session.__init__(self)
+        self.host = host
+        self._prefixes = (f"http://{host}", f"https://{host}")
         self.sharded_adapter = sharded
-        self.router = sharded.router
         for scheme in ("http", "https"):
-            self.mount(f"{scheme}://{self.host}/", sharded)
+            self.mount(f"{scheme}://{host}/", sharded)
+
+    @property
+    def router(self) -> HttpRouter:
+        """The sharded adapter's router: the snapshot a request starts on (replaced in one
+        assignment when a followed topology changes)."""
+        return self.sharded_adapter.router
+
+    @property
+    def version(self) -> str | None:
+        """The version of the topology the session runs (None: built from URLs)."""
+        return self.sharded_adapter.version
 
     def request(
         self,

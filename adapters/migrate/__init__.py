@@ -47,10 +47,16 @@ key moves, unless ``allow_volatile=True`` (right for caches, where a lost key is
 Loss check. The session remembers an 8-byte fingerprint of every key it moved (16 bytes
 with its expiry time, for keys with a TTL) per destination. :meth:`MigrationSession.verify`
 after :meth:`MigrationSession.migrate` in the same session checks, while it scans, that each
-is on its destination; those that are not, other than keys whose TTL ran out, are counted
-as ``lost`` (per node, with the nodes that restarted during the session: their ``run_id``
-changed). A key a client deleted on its destination during the run is counted too: a loss
-report means "look", not always "Redis lost it".
+is on its destination. Of those that are not, keys whose TTL ran out are ``expired``; the
+others are told apart by what their destination says now against what it said when the
+session connected, since a server drops a key only when a client tells it to, when the key
+expires, when it evicts it (``maxmemory``) or when it loses its data (restart, failover):
+
+* ``lost`` (per node), on a destination that restarted (its ``run_id`` changed: listed in
+  ``restarted``) or evicted keys (its ``INFO stats`` ``evicted_keys`` changed or is not
+  reported: listed in ``evicted``);
+* ``deleted`` (per node), on a destination that did neither: clients deleted them after
+  they moved (an application that goes on writing during the run does), not a loss.
 
 Conflicts: a key that already exists on its destination (written there by clients of the
 new topology) is answered ``BUSYKEY`` by the destination; ``MIGRATE`` still moves the rest

@@ -16,6 +16,8 @@ from redis.retry import Retry
 from hashring import ConfigError, MigrationError, Topology, redact_url
 from hashring._topology.moves import Destination
 
+from ._results import _int
+
 _CONNECT_TIMEOUT = 5.0  # seconds to connect to a node before it counts as unreachable
 
 
@@ -103,7 +105,9 @@ def _nodes(old: Topology, new: Topology) -> dict[str, _Node]:
 
 class _Links:
     """One redis-py client per node (keys as bytes, no retries: a failure surfaces at once),
-    the ``run_id`` each server had when connected, and the error translation.
+    the ``run_id`` and ``evicted_keys`` each server had when connected (what tells a key a
+    client deleted from one the server dropped: see :meth:`state`), and the error
+    translation.
 
     Built unconnected; :meth:`connect` connects to every node and :meth:`close` closes them.
     """
@@ -112,11 +116,13 @@ class _Links:
         self.nodes = nodes
         self.clients: dict[str, redis.Redis] = {}
         self.run_ids: dict[str, str] = {}
+        self.evictions: dict[str, int | None] = {}
         self._socket_timeout = socket_timeout
         self._secrets = [secret for node in nodes.values() for secret in node.secrets()]
 
     def connect(self) -> None:
-        """Connect to every node (``INFO server``) and record its ``run_id``. O(nodes).
+        """Connect to every node and record its :meth:`state` (``run_id``, ``evicted_keys``).
+        One round trip per node.
 
         Raises:
             MigrationError: a node is unreachable or refuses the credentials.
@@ -136,8 +142,9 @@ class _Links:
             client = redis.Redis(connection_pool=pool)
             client.auto_close_connection_pool = True
             self.clients[name] = client
-            run_id = self.run_id(name, "cannot connect to")
+            run_id, evicted = self.state(name, "cannot connect to")
             self.run_ids[name] = run_id
+            self.evictions[name] = evicted
             same = servers.setdefault((run_id, node.db), name)
             if same != name:
                 raise ConfigError(
@@ -152,10 +159,29 @@ class _Links:
                     "keys between databases of the same server"
                 )
 
-    def run_id(self, name: str, what: str = "lost the connection to") -> str:
-        """The ``run_id`` of node ``name``'s server now (``INFO server``): one round trip."""
+    def state(self, name: str, what: str = "lost the connection to") -> tuple[str, int | None]:
+        """Node ``name``'s server now: its ``run_id`` (``INFO server``; the node's name if it
+        reports none) and its ``evicted_keys`` (``INFO stats``; None if it reports none or
+        refuses that section: an ACL may allow ``info|server`` alone). One round trip (both
+        pipelined).
+
+        A server drops a key only when a client tells it to, when the key expires, when it
+        evicts it (``maxmemory``: ``evicted_keys`` grows) or when it loses its data (a
+        restart or a failover: another ``run_id``); so these two facts, read before and
+        after, tell whether keys gone meanwhile were deleted by clients.
+
+        Raises:
+            MigrationError: the node is unreachable or refuses ``INFO``.
+        """
         with self.talking_to(name, what):
-            return str(self.clients[name].info("server").get("run_id", name))
+            pipe = self.clients[name].pipeline(transaction=False)
+            pipe.info("server")
+            pipe.info("stats")
+            server, stats = pipe.execute(raise_on_error=False)
+            if isinstance(server, Exception):
+                raise server
+        evicted = -1 if isinstance(stats, Exception) else _int(stats.get("evicted_keys"), -1)
+        return str(server.get("run_id", name)), evicted if evicted >= 0 else None
 
     def close(self) -> None:
         """Close every connection (idempotent)."""

@@ -67,9 +67,20 @@ class MigrationPlan:
     expired: int = 0
     """Of ``checked``, keys not found whose TTL had run out (not a loss)."""
     lost: dict[str, int] = field(default_factory=dict)
-    """Of ``checked``, keys not on their destination (TTL not run out), per destination."""
+    """Of ``checked``, keys not on their destination (TTL not run out) that the destination
+    may have dropped itself: it restarted or evicted keys since the session connected (it is
+    in ``restarted`` or ``evicted``). Per destination (only those with some)."""
+    deleted: dict[str, int] = field(default_factory=dict)
+    """Of ``checked``, keys not on their destination (TTL not run out) although it neither
+    restarted nor evicted a key since the session connected: a client deleted them (``DEL``,
+    ``UNLINK``, ``FLUSHDB``, ``RENAME``, ...), not a loss. Per destination (only those with
+    some)."""
     restarted: tuple[str, ...] = ()
-    """Nodes whose ``run_id`` changed since the session connected (they restarted)."""
+    """Nodes whose ``run_id`` changed since the session connected (they restarted, or a
+    replica took over)."""
+    evicted: tuple[str, ...] = ()
+    """Nodes whose ``INFO stats`` ``evicted_keys`` changed since the session connected (they
+    evicted keys under ``maxmemory``, or their stats were reset), or that do not report it."""
 
     @property
     def misplaced(self) -> int:
@@ -78,8 +89,14 @@ class MigrationPlan:
 
     @property
     def lost_total(self) -> int:
-        """Moved keys missing from their destination, over all destinations."""
+        """Moved keys lost (gone from a destination that restarted or evicted), over all
+        destinations."""
         return sum(self.lost.values())
+
+    @property
+    def deleted_total(self) -> int:
+        """Moved keys deleted by clients since they moved, over all destinations."""
+        return sum(self.deleted.values())
 
     @property
     def keys_per_second(self) -> float:

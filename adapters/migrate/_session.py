@@ -201,11 +201,12 @@ class MigrationSession:
         Scans every node as :meth:`plan` does (``misplaced`` is 0 when the job is done).
         After :meth:`migrate` in this session it also looks, during the same scan, for every
         key that migration moved on its destination: ``checked`` keys, ``expired`` (gone,
-        TTL run out: not a loss), ``lost`` per destination (gone otherwise: a restart of a
-        volatile destination, a client's delete, an eviction). ``restarted`` names the nodes
-        whose ``run_id`` changed since the session connected. The job is done when
-        ``misplaced == 0 and lost_total == 0``. O(keys) time; memory: a set of the moved
-        keys' fingerprints of one destination at a time.
+        TTL run out: not a loss), ``lost`` per destination (gone from a destination that
+        restarted or evicted keys since the session connected: ``restarted``, ``evicted``)
+        and ``deleted`` per destination (gone from one that did neither: a client deleted
+        them, not a loss). The job is done when ``misplaced == 0 and lost_total == 0``.
+        O(keys) time plus one round trip per node; memory: a set of the moved keys'
+        fingerprints of one destination at a time.
 
         Raises:
             MigrationError: a node is unreachable.

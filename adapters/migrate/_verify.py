@@ -59,7 +59,13 @@ def _verify(
     pages: Iterable[_Page], links: _Links, arrivals: _Arrivals, progress: Progress | None
 ) -> MigrationPlan:
     """Count the misplaced keys of ``pages`` per pair and, while at it, look for every key
-    of ``arrivals`` on its destination; then ask every node for its ``run_id``.
+    of ``arrivals`` on its destination; then ask every node for its :meth:`_Links.state`.
+
+    A moved key not found, its TTL not run out, is ``lost`` when its destination restarted
+    (another ``run_id``) or evicted keys (``evicted_keys`` changed, or is not reported)
+    since the session connected, and ``deleted`` (by a client) otherwise: a server drops a
+    key on no other occasion. The state is read after the scan, so a drop the scan saw has
+    happened by then.
 
     ``pages`` must give each node's pages one after the other (as :func:`_pages` does): a
     destination's fingerprints are settled when its last page has gone by. O(keys) time;
@@ -72,17 +78,17 @@ def _verify(
     pairs: dict[Pair, int] = {}
     scanned = in_place = 0
     arrived = set(arrivals.nodes())
-    lost: dict[str, int] = {}
+    gone: dict[str, int] = {}
     expired = 0
 
     def settle(node: str, plain: set[int], with_ttl: dict[int, float]) -> None:
-        """Count the fingerprints not seen on ``node``: expired, or lost."""
+        """Count the fingerprints not seen on ``node``: expired, or gone."""
         nonlocal expired
         now = time.monotonic()
-        gone = len(plain) + sum(1 for deadline in with_ttl.values() if deadline > now)
-        expired += len(plain) + len(with_ttl) - gone
-        if gone:
-            lost[node] = gone
+        missing = len(plain) + sum(1 for deadline in with_ttl.values() if deadline > now)
+        expired += len(plain) + len(with_ttl) - missing
+        if missing:
+            gone[node] = missing
 
     current: tuple[str, set[int], dict[int, float]] | None = None
     for source, keys, moves in pages:
@@ -106,11 +112,16 @@ def _verify(
         settle(*current)
     for node in sorted(arrived):  # destinations whose scan found no key at all
         settle(node, *arrivals.pending(node))
-    restarted = []
+    restarted, evicted = [], []
     for name in links.clients:
-        run_id = links.run_id(name)
+        run_id, evictions = links.state(name)
+        since = links.evictions.get(name, evictions)
         if run_id != links.run_ids.get(name, run_id):
             restarted.append(name)
+            since = 0  # a restart starts the count again
+        if evictions is None or evictions != since:
+            evicted.append(name)
+    dropping = set(restarted) | set(evicted)
     return MigrationPlan(
         scanned=scanned,
         in_place=in_place,
@@ -118,6 +129,8 @@ def _verify(
         seconds=time.perf_counter() - start,
         checked=arrivals.count(),
         expired=expired,
-        lost={node: lost[node] for node in sorted(lost)},
+        lost={node: gone[node] for node in sorted(gone) if node in dropping},
+        deleted={node: gone[node] for node in sorted(gone) if node not in dropping},
         restarted=tuple(restarted),
+        evicted=tuple(evicted),
     )

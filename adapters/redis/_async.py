@@ -63,6 +63,8 @@ from ._fallback import (
     Read,
     Rounds,
     Seen,
+    absent,
+    alone,
     keys_and_flags_args,
     may_read,
     reads_only,
@@ -83,10 +85,15 @@ from ._routing import (
 from ._scatter_async import AsyncShare, scatter_async
 from ._surface import Surface
 from ._topology_source import DEFAULT_TOPOLOGY_KEY, RedisTopologyFollower, RedisTopologySource
+from ._window import Gated, exists_and_read_async, gated_call_async, pull_async
+from ._window_routes import PULL_TIMEOUT_MS, Route, Window, conflict, needs_marker, not_started
 
 __all__ = ["AsyncShardedRedis"]
 
 T = TypeVar("T")
+
+_REROUTE: Any = object()
+"""What a routing step returns when a node it routed to left before anything was sent."""
 
 
 def _one(answers: list[Any]) -> Any:
@@ -105,6 +112,45 @@ async def _close_all(clients: list[aioredis.Redis]) -> None:
 
 
 # redis-py's own async mixins disagree on command_info; nothing of ours is involved.
+def _enter(members: Members[aioredis.Redis], node: Any, which: str) -> Slot[aioredis.Redis]:
+    """A lease on ``node``'s slot (the caller gives it back).
+
+    Raises:
+        NodeRemovedError: the node has been removed.
+    """
+    slot = members.slots.get(node)
+    if slot is None or not slot.enter():
+        raise NodeRemovedError(f"node {node!r} {which}has been removed")
+    return slot
+
+
+async def _look_for_marker(window: Window, route: Route, old: aioredis.Redis, what: str) -> None:
+    """The sync client's ``_look_for_marker`` on a ``redis.asyncio`` client.
+
+    Raises:
+        UnsupportedCommandError: the migration has not started there (nothing else sent).
+    """
+    source = route.source
+    assert source is not None
+    if source not in window.started:
+        if not await old.exists(window.marker):
+            raise not_started(what, route)
+        window.started.add(source)
+
+
+async def _pull_to(window: Window, route: Route, old: aioredis.Redis, new: aioredis.Redis) -> None:
+    """The sync client's ``_pull_to`` on ``redis.asyncio`` clients.
+
+    Raises:
+        redis.exceptions.RedisError: from the old owner (BUSYKEY explained).
+    """
+    destination = window.destination(route.node, new)
+    try:
+        await pull_async(old, destination, route.keys, timeout_ms=PULL_TIMEOUT_MS)
+    except redis.exceptions.ResponseError as error:
+        raise conflict(error, route) from None
+
+
 class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type: ignore[misc]
     """A drop-in ``redis.asyncio.Redis`` over several Redis servers, sharded by key.
 
@@ -180,8 +226,9 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         ``hashring-client-<version>``, and with ``watch=True`` a watcher thread switching
         the client to each new valid topology (see :meth:`_swap` for how the old clients
         are closed). No I/O and no event loop needed (the watcher's first look reads the
-        file). A ``[migration]`` topology sets ``read_fallback``; its gated writes are not
-        wired in yet (see ``ShardedRedis.from_config``).
+        file). A ``[migration]`` topology runs a migration window: reads fall back over the
+        previous topology, writes of moving keys are gated, then pulled (see
+        ``ShardedRedis.from_config``).
 
         Raises:
             ConfigError: the file is not valid, a node has no url, or the secret is missing.
@@ -302,21 +349,37 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         migrating = self.read_fallback is not None and may_read(command)
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members  # one snapshot: the command routes on it to the end
-            if keys is not None and len(keys) == 1 and not migrating:  # the common case
-                node = self._owner(keys, members)
+            window = members.window
+            if (
+                keys is not None
+                and len(keys) == 1
+                and (not migrating if window is None else not self._moving(keys, members))
+            ):
+                node = self._owner(keys, members)  # the common case (a window's key that stays)
                 slot = members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
                 return await self._call(slot, Part(node, args), options)
             try:
                 known = await self._keys(parser, args, keys, members)
+                moving = window is not None and bool(
+                    self._moving(self._with_patterns(command, args, known, members), members)
+                )
                 reading = (
-                    migrating and bool(known) and await self._reads_only(command, args, members)
+                    migrating
+                    and bool(known)
+                    and (window is None or moving)
+                    and await self._reads_only(command, args, members)
                 )
             except NodeRemovedError:
                 continue
             if reading:
                 return await self._fall_back(command, Read(args, known, options))
+            if moving:
+                answer = await self._window_write(command, args, known, options, members)
+                if answer is _REROUTE:
+                    continue
+                return answer
             plan = self._plan_for(command, args, known, members)
             slots, closing = lease(members, (part.node for part in plan.parts))
             if closing:
@@ -687,6 +750,132 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         finally:
             await self._leave(slot)
 
+    async def _window_write(
+        self,
+        command: Command,
+        args: tuple[Any, ...],
+        keys: list[Any],
+        options: dict[str, Any],
+        members: Members[aioredis.Redis],
+    ) -> Any:
+        """``ShardedRedis._window_write``: a write during a migration window (parts one
+        after the other, moving keys gated or pulled first).
+
+        Raises:
+            as ``ShardedRedis._window_write``.
+        """
+        plan, routes = self._plan_window(command, args, keys, members)
+        slots, closing = lease(members, (routes[part.node].node for part in plan.parts))
+        if closing:
+            await gather_all(client.aclose() for client in closing)
+        if slots is None:
+            return _REROUTE
+        window: Window = members.window
+        if len(plan.parts) == 1:
+            part = plan.parts[0]
+            route = routes[part.node]
+            try:
+                answer = await self._window_part(
+                    window, command, route, part.args, options, slots[route.node]
+                )
+            except NodeRemovedError:  # the window ended before anything was sent
+                return _REROUTE
+            return plan.finish([answer], options)
+        shared = {k: v for k, v in options.items() if k != "keys"}
+        outcomes: list[Any] = []
+        for index, part in enumerate(plan.parts):
+            route = routes[part.node]
+            try:
+                answer = await self._window_part(
+                    window, command, route, part.args, shared, slots[route.node]
+                )
+            except Exception as error:  # settled below, as _run settles its parts
+                outcomes.append(Failure(error))
+                continue
+            except BaseException:  # cancelled: the parts not run give their leases back
+                for rest in plan.parts[index + 1 :]:
+                    await self._leave(slots[routes[rest.node].node])
+                raise
+            outcomes.append(answer)
+        return plan.settle(outcomes, shared)
+
+    async def _window_part(
+        self,
+        window: Window,
+        command: Command,
+        route: Route,
+        args: tuple[Any, ...],
+        options: dict[str, Any],
+        slot: Slot[aioredis.Redis],
+    ) -> Any:
+        """``ShardedRedis._window_part``: one part on its leased new node (lease given
+        back)."""
+        if route.source is not None:
+            try:
+                gated = await self._gate(window, command, route, args, options, slot.client)
+            except BaseException:
+                await self._leave(slot)
+                raise
+            if gated is not None:
+                await self._leave(slot)
+                return gated.reply
+        return await self._call(slot, Part(route.node, args), options)
+
+    async def _gate(
+        self,
+        window: Window,
+        command: Command,
+        route: Route,
+        args: tuple[Any, ...],
+        options: dict[str, Any],
+        new: aioredis.Redis,
+    ) -> Gated | None:
+        """``ShardedRedis._gate`` on ``redis.asyncio`` clients: run on the old owner gated
+        by the marker, or pull the keys and return None.
+
+        Raises:
+            as ``ShardedRedis._gate``.
+        """
+        source, previous = route.source, window.previous
+        assert source is not None
+        slot = _enter(previous._members, source, "of the previous topology ")
+        try:
+            old = slot.client
+            if needs_marker(command, args):
+                await _look_for_marker(window, route, old, command.name.upper())
+            elif source not in window.started:
+                gated = await gated_call_async(old, window.marker, args, **options)
+                if gated.ran:
+                    return gated
+                window.started.add(source)
+            await _pull_to(window, route, old, new)
+        finally:
+            await previous._leave(slot)
+        return None
+
+    async def _pull_ahead(
+        self, what: str, keys: list[Any], members: Members[aioredis.Redis]
+    ) -> None:
+        """``ShardedRedis._pull_ahead``: before a WATCH or a transaction on ``keys`` during
+        a migration window, the keys that move are pulled to their new owner.
+
+        Raises:
+            as ``ShardedRedis._pull_ahead``.
+        """
+        window = members.window
+        for route in self._moving(keys, members):
+            previous = window.previous
+            new = _enter(members, route.node, "")
+            try:
+                old = _enter(previous._members, route.source, "of the previous topology ")
+                try:
+                    await _look_for_marker(window, route, old.client, what)
+                    await _pull_to(window, route, old.client, new.client)
+                finally:
+                    await previous._leave(old)
+            finally:
+                await self._leave(new)
+
     def _outcome(self, node: str, slot: Slot[aioredis.Redis], ok: bool) -> None:
         """Record a command's outcome; when the node has just been ejected or has just
         recovered, drop its idle pooled connections (stale after a restart)."""
@@ -726,10 +915,88 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
             CrossShardError: the keys stayed split between the two topologies.
         """
         refuse_blocking(command, read.args)
+        if len(read.keys) == 1:
+            return await self._fall_back_alone(read)
         [value] = await self._settle([resolve(command, read, (await self._round([read]))[0])])
         if isinstance(value, Exception):
             raise value
         return value
+
+    async def _fall_back_alone(self, read: Read) -> Any:
+        """A read of one key while ``read_fallback`` is set: ``EXISTS`` and the read on its
+        new owner, then on its old owner, then the new one again, one round trip each,
+        until ``_fallback.alone`` says which answer stands (at most three). In a migration
+        window whose migration this client has not seen start on the key's old owner, the
+        old owner first (where such keys are), with the window's marker looked at in the
+        same round trip, then the new one (at most two). A previous topology that is gone
+        (the window ended under the read) holds nothing.
+
+        Raises:
+            redis.exceptions.RedisError: the standing round's error reply, or a node could
+                not be reached.
+        """
+        fallback = self.read_fallback  # None: the window ended since the read began
+        window: Window | None = self._members.window
+        old_first = (
+            window is not None
+            and fallback is not None
+            and fallback._owner(read.keys, fallback._members) not in window.started
+        )
+        rounds = alone(read, old_first=old_first)
+        side = next(rounds)
+        try:
+            while True:
+                if side == NEW:
+                    seen = await self._seen_alone(read)
+                elif fallback is None:
+                    seen = absent([read])[0]
+                else:
+                    try:
+                        seen = await fallback._seen_alone(read, window if old_first else None)
+                    except NodeRemovedError:  # its clients retired: the window ended
+                        seen = absent([read])[0]
+                side = rounds.send(seen)
+        except StopIteration as done:
+            return done.value
+        finally:
+            if fallback is not None:
+                fallback._health.release()  # its probe claims end with this command
+
+    async def _seen_alone(self, read: Read, window: Window | None = None) -> Seen:
+        """What this client's owner of ``read``'s one key holds: its presence and the read's
+        answer; given the migration ``window`` this client is the previous topology of,
+        whether its marker is on that node too, remembered in ``window.started`` (no
+        extra round trip: ``_window.exists_and_read_async``), the outcome recorded for health.
+
+        Raises:
+            NodeRemovedError: the read kept being routed to nodes being removed.
+            redis.exceptions.ConnectionError, TimeoutError: the node could not be reached.
+        """
+        for _ in range(REROUTE_ATTEMPTS):
+            members = self._members
+            node = self._owner(read.keys, members)
+            slot = members.slots.get(node)
+            if slot is None or not slot.enter():
+                continue
+            try:
+                try:
+                    started, present, answer = await exists_and_read_async(
+                        slot.client,
+                        read.keys[0],
+                        read.args,
+                        read.options,
+                        None if window is None else window.marker,
+                    )
+                except CONNECTION_ERRORS:
+                    self._outcome(node, slot, False)
+                    raise
+                self._outcome(node, slot, True)
+                if started and window is not None:
+                    window.started.add(node)
+            finally:
+                await self._leave(slot)
+            return Seen((present,), answer)
+        raise NodeRemovedError("the read kept being routed to nodes that were being removed")
 
     async def _settle(self, rounds: list[Rounds]) -> list[Any]:
         """Drive reads' rounds after round 1 (``_fallback.together``): each step one batch
@@ -739,19 +1006,27 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         Raises:
             redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
         """
-        fallback = self.read_fallback
-        assert fallback is not None
+        fallback = self.read_fallback  # None: the window ended since the read began
         batch = together(rounds)
         try:
             side, reads = next(batch)
             while True:
-                client = self if side == NEW else fallback
-                side, reads = batch.send(await client._round(reads))
+                if side == NEW:
+                    seen = await self._round(reads)
+                elif fallback is None:
+                    seen = absent(reads)
+                else:
+                    try:
+                        seen = await fallback._round(reads)
+                    except NodeRemovedError:  # its clients retired: the window ended
+                        seen = absent(reads)
+                side, reads = batch.send(seen)
         except StopIteration as done:
             answers: list[Any] = done.value
             return answers
         finally:
-            fallback._health.release()  # its probe claims end with this command, as ours
+            if fallback is not None:
+                fallback._health.release()  # its probe claims end with this command
 
     async def _round(self, reads: list[Read]) -> list[Seen]:
         """One round of reads on this client's own nodes (never its ``read_fallback``):

@@ -52,6 +52,7 @@ from ._transaction import (
     single_owner,
     transaction_plan,
 )
+from ._window_routes import one_at_a_time_async, writes
 
 __all__ = ["AsyncShardedPipeline"]
 
@@ -106,6 +107,9 @@ class _AsyncSharded(Protocol):
         routed: str,
     ) -> Awaitable[tuple[T, list[Any]]]: ...
     def _outcome(self, node: str, slot: Slot[aioredis.Redis], ok: bool) -> None: ...
+    async def _pull_ahead(
+        self, what: str, keys: list[Any], members: Members[aioredis.Redis]
+    ) -> None: ...
     def _leave(self, slot: Slot[aioredis.Redis]) -> Awaitable[None]: ...
 
 
@@ -309,6 +313,7 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
     async def _watch(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         sharded = self._sharded
         keys = list(args[1:])
+        await sharded._pull_ahead("WATCH", keys, sharded._members)  # a migration window's
         pin = self._pin
         if pin is not None and pin.pipe.watching:
             members = sharded._members
@@ -381,6 +386,8 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
             members = sharded._members
             try:
                 plans = await self._plans(stack, members)
+                keys = [key for plan in plans for key in plan.keys]
+                await sharded._pull_ahead("MULTI/EXEC", keys, members)  # a migration window's
             except NodeRemovedError:
                 continue
             pin = self._pin
@@ -409,7 +416,12 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
 
     async def _execute_pipeline(self, commands: list[Buffered], raise_on_error: bool) -> list[Any]:
         stack = [command.args for command in commands]
-        if self._sharded.read_fallback is None:
+        sharded = self._sharded
+        if sharded._members.window is not None and writes(
+            (await sharded._command_table())[1], commands
+        ):
+            results = await one_at_a_time_async(sharded.execute_command, commands)
+        elif sharded.read_fallback is None:
             _, results = await self._send_planned(partial(self._plain, commands))
         else:
             results = await self._execute_migrating(commands)

@@ -43,6 +43,8 @@ from ._leases import Members, Slot
 from ._owners import SMALL_BATCH, Owners
 from ._routing import describe_nodes, route_index, route_owners
 from ._sort import SORTS, encoded, pattern_keys
+from ._transaction import PLACEMENT_ONLY
+from ._window_routes import Route, Window, moving_routes, window_plan
 
 __all__ = [
     "REMOVED_OPTIONS",
@@ -177,6 +179,27 @@ def topology_arguments(
     )
 
 
+def _made_by(
+    node_client: Callable[[str, str, Mapping[str, Any]], C],
+    connect: Callable[[str, str | C, Mapping[str, Any]], C],
+) -> Callable[[str, str | C, Mapping[str, Any]], C]:
+    """``connect``, with a node given by a URL redis-py speaks made by ``node_client``."""
+
+    def connecting(name: str, target: str | C, options: Mapping[str, Any]) -> C:
+        if isinstance(target, str) and target.startswith(SCHEMES):
+            check_node_name(name)
+            return node_client(name, target, options)
+        return connect(name, target, options)  # a ready client, or refused there
+
+    return connecting
+
+
+def _window(fallback: Any, topology: Topology) -> Window | None:
+    """The migration window of ``topology`` run over ``fallback`` (its previous topology's
+    client), or None outside a migration."""
+    return None if fallback is None else Window.of(fallback, topology.version)
+
+
 class ShardedBase(Generic[C]):
     """Nodes, clients, placement and health of a sharded client of client type ``C``."""
 
@@ -195,9 +218,12 @@ class ShardedBase(Generic[C]):
         failure_limit: int,
         retry_timeout: float,
         redis_kwargs: Mapping[str, Any],
+        node_client: Callable[[str, str, Mapping[str, Any]], C] | None = None,
     ) -> None:
         """Check the options, build the placement (see :func:`hashring.as_placement`; hash
-        tags on by default, as in Redis Cluster) and a client per node. No I/O.
+        tags on by default, as in Redis Cluster) and a client per node: ``connect`` makes
+        it, or ``node_client`` for a node given by URL when it is set (then also for
+        nodes added, topologies switched to and a migration's previous nodes). No I/O.
 
         Raises:
             InvalidOptionError: a removed placement option among ``redis_kwargs``, a bad
@@ -209,13 +235,14 @@ class ShardedBase(Generic[C]):
         self._source: Any = None  # a RedisTopologySource this object follows and closes
         self._named = False  # connections named after the topology version (from_config)
         self._own_fallback = False  # read_fallback built here from [migration] previous
-        self._connect = connect
+        self._node_client = node_client
+        self._connect = connect if node_client is None else _made_by(node_client, connect)
         self._redis_kwargs = dict(redis_kwargs)
         for name in nodes:
             check_node_name(name)
         placing = as_placement(placement, nodes, hash_tags=True, owner=self)
         slots = {
-            name: Slot(connect(name, target, redis_kwargs), isinstance(target, str))
+            name: Slot(self._connect(name, target, redis_kwargs), isinstance(target, str))
             for name, target in nodes.items()
         }
         urls = {name: t if isinstance(t, str) else None for name, t in nodes.items()}
@@ -242,9 +269,12 @@ class ShardedBase(Generic[C]):
         nodes, placing, options = topology_arguments(topology, redis_kwargs)
         client = cls(nodes, placement=placing, **options)  # type: ignore[call-arg]
         client._named = "client_name" not in redis_kwargs
-        client._members = replace(client._members, version=topology.version)
-        client.read_fallback = client._fallback_of(topology, client._redis_kwargs)
-        client._own_fallback = client.read_fallback is not None
+        fallback = client._fallback_of(topology, client._redis_kwargs)
+        client._members = replace(
+            client._members, version=topology.version, window=_window(fallback, topology)
+        )
+        client.read_fallback = fallback
+        client._own_fallback = fallback is not None
         return client
 
     def _fallback_of(self, topology: Topology, redis_kwargs: Mapping[str, Any]) -> Any:
@@ -260,7 +290,10 @@ class ShardedBase(Generic[C]):
         if previous is None:
             return None
         nodes, placing, _ = topology_arguments(previous, {})
-        fallback = type(self)(nodes, placement=placing, **redis_kwargs)  # type: ignore[call-arg]
+        options = dict(redis_kwargs)
+        if self._node_client is not None:  # its nodes made as this client's are
+            options["node_client"] = self._node_client
+        fallback = type(self)(nodes, placement=placing, **options)  # type: ignore[call-arg]
         fallback._members = replace(fallback._members, version=previous.version)
         return fallback
 
@@ -322,7 +355,9 @@ class ShardedBase(Generic[C]):
             fallback = self._fallback_of(topology, kwargs)
             for slot in slots.values():
                 self._adopt(slot.client)
-            members = Members.of(slots, dict(nodes), placing, topology.version)
+            members = Members.of(
+                slots, dict(nodes), placing, topology.version, _window(fallback, topology)
+            )
             before = self._members
             old_fallback = self.read_fallback if self._own_fallback else None
             if fallback is not None:  # first: a command on the old members may fall back
@@ -421,6 +456,7 @@ class ShardedBase(Generic[C]):
             {**before.urls, name: target if isinstance(target, str) else None},
             before.placement,
             before.version,
+            before.window,
         )
         try:
             before.placement.add_node(name, weight)
@@ -446,7 +482,7 @@ class ShardedBase(Generic[C]):
         before.placement.remove_node(name)
         slots = {n: s for n, s in before.slots.items() if n != name}
         urls = {n: u for n, u in before.urls.items() if n != name}
-        self._members = Members.of(slots, urls, before.placement, before.version)
+        self._members = Members.of(slots, urls, before.placement, before.version, before.window)
         self._health.forget(name)
         return before.slots[name]
 
@@ -526,11 +562,7 @@ class ShardedBase(Generic[C]):
             InvalidKeyError, KeyEncodingError: a key the placement refuses.
         """
         placing, encoder = members.placement, self._encoder_of(members)
-        if command.name in SORTS:  # its BY/GET patterns' keys must share the node too
-            tags = getattr(placing, "_hash_tags", False) is True
-            words = encoded(encoder, args)
-            nodes = len(members.names)
-            keys = [*keys, *pattern_keys(command.name, words, hash_tags=tags, nodes=nodes)]
+        keys = self._with_patterns(command, args, keys, members)
         owners: list[str] | Owners = []
         if len(keys) >= SMALL_BATCH:  # grouped per node with numpy when split (``_owners``)
             owners = route_index(placing, self._health, encoder, keys)
@@ -545,6 +577,60 @@ class ShardedBase(Generic[C]):
         if len(plan.parts) > 1:
             self._check_merge(args)
         return plan
+
+    def _with_patterns(
+        self, command: Command, args: tuple[Any, ...], keys: list[Any], members: Members[C]
+    ) -> list[Any]:
+        """``keys``, and for SORT the keys its BY/GET patterns read (they must share the
+        node too; the placement's hash tags are read from its ``_hash_tags``). O(args)."""
+        if command.name not in SORTS:
+            return keys
+        tags = getattr(members.placement, "_hash_tags", False) is True
+        words = encoded(self._encoder_of(members), args)
+        nodes = len(members.names)
+        return [*keys, *pattern_keys(command.name, words, hash_tags=tags, nodes=nodes)]
+
+    def _plan_window(
+        self, command: Command, args: tuple[Any, ...], keys: list[Any], members: Members[C]
+    ) -> tuple[Plan, dict[str, Route]]:
+        """The plan of a write with ``keys`` during ``members``' migration window, over
+        routes (see ``_window_routes``): each key's owner under the new topology and, when
+        it moves, under the previous one. O(keys) lookups in each topology.
+
+        Raises:
+            CrossShardError: a one-node command whose keys do not share a route.
+            InvalidKeyError, KeyEncodingError: a key the placement refuses.
+        """
+        keys = self._with_patterns(command, args, keys, members)
+        owners, sources = self._owners_and_sources(keys, members, self._health)
+        plan, routes = window_plan(
+            command, args, keys, owners, sources, members.names, members.first
+        )
+        if len(plan.parts) > 1:
+            self._check_merge(args)
+        return plan, routes
+
+    def _moving(self, keys: list[Any], members: Members[C]) -> list[Route]:
+        """The routes of ``keys`` that move in ``members``' migration window (none outside
+        one), placed as a transaction places them (no health fallback). O(keys) lookups.
+
+        Raises:
+            InvalidKeyError, KeyEncodingError: a key the placement refuses.
+        """
+        if members.window is None or not keys:
+            return []
+        return moving_routes(keys, *self._owners_and_sources(keys, members, PLACEMENT_ONLY))
+
+    def _owners_and_sources(
+        self, keys: list[Any], members: Members[C], health: HealthTracker
+    ) -> tuple[list[str], list[str]]:
+        """Each key's owner under ``members`` (with ``health``'s fallbacks) and under the
+        previous topology of their window (as placed). O(keys) lookups."""
+        window: Window = members.window
+        previous: Members[C] = window.previous._members
+        encoder = self._encoder_of(members)
+        owners = route_owners(members.placement, health, encoder, keys)
+        return owners, route_owners(previous.placement, PLACEMENT_ONLY, encoder, keys)
 
     def _route_one_key_many(
         self, table: CommandTable, commands: Sequence[tuple[Any, ...]], members: Members[C]

@@ -24,7 +24,9 @@ side holds every key the other held a moment before; keys split between the two 
 
 Cost: a read whose keys are all on their new owner takes one round trip (the EXISTS ride
 along with it); a key still on the old topology, two; a key on neither (absent), three.
-Without ``read_fallback`` nothing of this runs.
+Without ``read_fallback`` nothing of this runs; in a migration window run from a topology
+(``from_config``, ``from_source``), nor for a read whose keys have the same owner under
+both topologies (they never move): only reads of moving keys pay for the rounds.
 
 Known limit (no tombstones): a key deleted on its new owner mid-migration reads its old
 copy until the migrator deletes that copy.
@@ -70,6 +72,8 @@ __all__ = [
     "Read",
     "Rounds",
     "Seen",
+    "absent",
+    "alone",
     "key_args",
     "keys_and_flags_args",
     "may_read",
@@ -185,6 +189,18 @@ def round_commands(reads: Sequence[Read]) -> list[tuple[tuple[Any, ...], dict[st
         commands.extend((args, {}) for args in presence_commands(read.keys))
         commands.append((read.args, read.options))
     return commands
+
+
+def absent(reads: Sequence[Read]) -> list[Seen]:
+    """What a round on a previous topology that is gone sees: no key. A read that began
+    in a migration window and outlived it (the client switched to the final topology,
+    which is published only once the migration has moved every key) then settles on the
+    new owners. O(keys).
+
+    >>> absent([Read(("GET", "k"), ["k"], {})])
+    [Seen(present=(False,), answer=None)]
+    """
+    return [Seen((False,) * len(read.keys), None) for read in reads]
 
 
 def seen_of(reads: Sequence[Read], answers: Sequence[Any]) -> list[Seen]:
@@ -306,6 +322,36 @@ def resolve(command: Command, read: Read, first: Seen) -> Rounds:
         return merge_keys(command, first.answer, dict(zip(missed, answers, strict=True)))
     answers = yield from _settle_all(command, [read], [[first]])
     return answers[0]
+
+
+def alone(read: Read, *, old_first: bool = False) -> Generator[Side, Seen, Any]:
+    """The rounds of a read of one key, the common case: yields the side to ask next (new
+    owner, old topology, new owner), is sent what that side saw; returns the standing
+    round's answer, at most three rounds in (:func:`settle`). No batching, no planning:
+    each side is one ``EXISTS`` and the read on the key's node.
+
+    ``old_first`` (a migration window run from a topology, whose migration has not been
+    seen to start on the key's old owner): the old owner first, then the new one, and
+    the first that holds the key answers, else the second's (absent) answer: at most two
+    rounds. Right only under the window's rules, where a moving key is on one side at a
+    time and only ever moves from old to new: a key found on the old side is the only
+    copy; a key missing there is on the new side or nowhere by the time the new side is
+    asked (it cannot come back to the old side once it moved: writes there stop when the
+    marker is set, before any key moves). Not with a bare ``read_fallback``, whose clients
+    may write the new owner while the old one still holds the key.
+
+    Raises:
+        Exception: the standing round's own error (WRONGTYPE, ...), as the command would.
+    """
+    if old_first:
+        first = yield OLD
+        return _answer(first if first.present[0] else (yield NEW))
+    seen: list[Seen] = []
+    while True:
+        seen.append((yield NEW if len(seen) % 2 == 0 else OLD))
+        standing = settle([s.present for s in seen])
+        if standing is not None:
+            return _answer(seen[standing])
 
 
 def together(

@@ -114,6 +114,9 @@ class Members(Generic[C]):
     version: str | None
     """The version of the topology these members run (None for a client not built from a
     topology)."""
+    window: Any = None
+    """The migration window these members run (a ``_window_routes.Window``: the previous
+    topology's client and the marker), or None outside one."""
 
     @classmethod
     def of(
@@ -122,12 +125,14 @@ class Members(Generic[C]):
         urls: Mapping[str, str | None],
         placement: Placement,
         version: str | None = None,
+        window: Any = None,
     ) -> Members[C]:
-        """The snapshot of ``slots`` (and their URLs), placed by ``placement``. O(n log n)."""
+        """The snapshot of ``slots`` (and their URLs), placed by ``placement``, running
+        topology ``version`` and migration ``window``. O(n log n)."""
         names = tuple(sorted(slots))
         first = names[0] if names else ""
         encoder = cast(Any, slots[first].client).get_encoder() if names else None
-        return cls(slots, urls, names, first, encoder, placement, version)
+        return cls(slots, urls, names, first, encoder, placement, version, window)
 
 
 def lease(members: Members[C], nodes: Iterable[str]) -> tuple[dict[str, Slot[C]] | None, list[C]]:

@@ -73,6 +73,7 @@ from ._transaction import (
     single_owner,
     transaction_plan,
 )
+from ._window_routes import one_at_a_time, writes
 
 __all__ = ["Buffered", "ShardedPipeline"]
 
@@ -123,6 +124,7 @@ class _Sharded(Protocol):
         self, planned: Callable[[Members[redis.Redis]], Planned[T]], routed: str
     ) -> tuple[T, list[Any]]: ...
     def _outcome(self, node: str, slot: Slot[redis.Redis], ok: bool) -> None: ...
+    def _pull_ahead(self, what: str, keys: list[Any], members: Members[redis.Redis]) -> None: ...
     def _leave(self, slot: Slot[redis.Redis]) -> None: ...
 
 
@@ -335,6 +337,7 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
     def _watch(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         sharded = self._sharded
         keys = list(args[1:])
+        sharded._pull_ahead("WATCH", keys, sharded._members)  # a migration window's
         pin = self._pin
         if pin is not None and pin.pipe.watching:
             members = sharded._members
@@ -409,6 +412,8 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
             members = sharded._members
             try:
                 plans = self._plans(stack, members)
+                keys = [key for plan in plans for key in plan.keys]
+                sharded._pull_ahead("MULTI/EXEC", keys, members)  # a migration window's
             except NodeRemovedError:
                 continue
             pin = self._pin
@@ -437,7 +442,10 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
 
     def _execute_pipeline(self, commands: list[Buffered], raise_on_error: bool) -> list[Any]:
         stack = [command.args for command in commands]
-        if self._sharded.read_fallback is None:
+        sharded = self._sharded
+        if sharded._members.window is not None and writes(sharded._command_table()[1], commands):
+            results = one_at_a_time(sharded.execute_command, commands)
+        elif sharded.read_fallback is None:
             _, results = self._send_planned(partial(self._plain, commands))
         else:
             results = self._execute_migrating(commands)

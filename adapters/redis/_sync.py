@@ -47,6 +47,8 @@ from ._fallback import (
     Read,
     Rounds,
     Seen,
+    absent,
+    alone,
     keys_and_flags_args,
     may_read,
     reads_only,
@@ -68,10 +70,15 @@ from ._routing import (
 from ._scatter import Share, scatter
 from ._surface import Surface
 from ._topology_source import DEFAULT_TOPOLOGY_KEY, RedisTopologyFollower, RedisTopologySource
+from ._window import Gated, exists_and_read, gated_call, pull
+from ._window_routes import PULL_TIMEOUT_MS, Route, Window, conflict, needs_marker, not_started
 
 __all__ = ["ShardedRedis"]
 
 T = TypeVar("T")
+
+_REROUTE: Any = object()
+"""What a routing step returns when a node it routed to left before anything was sent."""
 
 
 def _one(answers: list[Any]) -> Any:
@@ -79,6 +86,33 @@ def _one(answers: list[Any]) -> Any:
     ``execute_command`` would raise it)."""
     answer = answers[0]
     return Failure(answer) if isinstance(answer, redis.exceptions.ResponseError) else answer
+
+
+def _look_for_marker(window: Window, route: Route, old: redis.Redis, what: str) -> None:
+    """Make sure the migration has started on ``route``'s old owner ``old`` (its marker
+    seen once by this client, or now with EXISTS), for ``what``, which cannot be gated.
+
+    Raises:
+        UnsupportedCommandError: it has not (nothing else sent).
+    """
+    source = route.source
+    assert source is not None
+    if source not in window.started:
+        if not old.exists(window.marker):
+            raise not_started(what, route)
+        window.started.add(source)
+
+
+def _pull_to(window: Window, route: Route, old: redis.Redis, new: redis.Redis) -> None:
+    """Pull ``route``'s keys from ``old`` to their new owner (client ``new``).
+
+    Raises:
+        redis.exceptions.RedisError: from the old owner (BUSYKEY explained).
+    """
+    try:
+        pull(old, window.destination(route.node, new), route.keys, timeout_ms=PULL_TIMEOUT_MS)
+    except redis.exceptions.ResponseError as error:
+        raise conflict(error, route) from None
 
 
 class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
@@ -113,6 +147,13 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         heartbeat_interval: seconds between active health checks (PING to every node, see
             :meth:`check_health`) in a daemon thread; None (default) for passive tracking
             only.
+        node_client: how the client of a node given by URL is made, called as
+            ``node_client(name, url, redis_kwargs)`` (no I/O; default
+            ``redis.Redis.from_url(url, **redis_kwargs)``), for the nodes given here, nodes
+            added by URL, every topology switched to and a migration's previous nodes
+            (``redis_kwargs`` then carry the ``client_name`` of the topology's version). This
+            object owns what it returns: its ``close()`` must release the connections (set
+            ``auto_close_connection_pool`` on a client built over a pool of its own).
         **redis_kwargs: passed to ``redis.Redis.from_url`` for every URL
             (``decode_responses``, ``socket_timeout``, ``password``, ...).
 
@@ -137,11 +178,12 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         read_fallback: ShardedRedis | None = None,
         max_workers: int | None = None,
         heartbeat_interval: float | None = None,
+        node_client: Callable[[str, str, Mapping[str, Any]], redis.Redis] | None = None,
         **redis_kwargs: Any,
     ) -> None:
         self._setup(
             nodes, connect, placement=placement, health=health, failure_limit=failure_limit,
-            retry_timeout=retry_timeout, redis_kwargs=redis_kwargs,
+            retry_timeout=retry_timeout, redis_kwargs=redis_kwargs, node_client=node_client,
         )  # fmt: skip
         self.read_fallback = read_fallback
         self._settings: dict[tuple[str, str], Any] = {}
@@ -180,11 +222,13 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         one is logged on the ``hashring.topology`` logger and the running one kept.
         :meth:`close` stops the thread.
 
-        A topology with ``[migration] previous`` runs the new topology with
-        ``read_fallback`` over the previous one's nodes: reads of keys not moved yet still
-        answer, writes go to the new owners only. The window's gated writes (the
-        ``hashring:migrating:<version>`` marker, ``_window``) are not wired in yet, so a
-        window with writers is not yet safe for a store (fine for a cache).
+        A topology with ``[migration] previous`` runs a migration window: reads answer
+        from the new owner, falling back over the previous topology's nodes
+        (``read_fallback``) for keys not moved yet; a write of a key whose owner changes
+        runs on its old owner, gated by the marker ``hashring:migrating:<version>``, until
+        ``hashring migrate`` sets the marker there, then pulls the key to its new owner
+        and writes it there (see ``_window_routes`` for every command's rule), so no
+        acknowledged write is stranded and no delete is undone by the migration.
 
         Raises:
             ConfigError: the file is not valid, a node has no url, or the secret is missing.
@@ -282,19 +326,37 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         migrating = self.read_fallback is not None and may_read(command)
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members  # one snapshot: the command routes on it to the end
-            if keys is not None and len(keys) == 1 and not migrating:  # the common case
-                node = self._owner(keys, members)
+            window = members.window
+            if (
+                keys is not None
+                and len(keys) == 1
+                and (not migrating if window is None else not self._moving(keys, members))
+            ):
+                node = self._owner(keys, members)  # the common case (a window's key that stays)
                 slot = members.slots.get(node)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
                 return self._call(Part(node, args), options, slot)
             try:
                 known = self._keys(parser, args, keys, members)
-                reading = migrating and bool(known) and self._reads_only(command, args, members)
+                moving = window is not None and bool(
+                    self._moving(self._with_patterns(command, args, known, members), members)
+                )
+                reading = (
+                    migrating
+                    and bool(known)
+                    and (window is None or moving)
+                    and self._reads_only(command, args, members)
+                )
             except NodeRemovedError:
                 continue
             if reading:
                 return self._fall_back(command, Read(args, known, options))
+            if moving:
+                answer = self._window_write(command, args, known, options, members)
+                if answer is _REROUTE:
+                    continue
+                return answer
             plan = self._plan_for(command, args, known, members)
             slots, closing = lease(members, (part.node for part in plan.parts))
             for client in closing:
@@ -644,6 +706,140 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         finally:
             self._leave(slot)
 
+    def _window_write(
+        self,
+        command: Command,
+        args: tuple[Any, ...],
+        keys: list[Any],
+        options: dict[str, Any],
+        members: Members[redis.Redis],
+    ) -> Any:
+        """A write with ``keys`` during ``members``' migration window (see
+        ``_window_routes``): parts whose keys stay run on their node; parts whose keys move
+        run gated on their old owner until the migration starts there, then pulled to the
+        new owner and run there. Parts run one after the other; their answers merge as
+        ``_run``'s do. :data:`_REROUTE` when a node of the plan (or the window) left before
+        anything was sent.
+
+        Raises:
+            CrossShardError: a one-node command whose keys do not share a route.
+            UnsupportedCommandError: a blocking or MULTI-less write of moving keys before
+                the migration started on their old owner.
+            redis.exceptions.RedisError: as ``execute_command``; a pull's BUSYKEY
+                explained (``_window_routes.conflict``).
+        """
+        plan, routes = self._plan_window(command, args, keys, members)
+        slots, closing = lease(members, (routes[part.node].node for part in plan.parts))
+        for client in closing:
+            client.close()
+        if slots is None:
+            return _REROUTE
+        window: Window = members.window
+        if len(plan.parts) == 1:
+            part = plan.parts[0]
+            route = routes[part.node]
+            try:
+                answer = self._window_part(
+                    window, command, route, part.args, options, slots[route.node]
+                )
+            except NodeRemovedError:  # the window ended before anything was sent
+                return _REROUTE
+            return plan.finish([answer], options)
+        shared = {k: v for k, v in options.items() if k != "keys"}
+        outcomes: list[Any] = []
+        for index, part in enumerate(plan.parts):
+            route = routes[part.node]
+            try:
+                answer = self._window_part(
+                    window, command, route, part.args, shared, slots[route.node]
+                )
+            except Exception as error:  # settled below, as _run settles its parts
+                outcomes.append(Failure(error))
+                continue
+            except BaseException:
+                for rest in plan.parts[index + 1 :]:
+                    self._leave(slots[routes[rest.node].node])
+                raise
+            outcomes.append(answer)
+        return plan.settle(outcomes, shared)
+
+    def _window_part(
+        self,
+        window: Window,
+        command: Command,
+        route: Route,
+        args: tuple[Any, ...],
+        options: dict[str, Any],
+        slot: Slot[redis.Redis],
+    ) -> Any:
+        """One part of a window write on its leased new node (the lease given back): keys
+        that stay, sent there; moving keys, through :meth:`_gate` first."""
+        if route.source is not None:
+            try:
+                gated = self._gate(window, command, route, args, options, slot.client)
+            except BaseException:
+                self._leave(slot)
+                raise
+            if gated is not None:
+                self._leave(slot)
+                return gated.reply
+        return self._call(Part(route.node, args), options, slot)
+
+    @staticmethod
+    def _gate(
+        window: Window,
+        command: Command,
+        route: Route,
+        args: tuple[Any, ...],
+        options: dict[str, Any],
+        new: redis.Redis,
+    ) -> Gated | None:
+        """A write of keys moving from ``route.source``: run there, gated by the window's
+        marker (``_window.gated_call``), unless the marker is set; then pull the keys to
+        their new owner (``_window.pull``) and return None: the caller runs the write there.
+        A command that cannot be gated (:func:`needs_marker`) only looks for the marker.
+
+        Raises:
+            UnsupportedCommandError: such a command before the marker is set.
+            NodeRemovedError: the old owner's client was closed (the window ended).
+            redis.exceptions.RedisError: from the old owner (BUSYKEY explained).
+        """
+        source, previous = route.source, window.previous
+        assert source is not None
+        with previous._leased(previous._members, source) as old:
+            if needs_marker(command, args):
+                _look_for_marker(window, route, old, command.name.upper())
+            elif source not in window.started:
+                gated = gated_call(old, window.marker, args, **options)
+                if gated.ran:
+                    return gated
+                window.started.add(source)
+            _pull_to(window, route, old, new)
+        return None
+
+    def _pull_ahead(self, what: str, keys: list[Any], members: Members[redis.Redis]) -> None:
+        """Before ``what`` (a WATCH, a transaction) on ``keys`` during ``members``'
+        migration window: the keys that move are pulled to their new owner, which must
+        be where the migration has started (a transaction cannot be gated on the old
+        owner). Nothing outside a window. One round trip per old owner (two the first time
+        a client looks for its marker).
+
+        Raises:
+            UnsupportedCommandError: a key moves from a node where the migration has not
+                started (nothing sent).
+            NodeRemovedError: a node involved has been removed.
+            redis.exceptions.RedisError: from a node (BUSYKEY explained).
+        """
+        window = members.window
+        for route in self._moving(keys, members):
+            previous = window.previous
+            with (
+                self._leased(members, route.node) as new,
+                previous._leased(previous._members, route.source) as old,
+            ):
+                _look_for_marker(window, route, old, what)
+                _pull_to(window, route, old, new)
+
     def _outcome(self, node: str, slot: Slot[redis.Redis], ok: bool) -> None:
         """Record a command's outcome; when the node has just been ejected or has just
         recovered, drop its idle pooled connections (stale after a restart)."""
@@ -682,10 +878,88 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             CrossShardError: the keys stayed split between the two topologies.
         """
         refuse_blocking(command, read.args)
+        if len(read.keys) == 1:
+            return self._fall_back_alone(read)
         [value] = self._settle([resolve(command, read, self._round([read])[0])])
         if isinstance(value, Exception):
             raise value
         return value
+
+    def _fall_back_alone(self, read: Read) -> Any:
+        """A read of one key while ``read_fallback`` is set: ``EXISTS`` and the read on its
+        new owner, then on its old owner, then the new one again, one round trip each,
+        until ``_fallback.alone`` says which answer stands (at most three). In a migration
+        window whose migration this client has not seen start on the key's old owner, the
+        old owner first (where such keys are), with the window's marker looked at in the
+        same round trip, then the new one (at most two). A previous topology that is gone
+        (the window ended under the read) holds nothing.
+
+        Raises:
+            redis.exceptions.RedisError: the standing round's error reply, or a node could
+                not be reached.
+        """
+        fallback = self.read_fallback  # None: the window ended since the read began
+        window: Window | None = self._members.window
+        old_first = (
+            window is not None
+            and fallback is not None
+            and fallback._owner(read.keys, fallback._members) not in window.started
+        )
+        rounds = alone(read, old_first=old_first)
+        side = next(rounds)
+        try:
+            while True:
+                if side == NEW:
+                    seen = self._seen_alone(read)
+                elif fallback is None:
+                    seen = absent([read])[0]
+                else:
+                    try:
+                        seen = fallback._seen_alone(read, window if old_first else None)
+                    except NodeRemovedError:  # its clients retired: the window ended
+                        seen = absent([read])[0]
+                side = rounds.send(seen)
+        except StopIteration as done:
+            return done.value
+        finally:
+            if fallback is not None:
+                fallback._health.release()  # its probe claims end with this command
+
+    def _seen_alone(self, read: Read, window: Window | None = None) -> Seen:
+        """What this client's owner of ``read``'s one key holds: its presence and the read's
+        answer; given the migration ``window`` this client is the previous topology of,
+        whether its marker is on that node too, remembered in ``window.started`` (no
+        extra round trip: ``_window.exists_and_read``), the outcome recorded for health.
+
+        Raises:
+            NodeRemovedError: the read kept being routed to nodes being removed.
+            redis.exceptions.ConnectionError, TimeoutError: the node could not be reached.
+        """
+        for _ in range(REROUTE_ATTEMPTS):
+            members = self._members
+            node = self._owner(read.keys, members)
+            slot = members.slots.get(node)
+            if slot is None or not slot.enter():
+                continue
+            try:
+                try:
+                    started, present, answer = exists_and_read(
+                        slot.client,
+                        read.keys[0],
+                        read.args,
+                        read.options,
+                        None if window is None else window.marker,
+                    )
+                except CONNECTION_ERRORS:
+                    self._outcome(node, slot, False)
+                    raise
+                self._outcome(node, slot, True)
+                if started and window is not None:
+                    window.started.add(node)
+            finally:
+                self._leave(slot)
+            return Seen((present,), answer)
+        raise NodeRemovedError("the read kept being routed to nodes that were being removed")
 
     def _settle(self, rounds: list[Rounds]) -> list[Any]:
         """Drive reads' rounds after round 1 (``_fallback.together``): each step one batch
@@ -695,19 +969,27 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         Raises:
             redis.exceptions.ConnectionError, TimeoutError: a node could not be reached.
         """
-        fallback = self.read_fallback
-        assert fallback is not None
+        fallback = self.read_fallback  # None: the window ended since the read began
         batch = together(rounds)
         try:
             side, reads = next(batch)
             while True:
-                client = self if side == NEW else fallback
-                side, reads = batch.send(client._round(reads))
+                if side == NEW:
+                    seen = self._round(reads)
+                elif fallback is None:
+                    seen = absent(reads)
+                else:
+                    try:
+                        seen = fallback._round(reads)
+                    except NodeRemovedError:  # its clients retired: the window ended
+                        seen = absent(reads)
+                side, reads = batch.send(seen)
         except StopIteration as done:
             answers: list[Any] = done.value
             return answers
         finally:
-            fallback._health.release()  # its probe claims end with this command, as ours
+            if fallback is not None:
+                fallback._health.release()  # its probe claims end with this command
 
     def _round(self, reads: list[Read]) -> list[Seen]:
         """One round of reads on this client's own nodes (never its ``read_fallback``):

@@ -45,6 +45,7 @@ from ._routing import ANY_NODE, route_owners
 
 __all__ = [
     "ANYWHERE",
+    "PLACEMENT_ONLY",
     "TRANSACTION_CONTROL",
     "Buffered",
     "OwnerEjectedError",
@@ -69,7 +70,7 @@ TRANSACTION_CONTROL = frozenset({"multi", "exec", "discard", "watch", "unwatch"}
 ANYWHERE = frozenset({"ping"})
 """Fan-out commands outside transactions whose answer is the same from any node."""
 
-_PLACEMENT_ONLY = HealthTracker(enabled=False)  # owners as placed, never a fallback
+PLACEMENT_ONLY = HealthTracker(enabled=False)  # owners as placed, never a fallback
 
 
 class OwnerEjectedError(redis.exceptions.ConnectionError):
@@ -128,7 +129,7 @@ def transaction_plan(
     """
     if not needs_keys(command):
         return Plan([Part(ANY_NODE, args)], first_answer, command.name)
-    owners = route_owners(placement, _PLACEMENT_ONLY, encoder, keys) if keys else []
+    owners = route_owners(placement, PLACEMENT_ONLY, encoder, keys) if keys else []
     return plan_command(command, args, keys, owners, members.names, ANY_NODE)
 
 
@@ -140,7 +141,7 @@ def single_owner(placement: Placement, encoder: Any, keys: Sequence[Any]) -> str
     """
     if not keys:
         return None
-    owners = route_owners(placement, _PLACEMENT_ONLY, encoder, list(keys))
+    owners = route_owners(placement, PLACEMENT_ONLY, encoder, list(keys))
     nodes = sorted(set(owners))
     if len(nodes) > 1:
         shown = ", ".join(f"{k!r} -> {o}" for k, o in list(zip(keys, owners, strict=True))[:6])

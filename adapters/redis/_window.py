@@ -46,6 +46,8 @@ __all__ = [
     "MARKER_PREFIX",
     "Destination",
     "Gated",
+    "exists_and_read",
+    "exists_and_read_async",
     "gated_call",
     "gated_call_async",
     "marker_key",
@@ -177,9 +179,87 @@ async def gated_call_async(
     )
 
 
+def _asks(marker: str | None, key: Any, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The commands of :func:`exists_and_read`'s round trip."""
+    asks: list[tuple[Any, ...]] = [] if marker is None else [("EXISTS", marker)]
+    return [*asks, ("EXISTS", key), tuple(args)]
+
+
+def exists_and_read(
+    client: redis.Redis,
+    key: Any,
+    args: Sequence[Any],
+    options: dict[str, Any],
+    marker: str | None = None,
+) -> tuple[bool, bool, Any]:
+    """``EXISTS key`` and the one-key read ``args`` pipelined on one connection of
+    ``client`` (one round trip), with ``EXISTS marker`` ahead of them when a window's
+    ``marker`` is given: whether the marker is there (False when not asked), whether the
+    key is, and the read's answer parsed as ``client.execute_command(*args, **options)``
+    would (its error reply returned, not raised). What a read of a moving key asks each
+    side in a migration window.
+
+    Raises:
+        redis.RedisError: the node cannot be reached (the connection is dropped).
+    """
+    pool = client.connection_pool
+    connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
+    try:
+        connection.send_packed_command(connection.pack_commands(_asks(marker, key, args)))
+        started = marker is not None and bool(client.parse_response(connection, "EXISTS"))  # type: ignore[no-untyped-call]
+        present = bool(client.parse_response(connection, "EXISTS"))  # type: ignore[no-untyped-call]
+        try:
+            answer = client.parse_response(connection, args[0], **options)  # type: ignore[no-untyped-call]
+        except redis.ResponseError as error:
+            answer = error
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    return started, present, answer
+
+
+async def exists_and_read_async(
+    client: aioredis.Redis,
+    key: Any,
+    args: Sequence[Any],
+    options: dict[str, Any],
+    marker: str | None = None,
+) -> tuple[bool, bool, Any]:
+    """:func:`exists_and_read` for a ``redis.asyncio`` client.
+
+    Raises:
+        redis.RedisError: the node cannot be reached (the connection is dropped).
+    """
+    pool = client.connection_pool
+    connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await connection.send_packed_command(connection.pack_commands(_asks(marker, key, args)))
+        started = marker is not None and bool(await client.parse_response(connection, "EXISTS"))
+        present = bool(await client.parse_response(connection, "EXISTS"))
+        try:
+            answer = await client.parse_response(connection, args[0], **options)
+        except redis.ResponseError as error:
+            answer = error
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+    return started, present, answer
+
+
 def _moved(answer: Any) -> bool:
     text = answer.decode() if isinstance(answer, bytes) else str(answer)
     return text != "NOKEY"
+
+
+def _distinct(client: Any, keys: Sequence[Any]) -> list[bytes]:
+    """``keys`` as the bytes ``client`` sends, each once (``MIGRATE`` answers BUSYKEY for a
+    key named twice: the second copy finds the first). O(keys)."""
+    encoder = client.get_encoder()
+    return list(dict.fromkeys(bytes(encoder.encode(key)) for key in keys))
 
 
 def pull(
@@ -187,8 +267,8 @@ def pull(
 ) -> bool:
     """Move ``keys`` from the old owner to ``destination`` with one ``MIGRATE`` sent to the
     old owner (values and TTLs kept; the source copy deleted once the destination has it).
-    Returns True when at least one key moved, False when none was there (``NOKEY``). One
-    round trip, plus the transfer between the servers.
+    Returns True when at least one key moved, False when none was there (``NOKEY``). A key
+    named twice is sent once. One round trip, plus the transfer between the servers.
 
     Raises:
         redis.ResponseError: ``BUSYKEY``: a key exists on the destination too (nothing of
@@ -196,7 +276,7 @@ def pull(
             cannot reach the destination).
         redis.RedisError: the old owner cannot be reached.
     """
-    command = migrate_command(destination, keys, timeout_ms=timeout_ms)
+    command = migrate_command(destination, _distinct(old, keys), timeout_ms=timeout_ms)
     return _moved(old.execute_command(*command))  # type: ignore[no-untyped-call]
 
 
@@ -208,5 +288,5 @@ async def pull_async(
     Raises:
         redis.ResponseError, redis.RedisError: as :func:`pull`.
     """
-    command = migrate_command(destination, keys, timeout_ms=timeout_ms)
+    command = migrate_command(destination, _distinct(old, keys), timeout_ms=timeout_ms)
     return _moved(await old.execute_command(*command))  # type: ignore[no-untyped-call]

@@ -109,6 +109,7 @@ def dry_run_report(
         "verification": None,
         "misplaced": plan.misplaced,
         "lost": None,
+        "deleted": None,
         "elapsed_seconds": round(plan.seconds, 6),
         "keys_per_second": round(plan.keys_per_second, 1),
     }
@@ -145,9 +146,13 @@ def apply_report(
             "lost": check.lost_total,
             "lost_by_node": dict(check.lost),
             "restarted": list(check.restarted),
+            "deleted": check.deleted_total,
+            "deleted_by_node": dict(check.deleted),
+            "evicted": list(check.evicted),
         },
         "misplaced": check.misplaced,
         "lost": check.lost_total,
+        "deleted": check.deleted_total,
         "elapsed_seconds": round(result.seconds, 6),
         "keys_per_second": round(result.keys_per_second, 1),
     }
@@ -250,15 +255,29 @@ def text(report: dict[str, Any]) -> str:
         f"loss check: {check['checked']:,} keys moved by this run looked for on their "
         f"destinations: {check['lost']:,} lost, {check['expired']:,} expired (TTL ran out)"
         + (f"; restarted during the run: {', '.join(restarted)}" if restarted else "")
+        + (
+            f"; evicted keys during the run: {', '.join(check['evicted'])}"
+            if check["evicted"]
+            else ""
+        )
     )
-    if check["lost"]:
-        for name, lost in check["lost_by_node"].items():
-            durable = report["durability"].get(name, {}).get("durable", False)
-            cause = (
+    if check["deleted"]:
+        lines.append(
+            f"{check['deleted']:,} moved keys deleted by clients since (not a loss): "
+            + ", ".join(f"{n:,} on {name}" for name, n in check["deleted_by_node"].items())
+        )
+    for name, lost in check["lost_by_node"].items():
+        durable = report["durability"].get(name, {}).get("durable", False)
+        causes = []
+        if name in restarted:
+            causes.append(
                 f"{name} restarted during the run"
                 + ("" if durable else " and keeps no persistence: they are gone for good")
-                if name in restarted
-                else "deleted by clients, evicted, or lost by the server"
             )
-            lines.append(f"LOST: {lost:,} keys moved to {name} are not there ({cause})")
+        if name in check["evicted"]:
+            causes.append(
+                f"{name} evicted keys during the run: its INFO stats evicted_keys changed, or "
+                "cannot be read"
+            )
+        lines.append(f"LOST: {lost:,} keys moved to {name} are not there ({'; '.join(causes)})")
     return _printable(lines)

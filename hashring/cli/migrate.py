@@ -26,9 +26,12 @@ totals: one pipelined ``MEMORY USAGE key SAMPLES 0`` per misplaced key, so a sha
 round trip and the server's work per key (slower on big key spaces). With ``--apply`` the
 keys are moved, then a verification pass re-scans every node and reports the keys still
 misplaced (the same computation as the plan; the target is 0) and, for every key this run
-moved, whether it is still on its destination (``lost``; the target is 0): keys whose TTL
-ran out meanwhile are counted apart (``expired``); the nodes that restarted during the run
-are named.
+moved, whether it is still on its destination. A moved key that is not is ``expired`` if its
+TTL ran out meanwhile; ``lost`` (the target is 0) if its destination restarted (another
+``run_id``) or evicted keys (``INFO stats`` ``evicted_keys`` grew) during the run, since only
+then can a server drop a key by itself; ``deleted`` otherwise: a client deleted it after it
+moved (applications that keep writing during the run do), not a loss. The nodes that
+restarted or evicted during the run are named.
 
 Durable destinations. A destination acknowledges a key once it is in its memory, and the
 source then deletes its copy: a destination without persistence that crashes or restarts
@@ -63,10 +66,10 @@ Exit status:
 * 0: dry run: the plan was computed (whatever it says; read ``misplaced``);
   ``--apply``: the verification found no key misplaced;
 * 1: ``--apply`` left keys misplaced (``--on-conflict skip`` conflicts, keys that failed),
-  or keys it moved are not on their destination any more (``lost``: a volatile destination
-  restarted, or clients deleted them); or a node is unreachable, a destination refused
-  ``MIGRATE``, or no replica acknowledged a batch (one line on stderr; what moved stays
-  moved: re-run to finish);
+  or keys it moved are not on their destination any more and no client deleted them
+  (``lost``: a volatile destination restarted, or a destination evicted keys); or a node is
+  unreachable, a destination refused ``MIGRATE``, or no replica acknowledged a batch (one
+  line on stderr; what moved stays moved: re-run to finish);
 * 2: bad flags, a missing or invalid topology file, URLs that cannot be migrated between,
   ``--apply`` to a volatile destination without ``--allow-volatile-destination`` (nothing
   moved);
@@ -88,7 +91,8 @@ prefixes (``12.3k key``, ``8.00k key/s``); the keys scanned so far are shown bes
 ``--format json`` prints one JSON object (schema ``hashring.migrate/1``; keys are never
 removed or renamed within a schema version; ``durability``, ``lost`` and the
 verification's ``checked`` .. ``restarted`` were added to version 1 with the durability
-check; these are all of them)::
+check, ``deleted`` and the verification's ``deleted`` .. ``evicted`` with the split of
+deleted from lost keys; these are all of them)::
 
     {
       "schema": "hashring.migrate/1",
@@ -119,12 +123,19 @@ check; these are all of them)::
         "pairs": [{"from": str, "to": str, "keys": int}],  # keys still misplaced
         "checked": int,                    # keys moved by this run, looked for
         "expired": int,                    # of those, gone with their TTL run out
-        "lost": int,                       # of those, not on their destination
+        "lost": int,                       # of those, gone from a destination that
+                                           # restarted or evicted during the run
         "lost_by_node": {name: int},       # lost per destination (only nodes with some)
-        "restarted": [str]                 # nodes whose run_id changed during the run
+        "restarted": [str],                # nodes whose run_id changed during the run
+        "deleted": int,                    # of those, gone from a destination that did
+                                           # neither: deleted by clients (not a loss)
+        "deleted_by_node": {name: int},    # deleted per destination (only nodes with some)
+        "evicted": [str]                   # nodes whose evicted_keys changed during the
+                                           # run (or that do not report it)
       },
       "misplaced": int,                    # dry run: to_move; --apply: after verification
       "lost": int | null,                  # --apply: verification.lost; null in a dry run
+      "deleted": int | null,               # --apply: verification.deleted; null in a dry run
       "elapsed_seconds": float,            # the plan or move pass (not the verification)
       "keys_per_second": float,            # dry run: scanned/s; --apply: moved/s
       "plan": null | PLAN,                 # dry run: hashring.cli._plan's object (null when
@@ -147,11 +158,11 @@ check; these are all of them)::
 Migration windows. When NEW.toml is a window (its ``[migration] previous`` names OLD.toml,
 checked: another previous is exit 2), ``--apply``, once every client runs the window, sets
 the window's marker ``hashring:migrating:<version>`` on every node of OLD before it moves a
-key: from then on a write gated by the marker (``hashring.adapters.redis._window``) pulls a
-moving key to its new owner before writing it, instead of writing it on its old owner (the
-sharded clients do not gate their writes with it yet). Moving out of a window (``--from
-window.toml --to final.toml``), ``--apply`` clears that marker from every node once every
-client runs the final topology. Markers are never moved, planned or verified.
+key: from then on the window's clients pull a moving key to its new owner before writing it,
+instead of writing it on its old owner (``hashring.adapters.redis._window_routes``). Once
+every key has moved, it prints the final step. Moving out of a window (``--from window.toml
+--to final.toml``), ``--apply`` clears that marker from every node once every client runs
+the final topology. Markers are never moved, planned or verified.
 
 Clients switch first. A client of the old topology that writes while keys move writes
 keys the run has already passed: they are stranded on the old owner. Hashring clients name
@@ -209,7 +220,9 @@ def register(subparsers: Any) -> None:
         "hold moved keys in memory only: it must have AOF on (appendonly yes) or a replica "
         "online (then WAIT 1 must acknowledge every batch); servers whose INFO does not tell "
         "count as volatile. Exit status: 0 dry run computed / --apply left nothing misplaced "
-        "and lost nothing; 1 keys left misplaced, moved keys lost, or a node unreachable; "
+        "and lost nothing (moved keys deleted by clients since are no loss); 1 keys left "
+        "misplaced, moved keys lost (a destination restarted or evicted), or a node "
+        "unreachable; "
         "2 bad flags or topology files, or a volatile destination without "
         "--allow-volatile-destination.",
     )
@@ -469,6 +482,13 @@ def run(args: argparse.Namespace) -> int:
         window = report.get("window")
         if window and window["set_on"]:
             print(f"window: marker {window['marker']} set on {', '.join(window['set_on'])}")
+            if status == EXIT_OK:
+                print(
+                    "next: publish the final topology (this window's file without [migration]) "
+                    "to every client, then run: hashring migrate --from "
+                    f"{escape(args.to_file)} --to FINAL.toml --apply (it waits for the clients "
+                    "and clears the marker)"
+                )
         elif window and window["cleared_on"]:
             print(f"window: marker {window['marker']} cleared on {', '.join(window['cleared_on'])}")
         if not args.apply and move is not None:

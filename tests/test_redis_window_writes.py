@@ -1,0 +1,346 @@
+"""Writes during a migration window, on real servers: before the migration starts a write of
+a moving key runs on its old owner (where clients of the previous topology see it); once the
+marker is set it pulls the key to its new owner first, so read-modify-writes continue from
+the moved value and deletes cannot be undone by the migration. Keys that stay are untouched
+by the window; multi-key commands split per route; blocking writes wait for the marker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from hashring.adapters.migrate import MigrationSession
+from hashring.adapters.redis import (
+    AsyncShardedRedis,
+    CrossShardError,
+    ShardedRedis,
+    UnsupportedCommandError,
+)
+
+from hashring import Placement, load_topology
+from hashring._topology.clients import marker_key
+from tests.redis_servers import RedisServer, RedisServerFactory
+
+pytestmark = pytest.mark.redis
+
+
+class Flow:
+    """Three old nodes, a fourth added by the window; files old.toml and window.toml."""
+
+    def __init__(self, servers: list[RedisServer], tmp_path: Path) -> None:
+        self.servers = servers
+        text = "".join(f'[nodes.n{i}]\nurl = "{s.url}"\n' for i, s in enumerate(servers))
+        three = "".join(f'[nodes.n{i}]\nurl = "{s.url}"\n' for i, s in enumerate(servers[:3]))
+        self.old_path = tmp_path / "old.toml"
+        self.old_path.write_text(three, encoding="utf-8")
+        self.path = tmp_path / "window.toml"
+        self.path.write_text(text + '[migration]\nprevious = "old.toml"\n', encoding="utf-8")
+        self.old_topology, self.window = load_topology(self.old_path), load_topology(self.path)
+        self.old: Placement = self.old_topology.placement()
+        self.new: Placement = self.window.placement()
+        self.marker = marker_key(self.window.version)
+        self.direct = {f"n{i}": s.client() for i, s in enumerate(servers)}
+
+    def moving(self, count: int, prefix: str = "m") -> list[str]:
+        keys = (f"{prefix}{i}" for i in range(100_000))
+        return [k for k in keys if self.old.get_node(k) != self.new.get_node(k)][:count]
+
+    def staying(self, count: int, prefix: str = "s") -> list[str]:
+        keys = (f"{prefix}{i}" for i in range(100_000))
+        return [k for k in keys if self.old.get_node(k) == self.new.get_node(k)][:count]
+
+    def on_old(self, key: str) -> redis.Redis:
+        return self.direct[self.old.get_node(key)]
+
+    def on_new(self, key: str) -> redis.Redis:
+        return self.direct[self.new.get_node(key)]
+
+    def start_migration(self) -> None:
+        """What ``hashring migrate --apply`` does once every client runs the window."""
+        with MigrationSession(self.old_topology, self.window) as session:
+            session.set_marker(self.marker, self.old_topology.nodes)
+
+    def migrate(self) -> None:
+        with MigrationSession(self.old_topology, self.window) as session:
+            session.set_marker(self.marker, self.old_topology.nodes)
+            result = session.migrate(allow_volatile=True)
+        assert result.failed == 0
+
+
+@pytest.fixture
+def flow(redis_server_factory: RedisServerFactory, tmp_path: Path) -> Iterator[Flow]:
+    made = Flow(redis_server_factory(4), tmp_path)
+    yield made
+    for client in made.direct.values():
+        client.close()
+
+
+@pytest.fixture
+def client(flow: Flow) -> Iterator[ShardedRedis]:
+    made = ShardedRedis.from_config(flow.path)
+    yield made
+    made.close()
+
+
+def test_before_the_marker_a_moving_key_is_written_on_its_old_owner(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    key = flow.moving(1)[0]
+    old_client = ShardedRedis.from_config(flow.old_path)
+    try:
+        old_client.set(key, "from-old-topology")
+        assert client.set(key, "from-window") is True
+        assert flow.on_old(key).get(key) == b"from-window"
+        assert flow.on_new(key).exists(key) == 0
+        assert old_client.get(key) == b"from-window"  # a client of the old topology sees it
+        assert client.get(key) == b"from-window"  # through the read fallback
+    finally:
+        old_client.close()
+
+
+def test_once_the_marker_is_set_a_write_pulls_the_key_first(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    counter, doomed, hashed = flow.moving(3)
+    for key in (counter, doomed):
+        flow.on_old(key).set(key, "41", ex=1000)
+    flow.on_old(hashed).hset(hashed, mapping={"a": "1"})
+    flow.start_migration()
+    assert client.incr(counter) == 42  # continued from the moved value
+    assert flow.on_old(counter).exists(counter) == 0
+    assert flow.on_new(counter).get(counter) == b"42"
+    assert 0 < flow.on_new(counter).ttl(counter) <= 1000  # the TTL moved with it
+    assert client.delete(doomed) == 1
+    assert client.hset(hashed, "b", "2") == 1
+    flow.migrate()  # nothing left to resurrect
+    assert flow.on_new(doomed).exists(doomed) == 0
+    assert flow.on_old(doomed).exists(doomed) == 0
+    assert flow.on_new(hashed).hgetall(hashed) == {b"a": b"1", b"b": b"2"}
+    assert client.get(doomed) is None
+
+
+def test_a_write_before_the_marker_is_moved_by_the_migration(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    keys = flow.moving(20)
+    for i, key in enumerate(keys):
+        client.set(key, str(i))
+        client.incr(key)
+    flow.migrate()
+    for i, key in enumerate(keys):
+        assert flow.on_new(key).get(key) == str(i + 1).encode()
+        assert flow.on_old(key).exists(key) == 0
+        assert client.get(key) == str(i + 1).encode()
+
+
+def test_keys_that_stay_are_written_where_they_are(flow: Flow, client: ShardedRedis) -> None:
+    key = flow.staying(1)[0]
+    assert client.set(key, "v") is True
+    assert flow.on_new(key).get(key) == b"v"
+    flow.start_migration()
+    assert client.append(key, "w") == 2
+    assert flow.on_new(key).get(key) == b"vw"
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["before-marker", "after-marker"])
+def test_multi_key_writes_split_per_route(flow: Flow, client: ShardedRedis, started: bool) -> None:
+    moving, staying = flow.moving(6), flow.staying(6)
+    keys = [k for pair in zip(moving, staying, strict=True) for k in pair]
+    if started:
+        flow.start_migration()
+    assert client.mset({k: f"v-{k}" for k in keys}) is True
+    assert client.mget(keys) == [f"v-{k}".encode() for k in keys]
+    assert client.delete(*keys[:4], "absent-key") == 4
+    assert client.exists(*keys) == len(keys) - 4
+    flow.migrate()
+    for key in keys[4:]:
+        assert flow.on_new(key).get(key) == f"v-{key}".encode()
+    for key in keys[:4]:
+        assert flow.on_new(key).exists(key) == 0
+        assert flow.on_old(key).exists(key) == 0
+
+
+def test_a_one_node_command_over_two_routes_is_refused(flow: Flow, client: ShardedRedis) -> None:
+    """RENAME of two keys moving to one new node from two old owners: CrossShardError (a
+    client of the previous topology would refuse it too), nothing sent."""
+    moving = flow.moving(200)
+    source = moving[0]
+    target = next(k for k in moving if flow.old.get_node(k) != flow.old.get_node(source))
+    assert flow.new.get_node(target) == flow.new.get_node(source)
+    client.set(source, "v")
+    with pytest.raises(CrossShardError):
+        client.rename(source, target)
+    assert client.get(source) == b"v"
+
+
+def test_blocking_writes_wait_for_the_marker(flow: Flow, client: ShardedRedis) -> None:
+    key = flow.moving(1)[0]
+    flow.on_old(key).rpush(key, "x")
+    with pytest.raises(UnsupportedCommandError, match="until the migration has started"):
+        client.blpop([key], timeout=1)
+    assert flow.on_old(key).llen(key) == 1  # nothing was sent
+    flow.start_migration()
+    assert client.blpop([key], timeout=1) == (key.encode(), b"x")
+    assert flow.on_old(key).exists(key) == 0
+
+
+def test_a_wrongtype_error_is_the_servers_own_through_the_gate(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    key = flow.moving(1)[0]
+    client.hset(key, "f", "v")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        client.incr(key)
+    flow.start_migration()
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        client.incr(key)
+    assert client.hgetall(key) == {b"f": b"v"}
+
+
+def test_a_key_on_both_owners_raises_an_explained_busykey(flow: Flow, client: ShardedRedis) -> None:
+    key = flow.moving(1)[0]
+    flow.on_old(key).set(key, "old")
+    flow.on_new(key).set(key, "stray")
+    flow.start_migration()
+    with pytest.raises(redis.ResponseError, match="exists both on"):
+        client.set(key, "new")
+    assert flow.on_old(key).get(key) == b"old"
+    assert flow.on_new(key).get(key) == b"stray"
+
+
+def test_decoded_answers_through_the_gate(flow: Flow) -> None:
+    decoded = ShardedRedis.from_config(flow.path, decode_responses=True, protocol=3)
+    try:
+        key = flow.moving(1)[0]
+        assert decoded.hset(key, mapping={"a": "1", "b": "2"}) == 2
+        assert decoded.hincrbyfloat(key, "a", 0.5) == 1.5
+        assert decoded.hgetall(key) == {"a": "1.5", "b": "2"}
+        flow.start_migration()
+        assert decoded.hincrbyfloat(key, "a", 0.5) == 2.0
+        assert decoded.hgetall(key) == {"a": "2", "b": "2"}
+    finally:
+        decoded.close()
+
+
+def test_the_async_client_gates_and_pulls(flow: Flow) -> None:
+    counter, doomed = flow.moving(2)
+    staying = flow.staying(1)[0]
+
+    async def scenario() -> list[Any]:
+        client = AsyncShardedRedis.from_config(flow.path)
+        try:
+            seen = [await client.set(counter, "1"), await client.incr(counter)]
+            seen.append(flow.on_old(counter).get(counter))
+            await client.set(doomed, "x")
+            await client.set(staying, "s")
+            flow.start_migration()
+            seen.append(await client.incr(counter))
+            seen.append(await client.delete(doomed))
+            seen.append(await client.mset({counter: "10", staying: "t"}))
+            return seen
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == [True, 2, b"2", 3, 1, True]
+    assert flow.on_new(counter).get(counter) == b"10"
+    assert flow.on_old(counter).exists(counter) == 0
+    assert flow.on_new(staying).get(staying) == b"t"
+    flow.migrate()
+    assert flow.on_new(doomed).exists(doomed) == 0
+
+
+def test_a_pipeline_that_writes_runs_each_command_by_the_window_rules(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    moving, staying = flow.moving(2), flow.staying(2)
+    pipe = client.pipeline(transaction=False)
+    for key in (*moving, *staying):
+        pipe.set(key, f"v-{key}").incr(f"{{{key}}}:n").get(key)
+    pipe.hset(moving[0], "f", "v")  # WRONGTYPE in its place
+    answers = pipe.execute(raise_on_error=False)
+    assert answers[:-1] == [x for k in (*moving, *staying) for x in (True, 1, f"v-{k}".encode())]
+    assert isinstance(answers[-1], redis.ResponseError)
+    assert "WRONGTYPE" in str(answers[-1])
+    for key in moving:
+        assert flow.on_old(key).get(key) == f"v-{key}".encode()  # gated: the old owner
+    flow.migrate()
+    for key in (*moving, *staying):
+        assert flow.on_new(key).get(key) == f"v-{key}".encode()
+
+
+def test_a_transaction_on_moving_keys_waits_for_the_marker(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    key = flow.moving(1)[0]
+    client.set(key, "5")
+    pipe = client.pipeline()
+    pipe.incr(key).incr(key)
+    with pytest.raises(UnsupportedCommandError, match="MULTI/EXEC cannot run"):
+        pipe.execute()
+    with pytest.raises(UnsupportedCommandError, match="WATCH cannot run"):
+        client.pipeline().watch(key)
+    assert flow.on_old(key).get(key) == b"5"  # nothing was sent
+    flow.start_migration()
+    pipe = client.pipeline()
+    assert pipe.incr(key).incr(key).execute() == [6, 7]
+    assert flow.on_new(key).get(key) == b"7"
+    assert flow.on_old(key).exists(key) == 0
+
+    def double(pipe: Any) -> None:
+        value = int(pipe.get(key))
+        pipe.multi()
+        pipe.set(key, value * 2)
+
+    assert client.transaction(double, key) == [True]
+    assert client.get(key) == b"14"
+
+
+def test_async_pipelines_and_transactions_in_the_window(flow: Flow) -> None:
+    moving, staying = flow.moving(2), flow.staying(1)[0]
+
+    async def scenario() -> list[Any]:
+        client = AsyncShardedRedis.from_config(flow.path)
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(moving[0], "a").set(staying, "b").get(moving[0])
+            seen: list[Any] = [await pipe.execute()]
+            seen.append(flow.on_old(moving[0]).get(moving[0]))
+            with pytest.raises(UnsupportedCommandError):
+                await client.pipeline().incr(moving[1]).execute()
+            flow.start_migration()
+            seen.append(await client.pipeline().set(moving[0], "c").get(moving[0]).execute())
+            return seen
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == [[True, True, b"a"], b"a", [True, b"c"]]
+    assert flow.on_new(moving[0]).get(moving[0]) == b"c"
+    assert flow.on_old(moving[0]).exists(moving[0]) == 0
+
+
+def test_reads_of_moving_keys_learn_that_the_migration_started(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    """Before the marker a read of a moving key asks its old owner first (where such keys
+    are) and looks at the marker in the same round trip; once it has seen it, the new owner
+    first: either way the answer is the key's only copy."""
+    key, absent_key = flow.moving(2)
+    flow.on_old(key).set(key, "v")
+    window = client._members.window
+    assert client.get(key) == b"v"
+    assert client.get(absent_key) is None
+    assert window.started == set()
+    flow.start_migration()
+    assert client.get(key) == b"v"
+    assert window.started == {flow.old.get_node(key)}
+    other = ShardedRedis.from_config(flow.path)
+    try:
+        assert other.set(key, "w") is True  # pulls the key to its new owner first
+    finally:
+        other.close()
+    assert client.get(key) == b"w"
+    assert flow.on_old(key).exists(key) == 0
