@@ -47,7 +47,11 @@ region; every callable is warmed up first):
   - ketama ``get_node`` (10 and 1,000 nodes) against the MD5 floor
     ``table[md5(key.encode()).digest()[3]]`` written inline in the loop (the MD5 every
     ketama lookup must compute, plus one list index); ``get_node_many`` over 1,000,000 keys
-    against the same floor as a list comprehension; uhashring ketama's ``get_node`` beside;
+    against the same floor as a list comprehension; uhashring ketama's ``get_node`` beside.
+    The floor's ``md5`` is ``hashlib.md5`` (OpenSSL's, the issue's floor); ketama lookups
+    use CPython's own ``_md5.md5`` where it exists (the same digests, about a quarter of
+    the cost for a short key), so each ketama row also shows the floor built on that MD5
+    (``own-MD5 floor``, reported): what the lookup costs beyond its hash;
   - ``Rendezvous.get_node`` (weight 1, and weights 1, 2, 3 repeating) at 4, 8, 16 and 32
     nodes, and ``JumpHash.get_node`` at 10, 100 and 1,000 nodes (plain, and after removing
     every seventh node, so MementoHash's replacement chains are walked), each beside
@@ -89,6 +93,7 @@ from tabulate import tabulate
 from uhashring import HashRing as UHashRing  # type: ignore[import-untyped]
 
 from hashring import HashRing, JumpHash, Rendezvous
+from hashring._placement.hashes import KETAMA
 
 VNODES = 160
 NODE_COUNTS = (10, 1000)
@@ -110,6 +115,9 @@ KETAMA_FLOOR = 1.3
 RENDEZVOUS_TARGET = 2e-6
 JUMP_TARGET = 1e-6
 BENCH_HASH_KEY = bytes(range(32))  # a fixed secret: the cost does not depend on its value
+LOOKUP_MD5: Callable[[bytes], Any] = KETAMA.key_digest or hashlib.md5
+"""The MD5 constructor ketama lookups use (CPython's own ``_md5`` where present)."""
+MD5_NAME = f"{LOOKUP_MD5.__module__ or ''}.{getattr(LOOKUP_MD5, '__name__', 'md5')}".lstrip(".")
 
 # (label, hashring hash, uhashring kwargs, uhashring point space)
 PAIRS: tuple[tuple[str, str, dict[str, str], int], ...] = (
@@ -135,17 +143,19 @@ def loop_floor(keys: Sequence[str], points: list[int], owners: list[str]) -> Non
     del owner
 
 
-def loop_md5_floor(keys: Sequence[str], table: list[str]) -> None:
+def loop_md5_floor(
+    keys: Sequence[str], table: list[str], md5: Callable[[bytes], Any] = hashlib.md5
+) -> None:
     """The ketama floor: the MD5 of each key and one list index, inline in the loop."""
-    md5 = hashlib.md5
     for key in keys:
         owner = table[md5(key.encode()).digest()[3]]
     del owner
 
 
-def many_md5_floor(keys: Sequence[str], table: list[str]) -> list[str]:
+def many_md5_floor(
+    keys: Sequence[str], table: list[str], md5: Callable[[bytes], Any] = hashlib.md5
+) -> list[str]:
     """The ketama batch floor: the same as a list comprehension that keeps the owners."""
-    md5 = hashlib.md5
     return [table[md5(key.encode()).digest()[3]] for key in keys]
 
 
@@ -156,6 +166,7 @@ def ns_each(seconds: float, keys: int) -> str:
 COUNT_VARIANTS = (
     "floor",
     "floor-many",
+    "floor-own",
     "ketama",
     "ketama-many",
     "rendezvous:N",
@@ -184,6 +195,9 @@ def count_run(variant: str, lookups: int) -> None:
         return
     if kind == "floor-many":
         many_md5_floor(keys, table)
+        return
+    if kind == "floor-own":
+        loop_md5_floor(keys, table, LOOKUP_MD5)
         return
     if kind in ("ketama", "ketama-many"):
         placed = HashRing(names, vnodes=VNODES, hash="ketama")
@@ -221,10 +235,12 @@ def placement_rows(
         for get in (ring.get_node, uring.get_node):
             loop_get(get, warm)
         loop_md5_floor(warm, table)
+        loop_md5_floor(warm, table, LOOKUP_MD5)
         best = interleaved(
             {
                 "hashring": partial(loop_get, ring.get_node, lookup),
                 "floor": partial(loop_md5_floor, lookup, table),
+                "own": partial(loop_md5_floor, lookup, table, LOOKUP_MD5),
                 "uhashring": partial(loop_get, uring.get_node, lookup),
             },
             PLACEMENT_ROUNDS,
@@ -249,12 +265,29 @@ def placement_rows(
                 ratio <= KETAMA_FLOOR,
             )
         )
+        own = best["hashring"] / best["own"]
+        rows.append(
+            [
+                "ketama get_node vs own-MD5 floor",
+                nodes,
+                f"ketama / {MD5_NAME} + index",
+                ns_each(best["hashring"], len(lookup)),
+                f"floor {ns_each(best['own'], len(lookup))}",
+                times(own),
+                "hashring/floor",
+            ]
+        )
+        targets.append(
+            (f"ketama get_node vs the own-MD5 floor, {nodes} nodes (reported)", times(own), None)
+        )
         ring.get_node_many(warm)
         many_md5_floor(warm, table)
+        many_md5_floor(warm, table, LOOKUP_MD5)
         best = interleaved(
             {
                 "hashring": partial(ring.get_node_many, keys),
                 "floor": partial(many_md5_floor, keys, table),
+                "own": partial(many_md5_floor, keys, table, LOOKUP_MD5),
             },
             BATCH_REPEATS,
         )
@@ -275,6 +308,25 @@ def placement_rows(
                 f"ketama get_node_many <= {KETAMA_FLOOR}x MD5 floor, {nodes} nodes",
                 times(ratio),
                 ratio <= KETAMA_FLOOR,
+            )
+        )
+        own = best["hashring"] / best["own"]
+        rows.append(
+            [
+                f"ketama get_node_many ({len(keys):,} keys) vs own-MD5 floor",
+                nodes,
+                f"ketama / {MD5_NAME} + index",
+                ns_each(best["hashring"], len(keys)),
+                f"floor {ns_each(best['own'], len(keys))}",
+                times(own),
+                "hashring/floor",
+            ]
+        )
+        targets.append(
+            (
+                f"ketama get_node_many vs the own-MD5 floor, {nodes} nodes (reported)",
+                times(own),
+                None,
             )
         )
     cases: list[tuple[str, int, object, float]] = []

@@ -43,6 +43,7 @@ a callable ``bytes -> int``
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -142,7 +143,8 @@ def _mmh3_digest(label: bytes) -> bytes:
 
 
 def _md5_digest(label: bytes) -> bytes:
-    return hashlib.md5(label, usedforsecurity=False).digest()
+    digest: bytes = _md5_new(label).digest()
+    return digest
 
 
 def _ketama_key_hash(key: Key) -> int:
@@ -152,12 +154,25 @@ def _ketama_key_hash(key: Key) -> int:
 
 
 def _md5_constructor() -> Callable[[bytes], Any]:
-    """``hashlib.md5`` itself where it may be called plainly, else with
-    ``usedforsecurity=False`` bound (an interpreter in FIPS mode refuses a plain MD5). The
-    keyword costs a dictionary per call, a tenth of a short key's MD5, so it is only paid
-    where it is needed."""
+    """The cheapest MD5 constructor that may be called plainly with the key's bytes.
+
+    CPython's own MD5 (``_md5.md5``) where the interpreter has it: for a short key it costs
+    about a quarter of OpenSSL's (``hashlib.md5`` allocates an EVP context per call), and
+    its digests are the same bytes (checked here). Else ``hashlib.md5``, with
+    ``usedforsecurity=False`` bound where a plain call is refused (an interpreter in FIPS
+    mode); the keyword costs a dictionary per call, so it is only paid where needed. MD5
+    places keys here; it protects nothing.
+    """
     try:
-        hashlib.md5(b"hashring")
+        builtin: Any = importlib.import_module("_md5").md5
+    except (ImportError, AttributeError):
+        builtin = None
+    probe = b"hashring"
+    expected = hashlib.md5(probe, usedforsecurity=False).digest()
+    if builtin is not None and builtin(probe).digest() == expected:
+        return cast("Callable[[bytes], Any]", builtin)
+    try:
+        hashlib.md5(probe)
     except ValueError:  # FIPS mode
         return partial(hashlib.md5, usedforsecurity=False)
     return hashlib.md5

@@ -156,11 +156,21 @@ class Memento:
 
 
 class _Snapshot:
-    __slots__ = ("bucket_of", "memento", "names", "names_obj", "owners", "rank", "weights")
+    __slots__ = (
+        "bucket_of",
+        "buckets",
+        "memento",
+        "names",
+        "names_obj",
+        "owners",
+        "rank",
+        "weights",
+    )
 
     def __init__(self, weights: dict[str, float], memento: Memento, bucket_of: dict[str, int]):
         self.weights = weights
         self.memento = memento
+        self.buckets = float(memento.size)  # jump's bucket count, as get_node compares it
         self.bucket_of = bucket_of
         owners: list[str | None] = [None] * memento.size
         for name, bucket in bucket_of.items():
@@ -298,18 +308,24 @@ class JumpHash(NodeSet[_Snapshot]):
                 key = hash_tag(key)
         else:
             key = self._routing_key(key)
-        # mix64 and jump inlined: the same operations as the functions, without two calls.
-        mixed = self._scheme.key_hash(key) & MASK32
-        mixed = ((mixed ^ (mixed >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-        mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & MASK64
+        # mix64 and jump inlined (no call), constants as literals (no global lookups).
+        mixed = self._scheme.key_hash(key) & 0xFFFFFFFF
+        mixed = ((mixed ^ (mixed >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
         key64 = state = mixed ^ (mixed >> 31)
+        # jump() in floats, the same answer with fewer and cheaper operations: ``after`` is
+        # bucket + 1 as a float (exact below 2**53), so the product is jump()'s; for x >= 0
+        # int(x) < n exactly when x < n, and ``x // 1.0`` is int(x) without a call.
+        buckets = snapshot.buckets
+        after = 1.0
+        while True:
+            state = (state * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+            candidate = after * (2147483648.0 / ((state >> 33) + 1.0))
+            if candidate >= buckets:
+                break
+            after = candidate // 1.0 + 1.0
+        bucket = int(after) - 1
         memento = snapshot.memento
-        buckets = memento.size
-        bucket, candidate = -1, 0
-        while candidate < buckets:
-            bucket = candidate
-            state = (state * 2862933555777941757 + 1) & MASK64
-            candidate = int((bucket + 1) * (2147483648.0 / ((state >> 33) + 1)))
         if memento.removed:
             bucket = memento.replace(key64, bucket)
         owner = snapshot.owners[bucket]

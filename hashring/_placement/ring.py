@@ -13,7 +13,8 @@ Lookup structures (one immutable snapshot, swapped in one assignment)
       wrap-around entry at the end;
     * a bucket table of 2**bits entries (2 to 8 per point) splitting the circle into equal
       ranges: an entry is the owner name when no point falls inside its range (so every key
-      in it has that owner), else ``None`` and the lookup bisects ``points``.
+      in it has that owner), else ``None`` and the lookup walks the few points of a finer
+      bucket index (:meth:`_Snapshot.owner_at`).
 
     ``get_node`` is therefore one hash and one list index for most keys. A membership
     change copies the table (a C-speed pointer copy), merges the changed node's points with
@@ -65,12 +66,14 @@ class _Snapshot:
         "batch_index",
         "bits",
         "counts",
+        "empty",
         "key_hash",
         "names",
         "names_obj",
         "owners",
         "owners_view",
         "padded",
+        "padded_view",
         "points",
         "points_view",
         "shift",
@@ -102,27 +105,50 @@ class _Snapshot:
         self.table = table
         self.bits = bits
         self.shift = 32 - bits
-        self.batch_index: tuple[npt.NDArray[np.intp], int] | None = None
+        self.padded_view = padded.data
+        self.empty = not self.points.size  # no point: every lookup raises EmptyRingError
+        self.batch_index: tuple[npt.NDArray[np.intp], int, memoryview] | None = None
         self.key_hash = key_hash  # here, not on the ring: a slot is the cheapest read
 
     def owner_at(self, position: int) -> str:
-        """Owner of an unsigned 32-bit ``position``. O(log points)."""
-        if not self.points.size:
+        """Owner of an unsigned 32-bit ``position``.
+
+        The bucket index of :meth:`bucket_starts` gives the first point of the position's
+        bucket; a walk steps over the points before the position in that bucket (one or
+        two on average; the padding point 2**32 - 1 stops it). O(1) expected, against the
+        ~log2(points) probes of a bisect, each of which would box an int.
+        """
+        if self.empty:
             raise _empty_error(self)
-        return self.names[self.owners_view[bisect_left(self.points_view, position)]]
+        starts = self.batch_index or self.bucket_starts()
+        index: int = starts[2][position >> starts[1]]
+        points = self.padded_view
+        while points[index] < position:
+            index += 1
+        return self.names[self.owners_view[index]]
+
+    def bucket_starts(self) -> tuple[npt.NDArray[np.intp], int, memoryview]:
+        """The bucket index: for each of 2**bits equal ranges of the circle (1 to 2 per
+        point), the index of its first point; the shift that maps a position to its range;
+        and the index as a memoryview (read one int at a time by :meth:`owner_at`).
+
+        Built on first use, then kept by this snapshot (a racing thread builds the same
+        tuple, and the assignment is atomic). O(points + 2**bits), vectorised.
+        """
+        bits = max(MIN_TABLE_BITS, self.points.size.bit_length())
+        per_bucket = np.bincount(self.points >> (32 - bits), minlength=1 << bits)
+        first = np.cumsum(per_bucket) - per_bucket
+        self.batch_index = (first, 32 - bits, first.data)
+        return self.batch_index
 
     def point_indices(self, positions: U32Array) -> npt.NDArray[np.intp]:
         """Index of the first point at or after each position (``len(points)`` past the end).
 
-        Vectorised: a bucket index with 1 to 2 buckets per point (built on first use, then
-        kept by this snapshot) gives a start index, then each position steps over the few
-        points before it in its bucket. The padding point 2**32 - 1 stops every walk.
+        Vectorised: the bucket index (:meth:`bucket_starts`) gives a start index, then each
+        position steps over the few points before it in its bucket. The padding point
+        2**32 - 1 stops every walk.
         """
-        if self.batch_index is None:
-            bits = max(MIN_TABLE_BITS, self.points.size.bit_length())
-            per_bucket = np.bincount(self.points >> (32 - bits), minlength=1 << bits)
-            self.batch_index = (np.cumsum(per_bucket) - per_bucket, 32 - bits)
-        first, shift = self.batch_index
+        first, shift, _ = self.batch_index or self.bucket_starts()
         index: npt.NDArray[np.intp] = first[positions >> shift]
         padded = self.padded
         behind = np.flatnonzero(padded[index] < positions)
@@ -255,7 +281,7 @@ class HashRing(NodeSet[_Snapshot]):
 
     def _get_node_digest(self, key: Key) -> str:
         """:meth:`get_node` for digest schemes (ketama), installed as ``get_node`` by the
-        constructor: the same answers, with the MD5 and the bisect inlined.
+        constructor: the same answers, with the MD5 inlined.
 
         A str key is tagged, then encoded: ``{`` and ``}`` are ASCII and no UTF-8 sequence
         holds an ASCII byte, so this is the tag of its UTF-8 bytes, as ``get_node`` takes.
@@ -281,9 +307,7 @@ class HashRing(NodeSet[_Snapshot]):
         owner = snapshot.table[position >> snapshot.shift]
         if owner is not None:
             return owner
-        if not snapshot.points.size:
-            raise _empty_error(snapshot)
-        return snapshot.names[snapshot.owners_view[bisect_left(snapshot.points_view, position)]]
+        return snapshot.owner_at(position)
 
     def get_nodes(self, key: Key, n: int | None = None) -> list[str]:
         """Return the preference list of ``key``: ``n`` distinct nodes, owner first.

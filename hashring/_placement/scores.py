@@ -22,6 +22,7 @@ Two ways to the same scores:
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -40,7 +41,8 @@ _BATCH_CELLS = 1 << 20  # keys x nodes scored per numpy pass in get_node_many
 
 INT_PATH_NODES = 48
 """Up to this many nodes a single lookup scores with Python integers, above it with numpy
-(callgrind: 58,000 instructions at 32 nodes, 104,000 at 64, numpy's 105,000 at any size)."""
+(callgrind: 46,000 instructions at 32 nodes, numpy's 105,000 at any size; kept at 48,
+where the integer path was measured last to cost about numpy's)."""
 INT_PATH_WEIGHTED_NODES = 24
 """The same for unequal weights, whose floats cost about 2,800 instructions per node more
 (148,000 at 32 nodes against numpy's 141,000; 54,500 at 8)."""
@@ -50,6 +52,7 @@ _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
 _TOP = (1 << 53) - 1  # a mix whose top 53 bits are all ones gives u == 1.0 (see best_one)
 _CLOSE = 1.0 - 2.0**-30  # scores closer than this ratio are left to numpy
+_TOP_BYTE_NODES = 12  # from here on best_one compares the lanes' top bytes first
 
 
 class RendezvousScores:
@@ -61,6 +64,8 @@ class RendezvousScores:
         "lane_mask",
         "lane_ones",
         "lane_seeds",
+        "lane_words",
+        "lanes_equal",
         "names",
         "names_obj",
         "seeds",
@@ -82,6 +87,10 @@ class RendezvousScores:
         self.lane_mask = MASK64 * self.lane_ones
         self.lane_seeds = sum((s ^ (s >> 30)) << (_LANE * i) for i, s in enumerate(seeds))
         self.lane_bytes = _LANE // 8 * len(seeds)
+        # The low 64 bits of every lane, from the lanes' little-endian bytes, in one call.
+        self.lane_words = struct.Struct("<" + "Q8x" * len(seeds)).unpack
+        # best_one's first test: equal weights and few enough nodes for the integer path.
+        self.lanes_equal = self.equal and len(seeds) <= INT_PATH_NODES
 
     def scores(self, positions: U32Array) -> npt.NDArray[np.float64] | npt.NDArray[np.uint64]:
         """Scores of every node (columns) for every position (rows); higher wins.
@@ -113,23 +122,43 @@ class RendezvousScores:
         lanes = ((spread ^ (spread >> 30)) * self.lane_ones ^ self.lane_seeds) * _MIX1 & mask
         lanes = ((lanes ^ (lanes >> 27)) & mask) * _MIX2 & mask
         lanes ^= lanes >> 31
-        words = memoryview(lanes.to_bytes(self.lane_bytes, "little")).cast("Q")
-        mixed: list[int] = words[::2].tolist()
-        return mixed
+        return list(self.lane_words(lanes.to_bytes(self.lane_bytes, "little")))
 
     def best_one(self, position: int) -> int:
         """Index of the highest-scoring node for one position (ties: name order).
 
         The same answer as :meth:`best`; the integer path up to :data:`INT_PATH_NODES`
         nodes (:data:`INT_PATH_WEIGHTED_NODES` with unequal weights), numpy above. O(n).
+
+        With equal weights the mixes are compared before their last step, ``x ^ (x >> 31)``:
+        a right xor-shift keeps the order of 64-bit values (the highest bit where two
+        values differ keeps its place and value), so the argmax and the ties are the same,
+        and the lanes' products need no last mask (only each lane's low 64 bits are read).
+        From :data:`_TOP_BYTE_NODES` nodes the lanes' top bytes are compared first (one
+        C-level pass over a bytes slice); only a shared top byte reads the whole words.
         """
-        if len(self.names) > (INT_PATH_NODES if self.equal else INT_PATH_WEIGHTED_NODES):
-            return int(self.best(np.array([position & MASK32], dtype=np.uint32))[0])
+        if not self.lanes_equal:
+            if self.equal or len(self.names) > INT_PATH_WEIGHTED_NODES:
+                return int(self.best(np.array([position & MASK32], dtype=np.uint32))[0])
+            return self._best_weighted(position)
+        spread = (position & MASK32) * GOLDEN64 & MASK64
+        mask = self.lane_mask
+        lanes = ((spread ^ (spread >> 30)) * self.lane_ones ^ self.lane_seeds) * _MIX1 & mask
+        lanes = ((lanes ^ (lanes >> 27)) & mask) * _MIX2
+        data = lanes.to_bytes(self.lane_bytes, "little")
+        if len(self.names) >= _TOP_BYTE_NODES:
+            tops = data[7::16]  # the top byte of each lane's low 64 bits
+            top = max(tops)
+            if tops.count(top) == 1:
+                return tops.index(top)
+        words = self.lane_words(data)
+        return words.index(max(words))
+
+    def _best_weighted(self, position: int) -> int:
+        """:meth:`best_one` with unequal weights: ``w / -ln(u)`` with ``math.log``, numpy's
+        answer where the floats are too close to trust (see the module docstring)."""
         mixed = self.mixes(position)
-        top = max(mixed)
-        if self.equal:
-            return mixed.index(top)
-        if top >> 11 == _TOP:  # u == 1.0: numpy scores it -inf (a division by -0.0)
+        if max(mixed) >> 11 == _TOP:  # u == 1.0: numpy scores it -inf (a division by -0.0)
             return int(self.best(np.array([position & MASK32], dtype=np.uint32))[0])
         log = math.log
         scores = [
