@@ -50,7 +50,9 @@ clients are measured in alternating rounds, order flipped every round, best roun
 * routing only (``--routing-only`` runs just this): the same GET/SET loops and MGET/MSET
   of 1,000 keys, sync and async, with every node client's connection pool (and the plain
   clients') replaced by a stub whose connection answers at once, so the network's noise is
-  gone and the difference to plain redis-py is the routing overhead per call.
+  gone and the difference to plain redis-py is the routing overhead per call. (The stub
+  connection packs nothing, so the faster packing of split requests, ``_packing``, is not
+  in these rows: only the full run shows it.)
 
 Targets (second table): issue 14's first, measured side by side in the same run: MGET and
 MSET of 1,000 keys over 4 nodes <= 1.15x the plain one-node MGET / MSET of the same keys,

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from strategies import keys as any_keys
 from strategies import node_names
 
-from hashring import HashRing, JumpHash, Key, Maglev, Rendezvous
+from hashring import EmptyRingError, HashRing, InvalidKeyError, JumpHash, Key, Maglev, Rendezvous
 from hashring._placement.hashes import GOLDEN64, MASK64, mix64
 from hashring._placement.scores import INT_PATH_NODES, RendezvousScores
 
@@ -175,6 +175,38 @@ def test_batch_lookups_answer_as_pinned(label: str) -> None:
     # Batches of one kind of key take the batch path's other branches (all-str join, bytes).
     for start, stop in ((0, 200), (200, 240), (240, 280), (280, 300)):
         assert placement.get_node_many(KEYS[start:stop]) == expected[start:stop]
+
+
+@pytest.mark.parametrize("label", sorted(CONFIGS))
+def test_batch_indices_answer_as_pinned(label: str) -> None:
+    """get_index_many gives the pinned owners as positions among the sorted node names."""
+    placement = CONFIGS[label]()
+    index, names = placement.get_index_many(KEYS)
+    assert names == tuple(sorted(placement.nodes))
+    assert index.dtype == np.intp
+    assert index.tolist() == PINNED[label]["owners"]
+    for start, stop in ((0, 200), (200, 240), (240, 280), (280, 300)):
+        part, _ = placement.get_index_many(iter(KEYS[start:stop]))
+        assert part.tolist() == PINNED[label]["owners"][start:stop]
+    empty, same = placement.get_index_many([])
+    assert empty.size == 0
+    assert same == names
+
+
+@pytest.mark.parametrize("kind", [HashRing, Maglev, Rendezvous, JumpHash])
+def test_batch_indices_refuse_as_batch_lookups(kind: Any) -> None:
+    """get_index_many refuses what get_node_many refuses, with the same errors."""
+    placement = kind(_names(3))
+    for bad in ("key", b"key", 42, ["ok", 1.5]):
+        with pytest.raises(InvalidKeyError):
+            placement.get_index_many(bad)
+        with pytest.raises(InvalidKeyError):
+            placement.get_node_many(bad)
+    for name in _names(3):
+        placement.remove_node(name)
+    with pytest.raises(EmptyRingError):
+        placement.get_index_many(["key"])
+    assert placement.get_index_many([])[1] == ()
 
 
 # ------------------------------------------- the fast single-key paths against numpy's

@@ -76,7 +76,7 @@ from ._fallback import (
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pubsub import AsyncShardedPubSub, stop_readers
 from ._routing import (
-    assemble,
+    Routed,
     group_per_node,
     next_scan_cursor,
     scan_page_open,
@@ -713,11 +713,11 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members
             try:
-                made, plans, options = await planned(members)
+                made, routes = await planned(members)
             except NodeRemovedError:
                 continue
-            per_node = group_per_node(plans, options)
-            slots, closing = lease(members, per_node)
+            grouped = group_per_node(routes)
+            slots, closing = lease(members, grouped.nodes)
             if closing:
                 await gather_all(client.aclose() for client in closing)
             if slots is not None:
@@ -727,16 +727,16 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
                 f"{routed} kept being routed to nodes that were being removed; nothing was sent"
             )
         shares = [
-            AsyncShare(node, slots[node], [(entry.args, entry.options) for entry in entries])
-            for node, entries in per_node.items()
+            AsyncShare(node, slots[node], calls)
+            for node, calls in zip(grouped.nodes, grouped.calls, strict=True)
         ]
         results = await scatter_async(shares, self._outcome, self._leave)
-        answers: dict[str, list[Any]] = {}
-        for node, result in zip(per_node, results, strict=True):
+        answers: list[list[Any]] = []
+        for result in results:
             if isinstance(result, Failure):
                 raise result.error
-            answers[node] = result
-        return made, assemble(plans, per_node, answers)
+            answers.append(result)
+        return made, grouped.answers(answers)
 
     async def _call(self, slot: Slot[aioredis.Redis], part: Part, options: dict[str, Any]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""
@@ -1047,7 +1047,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         _, table = await self._command_table()
 
         async def planned(members: Members[aioredis.Redis]) -> Planned[None]:
-            return None, *self._round_plans(table, reads, members)
+            return None, Routed.of(*self._round_plans(table, reads, members))
 
         _, answers = await self._send_per_node(planned, "reads")
         return seen_of(reads, answers)

@@ -28,10 +28,12 @@ from hashring import HealthTracker
 from ._commands import Command, CommandTable, Plan, known_keys
 from ._fallback import Read, Rounds, may_read, refuse_blocking
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot
+from ._owners import Owners
 from ._pipeline_reads import Batch, place
 from ._pipeline_surface import ModuleRefusals, calling_script, missing
 from ._routing import (
     ANY_NODE,
+    Routed,
     raise_first_error,
     refuse_cross_node_transaction,
 )
@@ -55,7 +57,7 @@ from ._window_routes import one_at_a_time_async, writes
 __all__ = ["AsyncShardedPipeline"]
 
 T = TypeVar("T")
-Planned = tuple[T, list[Plan], list[dict[str, Any]]]
+Planned = tuple[T, Routed]
 """What a pipeline planned (a :class:`Batch`, or None), its plans and their options."""
 AsyncPin = Pin[aioredis.Redis, aioclient.Pipeline]
 
@@ -79,12 +81,12 @@ class _AsyncSharded(Protocol):
         members: Members[aioredis.Redis],
     ) -> Awaitable[list[Any]]: ...
     def _plan(self, args: tuple[Any, ...], members: Members[aioredis.Redis]) -> Awaitable[Plan]: ...
-    def _plan_one_key_many(
+    def _route_one_key_many(
         self,
         table: CommandTable,
         commands: Sequence[tuple[Any, ...]],
         members: Members[aioredis.Redis],
-    ) -> list[Plan | None]: ...
+    ) -> tuple[list[int], Owners | None]: ...
     def _plan_for(
         self,
         command: Command,
@@ -446,12 +448,11 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
         """As ``ShardedPipeline._plain``."""
         sharded = self._sharded
         _, table = await sharded._command_table()
-        one_key = sharded._plan_one_key_many(table, [c.args for c in commands], members)
-        plans = [
-            plan if plan is not None else await sharded._plan(command.args, members)
-            for plan, command in zip(one_key, commands, strict=True)
-        ]
-        return None, plans, [command.options for command in commands]
+        others, owners = sharded._route_one_key_many(table, [c.args for c in commands], members)
+        plans: list[Plan | None] = [None] * len(commands)
+        for index in others:
+            plans[index] = await sharded._plan(commands[index].args, members)
+        return None, Routed(plans, commands, owners)
 
     async def _batch(
         self, commands: list[Buffered], first: bool, members: Members[aioredis.Redis]
@@ -485,7 +486,7 @@ class AsyncShardedPipeline(ModuleRefusals, AsyncCoreCommands):  # type: ignore[m
             plan = sharded._plan_for(command, args, keys, members)
             if not full:
                 batch.add(plan, options)
-        return batch, batch.plans, batch.options
+        return batch, Routed.of(batch.plans, batch.options)
 
     async def _send_planned(
         self, planned: Callable[[Members[aioredis.Redis]], Awaitable[Planned[T]]]

@@ -4,7 +4,8 @@ Nodes and their clients (leased, see ``_leases``), the placement, health wiring,
 for ``repr`` with passwords redacted and to know which clients this object created),
 topology files and the swap to a new topology (:meth:`ShardedBase._swap_in`), the lookups
 ``node_for`` / ``client_for``, and the routing of one command once its keys are known
-(:meth:`ShardedBase._owner` for one key, :meth:`ShardedBase._plan_for` for the rest).
+(:meth:`ShardedBase._owner` for one key, :meth:`ShardedBase._plan_for` for the rest, and
+:meth:`ShardedBase._route_one_key_many` for a pipeline's one-key commands, in one batch).
 Only connecting (sync or asyncio client classes) and the I/O itself differ between the two
 clients.
 """
@@ -35,11 +36,12 @@ from hashring._placement.nodes import check_node_name
 from hashring._topology.clients import client_name
 from hashring._topology.watch import TopologyFollower
 
-from ._commands import SCHEMES, Command, CommandTable, Plan, known_keys, plan_command
+from ._commands import SCHEMES, Command, CommandTable, Plan, plan_command
 from ._cross_node import Replies, cross_node_plan
 from ._fallback import Read, round_commands
 from ._leases import Members, Slot
-from ._routing import describe_nodes, route_owners
+from ._owners import SMALL_BATCH, Owners
+from ._routing import describe_nodes, route_index, route_owners
 from ._sort import SORTS, encoded, pattern_keys
 from ._transaction import PLACEMENT_ONLY
 from ._window_routes import Route, Window, moving_routes, window_plan
@@ -561,7 +563,11 @@ class ShardedBase(Generic[C]):
         """
         placing, encoder = members.placement, self._encoder_of(members)
         keys = self._with_patterns(command, args, keys, members)
-        owners = route_owners(placing, self._health, encoder, keys) if keys else []
+        owners: list[str] | Owners = []
+        if len(keys) >= SMALL_BATCH:  # grouped per node with numpy when split (``_owners``)
+            owners = route_index(placing, self._health, encoder, keys)
+        elif keys:
+            owners = route_owners(placing, self._health, encoder, keys)
 
         def compute(name: str, a: tuple[Any, ...], k: list[Any], o: list[str]) -> Plan | None:
             replies = Replies.of(members.slots[members.first].client)
@@ -626,40 +632,31 @@ class ShardedBase(Generic[C]):
         owners = route_owners(members.placement, health, encoder, keys)
         return owners, route_owners(previous.placement, PLACEMENT_ONLY, encoder, keys)
 
-    def _plan_one_key_many(
+    def _route_one_key_many(
         self, table: CommandTable, commands: Sequence[tuple[Any, ...]], members: Members[C]
-    ) -> list[Plan | None]:
-        """The plans of the commands of ``commands`` (a pipeline's) whose one key is known
-        from the COMMAND table, their keys placed in one batch (``get_node_many``); None
-        for every other command (the caller plans it with ``_plan_for``). The plans are
-        those ``_plan_for`` makes. O(commands) plus one batch lookup.
+    ) -> tuple[list[int], Owners | None]:
+        """Route the one-key commands of ``commands`` (a pipeline's: see
+        ``Command.one_key``, sent as they are to their key's owner) in one batch
+        (``route_index``): the positions of the other commands, which the caller plans
+        one by one (``_plan``), and the owners of the one-key commands' keys, in order
+        (None when there is none). O(commands) plus one batch lookup.
 
         Raises:
-            CrossShardError, UnsupportedCommandError: as :meth:`_plan_for`.
             InvalidKeyError, KeyEncodingError: a key the placement refuses.
         """
-        plans: list[Plan | None] = [None] * len(commands)
-        found: list[tuple[int, Command, tuple[Any, ...], list[Any]]] = []
+        keys: list[Any] = []
+        others: list[int] = []
+        describe = table.describe
         for index, args in enumerate(commands):
-            command = table.describe(args)
-            keys = known_keys(command, args)
-            if keys is not None and len(keys) == 1 and command.name not in SORTS:
-                found.append((index, command, args, keys))
-        if not found:
-            return plans
-        owners = route_owners(
-            members.placement,
-            self._health,
-            self._encoder_of(members),
-            [keys[0] for *_, keys in found],
-        )
-        names, first = members.names, members.first
-        for (index, command, args, keys), owner in zip(found, owners, strict=True):
-            plan = plan_command(command, args, keys, [owner], names, first)
-            if len(plan.parts) > 1:
-                self._check_merge(args)
-            plans[index] = plan
-        return plans
+            at = describe(args).one_key
+            if at and len(args) > at:
+                keys.append(args[at])
+            else:
+                others.append(index)
+        if not keys:
+            return others, None
+        encoder = self._encoder_of(members)
+        return others, route_index(members.placement, self._health, encoder, keys)
 
     def _check_merge(self, args: tuple[Any, ...]) -> None:
         """Refuse a command split over nodes whose answers a custom response callback

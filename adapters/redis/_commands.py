@@ -51,8 +51,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter
 from typing import Any
 
 import redis
@@ -61,7 +59,9 @@ from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePoli
 from ._answers import merger, settled
 from ._channels import PUBSUB_MERGES, channel_keys
 from ._errors import CrossShardError, UnsupportedCommandError
+from ._owners import Grouping, Owners
 from ._server_wide import PUBSUB, Answer, Route, per_node_id, rule_for, tip_answer
+from ._sort import SORTS
 
 __all__ = [
     "CONNECTION_ERRORS",
@@ -177,6 +177,12 @@ class Command:
     response: ResponsePolicy
     fixed_keys: bool = False
     """Keys sit at fixed positions (first, last, step): no need to ask redis-py or the server."""
+    one_key: int = 0
+    """The position of the command's only key, when it always has exactly one (at a fixed
+    position: ``args[one_key]``, present when ``len(args) > one_key``) and such an
+    invocation is planned as is to the key's owner, its answer that node's (no
+    connection hint, no pub/sub merge, no SORT pattern); 0 otherwise. Lets a pipeline
+    route such commands in one batch without planning each (``_routing.Routed``)."""
 
     def keys_of(self, args: Sequence[Any]) -> list[Any] | None:
         """The keys of ``args`` when their positions are fixed, else None (ask the parser)."""
@@ -260,15 +266,18 @@ class CommandTable:
             and name not in SCRIPTING
             and name not in CONNECTION_STATE
         )
+        last = int(info.get("last_key_pos", 0))
+        one_key = first if fixed and last == first and name not in SORTS else 0
         return Command(
             name=name,
             flags=flags,
             first_key=first,
-            last_key=int(info.get("last_key_pos", 0)),
+            last_key=last,
             step=step,
             request=request,
             response=response,
             fixed_keys=fixed,
+            one_key=one_key if name not in PUBSUB_MERGES else 0,
         )
 
 
@@ -309,12 +318,13 @@ def plan_command(
     command: Command,
     args: tuple[Any, ...],
     keys: list[Any],
-    owners: list[str],
+    owners: Sequence[str] | Owners,
     all_nodes: Sequence[str],
     default_node: str,
     compute: Compute | None = None,
 ) -> Plan:
-    """The plan for ``args``, given its ``keys`` and their ``owners`` (same order).
+    """The plan for ``args``, given its ``keys`` and their ``owners`` (same order: a node
+    name per key, or an :class:`~._owners.Owners`, which a split groups with numpy).
 
     ``compute`` plans a read whose keys span nodes and whose answer the client computes
     (``_cross_node.cross_node_plan``: SUNION, ZINTER, LCS, ...), or returns None.
@@ -333,16 +343,23 @@ def plan_command(
         return Plan(parts, PUBSUB_MERGES[name], name, "readonly" in command.flags)
     readonly = "readonly" in command.flags
     if keys:
-        distinct = owners if len(owners) == 1 else sorted(set(owners))
+        if isinstance(owners, Owners):
+            distinct = owners.nodes()
+        else:
+            distinct = list(owners) if len(owners) == 1 else sorted(set(owners))
         if len(distinct) == 1:
             return Plan([Part(distinct[0], args)], first_answer, name, readonly, keys)
         if command.request is RequestPolicy.MULTI_SHARD and name not in ATOMIC_MULTI_KEY:
-            return _split(command, args, owners, readonly, keys)
-        computed = compute(name, args, keys, owners) if compute is not None else None
+            grouping = (
+                owners.grouping() if isinstance(owners, Owners) else Grouping.of_names(owners)
+            )
+            return _split(command, args, grouping, readonly, keys)
+        listed = owners.tolist() if isinstance(owners, Owners) else list(owners)
+        computed = compute(name, args, keys, listed) if compute is not None else None
         if computed is not None:
             return computed
         shown = ", ".join(
-            f"{_text(k)!r} -> {o}" for k, o in list(zip(keys, owners, strict=True))[:6]
+            f"{_text(k)!r} -> {o}" for k, o in list(zip(keys, listed, strict=True))[:6]
         )
         raise CrossShardError(
             f"{name.upper()} touches keys on nodes {', '.join(distinct)} ({shown}) and "
@@ -384,37 +401,27 @@ def _plan_keyless(
 
 
 def _split(
-    command: Command, args: tuple[Any, ...], owners: list[str], readonly: bool, keys: list[Any]
+    command: Command, args: tuple[Any, ...], grouping: Grouping, readonly: bool, keys: list[Any]
 ) -> Plan:
-    """Split a multi_shard command into one part per node, keeping each key's arguments."""
+    """Split a multi_shard command into one part per node (nodes by name), each with its
+    keys' arguments in the caller's order (``_owners.Grouping``: no per-key Python loop).
+
+    Raises:
+        ValueError: the arguments are not whole keys (an MSET key without its value).
+    """
     first, step = command.first_key, max(1, command.step)
-    end = first + len(owners) * step
-    prefix, body, suffix = args[:first], args[first:end], args[end:]
-    groups: dict[str, list[int]] = {}
-    for index, owner in enumerate(owners):  # O(keys): the one Python loop over the keys
-        try:
-            groups[owner].append(index)
-        except KeyError:
-            groups[owner] = [index]
-    nodes = sorted(groups)
-    # each key's arguments (the key alone, or key and value for MSET) as one item
-    items = body if step == 1 else tuple(zip(*(body[j::step] for j in range(step)), strict=True))
+    end = first + len(grouping.order) * step
+    prefix, suffix = args[:first], args[end:]
+    taken = grouping.take(args[first:end], step)
+    nodes = grouping.nodes
     parts = []
-    for node in nodes:
-        indices = groups[node]
-        picked = (items[indices[0]],) if len(indices) == 1 else itemgetter(*indices)(items)
-        middle = picked if step == 1 else tuple(chain.from_iterable(picked))
-        parts.append(Part(node, (*prefix, *middle, *suffix)))
+    start = 0
+    for node, size in zip(nodes, grouping.sizes, strict=True):
+        stop = start + size * step
+        parts.append(Part(node, (*prefix, *taken[start:stop], *suffix)))
+        start = stop
     if command.response is ResponsePolicy.DEFAULT_KEYED:
-
-        def merge(answers: list[Any]) -> Any:
-            ordered: list[Any] = [None] * len(owners)
-            for node, answer in zip(nodes, answers, strict=True):
-                for index, value in zip(groups[node], answer, strict=True):
-                    ordered[index] = value
-            return ordered
-
-        return Plan(parts, merge, command.name, readonly, keys)
+        return Plan(parts, grouping.restore, command.name, readonly, keys)
     merge_by_tip = merger(tip_answer(command.response, Answer.RANDOM), nodes, args)
     return Plan(parts, merge_by_tip, command.name, readonly, keys)
 

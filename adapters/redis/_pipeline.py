@@ -10,7 +10,7 @@ watching connection when their keys live there, else routed as by the client), t
 key changed. ``transaction=False`` pipelines group the commands per node, write one
 request per node before reading any reply, from the calling thread (``_scatter``), and
 put the answers back in buffering order
-(``_routing.group_per_node`` / ``assemble``); multi-node commands such as MGET are split.
+(``_routing.group_per_node``); multi-node commands such as MGET are split.
 
 During a migration (the client's ``read_fallback`` is set), a ``transaction=False``
 pipeline's reads answer as the client's direct reads do (``_fallback``): each read with keys
@@ -49,10 +49,12 @@ from hashring import HealthTracker
 from ._commands import Command, CommandTable, Plan, known_keys
 from ._fallback import Read, Rounds, may_read, refuse_blocking
 from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot
+from ._owners import Owners
 from ._pipeline_reads import Batch, place
 from ._pipeline_surface import ModuleRefusals, calling_script, missing
 from ._routing import (
     ANY_NODE,
+    Routed,
     raise_first_error,
     refuse_cross_node_transaction,
 )
@@ -76,7 +78,7 @@ from ._window_routes import one_at_a_time, writes
 __all__ = ["Buffered", "ShardedPipeline"]
 
 T = TypeVar("T")
-Planned = tuple[T, list[Plan], list[dict[str, Any]]]
+Planned = tuple[T, Routed]
 """What a pipeline planned (a :class:`Batch`, or None), its plans and their options."""
 SyncPin = Pin[redis.Redis, redis.client.Pipeline]
 
@@ -100,12 +102,12 @@ class _Sharded(Protocol):
         members: Members[redis.Redis],
     ) -> list[Any]: ...
     def _plan(self, args: tuple[Any, ...], members: Members[redis.Redis]) -> Plan: ...
-    def _plan_one_key_many(
+    def _route_one_key_many(
         self,
         table: CommandTable,
         commands: Sequence[tuple[Any, ...]],
         members: Members[redis.Redis],
-    ) -> list[Plan | None]: ...
+    ) -> tuple[list[int], Owners | None]: ...
     def _plan_for(
         self,
         command: Command,
@@ -473,12 +475,11 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
         """
         sharded = self._sharded
         _, table = sharded._command_table()
-        one_key = sharded._plan_one_key_many(table, [c.args for c in commands], members)
-        plans = [
-            plan if plan is not None else sharded._plan(command.args, members)
-            for plan, command in zip(one_key, commands, strict=True)
-        ]
-        return None, plans, [command.options for command in commands]
+        others, owners = sharded._route_one_key_many(table, [c.args for c in commands], members)
+        plans: list[Plan | None] = [None] * len(commands)
+        for index in others:
+            plans[index] = sharded._plan(commands[index].args, members)
+        return None, Routed(plans, commands, owners)
 
     def _batch(
         self, commands: list[Buffered], first: bool, members: Members[redis.Redis]
@@ -514,7 +515,7 @@ class ShardedPipeline(ModuleRefusals, CoreCommands):
             plan = sharded._plan_for(command, args, keys, members)
             if not full:
                 batch.add(plan, options)
-        return batch, batch.plans, batch.options
+        return batch, Routed.of(batch.plans, batch.options)
 
     def _send_planned(
         self, planned: Callable[[Members[redis.Redis]], Planned[T]]

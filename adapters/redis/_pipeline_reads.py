@@ -79,11 +79,12 @@ class Batch:
         return not self.read_keys.isdisjoint(encoded)
 
     def answers(self, flat: list[Any]) -> tuple[list[Any], list[int], list[Rounds]]:
-        """Each buffered command's answer from the answers of :attr:`plans` (``assemble``'s,
-        an exception for a failed one), and the reads still to settle: their positions and
-        their rounds after round 1 (``_fallback.resolve``; none for a read whose keys are
-        all on their new owners: round 1 stands, as ``resolve`` would say). A read whose
-        presence could not be asked gets that error. O(plans).
+        """Each buffered command's answer from the answers of :attr:`plans`
+        (``_routing.Grouped.answers``', an exception for a failed one), and the reads still
+        to settle: their positions and their rounds after round 1 (``_fallback.resolve``;
+        none for a read whose keys are all on their new owners: round 1 stands, as
+        ``resolve`` would say). A read whose presence could not be asked gets that error.
+        O(plans).
         """
         results: list[Any] = []
         positions: list[int] = []

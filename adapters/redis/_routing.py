@@ -1,8 +1,10 @@
 """Keys to nodes and answers back, for both clients; no I/O.
 
-``route_owners`` places keys (by the bytes redis-py sends) and steps around ejected nodes;
-``group_per_node`` and ``assemble`` turn a pipeline's plans into one batch per node and
-the batches' answers back into one answer per command (``raise_first_error`` raises as
+``route_owners`` places keys (by the bytes redis-py sends) and steps around ejected nodes
+(``route_index``: the same for many keys, as numpy arrays); ``group_per_node`` turns a
+batch of commands' routes (:class:`Routed`: a pipeline's) into one batch per node and the
+batches' answers back into one answer per command, grouping with numpy (``_owners``)
+rather than a Python loop over the commands where it can (``raise_first_error`` raises as
 redis-py would); ``refuse_cross_node_transaction`` finds a transaction's one node;
 ``scan_position`` and ``next_scan_cursor`` encode a sharded SCAN cursor (``scan_page_open``:
 when a page goes on to the next node); ``describe_nodes``
@@ -16,6 +18,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import redis
 
 from hashring import HealthTracker, Placement, redact_url
@@ -23,16 +26,19 @@ from hashring import HealthTracker, Placement, redact_url
 from ._answers import Failure
 from ._commands import Plan, first_answer
 from ._errors import CrossShardError
+from ._owners import SMALL_BATCH, Grouping, Owners
+from ._scatter import Call
 
 __all__ = [
     "ANY_NODE",
-    "Entry",
-    "assemble",
+    "Grouped",
+    "Routed",
     "describe_nodes",
     "group_per_node",
     "next_scan_cursor",
     "raise_first_error",
     "refuse_cross_node_transaction",
+    "route_index",
     "route_owners",
     "scan_page_open",
     "scan_position",
@@ -42,19 +48,6 @@ __all__ = [
 ANY_NODE = ""
 """The node of a keyless command that any node answers alike (never a node's name: those
 are non-empty): in a transaction it runs on the transaction's node."""
-
-
-class Entry(NamedTuple):
-    """One buffered pipeline command's share on a node."""
-
-    command: int
-    """Index of the command in the pipeline's buffer."""
-    part: int
-    """Index of this share among the command's parts."""
-    args: tuple[Any, ...]
-    """What is sent to the node."""
-    options: dict[str, Any]
-    """redis-py's options for the command (without ``keys`` when it was split)."""
 
 
 def route_owners(
@@ -81,15 +74,9 @@ def route_owners(
         InvalidKeyError: a key the placement refuses.
         redis.exceptions.DataError: a key type redis-py cannot encode.
     """
-    plain = _is_plain(encoder.encoding, encoder.encoding_errors)
-    if plain and set(map(type, keys)) <= _AS_IS:  # every key as is: no per-key Python loop
-        routed = keys
-    else:
-        routed = [
-            key if plain and key.__class__ in _AS_IS else _encoded(encoder, key) for key in keys
-        ]
-    if len(routed) == 1:  # the common case: skip the batch path's numpy overhead
-        owners = [placement.get_node(routed[0])]
+    routed = _routed(encoder, keys)
+    if len(routed) < SMALL_BATCH:  # one key or a few: skip the batch path's numpy calls
+        owners = [placement.get_node(key) for key in routed]
     else:
         owners = placement.get_node_many(routed)
     if health.enabled:
@@ -102,6 +89,64 @@ def route_owners(
                 preference = placement.get_nodes(routed[i])
                 owners[i] = health.first_usable(preference, claim=claim) or owner
     return owners
+
+
+def route_index(
+    placement: Placement,
+    health: HealthTracker,
+    encoder: Any,
+    keys: list[Any],
+    *,
+    claim: bool = True,
+) -> Owners:
+    """:func:`route_owners` for many keys, as an :class:`~._owners.Owners` (each key's
+    node as a position among the node names, from the placement's ``get_index_many``
+    when it has one): the same nodes, without a list of names per key. Ejected owners
+    are replaced as by :func:`route_owners` (each distinct owner asked once). O(keys) in
+    numpy, plus a preference list per key of an ejected owner.
+
+    Raises:
+        as :func:`route_owners`.
+    """
+    if len(keys) < SMALL_BATCH:  # a few keys: numpy's calls cost more than they save
+        return Owners.of(route_owners(placement, health, encoder, keys, claim=claim))
+    routed = _routed(encoder, keys)
+    index_many = getattr(placement, "get_index_many", None)
+    if index_many is None:
+        owners = Owners.of(placement.get_node_many(routed))
+    else:
+        owners = Owners(*index_many(routed))
+    if not health.enabled:
+        return owners
+    names = owners.names
+    ejected = [
+        i
+        for i in np.flatnonzero(np.bincount(owners.index, minlength=len(names))).tolist()
+        if not health.usable(names[i], claim=claim)
+    ]
+    if not ejected:
+        return owners
+    listed = owners.tolist()
+    for i in np.flatnonzero(np.isin(owners.index, ejected)).tolist():
+        preference = placement.get_nodes(routed[i])
+        listed[i] = health.first_usable(preference, claim=claim) or listed[i]
+    return Owners.of(listed)
+
+
+def _routed(encoder: Any, keys: list[Any]) -> list[Any]:
+    """``keys`` as the placement takes them: by the bytes the client sends (see
+    :func:`route_owners`). O(keys), in C when every key is a str or bytes.
+
+    Raises:
+        KeyEncodingError, redis.exceptions.DataError: as :func:`route_owners`.
+    """
+    plain = _is_plain(encoder.encoding, encoder.encoding_errors)
+    if plain:  # every key an exact str or bytes: placed as is, no per-key Python loop
+        types = list(map(type, keys))
+        same = types.count(str)
+        if same == len(types) or same + types.count(bytes) == len(types):
+            return keys
+    return [key if plain and key.__class__ in _AS_IS else _encoded(encoder, key) for key in keys]
 
 
 def refuse_cross_node_transaction(plans: list[Plan], watched: str | None = None) -> str | None:
@@ -131,54 +176,130 @@ def refuse_cross_node_transaction(plans: list[Plan], watched: str | None = None)
     return nodes[0] if nodes else None
 
 
-def group_per_node(plans: list[Plan], options: list[dict[str, Any]]) -> dict[str, list[Entry]]:
-    """Every part of every plan, grouped by node in buffering order. A split command's parts
-    lose the ``keys`` option (it names the whole command's keys)."""
-    per_node: dict[str, list[Entry]] = {}
-    for i, (plan, opts) in enumerate(zip(plans, options, strict=True)):
-        shared = opts if len(plan.parts) == 1 else {k: v for k, v in opts.items() if k != "keys"}
-        for j, part in enumerate(plan.parts):
-            per_node.setdefault(part.node, []).append(Entry(i, j, part.args, shared))
-    return per_node
+class Routed(NamedTuple):
+    """The routes of a batch of commands (a pipeline's, or a round of migration reads).
+
+    ``calls[i]`` is command ``i``'s ``(args, options)``; ``plans[i]`` its plan, or None
+    for a one-key command sent as it is to the node ``owners`` gives it (the ``k``-th None
+    takes ``owners``' ``k``-th node), whose answer is that node's (see
+    ``Command.one_key``): a pipeline routes those in one batch, without a plan each.
+    """
+
+    plans: Sequence[Plan | None]
+    calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]
+    owners: Owners | None = None
+
+    @classmethod
+    def of(cls, plans: Sequence[Plan], options: Sequence[dict[str, Any]]) -> Routed:
+        """Every command planned: ``plans`` and their ``options``."""
+        return cls(plans, [((), opts) for opts in options])
 
 
-def assemble(
-    plans: list[Plan], per_node: dict[str, list[Entry]], node_answers: Mapping[str, list[Any]]
-) -> list[Any]:
-    """Each command's merged answer, in buffering order; a command with a failed part gets
-    an exception in its place (as redis-py's ``raise_on_error=False``): a one-part
-    command its node's error as it is, a command of several parts the error
-    ``Plan.settle`` raises (naming the failed node; none when ``any_success`` and one part
-    succeeded). O(parts)."""
-    single = [len(plan.parts) == 1 for plan in plans]
-    answers: list[Any] = [None if len(p.parts) == 1 else [None] * len(p.parts) for p in plans]
-    options: list[dict[str, Any]] = [{}] * len(plans)
-    for node, entries in per_node.items():
-        for entry, answer in zip(entries, node_answers[node], strict=True):
-            if single[entry.command]:
-                answers[entry.command] = answer  # a one-part plan's answer, as it is
-            else:
-                answers[entry.command][entry.part] = answer
-            options[entry.command] = entry.options
-    results: list[Any] = []
-    for plan, parts, opts in zip(plans, answers, options, strict=True):
-        if len(plan.parts) == 1:  # the common case: no list, no settling
-            if isinstance(parts, Exception) or (
-                plan.respond is None and plan.merge is first_answer
-            ):
-                results.append(parts)  # one node's answer, or its error as that node gave it
-            else:
+class Grouped:
+    """A :class:`Routed` batch grouped per node: ``calls[n]`` is what goes to ``nodes[n]``
+    (nodes by name, each node's calls in buffering order; a split command's parts lose the
+    ``keys`` option, which names the whole command's keys). :meth:`answers` turns the
+    nodes' answers back into one answer per command."""
+
+    __slots__ = ("_grouping", "_routed", "calls", "nodes")
+
+    def __init__(self, routed: Routed) -> None:
+        _, calls, owners = routed
+        self._routed = routed
+        if owners is not None and len(owners) == len(calls):  # every command as it is
+            grouping = owners.grouping()
+            entries: Sequence[Any] = calls
+        else:
+            grouping, entries = _entries(routed)
+        self._grouping = grouping
+        self.nodes = grouping.nodes
+        taken = grouping.take(entries)
+        self.calls: list[Sequence[Call]] = []
+        start = 0
+        for size in grouping.sizes:
+            self.calls.append(taken[start : start + size])
+            start += size
+
+    def answers(self, node_answers: Sequence[Sequence[Any]]) -> list[Any]:
+        """Each command's merged answer, in buffering order, from each node's answers (in
+        :attr:`nodes` order, one per call). A command with a failed part gets an exception
+        in its place (as redis-py's ``raise_on_error=False``): a one-part command its
+        node's error as it is, a command of several parts the error ``Plan.settle`` raises
+        (naming the failed node; none when ``any_success`` and one part succeeded).
+        O(calls).
+        """
+        flat = self._grouping.restore(node_answers)
+        plans, calls, owners = self._routed
+        if owners is not None and len(owners) == len(calls):
+            return flat
+        results: list[Any] = []
+        at = 0
+        for plan, (_, opts) in zip(plans, calls, strict=True):
+            if plan is None:
+                results.append(flat[at])
+                at += 1
+                continue
+            count = len(plan.parts)
+            if count == 1:  # the common case: no list, no settling
+                answer = flat[at]
+                at += 1
+                if isinstance(answer, Exception) or (
+                    plan.respond is None and plan.merge is first_answer
+                ):
+                    results.append(answer)  # one node's answer, or its error as it gave it
+                    continue
                 try:
-                    results.append(plan.finish([parts], opts))
+                    results.append(plan.finish([answer], opts))
                 except Exception as error:  # a computed answer's error
                     results.append(error)
+                continue
+            outcomes = [
+                Failure(a) if isinstance(a, Exception) else a for a in flat[at : at + count]
+            ]
+            at += count
+            try:  # several parts settle as a direct command's do (``Plan.settle``)
+                results.append(plan.settle(outcomes, _without_keys(opts)))
+            except Exception as error:  # a failed part (named) or a computed answer's error
+                results.append(error)
+        return results
+
+
+def group_per_node(routed: Routed) -> Grouped:
+    """Every part of every command of ``routed``, grouped by node (see :class:`Grouped`).
+    O(parts), in numpy when every command is a one-key command sent as it is."""
+    return Grouped(routed)
+
+
+def _entries(routed: Routed) -> tuple[Grouping, list[Call]]:
+    """The grouping of every part of ``routed``'s commands, in buffering order, and the
+    parts' calls. O(parts)."""
+    plans, calls, owners = routed
+    names: list[str] = list(owners.names) if owners is not None else []
+    position = {name: i for i, name in enumerate(names)}
+    simple = iter(owners.index.tolist() if owners is not None else ())
+    nodes: list[int] = []
+    entries: list[Call] = []
+    for plan, call in zip(plans, calls, strict=True):
+        if plan is None:
+            nodes.append(next(simple))
+            entries.append(call)
             continue
-        outcomes = [Failure(a) if isinstance(a, Exception) else a for a in parts]
-        try:  # several parts settle as a direct command's do (``Plan.settle``)
-            results.append(plan.settle(outcomes, opts))
-        except Exception as error:  # a failed part (named) or a computed answer's error
-            results.append(error)
-    return results
+        opts = call[1] if len(plan.parts) == 1 else _without_keys(call[1])
+        for part in plan.parts:
+            at = position.get(part.node)
+            if at is None:
+                at = position[part.node] = len(names)
+                names.append(part.node)
+            nodes.append(at)
+            entries.append((part.args, opts))
+    if len(nodes) < SMALL_BATCH:
+        return Grouping.of_names([names[i] for i in nodes]), entries
+    return Grouping.of(np.array(nodes, dtype=np.intp), names), entries
+
+
+def _without_keys(options: dict[str, Any]) -> dict[str, Any]:
+    """redis-py's options of a split command's parts: without ``keys``."""
+    return {k: v for k, v in options.items() if k != "keys"}
 
 
 def raise_first_error(

@@ -3,7 +3,8 @@
 Sending a command's parts (or a pipeline's per-node batches, or a migration read's round)
 to several nodes goes in two passes on the calling thread: first every node's whole
 request is packed and written on a connection leased from that node's pool
-(``pool.get_connection()``, ``pack_commands``, ``send_packed_command``, as redis-py's
+(``pool.get_connection()``, then ``_packing.pack_commands``: the bytes redis-py's
+``pack_commands`` would give, packed faster; then ``send_packed_command``, as redis-py's
 pipeline does), then the replies are read node by node and parsed by the node client's own
 ``parse_response`` (its response callbacks, ``decode_responses``, RESP2/RESP3 and the
 ``NEVER_DECODE`` / ``EMPTY_RESPONSE`` options exactly as redis-py applies them). The servers
@@ -39,9 +40,10 @@ connection, or the cache's proxy connection, is not taken from the pool here.
 
 No thread pool is kept anywhere: measured side by side (``bench/redis_client.py``, 4 local
 servers, with and without hiredis), the thread-per-node version lost in every case, MGET and
-MSET of 1,000 keys (about 2.1x a one-node MGET/MSET with hiredis, against 1.6 to 1.8x now),
-pipelines of 1,000 commands (2.2x against 1.4x) and of 10,000 (3.0x against 1.8x): replies
-are parsed under the GIL either way, so the threads only added hand-offs.
+MSET of 1,000 keys (about 2.1x a one-node MGET/MSET with hiredis, against 1.6 to 1.8x for
+this scatter then, before ``_packing`` and ``_owners``), pipelines of 1,000 commands (2.2x
+against 1.4x) and of 10,000 (3.0x against 1.8x): replies are parsed under the GIL either
+way, so the threads only added hand-offs.
 
 Complexity: O(commands + reply size); one packed write and one read loop per node.
 """
@@ -58,6 +60,7 @@ import redis.exceptions
 from ._answers import Failure
 from ._commands import CONNECTION_ERRORS
 from ._leases import Slot
+from ._packing import pack_commands
 
 __all__ = ["Call", "Outcome", "Share", "scatter"]
 
@@ -134,7 +137,7 @@ class _Flight:
             self.done = True
             return
         try:
-            packed = self.conn.pack_commands([args for args, _ in self.share.calls])
+            packed = pack_commands(self.conn, [args for args, _ in self.share.calls])
         except Exception as error:  # DataError: nothing was sent
             self.error = error
             self.done = True
@@ -181,7 +184,7 @@ class _Flight:
         def attempt() -> list[Any]:
             if pending:
                 raise pending.pop()
-            conn.send_packed_command(conn.pack_commands([args for args, _ in self.share.calls]))
+            conn.send_packed_command(pack_commands(conn, [args for args, _ in self.share.calls]))
             return self._parse_all()
 
         def failed(error: Exception) -> None:

@@ -2,7 +2,7 @@
 ``_scatter`` (read its docstring: the same two passes, errors, retries and guarantees).
 
 One coroutine writes every node's packed request (``await pool.get_connection()``,
-``pack_commands``, ``await send_packed_command``), then reads the replies node by node with
+``_packing.pack_commands``, ``await send_packed_command``), then reads the replies node by node with
 the node client's own ``parse_response``: no task per node, no ``gather``. The servers work
 in parallel while the event loop waits on the first node's reply.
 
@@ -26,6 +26,7 @@ import redis.exceptions
 from ._answers import Failure
 from ._commands import CONNECTION_ERRORS
 from ._leases import Slot
+from ._packing import pack_commands
 from ._scatter import Call
 
 __all__ = ["AsyncShare", "scatter_async"]
@@ -122,7 +123,7 @@ class _AsyncFlight:
             self.done = True
             return
         try:
-            packed = self.conn.pack_commands([args for args, _ in self.share.calls])
+            packed = pack_commands(self.conn, [args for args, _ in self.share.calls])
         except Exception as error:  # DataError: nothing was sent
             self.error = error
             self.done = True
@@ -168,7 +169,7 @@ class _AsyncFlight:
         async def attempt() -> list[Any]:
             if pending:
                 raise pending.pop()
-            packed = conn.pack_commands([args for args, _ in self.share.calls])
+            packed = pack_commands(conn, [args for args, _ in self.share.calls])
             await conn.send_packed_command(packed)
             return await self._parse_all()
 

@@ -61,7 +61,7 @@ from ._leases import REROUTE_ATTEMPTS, Members, NodeRemovedError, Slot, lease
 from ._pipeline import Planned, ShardedPipeline
 from ._pubsub import ShardedPubSub
 from ._routing import (
-    assemble,
+    Routed,
     group_per_node,
     next_scan_cursor,
     scan_page_open,
@@ -657,7 +657,7 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         parts per node, lease the nodes (a client whose node left is closed, and the plans
         made again), scatter the groups over the nodes (``_scatter``: one request per node,
         written before any reply is read); what ``planned`` made and each plan's answer
-        (an error reply in its place, see ``_routing.assemble``). Serves pipelines
+        (an error reply in its place, see ``_routing.Grouped``). Serves pipelines
         (``transaction=False``) and the rounds of migration reads.
 
         Raises:
@@ -669,11 +669,11 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members
             try:
-                made, plans, options = planned(members)
+                made, routes = planned(members)
             except NodeRemovedError:
                 continue
-            per_node = group_per_node(plans, options)
-            slots, closing = lease(members, per_node)
+            grouped = group_per_node(routes)
+            slots, closing = lease(members, grouped.nodes)
             for client in closing:
                 client.close()
             if slots is not None:
@@ -683,16 +683,16 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
                 f"{routed} kept being routed to nodes that were being removed; nothing was sent"
             )
         shares = [
-            Share(node, slots[node], [(entry.args, entry.options) for entry in entries])
-            for node, entries in per_node.items()
+            Share(node, slots[node], calls)
+            for node, calls in zip(grouped.nodes, grouped.calls, strict=True)
         ]
         results = scatter(shares, self._outcome, self._leave)
-        answers: dict[str, list[Any]] = {}
-        for node, result in zip(per_node, results, strict=True):
+        answers: list[list[Any]] = []
+        for result in results:
             if isinstance(result, Failure):
                 raise result.error
-            answers[node] = result
-        return made, assemble(plans, per_node, answers)
+            answers.append(result)
+        return made, grouped.answers(answers)
 
     def _call(self, part: Part, options: dict[str, Any], slot: Slot[redis.Redis]) -> Any:
         """Send one part on its leased client, record the outcome, give the lease back."""
@@ -1010,7 +1010,7 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         _, table = self._command_table()
 
         def planned(members: Members[redis.Redis]) -> Planned[None]:
-            return None, *self._round_plans(table, reads, members)
+            return None, Routed.of(*self._round_plans(table, reads, members))
 
         _, answers = self._send_per_node(planned, "reads")
         return seen_of(reads, answers)

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from .._errors import EmptyRingError, InvalidOptionError, InvalidWeightError
 from .hashes import GOLDEN64, MASK32, MASK64, U64Array, hash_scheme, mix64, mix64_array
 from .keys import Key, hash_tag, short_repr
-from .nodes import NodeSet, check_node_name, preference_count
+from .nodes import IndexArray, NodeSet, check_node_name, preference_count
 
 __all__ = ["JumpHash", "Memento", "jump", "jump_array"]
 
@@ -156,7 +156,16 @@ class Memento:
 
 
 class _Snapshot:
-    __slots__ = ("bucket_of", "buckets", "memento", "names_obj", "owners", "weights")
+    __slots__ = (
+        "bucket_of",
+        "buckets",
+        "memento",
+        "names",
+        "names_obj",
+        "owners",
+        "rank",
+        "weights",
+    )
 
     def __init__(self, weights: dict[str, float], memento: Memento, bucket_of: dict[str, int]):
         self.weights = weights
@@ -168,6 +177,11 @@ class _Snapshot:
             owners[bucket] = name
         self.owners = owners
         self.names_obj = np.array(owners, dtype=object)
+        self.names = tuple(sorted(bucket_of))
+        rank = np.full(memento.size, -1, dtype=np.intp)  # bucket -> position in names
+        for position, name in enumerate(self.names):
+            rank[bucket_of[name]] = position
+        self.rank = rank
 
 
 class JumpHash(NodeSet[_Snapshot]):
@@ -348,6 +362,12 @@ class JumpHash(NodeSet[_Snapshot]):
         keys64 = mix64_array(self._scheme.hash_many(routed).astype(np.uint64))
         owners: list[str] = snapshot.names_obj[snapshot.memento.buckets(keys64)].tolist()
         return owners
+
+    def _index_many(self, routed: Sequence[Key]) -> tuple[IndexArray, tuple[str, ...]]:
+        """:meth:`_place_many` as positions among the sorted names (through ``rank``)."""
+        snapshot = self._live_snapshot()
+        keys64 = mix64_array(self._scheme.hash_many(routed).astype(np.uint64))
+        return snapshot.rank[snapshot.memento.buckets(keys64)], snapshot.names
 
     def __repr__(self) -> str:
         state = self._snapshot.memento

@@ -46,7 +46,7 @@ import numpy.typing as npt
 from .._errors import EmptyRingError, InvalidOptionError
 from .hashes import MASK32, hash_scheme
 from .keys import Key, hash_tag, short_repr
-from .nodes import NodeSet, preference_count
+from .nodes import IndexArray, NodeSet, preference_count
 from .scores import RendezvousScores, require_scoring
 
 __all__ = ["MAX_TABLE_SIZE", "Maglev", "maglev_table"]
@@ -306,6 +306,14 @@ class Maglev(NodeSet[_Snapshot]):
         slots = self._scheme.hash_many(routed) % np.uint32(snapshot.size)
         owners: list[str] = snapshot.names_obj[snapshot.owners[slots]].tolist()
         return owners
+
+    def _index_many(self, routed: Sequence[Key]) -> tuple[IndexArray, tuple[str, ...]]:
+        """:meth:`_place_many` as positions among the sorted names (the scoring's)."""
+        snapshot = self._snapshot
+        if not snapshot.weights:
+            raise EmptyRingError("the maglev table has no nodes: add one first")
+        slots = self._scheme.hash_many(routed) % np.uint32(snapshot.size)
+        return snapshot.owners[slots].astype(np.intp, copy=False), snapshot.scoring.names
 
     def slot_counts(self) -> dict[str, int]:
         """How many table slots each node holds (its share of keys, times M)."""

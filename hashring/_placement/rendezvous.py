@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from .._errors import EmptyRingError
 from .hashes import MASK32, hash_scheme
 from .keys import Key, hash_tag
-from .nodes import NodeSet, preference_count
+from .nodes import IndexArray, NodeSet, preference_count
 from .scores import RendezvousScores, require_scoring
 
 __all__ = ["Rendezvous"]
@@ -108,6 +108,11 @@ class Rendezvous(NodeSet[_Snapshot]):
         best = scoring.best(self._scheme.hash_many(routed))
         owners: list[str] = scoring.names_obj[best].tolist()
         return owners
+
+    def _index_many(self, routed: Sequence[Key]) -> tuple[IndexArray, tuple[str, ...]]:
+        """:meth:`_place_many` as positions among the sorted names (the scoring's)."""
+        scoring = self._scoring()
+        return scoring.best(self._scheme.hash_many(routed)), scoring.names
 
     def __repr__(self) -> str:
         return (

@@ -36,7 +36,7 @@ import numpy.typing as npt
 from .._errors import EmptyRingError, InvalidOptionError, InvalidWeightError
 from .hashes import MASK32, U32Array, hash_scheme, ketama_counts
 from .keys import Key, hash_tag, short_repr
-from .nodes import NodeSet, preference_count
+from .nodes import IndexArray, NodeSet, preference_count
 from .ring_table import (
     MIN_TABLE_BITS,
     Table,
@@ -360,6 +360,14 @@ class HashRing(NodeSet[_Snapshot]):
         index = snapshot.point_indices(self._scheme.hash_many(routed))
         owners: list[str] = snapshot.names_obj[snapshot.owners[index]].tolist()
         return owners
+
+    def _index_many(self, routed: Sequence[Key]) -> tuple[IndexArray, tuple[str, ...]]:
+        """:meth:`_place_many` as positions among the sorted names (the snapshot's own)."""
+        snapshot = self._snapshot
+        if not snapshot.points.size:
+            raise _empty_error(snapshot)
+        index = snapshot.point_indices(self._scheme.hash_many(routed))
+        return snapshot.owners[index].astype(np.intp), snapshot.names
 
     # -------------------------------------------------------------- inspection
 
