@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left
+from collections.abc import Iterator
 
 import mmh3
 import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import keys as any_keys
 from test_placement_pinned import _numpy_best, _with_seed
 
 from hashring import HashRing, JumpHash, Key
+from hashring._placement import jump as jump_module
 from hashring._placement.hashes import MASK32, mix64
 from hashring._placement.jump import jump
 from hashring._placement.keys import hash_tag
@@ -30,20 +33,36 @@ def _position(key: Key) -> int:
     return mmh3.hash(routed.encode() if isinstance(routed, str) else routed) & MASK32
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.fixture(params=["compiled", "python"])
+def jump_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """JumpHash.get_node through the compiled jump (jump-consistent-hash) and through its
+    Python loop, the fallback when the compiled one cannot be imported."""
+    compiled = jump_module._JUMP_C
+    assert compiled is not None  # the dependency ships compiled wheels
+    if request.param == "python":
+        jump_module._JUMP_C = None
+    try:
+        yield str(request.param)
+    finally:
+        jump_module._JUMP_C = compiled
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)  # the fixture's setting holds for every example alike
 @given(
     buckets=st.one_of(st.integers(1, 40), st.integers(41, 5000)),
     keys=st.lists(any_keys, min_size=1, max_size=30),
 )
-def test_jump_get_node_is_the_integer_jump(buckets: int, keys: list[Key]) -> None:
-    """JumpHash.get_node's float loop gives jump()'s bucket for every key and node count."""
+def test_jump_get_node_is_the_integer_jump(jump_path: str, buckets: int, keys: list[Key]) -> None:
+    """JumpHash.get_node gives jump()'s bucket for every key and node count, both ways."""
     names = [f"n{i:05d}" for i in range(buckets)]  # sorted order is bucket order
     placement = JumpHash(names)
     for key in keys:
         assert placement.get_node(key) == names[jump(mix64(_position(key)), buckets)]
 
 
-def test_jump_get_node_at_exact_candidates() -> None:
+def test_jump_get_node_at_exact_candidates(jump_path: str) -> None:
     """Keys whose jump lands exactly on the bucket count's boundary, at many sizes."""
     for buckets in (1, 2, 3, 7, 10, 64, 100, 1000, 4096):
         names = [f"n{i:05d}" for i in range(buckets)]
@@ -51,6 +70,17 @@ def test_jump_get_node_at_exact_candidates() -> None:
         for i in range(400):
             key = f"edge:{buckets}:{i}"
             assert placement.get_node(key) == names[jump(mix64(_position(key)), buckets)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.integers(0, 2**64 - 1),
+    buckets=st.one_of(st.integers(1, 100), st.integers(1, 2**31 - 1)),
+)
+def test_the_compiled_jump_is_jump(key: int, buckets: int) -> None:
+    """The compiled jump answers as jump() over the whole key and bucket ranges."""
+    assert jump_module._JUMP_C is not None
+    assert jump_module._JUMP_C(key, buckets) == jump(key, buckets)
 
 
 @settings(max_examples=40, deadline=None)
