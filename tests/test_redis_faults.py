@@ -353,7 +353,9 @@ class Outage:
         assert self.ejected_at, "the victim was never ejected"
         settled = self.ejected_at + SOCKET_TIMEOUT + 2 * LAG  # sent before the ejection
         late = [message for at, message in self.errors if at > settled]
-        cycles = int(DEAD_SECONDS / RETRY_TIMEOUT) + 2
+        # retry cycles of the outage as it happened (a restart on a busy machine can take
+        # longer than DEAD_SECONDS), plus the one under way at each end
+        cycles = int((self.back_at - self.ejected_at) / RETRY_TIMEOUT) + 2
         assert len(late) <= stats["probes"] <= cycles, late
         assert len(self.errors) <= workers + FAILURE_LIMIT + cycles
         back = self.back_at + LAG + (SOCKET_TIMEOUT if self.mode == "stop" else 0.0)
