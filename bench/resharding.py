@@ -42,13 +42,17 @@ the clients, and only intervals every client reported count. Measured in one run
 order:
 
 * plain redis-py: the same N processes and mix through ``redis.Redis`` to ``n0`` alone
-  (database 1, hot keys loaded there): the client-overhead reference;
+  (database 1, hot keys loaded there): the client-overhead reference; then the same
+  clients while ``hashring migrate`` moves database 0's keys to ``n3`` (the control: what
+  a move costs any client of these servers on this machine, through the CPU the migrator
+  and the servers' MIGRATEs take), after which the data is loaded again;
 * ShardedRedis on the old topology: every whole interval of a steady window (8 s; 4 s with
   ``--quick``), after one interval of warm-up;
 * the followed file is replaced by the window topology (``[migration] previous =
   "old.toml"``); once every client reports its version, 3 s of the window before any key
-  moves (each read pipelines EXISTS ahead of it, and a key not moved yet is read again on
-  the old owner: ``adapters/redis/_fallback.py``);
+  moves (keys that stay are read and written as outside a window; a moving key is read
+  on its old owner first and written there through the marker's gate:
+  ``adapters/redis/_window_routes.py``);
 * ``hashring migrate --from old.toml --to window.toml --apply --allow-volatile-destination
   --format json`` runs (``--migrate-rate`` adds ``--rate``). The move starts when the
   window's marker (``hashring:migrating:<version>``) appears on ``n0`` (polled every 2 ms:
@@ -689,12 +693,34 @@ def run_load_part(
     load_data(servers, old_path, HOT_KEYS, cold)
     load_plain(servers[0], HOT_KEYS)
 
-    # (b) plain redis-py to one node.
+    # (b) plain redis-py to one node; then the same clients while keys move on the same
+    # servers (db 0, not theirs): the control, what a move costs any client on this
+    # machine (the CPU the migrator and the servers' MIGRATEs take), sharded or not.
     plain_url = f"redis://{servers[0].host}:{servers[0].port}/1"
     with fleet(ctx, run_load, [ClientSpec("plain", plain_url)] * n_clients, (HOT_KEYS,)) as c:
         c.pump(TICK)
         span = c.run_for(steady)
-    plain = window("plain redis-py, n0 only", per_interval(c.messages, n_clients), *span)
+        control: list[Migration] = []
+        mover = threading.Thread(
+            target=lambda: control.append(
+                migrate_cli(old_path, window_path, marker, servers[0], rate)
+            ),
+            daemon=True,
+        )
+        mover.start()
+        c.wait_until(lambda: not mover.is_alive(), MIGRATE_TIMEOUT, "hashring migrate")
+    plain_ticks = per_interval(c.messages, n_clients)
+    plain = window("plain redis-py, n0 only", plain_ticks, *span)
+    if not control or control[0].marker_seen is None:
+        raise RuntimeError("the control migration did not report or set no marker")
+    started = control[0].marker_seen
+    plain_moving = window(
+        "plain redis-py, n0 only, while keys move (control)",
+        plain_ticks,
+        started,
+        started + control[0].report["elapsed_seconds"],
+    )
+    load_data(servers, old_path, HOT_KEYS, cold)
 
     # (b) ShardedRedis following the file: old topology, window, migration, after it.
     shutil.copyfile(old_path, followed)
@@ -743,6 +769,7 @@ def run_load_part(
     during = window("ShardedRedis, window topology, while keys move", ticks, *moving)
     windows = [
         plain,
+        plain_moving,
         on_old,
         window("ShardedRedis, window topology, before the move", ticks, *window_span),
         during,
@@ -806,6 +833,16 @@ def run_load_part(
             f"({n_clients} clients)",
             times(ratio),
             None if ratio != ratio else ratio >= TARGET,
+        ),
+        (
+            "(b) control: plain redis-py ops/s while keys move vs without",
+            times(plain_moving.mean / plain.mean),
+            None,
+        ),
+        (
+            "(b) the sharded ratio over the control's (what the window itself costs)",
+            times(ratio / (plain_moving.mean / plain.mean)),
+            None,
         ),
         (
             "(b) ops/s while keys move vs plain redis-py, 1 node",

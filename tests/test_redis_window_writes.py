@@ -359,3 +359,21 @@ def test_a_client_remembers_a_bounded_number_of_moved_keys() -> None:
     window.note_moved([f"k{i}" for i in range(MOVED_REMEMBERED)])
     assert not window.has_moved(["a"])  # full: it started over
     assert window.has_moved(["k0", f"k{MOVED_REMEMBERED - 1}"])
+
+
+def test_reads_ask_first_the_side_that_lately_held_such_keys() -> None:
+    """Old owner first until the marker is seen there, then whichever side the recent reads
+    of keys moving from that node found them on (the counts halve every 64 reads)."""
+    window = Window.of(None, "0123456789abcdef")
+    assert window.old_first("n0")  # no marker seen: nothing has moved
+    window.started.add("n0")
+    assert not window.old_first("n0")  # the marker seen, nothing found yet: new first
+    window.found("n0", on_old=True)
+    assert window.old_first("n0")
+    for _ in range(40):
+        window.found("n0", on_old=False)
+    assert not window.old_first("n0")
+    for _ in range(200):
+        window.found("n0", on_old=True)
+    assert window.old_first("n0")  # recent reads weigh most
+    assert window.old_first("n1")  # another old owner: its marker not seen yet

@@ -41,7 +41,7 @@ from ._cross_node import Replies, cross_node_plan
 from ._fallback import Read, round_commands
 from ._leases import Members, Slot
 from ._owners import SMALL_BATCH, Owners
-from ._routing import describe_nodes, route_index, route_owners
+from ._routing import _routed, describe_nodes, route_index, route_owners
 from ._sort import SORTS, encoded, pattern_keys
 from ._transaction import PLACEMENT_ONLY
 from ._window_routes import Route, Window, moving_routes, window_plan
@@ -609,6 +609,20 @@ class ShardedBase(Generic[C]):
         if len(plan.parts) > 1:
             self._check_merge(args)
         return plan, routes
+
+    def _stays(self, keys: list[Any], members: Members[C]) -> bool:
+        """Whether a command's ``keys`` during ``members``' migration window keep their
+        owner (as placed under both topologies) or are remembered moved for good: then it
+        runs as outside a window. Two lookups per key, no lists of routes.
+
+        Raises:
+            InvalidKeyError, KeyEncodingError: a key the placement refuses.
+        """
+        window: Window = members.window
+        if window.has_moved(keys):
+            return True
+        new, old = members.placement.get_node, window.previous._members.placement.get_node
+        return all(new(key) == old(key) for key in _routed(self._encoder_of(members), keys))
 
     def _moving(self, keys: list[Any], members: Members[C]) -> list[Route]:
         """The routes of ``keys`` that move in ``members``' migration window (none outside

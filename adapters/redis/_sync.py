@@ -330,11 +330,7 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             if (
                 keys is not None
                 and len(keys) == 1
-                and (
-                    not migrating
-                    if window is None
-                    else window.has_moved(keys) or not self._moving(keys, members)
-                )
+                and (not migrating if window is None else self._stays(keys, members))
             ):
                 node = self._owner(keys, members)  # the common case (a window's key that stays)
                 slot = members.slots.get(node)
@@ -895,10 +891,10 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         """A read of one key while ``read_fallback`` is set: ``EXISTS`` and the read on its
         new owner, then on its old owner, then the new one again, one round trip each,
         until ``_fallback.alone`` says which answer stands (at most three). In a migration
-        window whose migration this client has not seen start on the key's old owner, the
-        old owner first (where such keys are), with the window's marker looked at in the
-        same round trip, then the new one (at most two). A previous topology that is gone
-        (the window ended under the read) holds nothing.
+        window, the old owner first when ``Window.old_first`` says such keys are more
+        likely there (always before the client has seen the marker there, which it then
+        looks at in the same round trip), then the new one (at most two). A previous
+        topology that is gone (the window ended under the read) holds nothing.
 
         Raises:
             redis.exceptions.RedisError: the standing round's error reply, or a node could
@@ -909,7 +905,8 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         source = None
         if window is not None and fallback is not None:
             source = fallback._owner(read.keys, fallback._members)
-        old_first = window is not None and source is not None and source not in window.started
+        old_first = window is not None and source is not None and window.old_first(source)
+        looking = None if window is None or source in window.started else window  # marker
         rounds = alone(read, old_first=old_first)
         side = next(rounds)
         try:
@@ -922,9 +919,11 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
                     seen = absent([read])[0]
                 else:
                     try:
-                        seen = fallback._seen_alone(read, window if old_first else None)
+                        seen = fallback._seen_alone(read, looking)
                     except NodeRemovedError:  # its clients retired: the window ended
                         seen = absent([read])[0]
+                if seen.present[0] and window is not None and source is not None:
+                    window.found(source, side != NEW)
                 side = rounds.send(seen)
         except StopIteration as done:
             return done.value

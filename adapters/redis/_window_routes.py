@@ -117,8 +117,29 @@ class Window:
     started: set[str] = field(default_factory=set)
     """The old owners on which the marker was seen: the migration has started there."""
     _moved: set[Any] = field(default_factory=set)
+    _found: dict[str, list[int]] = field(default_factory=dict)
     _destinations: dict[str, Destination] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def old_first(self, source: str) -> bool:
+        """Whether a read of one key moving from ``source`` should ask its old owner first:
+        always until the marker is seen there (no key has moved), then while the reads of
+        such keys lately found them on the old owner at least as often as on the new one
+        (early in a move most have not moved yet; later most have). Both orders answer
+        alike under the window's rules; the guess only saves a round trip. O(1)."""
+        if source not in self.started:
+            return True
+        found = self._found.get(source)
+        return found is not None and found[0] >= found[1]
+
+    def found(self, source: str, on_old: bool) -> None:
+        """Count where a read found a key moving from ``source`` (recent reads weigh most:
+        the counts are halved every 64 reads). O(1); races only blur the guess."""
+        found = self._found.setdefault(source, [0, 0])
+        found[0 if on_old else 1] += 1
+        if found[0] + found[1] >= 64:
+            found[0] //= 2
+            found[1] //= 2
 
     def note_moved(self, keys: Sequence[Any]) -> None:
         """Remember that ``keys`` are on their new owner for good: pulled there (or found
