@@ -86,7 +86,15 @@ from ._scatter_async import AsyncShare, scatter_async
 from ._surface import Surface
 from ._topology_source import DEFAULT_TOPOLOGY_KEY, RedisTopologyFollower, RedisTopologySource
 from ._window import Gated, exists_and_read_async, gated_call_async, pull_async
-from ._window_routes import PULL_TIMEOUT_MS, Route, Window, conflict, needs_marker, not_started
+from ._window_routes import (
+    PULL_TIMEOUT_MS,
+    Route,
+    Window,
+    alone_read,
+    conflict,
+    needs_marker,
+    not_started,
+)
 
 __all__ = ["AsyncShardedRedis"]
 
@@ -360,6 +368,8 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
                 return await self._call(slot, Part(node, args), options)
+            if window is not None and keys is not None and len(keys) == 1 and alone_read(command):
+                return await self._fall_back(command, Read(args, keys, options))  # moving key
             try:
                 known = await self._keys(parser, args, keys, members)
                 moving = window is not None and bool(

@@ -71,7 +71,15 @@ from ._scatter import Share, scatter
 from ._surface import Surface
 from ._topology_source import DEFAULT_TOPOLOGY_KEY, RedisTopologyFollower, RedisTopologySource
 from ._window import Gated, exists_and_read, gated_call, pull
-from ._window_routes import PULL_TIMEOUT_MS, Route, Window, conflict, needs_marker, not_started
+from ._window_routes import (
+    PULL_TIMEOUT_MS,
+    Route,
+    Window,
+    alone_read,
+    conflict,
+    needs_marker,
+    not_started,
+)
 
 __all__ = ["ShardedRedis"]
 
@@ -337,6 +345,8 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
                 if slot is None or not slot.enter():
                     continue  # the node left after routing: nothing was sent, route again
                 return self._call(Part(node, args), options, slot)
+            if window is not None and keys is not None and len(keys) == 1 and alone_read(command):
+                return self._fall_back(command, Read(args, keys, options))  # a moving key
             try:
                 known = self._keys(parser, args, keys, members)
                 moving = window is not None and bool(

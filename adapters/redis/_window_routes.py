@@ -73,6 +73,7 @@ __all__ = [
     "PULL_TIMEOUT_MS",
     "Route",
     "Window",
+    "alone_read",
     "conflict",
     "moving_routes",
     "needs_marker",
@@ -212,6 +213,13 @@ def conflict(error: redis.ResponseError, route: Route) -> redis.ResponseError:
         "client of the final topology too early?); `hashring migrate --on-conflict` "
         "decides which copy stays"
     )
+
+
+def alone_read(command: Command) -> bool:
+    """Whether a command of one known key is a read that goes straight to the one-key
+    rounds of a window (``_fallback.alone``) when its key moves: flagged ``readonly``,
+    and not SORT_RO (whose BY/GET patterns name more keys). O(1)."""
+    return "readonly" in command.flags and command.name != "sort_ro"
 
 
 def needs_marker(command: Command, args: Sequence[Any]) -> bool:
