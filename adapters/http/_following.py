@@ -31,12 +31,16 @@ from pathlib import Path
 from typing import Any, Self
 
 from hashring import ConfigError, InvalidOptionError, Topology, load_topology
-from hashring._topology.watch import DEFAULT_WATCH_INTERVAL, TopologyFollower, TopologyWatcher
+from hashring._topology.watch import (
+    DEFAULT_WATCH_INTERVAL,
+    TopologyFollower,
+    TopologyWatcher,
+    stop_following,
+)
 
 from ._router import HttpRouter
 
 __all__ = [
-    "FOLLOWER_STOP_SECONDS",
     "ROUTER_OPTIONS",
     "TOPOLOGY_KEY",
     "FollowsTopology",
@@ -48,9 +52,6 @@ ROUTER_OPTIONS = frozenset(inspect.signature(HttpRouter).parameters) - {"nodes",
 """The :class:`HttpRouter` options ``from_config`` / ``from_source`` pass to the router (the
 rest go to the adapter)."""
 
-FOLLOWER_STOP_SECONDS = 10.0
-"""The longest ``close()`` waits for the thread following a topology to end (a look in
-progress: a file look takes microseconds, a Redis source's at most its socket timeout)."""
 
 TOPOLOGY_KEY = "hashring:topology"
 """``from_source``'s default key: :data:`hashring.adapters.redis.DEFAULT_TOPOLOGY_KEY`
@@ -253,11 +254,8 @@ class FollowsTopology:
         )
 
     def _stop_following(self) -> None:
-        """Stop the thread following a topology (waiting for it, at most
-        :data:`FOLLOWER_STOP_SECONDS`) and close the Redis topology source. Idempotent."""
+        """Stop the thread following a topology and close the Redis topology source
+        (``hashring._topology.watch.stop_following``). Idempotent."""
         follower, self._follower = self._follower, None
-        if follower is not None:
-            follower.stop(FOLLOWER_STOP_SECONDS)
         source, self._source = self._source, None
-        if source is not None:
-            source.close()
+        stop_following(follower, source)

@@ -34,7 +34,7 @@ from hashring import (
 from hashring._balancing.health import Transition
 from hashring._placement.nodes import check_node_name
 from hashring._topology.clients import client_name
-from hashring._topology.watch import TopologyFollower
+from hashring._topology.watch import TopologyFollower, stop_following
 
 from ._commands import SCHEMES, Command, CommandTable, Plan, plan_command
 from ._cross_node import Replies, cross_node_plan
@@ -58,9 +58,6 @@ __all__ = [
 
 C = TypeVar("C")
 
-FOLLOWER_STOP_SECONDS = 10.0
-"""The longest ``close()`` waits for the thread following a topology to end (a look in
-progress; a file look takes microseconds, a Redis source's at most its socket timeout)."""
 
 REMOVED_OPTIONS = frozenset(
     {"weights", "algorithm", "vnodes", "table_size", "hash", "hash_tags", "hash_key"}
@@ -381,14 +378,11 @@ class ShardedBase(Generic[C]):
         return [slot.client for slot in self._members.slots.values() if slot.retire()]
 
     def _stop_following(self) -> None:
-        """Stop the thread following a topology (waiting for it, at most
-        :data:`FOLLOWER_STOP_SECONDS`) and close the Redis topology source. Idempotent."""
+        """Stop the thread following a topology and close the Redis topology source
+        (``hashring._topology.watch.stop_following``). Idempotent."""
         follower, self._follower = self._follower, None
-        if follower is not None:
-            follower.stop(FOLLOWER_STOP_SECONDS)
         source, self._source = self._source, None
-        if source is not None:
-            source.close()
+        stop_following(follower, source)
 
     def _set_probe_timeout(self) -> None:
         """A probe's claim is given back when its command ends (``release`` in every

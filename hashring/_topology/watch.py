@@ -30,12 +30,19 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from .._errors import ConfigError, InvalidOptionError
 from .config import MAX_TOPOLOGY_BYTES, Topology, load_topology
 
-__all__ = ["DEFAULT_WATCH_INTERVAL", "DIGEST_BYTES", "TopologyFollower", "TopologyWatcher"]
+__all__ = [
+    "DEFAULT_WATCH_INTERVAL",
+    "DIGEST_BYTES",
+    "FOLLOWER_STOP_SECONDS",
+    "TopologyFollower",
+    "TopologyWatcher",
+    "stop_following",
+]
 
 DEFAULT_WATCH_INTERVAL = 0.5
 """Seconds between two looks at a watched file, unless told otherwise (a change is taken
@@ -43,6 +50,10 @@ at the second look that finds it, so within about a second)."""
 DIGEST_BYTES = 1 << 20
 """Files up to this size (1 MiB) are also compared by content at every look."""
 MIN_INTERVAL, MAX_INTERVAL = 0.01, 3600.0
+FOLLOWER_STOP_SECONDS = 10.0
+"""The longest a client's ``close()`` waits for the thread following its topology to end (a
+look in progress: a file look takes microseconds, a Redis source's at most its socket
+timeout)."""
 
 logger = logging.getLogger("hashring.topology")
 
@@ -256,3 +267,14 @@ class TopologyWatcher(TopologyFollower):
                     continue
             looks.append((stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, digest))
         return tuple(looks)
+
+
+def stop_following(follower: TopologyFollower | None, source: Any) -> None:
+    """What a client's ``close()`` does with what follows its topology: stop ``follower``
+    (waiting for its thread at most :data:`FOLLOWER_STOP_SECONDS`), then close ``source``
+    (a Redis topology source the client owns; anything with ``close()``). None for either:
+    nothing to do."""
+    if follower is not None:
+        follower.stop(FOLLOWER_STOP_SECONDS)
+    if source is not None:
+        source.close()
