@@ -35,7 +35,7 @@ from hashring._topology.watch import (
     DEFAULT_WATCH_INTERVAL,
     TopologyFollower,
     TopologyWatcher,
-    stop_following,
+    follow_topology,
 )
 
 from ._router import HttpRouter
@@ -160,7 +160,7 @@ class FollowsTopology:
         def follow(on_change: Callable[[Topology], object]) -> TopologyFollower:
             return TopologyWatcher(path, on_change, interval=watch_interval, start=False)
 
-        return cls._following(follow, router_options, own)
+        return follow_topology(follow, lambda t: cls._of_router(router_of(t, router_options), own))
 
     @classmethod
     def from_source(
@@ -201,39 +201,9 @@ class FollowsTopology:
         def follow(on_change: Callable[[Topology], object]) -> TopologyFollower:
             return source.follow(on_change, interval=watch_interval, start=False)
 
-        try:
-            adapter = cls._following(follow, router_options, own)
-        except BaseException:
-            source.close()
-            raise
-        adapter._source = source
-        return adapter
-
-    @classmethod
-    def _following(
-        cls,
-        follow: Callable[[Callable[[Topology], object]], TopologyFollower],
-        router_options: dict[str, Any],
-        own: dict[str, Any],
-    ) -> Self:
-        """An adapter over the topology ``follow(on_change)`` loaded (a follower made with
-        ``start=False``), whose thread is then started: no change is taken before the
-        adapter exists.
-
-        Raises:
-            as :meth:`from_config` (the follower is stopped).
-        """
-        built: list[Self] = []
-        follower = follow(lambda topology: built[0]._swap(topology))
-        try:
-            adapter = cls._of_router(router_of(follower.current, router_options), own)
-        except BaseException:
-            follower.stop()
-            raise
-        built.append(adapter)
-        adapter._follower = follower
-        follower.start()
-        return adapter
+        return follow_topology(
+            follow, lambda t: cls._of_router(router_of(t, router_options), own), source
+        )
 
     @property
     def version(self) -> str | None:
@@ -252,10 +222,3 @@ class FollowsTopology:
         self.router = self.router.successor(
             _nodes(topology), placement=topology.placement(), version=topology.version
         )
-
-    def _stop_following(self) -> None:
-        """Stop the thread following a topology and close the Redis topology source
-        (``hashring._topology.watch.stop_following``). Idempotent."""
-        follower, self._follower = self._follower, None
-        source, self._source = self._source, None
-        stop_following(follower, source)

@@ -81,6 +81,7 @@ from typing import Any, Generic, Self, TypeVar
 import httpx
 
 from hashring import InvalidOptionError, Key, Placement, redact_url
+from hashring._topology.watch import stop_following
 
 from ._attempts import Attempts
 from ._following import FollowsTopology, check_options
@@ -456,7 +457,7 @@ class ShardedTransport(_ShardedBase[httpx.BaseTransport], httpx.BaseTransport):
         """Stop following a topology (``from_config(watch=True)``, ``from_source``: the
         thread, waited for at most 10 s, and the source's connections), then close the
         delegate transport (its connection pool). Idempotent."""
-        self._stop_following()
+        stop_following(self)
         self._transport.close()
 
 
@@ -506,5 +507,5 @@ class AsyncShardedTransport(_ShardedBase[httpx.AsyncBaseTransport], httpx.AsyncB
         """Stop following a topology, as :meth:`ShardedTransport.close` (joining the thread
         in this call: a file watcher's at once, a Redis follower's within 0.25 s, or its
         look's socket timeout), then close the delegate transport (its connection pool)."""
-        self._stop_following()
+        stop_following(self)
         await self._transport.aclose()

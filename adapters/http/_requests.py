@@ -98,6 +98,7 @@ from requests.models import PreparedRequest, Response
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from hashring import InvalidOptionError, Key, Placement
+from hashring._topology.watch import stop_following
 
 from ._following import FollowsTopology, check_options
 from ._router import HttpRouter
@@ -312,7 +313,7 @@ class ShardedAdapter(FollowsTopology, BaseAdapter):
         """Stop following a topology (``from_config(watch=True)``, ``from_source``: the
         thread, waited for at most 10 s, and the source's connections), then close the
         delegate adapter (its connection pools). Idempotent."""
-        self._stop_following()
+        stop_following(self)
         self.adapter.close()
 
     def _for_node(

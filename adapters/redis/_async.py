@@ -38,7 +38,12 @@ from redis._parsers.commands import AsyncCommandsParser
 from redis.commands.core import AsyncCoreCommands
 
 from hashring import EmptyRingError, Placement, Topology, load_topology
-from hashring._topology.watch import DEFAULT_WATCH_INTERVAL, TopologyWatcher
+from hashring._topology.watch import (
+    DEFAULT_WATCH_INTERVAL,
+    TopologyWatcher,
+    follow_topology,
+    stop_following,
+)
 
 from ._answers import Failure
 from ._async_pipeline import AsyncShardedPipeline, Planned
@@ -249,8 +254,10 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         def follow(on_change: Callable[[Topology], object]) -> TopologyWatcher:
             return TopologyWatcher(path, on_change, interval=watch_interval, start=False)
 
-        client = cls._following(follow, redis_kwargs)
-        return client
+        followed: AsyncShardedRedis = follow_topology(
+            follow, lambda t: cls._of_topology(t, redis_kwargs)
+        )
+        return followed
 
     @classmethod
     def from_source(
@@ -277,12 +284,9 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         def follow(on_change: Callable[[Topology], object]) -> RedisTopologyFollower:
             return RedisTopologyFollower(source, on_change, interval=watch_interval, start=False)
 
-        try:
-            client: AsyncShardedRedis = cls._following(follow, redis_kwargs)
-        except BaseException:
-            source.close()
-            raise
-        client._source = source
+        client: AsyncShardedRedis = follow_topology(
+            follow, lambda t: cls._of_topology(t, redis_kwargs), source
+        )
         return client
 
     def _swap(self, topology: Topology) -> None:
@@ -593,7 +597,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         tasks of this client's ``pubsub()`` objects are stopped first, so a subscription
         not closed by the application ends with its connection (reading that pub/sub again
         reconnects, as redis-py)."""
-        self._stop_following()
+        stop_following(self)
         await stop_readers(self)
         await gather_all(client.aclose() for client in self._created_clients())
         await self._close_retired()

@@ -34,7 +34,7 @@ from hashring import (
 from hashring._balancing.health import Transition
 from hashring._placement.nodes import check_node_name
 from hashring._topology.clients import client_name
-from hashring._topology.watch import TopologyFollower, stop_following
+from hashring._topology.watch import TopologyFollower
 
 from ._commands import SCHEMES, Command, CommandTable, Plan, plan_command
 from ._cross_node import Replies, cross_node_plan
@@ -294,32 +294,6 @@ class ShardedBase(Generic[C]):
         fallback._members = replace(fallback._members, version=previous.version)
         return fallback
 
-    @classmethod
-    def _following(
-        cls,
-        follow: Callable[[Callable[[Topology], object]], TopologyFollower],
-        redis_kwargs: Mapping[str, Any],
-    ) -> Any:
-        """A client built from the topology ``follow(on_change)`` loaded (a follower made
-        with ``start=False``), whose thread is then started to call :meth:`_swap`: so no
-        change is taken before the client exists.
-
-        Raises:
-            ConfigError, InvalidOptionError: as the follower and :meth:`_of_topology` (the
-                follower is stopped).
-        """
-        built: list[Any] = []
-        follower = follow(lambda topology: built[0]._swap(topology))
-        try:
-            client = cls._of_topology(follower.current, redis_kwargs)
-        except BaseException:
-            follower.stop()
-            raise
-        built.append(client)
-        client._follower = follower
-        follower.start()
-        return client
-
     def _swap(self, topology: Topology) -> None:
         """Run ``topology`` from now on (the subclasses close what it retires)."""
         raise NotImplementedError
@@ -376,13 +350,6 @@ class ShardedBase(Generic[C]):
     def _retire_all(self) -> list[C]:
         """Retire every slot (this client is being replaced); the clients to close now."""
         return [slot.client for slot in self._members.slots.values() if slot.retire()]
-
-    def _stop_following(self) -> None:
-        """Stop the thread following a topology and close the Redis topology source
-        (``hashring._topology.watch.stop_following``). Idempotent."""
-        follower, self._follower = self._follower, None
-        source, self._source = self._source, None
-        stop_following(follower, source)
 
     def _set_probe_timeout(self) -> None:
         """A probe's claim is given back when its command ends (``release`` in every

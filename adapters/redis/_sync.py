@@ -28,7 +28,12 @@ from redis._parsers.commands import CommandsParser
 from redis.commands.core import CoreCommands
 
 from hashring import EmptyRingError, InvalidOptionError, Placement, Topology, load_topology
-from hashring._topology.watch import DEFAULT_WATCH_INTERVAL, TopologyWatcher
+from hashring._topology.watch import (
+    DEFAULT_WATCH_INTERVAL,
+    TopologyWatcher,
+    follow_topology,
+    stop_following,
+)
 
 from ._answers import Failure
 from ._base import ShardedBase
@@ -250,8 +255,10 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         def follow(on_change: Callable[[Topology], object]) -> TopologyWatcher:
             return TopologyWatcher(path, on_change, interval=watch_interval, start=False)
 
-        client = cls._following(follow, redis_kwargs)
-        return client
+        followed: ShardedRedis = follow_topology(
+            follow, lambda t: cls._of_topology(t, redis_kwargs)
+        )
+        return followed
 
     @classmethod
     def from_source(
@@ -281,12 +288,9 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         def follow(on_change: Callable[[Topology], object]) -> RedisTopologyFollower:
             return RedisTopologyFollower(source, on_change, interval=watch_interval, start=False)
 
-        try:
-            client: ShardedRedis = cls._following(follow, redis_kwargs)
-        except BaseException:
-            source.close()
-            raise
-        client._source = source
+        client: ShardedRedis = follow_topology(
+            follow, lambda t: cls._of_topology(t, redis_kwargs), source
+        )
         return client
 
     def _swap(self, topology: Topology) -> None:
@@ -552,7 +556,7 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         following a topology (``from_config(watch=True)``, ``from_source``: waiting for it,
         at most 10 s), and close a ``read_fallback`` built from ``[migration] previous``."""
         self._stopping.set()
-        self._stop_following()
+        stop_following(self)
         for client in self._created_clients():
             client.close()
         if self._own_fallback and self.read_fallback is not None:

@@ -30,7 +30,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self, TypeVar
 
 from .._errors import ConfigError, InvalidOptionError
 from .config import MAX_TOPOLOGY_BYTES, Topology, load_topology
@@ -39,8 +39,10 @@ __all__ = [
     "DEFAULT_WATCH_INTERVAL",
     "DIGEST_BYTES",
     "FOLLOWER_STOP_SECONDS",
+    "Following",
     "TopologyFollower",
     "TopologyWatcher",
+    "follow_topology",
     "stop_following",
 ]
 
@@ -269,11 +271,58 @@ class TopologyWatcher(TopologyFollower):
         return tuple(looks)
 
 
-def stop_following(follower: TopologyFollower | None, source: Any) -> None:
-    """What a client's ``close()`` does with what follows its topology: stop ``follower``
-    (waiting for its thread at most :data:`FOLLOWER_STOP_SECONDS`), then close ``source``
-    (a Redis topology source the client owns; anything with ``close()``). None for either:
-    nothing to do."""
+class Following(Protocol):
+    """A client that follows its topology: what it follows with, and how it switches."""
+
+    _follower: TopologyFollower | None
+    _source: Any
+    """A Redis topology source the client owns (closed with it), or None."""
+
+    def _swap(self, topology: Topology) -> None: ...
+
+
+F = TypeVar("F", bound=Following)
+
+
+def follow_topology(
+    follow: Callable[[Callable[[Topology], object]], TopologyFollower],
+    build: Callable[[Topology], F],
+    source: Any = None,
+) -> F:
+    """The client ``build`` makes of the topology a follower loaded (``follow(on_change)``,
+    made with ``start=False``), holding that follower (and ``source``, which it then owns);
+    the follower's thread is started last, calling the client's ``_swap`` with each new
+    topology: so no change is taken before the client exists.
+
+    Raises:
+        whatever ``follow`` or ``build`` raises: the follower is stopped and ``source``
+        closed.
+    """
+    built: list[F] = []
+    follower: TopologyFollower | None = None
+    try:
+        follower = follow(lambda topology: built[0]._swap(topology))
+        client = build(follower.current)
+    except BaseException:
+        _stop_parts(follower, source)
+        raise
+    built.append(client)
+    client._follower, client._source = follower, source
+    follower.start()
+    return client
+
+
+def stop_following(client: Following) -> None:
+    """What a client's ``close()`` does with what follows its topology: stop its follower
+    (waiting for its thread at most :data:`FOLLOWER_STOP_SECONDS`), then close its Redis
+    topology source; both forgotten, so a second call does nothing."""
+    follower, client._follower = client._follower, None
+    source, client._source = client._source, None
+    _stop_parts(follower, source)
+
+
+def _stop_parts(follower: TopologyFollower | None, source: Any) -> None:
+    """Stop ``follower`` and close ``source`` (None for either: nothing)."""
     if follower is not None:
         follower.stop(FOLLOWER_STOP_SECONDS)
     if source is not None:
