@@ -377,3 +377,17 @@ def test_reads_ask_first_the_side_that_lately_held_such_keys() -> None:
         window.found("n0", on_old=True)
     assert window.old_first("n0")  # recent reads weigh most
     assert window.old_first("n1")  # another old owner: its marker not seen yet
+
+
+def test_many_keys_are_told_staying_or_moving_in_one_batch(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    """From 16 keys a command's keys are placed in both topologies by the batch paths:
+    40 keys that stay run as outside a window; one moving key among them sends the whole
+    command through the window's rules."""
+    staying, moving = flow.staying(40), flow.moving(1)[0]
+    assert client.mset({k: "s" for k in staying}) is True
+    assert [flow.on_new(k).get(k) for k in staying] == [b"s"] * 40
+    assert client.mset({**{k: "t" for k in staying}, moving: "m"}) is True
+    assert flow.on_old(moving).get(moving) == b"m"  # gated: its old owner
+    assert client.mget([*staying, moving]) == [b"t"] * 40 + [b"m"]

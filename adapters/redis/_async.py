@@ -376,8 +376,8 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
                 return await self._fall_back(command, Read(args, keys, options))  # moving key
             try:
                 known = await self._keys(parser, args, keys, members)
-                moving = window is not None and bool(
-                    self._moving(self._with_patterns(command, args, known, members), members)
+                moving = window is not None and not self._stays(
+                    self._with_patterns(command, args, known, members), members
                 )
                 reading = (
                     migrating

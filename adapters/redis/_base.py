@@ -574,7 +574,8 @@ class ShardedBase(Generic[C]):
     def _stays(self, keys: list[Any], members: Members[C]) -> bool:
         """Whether a command's ``keys`` during ``members``' migration window keep their
         owner (as placed under both topologies) or are remembered moved for good: then it
-        runs as outside a window. Two lookups per key, no lists of routes.
+        runs as outside a window. Two lookups per key (batched from SMALL_BATCH keys), no
+        lists of routes.
 
         Raises:
             InvalidKeyError, KeyEncodingError: a key the placement refuses.
@@ -582,8 +583,11 @@ class ShardedBase(Generic[C]):
         window: Window = members.window
         if window.has_moved(keys):
             return True
-        new, old = members.placement.get_node, window.previous._members.placement.get_node
-        return all(new(key) == old(key) for key in _routed(self._encoder_of(members), keys))
+        routed = _routed(self._encoder_of(members), keys)
+        new, old = members.placement, window.previous._members.placement
+        if len(routed) >= SMALL_BATCH:  # many keys: the placements' batch paths
+            return bool(new.get_node_many(routed) == old.get_node_many(routed))
+        return all(new.get_node(key) == old.get_node(key) for key in routed)
 
     def _moving(self, keys: list[Any], members: Members[C]) -> list[Route]:
         """The routes of ``keys`` that move in ``members``' migration window (none outside

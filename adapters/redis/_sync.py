@@ -353,8 +353,8 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
                 return self._fall_back(command, Read(args, keys, options))  # a moving key
             try:
                 known = self._keys(parser, args, keys, members)
-                moving = window is not None and bool(
-                    self._moving(self._with_patterns(command, args, known, members), members)
+                moving = window is not None and not self._stays(
+                    self._with_patterns(command, args, known, members), members
                 )
                 reading = (
                     migrating
