@@ -112,6 +112,28 @@ def test_batch_equals_single_and_preference_lists(
         assert p.get_nodes(key, 1) == [owner]
 
 
+@given(
+    algorithm=algorithms,
+    nodes=node_sets,
+    keys=st.lists(st.binary(max_size=12) | st.sampled_from([b"{", b"a{b}c", b"{}x", b"x}{y}"])),
+    tags=st.booleans(),
+)
+def test_batch_of_bytes_equals_single(
+    algorithm: str, nodes: dict[str, float], keys: list[bytes], tags: bool
+) -> None:
+    """A batch of bytes alone (what SCAN gives, placed without per-key checks) is placed as
+    each key alone, tags included; a bytes subclass among them changes nothing."""
+    p = build(algorithm, nodes, hash_tags=tags)
+    single = [p.get_node(key) for key in keys]
+    assert p.get_node_many(keys) == single
+
+    class Sub(bytes):
+        def find(self, *args: Any) -> int:  # placement must not consult the key's own methods
+            return -1
+
+    assert p.get_node_many([*keys, Sub(b"a{b}c")]) == [*single, p.get_node(b"a{b}c")]
+
+
 @given(algorithm=minimal_algorithms, nodes=node_sets, new=node_names)
 def test_adding_moves_keys_only_to_the_new_node(
     algorithm: str, nodes: dict[str, float], new: str

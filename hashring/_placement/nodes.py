@@ -390,16 +390,22 @@ class NodeSet(Generic[S]):
         return hash_tag(key) if self._hash_tags else key
 
     def _routing_keys(self, batch: list[Any]) -> Sequence[Key]:
-        """Check a batch of keys and apply hash tags; fast when all keys are plain str.
+        """Check a batch of keys and apply hash tags; fast when all keys are plain str, or
+        all are ``bytes`` (what SCAN and redis-py's replies give).
 
         A batch of str keys is checked by one C-level join (and, unless it is all ASCII,
-        one UTF-8 encode of the join, which fails exactly when some key has no UTF-8 form).
+        one UTF-8 encode of the join, which fails exactly when some key has no UTF-8 form);
+        a batch of bytes needs no check, and one join tells whether any key holds a ``{``.
         """
         try:
             joined = "".join(batch)
             if not joined.isascii():
                 joined.encode()
         except (TypeError, UnicodeEncodeError):
+            if all(key.__class__ is bytes for key in batch):  # what SCAN gives: as fast
+                if self._hash_tags and b"{" in b"".join(batch):
+                    return [hash_tag(key) for key in batch]
+                return batch
             checked: list[Key] = []
             for i, key in enumerate(batch):
                 try:
