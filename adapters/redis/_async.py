@@ -362,18 +362,27 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members  # one snapshot: the command routes on it to the end
             window = members.window
-            if (
-                keys is not None
-                and len(keys) == 1
-                and (not migrating if window is None else self._stays(keys, members))
-            ):
-                node = self._owner(keys, members)  # the common case (a window's key that stays)
-                slot = members.slots.get(node)
-                if slot is None or not slot.enter():
-                    continue  # the node left after routing: nothing was sent, route again
-                return await self._call(slot, Part(node, args), options)
-            if window is not None and keys is not None and len(keys) == 1 and alone_read(command):
-                return await self._fall_back(command, Read(args, keys, options))  # moving key
+            if keys is not None and len(keys) == 1:  # the common case
+                if window is None:
+                    node = None if migrating else self._owner(keys, members)
+                else:
+                    node, source = self._window_route(keys, members)
+                    if source is not None:  # the key moves
+                        if alone_read(command):
+                            return await self._fall_back(command, Read(args, keys, options))
+                        if not migrating:  # a write (SORT, movablekeys, may read)
+                            answer = await self._window_write(
+                                command, args, keys, options, members, (node, source)
+                            )
+                            if answer is _REROUTE:
+                                continue
+                            return answer
+                        node = None
+                if node is not None:
+                    slot = members.slots.get(node)
+                    if slot is None or not slot.enter():
+                        continue  # the node left after routing: nothing was sent, route again
+                    return await self._call(slot, Part(node, args), options)
             try:
                 known = await self._keys(parser, args, keys, members)
                 moving = window is not None and not self._stays(
@@ -771,6 +780,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         keys: list[Any],
         options: dict[str, Any],
         members: Members[aioredis.Redis],
+        placed: tuple[str, str] | None = None,
     ) -> Any:
         """``ShardedRedis._window_write``: a write during a migration window (parts one
         after the other, moving keys gated or pulled first).
@@ -778,7 +788,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         Raises:
             as ``ShardedRedis._window_write``.
         """
-        plan, routes = self._plan_window(command, args, keys, members)
+        plan, routes = self._plan_window(command, args, keys, members, placed)
         slots, closing = lease(members, (routes[part.node].node for part in plan.parts))
         if closing:
             await gather_all(client.aclose() for client in closing)

@@ -41,7 +41,7 @@ from ._cross_node import Replies, cross_node_plan
 from ._fallback import Read, round_commands
 from ._leases import Members, Slot
 from ._owners import SMALL_BATCH, Owners
-from ._routing import _routed, describe_nodes, route_index, route_owners
+from ._routing import _routed, describe_nodes, route_index, route_owners, usable_owners
 from ._sort import SORTS, encoded, pattern_keys
 from ._transaction import PLACEMENT_ONLY
 from ._window_routes import Route, Window, moving_routes, window_plan
@@ -552,18 +552,29 @@ class ShardedBase(Generic[C]):
         return [*keys, *pattern_keys(command.name, words, hash_tags=tags, nodes=nodes)]
 
     def _plan_window(
-        self, command: Command, args: tuple[Any, ...], keys: list[Any], members: Members[C]
+        self,
+        command: Command,
+        args: tuple[Any, ...],
+        keys: list[Any],
+        members: Members[C],
+        placed: tuple[str, str] | None = None,
     ) -> tuple[Plan, dict[str, Route]]:
         """The plan of a write with ``keys`` during ``members``' migration window, over
         routes (see ``_window_routes``): each key's owner under the new topology and, when
-        it moves, under the previous one. O(keys) lookups in each topology.
+        it moves, under the previous one. O(keys) lookups in each topology; none for a
+        command of one key (not SORT) whose owner and source :meth:`_window_route` ``placed``.
 
         Raises:
             CrossShardError: a one-node command whose keys do not share a route.
             InvalidKeyError, KeyEncodingError: a key the placement refuses.
         """
-        keys = self._with_patterns(command, args, keys, members)
-        owners, sources = self._owners_and_sources(keys, members, self._health)
+        if placed is None:
+            keys = self._with_patterns(command, args, keys, members)
+            owners, sources = self._owners_and_sources(keys, members, self._health)
+        else:
+            routed = _routed(self._encoder_of(members), keys)
+            owners = usable_owners(members.placement, self._health, routed, [placed[0]])
+            sources = [placed[1]]
         plan, routes = window_plan(
             command, args, keys, owners, sources, members.names, members.first
         )
@@ -588,6 +599,28 @@ class ShardedBase(Generic[C]):
         if len(routed) >= SMALL_BATCH:  # many keys: the placements' batch paths
             return bool(new.get_node_many(routed) == old.get_node_many(routed))
         return all(new.get_node(key) == old.get_node(key) for key in routed)
+
+    def _window_route(self, keys: list[Any], members: Members[C]) -> tuple[str, str | None]:
+        """Where a command of one key goes during ``members``' migration window, from the
+        two lookups that tell whether the key moves: ``(node, None)`` when it stays (placed
+        alike under both topologies, or remembered moved for good), ``node`` chosen as
+        :meth:`_owner` chooses it; ``(owner, source)`` when it moves, its owner placed under
+        each topology (no health fallback, nothing claimed: the caller routes a moving key
+        its own way). O(1) for most placements.
+
+        Raises:
+            InvalidKeyError, KeyEncodingError: a key the placement refuses.
+        """
+        window: Window = members.window
+        if window.has_moved(keys):
+            return self._owner(keys, members), None
+        routed = _routed(self._encoder_of(members), keys)
+        placement = members.placement
+        owner = placement.get_node(routed[0])
+        source = window.previous._members.placement.get_node(routed[0])
+        if owner != source:
+            return owner, source
+        return usable_owners(placement, self._health, routed, [owner])[0], None
 
     def _moving(self, keys: list[Any], members: Members[C]) -> list[Route]:
         """The routes of ``keys`` that move in ``members``' migration window (none outside

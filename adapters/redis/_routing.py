@@ -42,6 +42,7 @@ __all__ = [
     "route_owners",
     "scan_page_open",
     "scan_position",
+    "usable_owners",
 ]
 
 
@@ -79,6 +80,21 @@ def route_owners(
         owners = [placement.get_node(key) for key in routed]
     else:
         owners = placement.get_node_many(routed)
+    return usable_owners(placement, health, routed, owners, claim=claim)
+
+
+def usable_owners(
+    placement: Placement,
+    health: HealthTracker,
+    routed: Sequence[Any],
+    owners: list[str],
+    *,
+    claim: bool = True,
+) -> list[str]:
+    """``owners`` (the placed owners of the ``routed`` keys, as :func:`_routed` gives them),
+    each ejected one replaced by the first usable node of its key's preference list (in
+    place; ``owners`` is returned). Nothing to do with health tracking off. O(len(owners)),
+    plus a preference list per key of an ejected owner."""
     if health.enabled:
         verdicts: dict[str, bool] = {}  # one decision per owner: its keys stay together
         for i, owner in enumerate(owners):

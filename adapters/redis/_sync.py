@@ -339,18 +339,27 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members  # one snapshot: the command routes on it to the end
             window = members.window
-            if (
-                keys is not None
-                and len(keys) == 1
-                and (not migrating if window is None else self._stays(keys, members))
-            ):
-                node = self._owner(keys, members)  # the common case (a window's key that stays)
-                slot = members.slots.get(node)
-                if slot is None or not slot.enter():
-                    continue  # the node left after routing: nothing was sent, route again
-                return self._call(Part(node, args), options, slot)
-            if window is not None and keys is not None and len(keys) == 1 and alone_read(command):
-                return self._fall_back(command, Read(args, keys, options))  # a moving key
+            if keys is not None and len(keys) == 1:  # the common case
+                if window is None:
+                    node = None if migrating else self._owner(keys, members)
+                else:
+                    node, source = self._window_route(keys, members)
+                    if source is not None:  # the key moves
+                        if alone_read(command):
+                            return self._fall_back(command, Read(args, keys, options))
+                        if not migrating:  # a write (SORT, movablekeys, may read)
+                            answer = self._window_write(
+                                command, args, keys, options, members, (node, source)
+                            )
+                            if answer is _REROUTE:
+                                continue
+                            return answer
+                        node = None
+                if node is not None:
+                    slot = members.slots.get(node)
+                    if slot is None or not slot.enter():
+                        continue  # the node left after routing: nothing was sent, route again
+                    return self._call(Part(node, args), options, slot)
             try:
                 known = self._keys(parser, args, keys, members)
                 moving = window is not None and not self._stays(
@@ -727,13 +736,15 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         keys: list[Any],
         options: dict[str, Any],
         members: Members[redis.Redis],
+        placed: tuple[str, str] | None = None,
     ) -> Any:
         """A write with ``keys`` during ``members``' migration window (see
         ``_window_routes``): parts whose keys stay run on their node; parts whose keys move
         run gated on their old owner until the migration starts there, then pulled to the
         new owner and run there. Parts run one after the other; their answers merge as
         ``_run``'s do. :data:`_REROUTE` when a node of the plan (or the window) left before
-        anything was sent.
+        anything was sent. ``placed``: a command of one key's owner and source, as
+        :meth:`_window_route` placed them (not looked up again).
 
         Raises:
             CrossShardError: a one-node command whose keys do not share a route.
@@ -742,7 +753,7 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             redis.exceptions.RedisError: as ``execute_command``; a pull's BUSYKEY
                 explained (``_window_routes.conflict``).
         """
-        plan, routes = self._plan_window(command, args, keys, members)
+        plan, routes = self._plan_window(command, args, keys, members, placed)
         slots, closing = lease(members, (routes[part.node].node for part in plan.parts))
         for client in closing:
             client.close()

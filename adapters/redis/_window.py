@@ -42,6 +42,8 @@ import redis.asyncio as aioredis
 from hashring._topology.clients import MARKER_PREFIX, marker_key
 from hashring._topology.moves import Destination, migrate_command
 
+from ._packing import pack_commands
+
 __all__ = [
     "MARKER_PREFIX",
     "Destination",
@@ -205,9 +207,10 @@ def exists_and_read(
     pool = client.connection_pool
     connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
     try:
-        connection.send_packed_command(connection.pack_commands(_asks(marker, key, args)))
-        started = marker is not None and bool(client.parse_response(connection, "EXISTS"))  # type: ignore[no-untyped-call]
-        present = bool(client.parse_response(connection, "EXISTS"))  # type: ignore[no-untyped-call]
+        connection.send_packed_command(pack_commands(connection, _asks(marker, key, args)))
+        # EXISTS answers an integer: no response callback to apply.
+        started = marker is not None and bool(connection.read_response())
+        present = bool(connection.read_response())
         try:
             answer = client.parse_response(connection, args[0], **options)  # type: ignore[no-untyped-call]
         except redis.ResponseError as error:
@@ -235,9 +238,9 @@ async def exists_and_read_async(
     pool = client.connection_pool
     connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        await connection.send_packed_command(connection.pack_commands(_asks(marker, key, args)))
-        started = marker is not None and bool(await client.parse_response(connection, "EXISTS"))
-        present = bool(await client.parse_response(connection, "EXISTS"))
+        await connection.send_packed_command(pack_commands(connection, _asks(marker, key, args)))
+        started = marker is not None and bool(await connection.read_response())
+        present = bool(await connection.read_response())
         try:
             answer = await client.parse_response(connection, args[0], **options)
         except redis.ResponseError as error:
