@@ -354,3 +354,21 @@ def test_the_scorer_takes_int_weights_and_keeps_its_own_copies() -> None:
     seeds[0] = 99
     weights[2] = 1000
     assert [scorer.ranking(p) for p in range(50)] == before
+
+
+@needs_c
+def test_node_sets_beyond_the_scorers_size_use_the_python_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above MAX_SIZE nodes (2**24; lowered here) a scoring has no C scorer and answers as
+    numpy all the same."""
+    from hashring._placement import _rendezvous_native
+
+    assert _rendezvous_native.MAX_SIZE == 2**24
+    monkeypatch.setattr(scores, "_NATIVE_MAX_SIZE", 3)
+    for count, has_c in ((3, True), (4, False)):
+        scoring = RendezvousScores({f"n{i}": 1.0 + i for i in range(count)})
+        assert (scoring.native is not None) == has_c
+        positions = list(range(0, 2**32, 2**32 // 200))
+        expected = scoring.best(np.array(positions, dtype=np.uint32)).tolist()
+        assert [scoring.best_one(p) for p in positions] == expected

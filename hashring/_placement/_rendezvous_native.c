@@ -496,7 +496,8 @@ PyInit__rendezvous_native(void)
     if (mod == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(mod, "Scorer", (PyObject *)&ScorerType) < 0) {
+    if (PyModule_AddObjectRef(mod, "Scorer", (PyObject *)&ScorerType) < 0 ||
+        PyModule_AddIntConstant(mod, "MAX_SIZE", (long)MAX_NODES) < 0) {
         Py_DECREF(mod);
         return NULL;
     }

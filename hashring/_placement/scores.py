@@ -38,9 +38,11 @@ import numpy.typing as npt
 from .hashes import GOLDEN64, MASK32, MASK64, U32Array, mix64_array, name_seed
 
 try:
+    from ._rendezvous_native import MAX_SIZE as _NATIVE_MAX_SIZE
     from ._rendezvous_native import Scorer
 except ImportError:  # pragma: no cover - built at install time unless there is no compiler
     _COMPILED: type[Scorer] | None = None
+    _NATIVE_MAX_SIZE = 0
 else:
     _COMPILED = Scorer
 
@@ -117,13 +119,14 @@ class RendezvousScores:
     def set_seeds(self, seeds: list[int]) -> None:
         """Score with ``seeds`` (one per node, name order) in every form: numpy's array, the
         integer lanes (each seed after the mix's first xor-shift) and the C scorer (when
-        :data:`NATIVE` is there and there are nodes). Called once by ``__init__``; tests
-        call it again to craft ties. O(n)."""
+        :data:`NATIVE` is there and there are 1 to 2**24 nodes). Called once by
+        ``__init__``; tests call it again to craft ties. O(n)."""
         self.seeds = np.array(seeds, dtype=np.uint64)
         self.lane_seeds = sum((s ^ (s >> 30)) << (_LANE * i) for i, s in enumerate(seeds))
         native = None
-        if NATIVE is not None and seeds:
-            native = NATIVE(seeds, None if self.equal else self.weight_list)
+        if NATIVE is not None and 0 < len(seeds) <= _NATIVE_MAX_SIZE:
+            weights = None if self.equal else [float(w) for w in self.weight_list]
+            native = NATIVE(seeds, weights)
         self.native = native
         self.native_best = native.best if native is not None else None
 
