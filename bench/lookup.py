@@ -55,7 +55,13 @@ region; every callable is warmed up first):
   - ``Rendezvous.get_node`` (weight 1, and weights 1, 2, 3 repeating) at 4, 8, 16 and 32
     nodes, and ``JumpHash.get_node`` at 10, 100 and 1,000 nodes (plain, and after removing
     every seventh node, so MementoHash's replacement chains are walked), each beside
-    uhashring's default ``get_node`` on as many nodes.
+    uhashring's default ``get_node`` on as many nodes;
+  - when the C scorer (``hashring._placement._rendezvous_native``) is built: rendezvous
+    ``get_node`` (both weightings) and ``get_nodes(key, 3)`` (weight 1) with it, beside the
+    same placement built on the pure-Python fallback (Python integers and numpy).
+
+The first line says which rendezvous scoring the run uses; ``--no-native`` turns the C
+scorer off for the whole run (and for ``--count``), as an install without a compiler.
 
 Targets (second table): ketama ``get_node`` and ``get_node_many`` <= 1.3x the MD5 floor;
 rendezvous ``get_node`` < 2 us up to 32 nodes; jump ``get_node`` < 1 us at 1,000 nodes;
@@ -74,7 +80,7 @@ from bisect import bisect
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import mmh3
 from _measure import (
@@ -93,6 +99,7 @@ from tabulate import tabulate
 from uhashring import HashRing as UHashRing  # type: ignore[import-untyped]
 
 from hashring import HashRing, JumpHash, Rendezvous
+from hashring._placement import scores
 from hashring._placement.hashes import KETAMA
 
 VNODES = 160
@@ -118,6 +125,8 @@ BENCH_HASH_KEY = bytes(range(32))  # a fixed secret: the cost does not depend on
 LOOKUP_MD5: Callable[[bytes], Any] = KETAMA.key_digest or hashlib.md5
 """The MD5 constructor ketama lookups use (CPython's own ``_md5`` where present)."""
 MD5_NAME = f"{LOOKUP_MD5.__module__ or ''}.{getattr(LOOKUP_MD5, '__name__', 'md5')}".lstrip(".")
+COMPILED_SCORER = scores.NATIVE
+T = TypeVar("T")
 
 # (label, hashring hash, uhashring kwargs, uhashring point space)
 PAIRS: tuple[tuple[str, str, dict[str, str], int], ...] = (
@@ -329,6 +338,7 @@ def placement_rows(
                 None,
             )
         )
+    rendezvous_rows(few, warm, rows)
     cases: list[tuple[str, int, object, float]] = []
     for nodes in RENDEZVOUS_NODES:
         names = [f"node-{i}" for i in range(nodes)]
@@ -366,6 +376,68 @@ def placement_rows(
         if target:
             label = f"{what} < {target * 1e6:g} us, {nodes} nodes"
             targets.append((label, f"{each * 1e9:,.0f} ns", each < target))
+
+
+def scoring_path() -> str:
+    """Which rendezvous scoring this run measures (see hashring/_placement/scores.py)."""
+    if scores.NATIVE is not None:
+        return "C (hashring._placement._rendezvous_native)"
+    if COMPILED_SCORER is not None:
+        return "Python integers and numpy (the C scorer is built; --no-native turned it off)"
+    return "Python integers and numpy (the C extension module is not built)"
+
+
+def python_scoring(build: Callable[[], T]) -> T:
+    """``build()`` with the rendezvous scoring's pure-Python path (the fallback)."""
+    compiled = scores.NATIVE
+    scores.NATIVE = None
+    try:
+        return build()
+    finally:
+        scores.NATIVE = compiled
+
+
+def rendezvous_rows(few: Sequence[str], warm: Sequence[str], rows: list[Row]) -> None:
+    """Rendezvous ``get_node`` and ``get_nodes(key, 3)`` with the C scorer against the same
+    placement built on the pure-Python path, interleaved in this run (with the C scorer)."""
+    if scores.NATIVE is None:
+        return
+    for nodes in RENDEZVOUS_NODES:
+        names = [f"node-{i}" for i in range(nodes)]
+        weighted = {name: float(1 + i % 3) for i, name in enumerate(names)}
+        for what, nodes_arg in (("", names), (", weighted", weighted)):
+            native = Rendezvous(nodes_arg)
+            python = python_scoring(partial(Rendezvous, nodes_arg))
+            calls = [("get_node", native.get_node, python.get_node)]
+            if not what:
+                calls.append(
+                    ("get_nodes(key, 3)", partial(get_three, native), partial(get_three, python))
+                )
+            for call, get, python_get in calls:
+                loop_get(get, warm)
+                loop_get(python_get, warm)
+                best = interleaved(
+                    {
+                        "C": partial(loop_get, get, few),
+                        "Python": partial(loop_get, python_get, few),
+                    },
+                    PLACEMENT_ROUNDS,
+                )
+                rows.append(
+                    [
+                        f"rendezvous {call}{what}: C vs Python fallback",
+                        nodes,
+                        "mmh3 / (the same, Python path)",
+                        ns_each(best["C"], len(few)),
+                        ns_each(best["Python"], len(few)),
+                        times(best["Python"] / best["C"]),
+                        "Python/C",
+                    ]
+                )
+
+
+def get_three(placed: Rendezvous, key: str) -> list[str]:
+    return placed.get_nodes(key, 3)
 
 
 def floor_ring(names: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -432,6 +504,7 @@ def print_tables(rows: list[Row], targets: list[tuple[str, str, bool | None]], m
         f"hashring vs uhashring ({mode} run, {VNODES} points per node, Python "
         f"{sys.version.split()[0]})"
     )
+    print(f"rendezvous scoring: {scoring_path()}")
     headers = [
         "measure",
         "nodes",
@@ -464,12 +537,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only the ketama floor, rendezvous and jump rows",
     )
     parser.add_argument(
+        "--no-native",
+        action="store_true",
+        help="score rendezvous with the pure-Python fallback even if the C scorer is built",
+    )
+    parser.add_argument(
         "--count",
         nargs=2,
         metavar=("VARIANT", "N"),
         help=f"make N untimed lookups of one variant, for callgrind ({', '.join(COUNT_VARIANTS)})",
     )
     args = parser.parse_args(argv)
+    if args.no_native:
+        scores.NATIVE = None
     if args.count:
         count_run(args.count[0], int(args.count[1]))
         return 0

@@ -10,6 +10,8 @@ from http_servers import HttpServer, http_server_pool
 from hypothesis import settings
 from redis_servers import RedisServer, RedisServerFactory, redis_server_pool
 
+from hashring._placement import scores
+
 # --------------------------------------------------------------------------------------------
 # Real redis-server processes (machinery in tests/redis_servers.py).
 #
@@ -92,3 +94,28 @@ def http_servers() -> Iterator[list[HttpServer]]:
         for i in range(3):
             servers.append(HttpServer.start(f"n{i}"))
         yield servers
+
+
+# --------------------------------------------------------------------------------------------
+# Rendezvous scoring paths (hashring/_placement/scores.py): the C scorer of the optional
+# extension module and the pure-Python fallback, chosen when a scoring is built.
+#
+#   rendezvous_path   function  "native" or "python": scorings built in the test use that path
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["native", "python"])
+def rendezvous_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Rendezvous and Maglev scorings built inside the test score in C ("native", skipped
+    when the extension module was not built: tests/test_native_build.py requires it where
+    HASHRING_REQUIRE_NATIVE=1) or with Python integers and numpy ("python", the fallback
+    when the module is missing)."""
+    compiled = scores.NATIVE
+    if request.param == "native" and compiled is None:
+        pytest.skip("the C extension hashring._placement._rendezvous_native is not built")
+    if request.param == "python":
+        scores.NATIVE = None
+    try:
+        yield str(request.param)
+    finally:
+        scores.NATIVE = compiled

@@ -115,7 +115,7 @@ def test_ketama_single_lookup_is_the_md5_of_the_key() -> None:
         assert ring.get_node(key) == expected == ring.get_node(key.encode())
 
 
-def test_rendezvous_top_byte_ties_fall_back_to_whole_words() -> None:
+def test_rendezvous_top_byte_ties_fall_back_to_whole_words(rendezvous_path: str) -> None:
     """Among many nodes an exact tie (two nodes with one seed) shares the top byte; the
     lookup then compares whole mixes and, like numpy, picks the first node by name."""
     weights = {f"node-{i:02d}": 1.0 for i in range(24)}
@@ -125,9 +125,11 @@ def test_rendezvous_top_byte_ties_fall_back_to_whole_words() -> None:
         assert best == _numpy_best(tied, position) != 9
 
 
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(positions=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=50))
-def test_rendezvous_many_nodes_match_numpy(positions: list[int]) -> None:
-    """The top-byte path (12 nodes and more) gives numpy's argmax."""
+def test_rendezvous_many_nodes_match_numpy(rendezvous_path: str, positions: list[int]) -> None:
+    """The top-byte path (12 nodes and more; C's loop with the C scorer) gives numpy's
+    argmax."""
     for count in (12, 16, 17, 33, 48):
         scoring = RendezvousScores({f"n{i}": 1.0 for i in range(count)})
         best = scoring.best(np.array(positions, dtype=np.uint32)).tolist()

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import keys as any_keys
 from strategies import node_names
@@ -221,11 +221,13 @@ scorings = st.dictionaries(
 )
 
 
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the path holds for all
 @given(weights=scorings, positions=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20))
 def test_integer_scoring_is_numpys_bit_for_bit(
-    weights: dict[str, float], positions: list[int]
+    rendezvous_path: str, weights: dict[str, float], positions: list[int]
 ) -> None:
-    """The integer path's mixes are numpy's, and its best node is numpy's argmax."""
+    """The integer path's mixes are numpy's, and its best node (C's, or the Python
+    integers' without the C scorer) is numpy's argmax."""
     scoring = RendezvousScores(weights)
     for position in positions:
         mixed = scoring.scores(np.array([position], dtype=np.uint32))
@@ -234,11 +236,12 @@ def test_integer_scoring_is_numpys_bit_for_bit(
         assert scoring.best_one(position) == _numpy_best(scoring, position)
 
 
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(weights=scorings, keys=st.lists(any_keys, min_size=1, max_size=20))
 def test_rendezvous_and_jump_single_lookups_match_the_batch_path(
-    weights: dict[str, float], keys: list[Key]
+    rendezvous_path: str, weights: dict[str, float], keys: list[Key]
 ) -> None:
-    """get_node (Python integers) answers as get_node_many (numpy), weighted or not."""
+    """get_node (C, or Python integers) answers as get_node_many (numpy), weighted or not."""
     hrw = Rendezvous(weights)
     assert [hrw.get_node(key) for key in keys] == hrw.get_node_many(keys)
     jump = JumpHash(list(weights))
@@ -261,15 +264,14 @@ def _unmix64(value: int) -> int:
 
 
 def _with_seed(scoring: RendezvousScores, index: int, seed: int) -> RendezvousScores:
-    """``scoring`` with node ``index`` given ``seed`` in both the numpy and integer forms."""
+    """``scoring`` with node ``index`` given ``seed`` in every form (numpy, integer, C)."""
     seeds = scoring.seeds.tolist()
     seeds[index] = seed
-    scoring.seeds = np.array(seeds, dtype=np.uint64)
-    scoring.lane_seeds = sum((s ^ (s >> 30)) << (128 * i) for i, s in enumerate(seeds))
+    scoring.set_seeds(seeds)
     return scoring
 
 
-def test_weighted_close_calls_and_a_zero_logarithm_are_left_to_numpy() -> None:
+def test_weighted_close_calls_and_a_zero_logarithm_are_left_to_numpy(rendezvous_path: str) -> None:
     """Exact ties and a mix that makes u == 1.0 get numpy's answer, not math.log's."""
     assert all(_unmix64(mix64(v)) == v for v in (0, 1, 2**63, MASK64, 12345678901234567))
     position = 77

@@ -1,12 +1,19 @@
 """Rendezvous scoring of one set of nodes, shared by Rendezvous (its ranking) and Maglev
 (its preference lists after the owner). See ``rendezvous`` for the scoring rule.
 
-Two ways to the same scores:
+Three ways to the same scores:
 
 * numpy (:meth:`RendezvousScores.scores`): a matrix of keys x nodes, for batches and for
   large node sets;
-* Python integers (:meth:`RendezvousScores.best_one`, up to :data:`INT_PATH_NODES` nodes,
-  :data:`INT_PATH_WEIGHTED_NODES` with unequal weights):
+* C (``_rendezvous_native``, an optional extension module built at install time; see
+  :data:`NATIVE`): single lookups (:meth:`RendezvousScores.best_one`) and preference lists
+  (:meth:`RendezvousScores.ranking`) at any node count, one call of a few tens of
+  nanoseconds plus a few per node. The same mixes in a C loop; with unequal weights C's
+  ``log`` (the libm ``math.log`` calls) under the same rule as the integer path below
+  (best two scores too close to trust, or u == 1.0: numpy answers; for a ranking, any two
+  neighbours in the order too close);
+* Python integers (:meth:`RendezvousScores.best_one` without the C module, up to
+  :data:`INT_PATH_NODES` nodes, :data:`INT_PATH_WEIGHTED_NODES` with unequal weights):
   the SplitMix64 mix of all nodes at once in one integer of 128 bits per node (lanes: the
   64-bit value in the low half, so a lane's product by a 64-bit constant never reaches the
   next lane, and a mask after each product keeps the lanes apart). The mix's first
@@ -30,12 +37,28 @@ import numpy.typing as npt
 
 from .hashes import GOLDEN64, MASK32, MASK64, U32Array, mix64_array, name_seed
 
+try:
+    from ._rendezvous_native import MAX_SIZE as _NATIVE_MAX_SIZE
+    from ._rendezvous_native import Scorer
+except ImportError:  # pragma: no cover - built at install time unless there is no compiler
+    _COMPILED: type[Scorer] | None = None
+    _NATIVE_MAX_SIZE = 0
+else:
+    _COMPILED = Scorer
+
 __all__ = [
     "INT_PATH_NODES",
     "INT_PATH_WEIGHTED_NODES",
+    "NATIVE",
     "RendezvousScores",
     "require_scoring",
 ]
+
+NATIVE: type[Scorer] | None = _COMPILED
+"""The C scorer (``hashring._placement._rendezvous_native.Scorer``), or None when the
+extension module could not be built or imported: then single lookups score with Python
+integers and preference lists with numpy, with the same answers. Read when a scoring is
+built (tests set it to None to run the Python path)."""
 
 _BATCH_CELLS = 1 << 20  # keys x nodes scored per numpy pass in get_node_many
 
@@ -68,6 +91,8 @@ class RendezvousScores:
         "lanes_equal",
         "names",
         "names_obj",
+        "native",
+        "native_best",
         "seeds",
         "weight_list",
         "weights",
@@ -76,21 +101,34 @@ class RendezvousScores:
     def __init__(self, weights: Mapping[str, float]) -> None:
         self.names = tuple(sorted(weights))
         self.names_obj = np.array(self.names, dtype=object)
-        seeds = [name_seed(name) for name in self.names]
-        self.seeds = np.array(seeds, dtype=np.uint64)
         self.weight_list = [weights[name] for name in self.names]
         self.weights = np.array(self.weight_list, dtype=np.float64)
         self.equal = len(set(weights.values())) <= 1
+        seeds = [name_seed(name) for name in self.names]
+        self.set_seeds(seeds)
         # The integer path's lanes (see the module docstring): a 1 in every lane, the low
-        # 64 bits of every lane, and each seed after the mix's first xor-shift.
+        # 64 bits of every lane (and each seed's share, in set_seeds).
         self.lane_ones = sum(1 << (_LANE * i) for i in range(len(seeds)))
         self.lane_mask = MASK64 * self.lane_ones
-        self.lane_seeds = sum((s ^ (s >> 30)) << (_LANE * i) for i, s in enumerate(seeds))
         self.lane_bytes = _LANE // 8 * len(seeds)
         # The low 64 bits of every lane, from the lanes' little-endian bytes, in one call.
         self.lane_words = struct.Struct("<" + "Q8x" * len(seeds)).unpack
         # best_one's first test: equal weights and few enough nodes for the integer path.
         self.lanes_equal = self.equal and len(seeds) <= INT_PATH_NODES
+
+    def set_seeds(self, seeds: list[int]) -> None:
+        """Score with ``seeds`` (one per node, name order) in every form: numpy's array, the
+        integer lanes (each seed after the mix's first xor-shift) and the C scorer (when
+        :data:`NATIVE` is there and there are 1 to 2**24 nodes). Called once by
+        ``__init__``; tests call it again to craft ties. O(n)."""
+        self.seeds = np.array(seeds, dtype=np.uint64)
+        self.lane_seeds = sum((s ^ (s >> 30)) << (_LANE * i) for i, s in enumerate(seeds))
+        native = None
+        if NATIVE is not None and 0 < len(seeds) <= _NATIVE_MAX_SIZE:
+            weights = None if self.equal else [float(w) for w in self.weight_list]
+            native = NATIVE(seeds, weights)
+        self.native = native
+        self.native_best = native.best if native is not None else None
 
     def scores(self, positions: U32Array) -> npt.NDArray[np.float64] | npt.NDArray[np.uint64]:
         """Scores of every node (columns) for every position (rows); higher wins.
@@ -105,12 +143,20 @@ class RendezvousScores:
         weighted: npt.NDArray[np.float64] = self.weights / -np.log(uniform)
         return weighted
 
-    def ranking(self, position: int) -> npt.NDArray[np.intp]:
-        """Node indices from highest to lowest score for one position (ties: name order)."""
+    def ranking(self, position: int) -> list[int]:
+        """Node indices from highest to lowest score for one position (ties: name order).
+
+        In C when :data:`NATIVE` is there (O(n log n), unless numpy must decide: see the
+        module docstring), else with numpy (a sort of the node's scores).
+        """
+        if self.native is not None:
+            order = self.native.ranking(position)
+            if order is not None:
+                return order
         row = self.scores(np.array([position & MASK32], dtype=np.uint32))[0]
         descending = ~row if row.dtype == np.uint64 else -row
-        order: npt.NDArray[np.intp] = np.argsort(descending, kind="stable")
-        return order
+        ranked: list[int] = np.argsort(descending, kind="stable").tolist()
+        return ranked
 
     def mixes(self, position: int) -> list[int]:
         """The 64-bit mix of every node for one position, computed with Python integers.
@@ -127,8 +173,10 @@ class RendezvousScores:
     def best_one(self, position: int) -> int:
         """Index of the highest-scoring node for one position (ties: name order).
 
-        The same answer as :meth:`best`; the integer path up to :data:`INT_PATH_NODES`
-        nodes (:data:`INT_PATH_WEIGHTED_NODES` with unequal weights), numpy above. O(n).
+        The same answer as :meth:`best`. In C when :data:`NATIVE` is there (any node
+        count; numpy where the floats are too close to trust). Else the integer path up to
+        :data:`INT_PATH_NODES` nodes (:data:`INT_PATH_WEIGHTED_NODES` with unequal
+        weights), numpy above. O(n).
 
         With equal weights the mixes are compared before their last step, ``x ^ (x >> 31)``:
         a right xor-shift keeps the order of 64-bit values (the highest bit where two
@@ -137,6 +185,11 @@ class RendezvousScores:
         From :data:`_TOP_BYTE_NODES` nodes the lanes' top bytes are compared first (one
         C-level pass over a bytes slice); only a shared top byte reads the whole words.
         """
+        if self.native_best is not None:
+            index = self.native_best(position)
+            if index >= 0:
+                return index
+            return int(self.best(np.array([position & MASK32], dtype=np.uint32))[0])
         if not self.lanes_equal:
             if self.equal or len(self.names) > INT_PATH_WEIGHTED_NODES:
                 return int(self.best(np.array([position & MASK32], dtype=np.uint32))[0])
@@ -193,3 +246,9 @@ def require_scoring(
     require(scoring.seeds.tolist() == seeds, "seeds are the names' hashes")
     require(scoring.weights.tolist() == [weights[n] for n in names], "weights follow names")
     require(scoring.equal == (len(set(weights.values())) <= 1), "equal flag is right")
+    native = scoring.native
+    if native is not None:
+        require(native.size == len(names), "the C scorer covers every node")
+        require(native.equal == scoring.equal, "the C scorer compares as the weights say")
+        require(native.mixes(0) == scoring.mixes(0), "the C scorer mixes the seeds")
+    require((scoring.native_best is None) == (native is None), "best_one's C call is the scorer's")
