@@ -92,3 +92,32 @@ def http_servers() -> Iterator[list[HttpServer]]:
         for i in range(3):
             servers.append(HttpServer.start(f"n{i}"))
         yield servers
+
+
+# --------------------------------------------------------------------------------------------
+# HashRing's two lookup paths: the C index (hashring._placement._ring_native) and the Python
+# bucket table it replaces when the extension is missing. A ring keeps the path it was built
+# with, so a test takes the fixture and then builds its rings.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["native", "python"])
+def ring_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Build HashRings through the C index ("native") or the Python table ("python").
+
+    The native case fails where ``HASHRING_REQUIRE_NATIVE=1`` (CI) and the extension was not
+    built; elsewhere an install without a C compiler skips it, and the Python case still runs.
+    """
+    from hashring._placement import ring as ring_module
+
+    native = ring_module._NATIVE
+    if request.param == "native" and native is None:
+        if os.environ.get("HASHRING_REQUIRE_NATIVE") == "1":
+            pytest.fail("hashring._placement._ring_native is not built")
+        pytest.skip("hashring._placement._ring_native is not built (optional C extension)")
+    if request.param == "python":
+        ring_module._NATIVE = None
+    try:
+        yield str(request.param)
+    finally:
+        ring_module._NATIVE = native
