@@ -126,15 +126,15 @@ build(RingIndex *self, const uint32_t *points, const uint32_t *owners, Py_ssize_
         return -1;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        if (i && points[i] < points[i - 1]) {
-            PyErr_Format(PyExc_ValueError, "points must be sorted (index %zd is below %zd)", i,
-                         i - 1);
-            return -1;
-        }
         if ((Py_ssize_t)owners[i] >= name_count) {
             PyErr_Format(PyExc_ValueError,
                          "owners[%zd] = %lu is not an index into the %zd names", i,
                          (unsigned long)owners[i], name_count);
+            return -1;
+        }
+        if (i && points[i] < points[i - 1]) {
+            PyErr_Format(PyExc_ValueError, "points must be sorted (index %zd is below %zd)", i,
+                         i - 1);
             return -1;
         }
     }
@@ -149,21 +149,27 @@ build(RingIndex *self, const uint32_t *points, const uint32_t *owners, Py_ssize_
         self->pairs[i].point = points[i];
         self->pairs[i].owner = owners[i];
     }
-    /* One merge pass: i is the first point at or after the bucket's start. */
+    /* One pass over the points: the buckets before point i's bucket that hold no point
+     * belong to point i's owner; point i's bucket starts its walk at i unless an earlier
+     * point is in it. The buckets after the last point's belong to the wrap-around owner. */
+    uint32_t *table = self->table;
     int shift = self->shift;
-    uint64_t width = (uint64_t)1 << shift;
-    Py_ssize_t i = 0;
-    for (size_t b = 0; b < buckets; b++) {
-        uint64_t low = (uint64_t)b << shift;
-        while (i < size && points[i] < low) {
-            i++;
+    size_t next = 0; /* the first bucket not yet written */
+    for (Py_ssize_t i = 0; i < size; i++) {
+        size_t bucket = (size_t)(points[i] >> shift);
+        if (bucket < next) {
+            continue;
         }
-        if (i < size && points[i] < low + width) {
-            self->table[b] = (uint32_t)i;
+        uint32_t owner = OWNER_FLAG | owners[i];
+        for (; next < bucket; next++) {
+            table[next] = owner;
         }
-        else { /* i == size: the padding pair, whose owner is the wrap-around owner */
-            self->table[b] = OWNER_FLAG | owners[i];
-        }
+        table[bucket] = (uint32_t)i;
+        next = bucket + 1;
+    }
+    uint32_t wrap = OWNER_FLAG | owners[size]; /* the padding pair's: the first point's owner */
+    for (; next < buckets; next++) {
+        table[next] = wrap;
     }
     return 0;
 }
