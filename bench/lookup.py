@@ -190,8 +190,11 @@ COUNT_VARIANTS = (
     "floor",
     "floor-many",
     "floor-own",
-    "ketama",
-    "ketama-many",
+    "ketama:N",
+    "ketama-many:N",
+    "ketama-python:N",
+    "mmh3:N",
+    "mmh3-python:N",
     "rendezvous:N",
     "rendezvous-weighted:N",
     "jump:N",
@@ -224,6 +227,10 @@ def count_run(variant: str, lookups: int) -> None:
         return
     if kind in ("ketama", "ketama-many"):
         placed = HashRing(names, vnodes=VNODES, hash="ketama")
+    elif kind in ("ketama-python", "mmh3-python"):  # the Python table, with or without C
+        placed = python_ring(names, vnodes=VNODES, hash=kind.partition("-")[0])
+    elif kind == "mmh3":
+        placed = HashRing(names, vnodes=VNODES)
     elif kind == "rendezvous":
         placed = Rendezvous(names)
     elif kind == "rendezvous-weighted":
