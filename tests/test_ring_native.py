@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
@@ -433,3 +434,20 @@ def test_lookups_from_many_threads_while_membership_changes(
     assert not errors, errors
     assert min(passes) >= 2, passes
     ring._check()
+
+
+@pytest.mark.parametrize("hash_name", ["ketama", "mmh3"])
+def test_a_replaced_snapshot_is_freed_at_once(ring_path: str, hash_name: str) -> None:
+    """Nothing in a snapshot refers back to it (no bound method of its own), so the one it
+    replaces is freed by reference counting, not left for the cycle collector with its
+    arrays and table, and an empty one has no such reference either."""
+    ring = HashRing(["a", "b", "c"], hash=hash_name)
+    for change in (lambda: ring.add_node("d"), lambda: ring.remove_node("d")):
+        snapshot = ring._snapshot
+        change()
+        assert sys.getrefcount(snapshot) == 2  # this name and getrefcount's argument
+    for name in ["a", "b", "c"]:
+        ring.remove_node(name)
+    empty = ring._snapshot
+    ring.add_node("e")
+    assert sys.getrefcount(empty) == 2

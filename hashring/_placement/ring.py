@@ -94,8 +94,8 @@ class _Snapshot:
         "key_hash",
         "names",
         "names_obj",
-        "owner_of_digest",
-        "owner_of_position",
+        "native_owner_at",
+        "native_owner_of_digest",
         "owners",
         "owners_view",
         "padded",
@@ -137,24 +137,40 @@ class _Snapshot:
         self.batch_index: tuple[npt.NDArray[np.intp], int, memoryview] | None = None
         self.key_hash = key_hash  # here, not on the ring: a slot is the cheapest read
         self.index = index
-        # The native lookups' entry points (bound C methods), or their Python equivalents.
-        self.owner_of_position: Callable[[int], str] = self.python_owner
-        self.owner_of_digest: Callable[[bytes], str] = self.python_owner_of_digest
+        # What the C-index lookups call: the index's bound methods (which do not refer
+        # back to this snapshot: a snapshot referring to itself would outlive its last use
+        # until a garbage collection), or a stand-in that refuses.
+        self.native_owner_at: Callable[[int], str]
+        self.native_owner_of_digest: Callable[[bytes], str]
         if index is not None:
-            self.owner_of_position = index.owner_at
-            self.owner_of_digest = index.owner_of_digest
+            self.native_owner_at = index.owner_at
+            self.native_owner_of_digest = index.owner_of_digest
+        else:
+            self.native_owner_at = self.native_owner_of_digest = _Unindexed(
+                _empty_error(self) if self.empty else None
+            )
 
-    def python_owner(self, position: int) -> str:
-        """Owner of ``position`` (-2**31 to 2**32 - 1, modulo 2**32) through the Python
-        table: what :meth:`RingIndex.owner_at` answers. O(1) expected."""
+    def owner_of_position(self, position: int) -> str:
+        """Owner of ``position`` (-2**31 to 2**32 - 1, taken modulo 2**32: mmh3's signed
+        hash or an unsigned position) through the C index when the snapshot has one, else
+        the Python table; both answer alike. O(1) expected.
+
+        Raises:
+            EmptyRingError: the snapshot holds no point.
+        """
+        if self.index is not None:
+            return self.index.owner_at(position)
         owner = self.table[position >> self.shift]
         if owner is not None:
             return owner
         return self.owner_at(position & MASK32)
 
-    def python_owner_of_digest(self, digest: bytes) -> str:
-        """Owner of the position in the first 4 bytes (little-endian) of ``digest``."""
-        return self.python_owner(_unpack_u32(digest)[0])
+    def owner_of_digest(self, digest: bytes) -> str:
+        """Owner of the position in the first 4 bytes (little-endian) of ``digest``, as
+        :meth:`owner_of_position`."""
+        if self.index is not None:
+            return self.index.owner_of_digest(digest)
+        return self.owner_of_position(_unpack_u32(digest)[0])
 
     def owner_at(self, position: int) -> str:
         """Owner of an unsigned 32-bit ``position``.
@@ -202,6 +218,24 @@ class _Snapshot:
             index[behind] += 1
             behind = behind[padded[index[behind]] < positions[behind]]
         return index
+
+
+class _Unindexed:
+    """``native_owner_at`` and ``native_owner_of_digest`` of a snapshot without a C index.
+
+    A ring on the C index publishes such a snapshot only when it holds no point: calls
+    raise its EmptyRingError. Holds the error's message, never the snapshot.
+    """
+
+    __slots__ = ("message",)
+
+    def __init__(self, error: EmptyRingError | None) -> None:
+        self.message = None if error is None else str(error)
+
+    def __call__(self, position: object) -> str:
+        if self.message is None:
+            raise RuntimeError("this ring snapshot has no C index: use owner_of_position")
+        raise EmptyRingError(self.message)
 
 
 def _empty_error(snapshot: _Snapshot) -> EmptyRingError:
@@ -373,7 +407,7 @@ class HashRing(NodeSet[_Snapshot]):
                 key = hash_tag(key)
         else:  # non-ASCII str, bytes-like, or a wrong type
             key = self._routing_key(key)
-        return snapshot.owner_of_position(snapshot.key_hash(key))
+        return snapshot.native_owner_at(snapshot.key_hash(key))
 
     def _get_node_digest_native(self, key: Key) -> str:
         """:meth:`_get_node_digest` through the snapshot's C index: the same key handling,
@@ -395,7 +429,7 @@ class HashRing(NodeSet[_Snapshot]):
             if type(data) is not bytes:
                 data = str.encode(data)
         digest: Any = self._key_digest
-        return snapshot.owner_of_digest(digest(data).digest())
+        return snapshot.native_owner_of_digest(digest(data).digest())
 
     def get_nodes(self, key: Key, n: int | None = None) -> list[str]:
         """Return the preference list of ``key``: ``n`` distinct nodes, owner first.
