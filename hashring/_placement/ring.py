@@ -586,7 +586,7 @@ class HashRing(NodeSet[_Snapshot]):
         expected = np.where(per_bucket > 0, first, snapshot.owners[first] | np.uint32(1 << 31))
         entries = np.frombuffer(index.entries(), dtype=np.uint32)
         require(np.array_equal(entries, expected), "index table matches a numpy rebuild")
-        require(_NO_TABLE == snapshot.table == [None], "no Python table beside the index")
+        require(snapshot.table is _NO_TABLE, "no Python table beside the index")
 
     # ------------------------------------------------------------------ private
 
