@@ -38,8 +38,13 @@ region; every callable is warmed up first):
   BLAKE2b, against hash flooding) over the same ring with the default mmh3; the ratio is
   the price of the secret.
 * memory: bytes retained by construction of the 1,000-node ring (tracemalloc snapshot after
-  minus before, ring kept alive) per point; hashring's is broken down into bucket table
-  (list), points array, owners array and the rest.
+  minus before, ring kept alive) per point; hashring's is broken down into its lookup
+  structure (the C index's table and pairs, or the Python table list), points array, owners
+  array and the rest.
+* lookup path: the header says whether HashRing uses its C index
+  (``hashring._placement._ring_native``) or the Python bucket table (the extension is
+  optional). With the C index, the ketama and mmh3 ``get_node`` rows are measured again on
+  rings built through the Python table, in the same run (``Python table`` rows).
 
 * placement lookups (first, and alone with ``--placement-only``), each beside its floor or
   peer in the same run, interleaved (best of 5 rounds, order flipped every round):
@@ -99,6 +104,7 @@ from tabulate import tabulate
 from uhashring import HashRing as UHashRing  # type: ignore[import-untyped]
 
 from hashring import HashRing, JumpHash, Rendezvous
+from hashring._placement import ring as ring_module
 from hashring._placement import scores
 from hashring._placement.hashes import KETAMA
 
@@ -126,6 +132,13 @@ LOOKUP_MD5: Callable[[bytes], Any] = KETAMA.key_digest or hashlib.md5
 """The MD5 constructor ketama lookups use (CPython's own ``_md5`` where present)."""
 MD5_NAME = f"{LOOKUP_MD5.__module__ or ''}.{getattr(LOOKUP_MD5, '__name__', 'md5')}".lstrip(".")
 COMPILED_SCORER = scores.NATIVE
+NATIVE = ring_module._NATIVE is not None
+"""Whether HashRing looks up through its C index (hashring._placement._ring_native)."""
+LOOKUP_PATH = (
+    "C index (hashring._placement._ring_native)"
+    if NATIVE
+    else "Python bucket table (hashring._placement._ring_native not built)"
+)
 T = TypeVar("T")
 
 # (label, hashring hash, uhashring kwargs, uhashring point space)
@@ -136,6 +149,16 @@ PAIRS: tuple[tuple[str, str, dict[str, str], int], ...] = (
 
 
 # ------------------------------------------------------------------ timing helpers
+
+
+def python_ring(*args: Any, **kwargs: Any) -> HashRing:
+    """A HashRing built through the Python bucket table, whether or not the C index is."""
+    native = ring_module._NATIVE
+    ring_module._NATIVE = None
+    try:
+        return HashRing(*args, **kwargs)
+    finally:
+        ring_module._NATIVE = native
 
 
 def loop_collect(get: Callable[[str], str], keys: Sequence[str]) -> list[str]:
@@ -176,8 +199,11 @@ COUNT_VARIANTS = (
     "floor",
     "floor-many",
     "floor-own",
-    "ketama",
-    "ketama-many",
+    "ketama:N",
+    "ketama-many:N",
+    "ketama-python:N",
+    "mmh3:N",
+    "mmh3-python:N",
     "rendezvous:N",
     "rendezvous-weighted:N",
     "jump:N",
@@ -210,6 +236,10 @@ def count_run(variant: str, lookups: int) -> None:
         return
     if kind in ("ketama", "ketama-many"):
         placed = HashRing(names, vnodes=VNODES, hash="ketama")
+    elif kind in ("ketama-python", "mmh3-python"):  # the Python table, with or without C
+        placed = python_ring(names, vnodes=VNODES, hash=kind.partition("-")[0])
+    elif kind == "mmh3":
+        placed = HashRing(names, vnodes=VNODES)
     elif kind == "rendezvous":
         placed = Rendezvous(names)
     elif kind == "rendezvous-weighted":
@@ -241,19 +271,21 @@ def placement_rows(
         names = [f"node-{i}" for i in range(nodes)]
         ring = HashRing(names, vnodes=VNODES, hash="ketama")
         uring = UHashRing(names, hash_fn="ketama")
+        pyring = python_ring(names, vnodes=VNODES, hash="ketama") if NATIVE else None
         for get in (ring.get_node, uring.get_node):
             loop_get(get, warm)
         loop_md5_floor(warm, table)
         loop_md5_floor(warm, table, LOOKUP_MD5)
-        best = interleaved(
-            {
-                "hashring": partial(loop_get, ring.get_node, lookup),
-                "floor": partial(loop_md5_floor, lookup, table),
-                "own": partial(loop_md5_floor, lookup, table, LOOKUP_MD5),
-                "uhashring": partial(loop_get, uring.get_node, lookup),
-            },
-            PLACEMENT_ROUNDS,
-        )
+        single: dict[str, Callable[[], object]] = {
+            "hashring": partial(loop_get, ring.get_node, lookup),
+            "floor": partial(loop_md5_floor, lookup, table),
+            "own": partial(loop_md5_floor, lookup, table, LOOKUP_MD5),
+            "uhashring": partial(loop_get, uring.get_node, lookup),
+        }
+        if pyring is not None:
+            loop_get(pyring.get_node, warm)
+            single["python"] = partial(loop_get, pyring.get_node, lookup)
+        best = interleaved(single, PLACEMENT_ROUNDS)
         ratio = best["hashring"] / best["floor"]
         rows.append(
             [
@@ -289,17 +321,20 @@ def placement_rows(
         targets.append(
             (f"ketama get_node vs the own-MD5 floor, {nodes} nodes (reported)", times(own), None)
         )
+        if "python" in best:
+            python_table_row(rows, targets, "ketama get_node", nodes, best, len(lookup))
         ring.get_node_many(warm)
         many_md5_floor(warm, table)
         many_md5_floor(warm, table, LOOKUP_MD5)
-        best = interleaved(
-            {
-                "hashring": partial(ring.get_node_many, keys),
-                "floor": partial(many_md5_floor, keys, table),
-                "own": partial(many_md5_floor, keys, table, LOOKUP_MD5),
-            },
-            BATCH_REPEATS,
-        )
+        batch: dict[str, Callable[[], object]] = {
+            "hashring": partial(ring.get_node_many, keys),
+            "floor": partial(many_md5_floor, keys, table),
+            "own": partial(many_md5_floor, keys, table, LOOKUP_MD5),
+        }
+        if pyring is not None:
+            pyring.get_node_many(warm)
+            batch["python"] = partial(pyring.get_node_many, keys)
+        best = interleaved(batch, BATCH_REPEATS)
         ratio = best["hashring"] / best["floor"]
         rows.append(
             [
@@ -338,6 +373,8 @@ def placement_rows(
                 None,
             )
         )
+        if "python" in best:
+            python_table_row(rows, targets, "ketama get_node_many", nodes, best, len(keys))
     rendezvous_rows(few, warm, rows)
     cases: list[tuple[str, int, object, float]] = []
     for nodes in RENDEZVOUS_NODES:
@@ -498,12 +535,43 @@ def rate(seconds: float, keys: int) -> str:
     return f"{keys / seconds / 1e6:,.2f} M keys/s"
 
 
+def python_table_row(
+    rows: list[Row],
+    targets: list[tuple[str, str, bool | None]],
+    what: str,
+    nodes: int,
+    best: dict[str, float],
+    keys: int,
+) -> None:
+    """The same lookups on a ring built through the Python table ("python" in ``best``),
+    beside the C index ("hashring") and the MD5 floor, measured in the same rounds."""
+    rows.append(
+        [
+            f"{what}, Python table vs MD5 floor",
+            nodes,
+            "ketama / md5 + index",
+            ns_each(best["python"], keys),
+            f"floor {ns_each(best['floor'], keys)}; C index {ns_each(best['hashring'], keys)}",
+            times(best["python"] / best["floor"]),
+            "python/floor",
+        ]
+    )
+    targets.append(
+        (
+            f"{what} Python table / C index, {nodes} nodes (reported)",
+            times(best["python"] / best["hashring"]),
+            None,
+        )
+    )
+
+
 def print_tables(rows: list[Row], targets: list[tuple[str, str, bool | None]], mode: str) -> None:
     """Print the measurements and the targets."""
     print(
         f"hashring vs uhashring ({mode} run, {VNODES} points per node, Python "
         f"{sys.version.split()[0]})"
     )
+    print(f"HashRing lookup path: {LOOKUP_PATH}")
     print(f"rendezvous scoring: {scoring_path()}")
     headers = [
         "measure",
@@ -597,6 +665,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             targets.append(
                 (f"get_node >= 4x uhashring, {nodes} nodes, {label}", times(speedup), speedup >= 4)
             )
+        if NATIVE:  # the same get_node through the Python table, interleaved with the C index
+            for _, h, _, _ in PAIRS:
+                pyring = python_ring(names, vnodes=VNODES, hash=h)
+                loop_get(pyring.get_node, warm)
+                best = interleaved(
+                    {
+                        "hashring": partial(loop_get, rings[h].get_node, lookup_keys),
+                        "python": partial(loop_get, pyring.get_node, lookup_keys),
+                    },
+                    LOOKUP_REPEATS,
+                )
+                rows.append(
+                    [
+                        "get_node, Python table vs C index",
+                        nodes,
+                        h,
+                        ns(best["python"], lookup_n),
+                        f"C index {ns(best['hashring'], lookup_n)}",
+                        times(best["python"] / best["hashring"]),
+                        "python/C index",
+                    ]
+                )
+                del pyring
         loop_floor(warm, points, owners)
         floor = best_of(partial(loop_floor, lookup_keys, points, owners), LOOKUP_REPEATS)
         rows.append(
@@ -780,14 +871,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         rows.append(["points", BIG, label, f"{mine_p:,}", f"{theirs_p:,}", "", ""])
         snap = ring._snapshot
+        buckets = 1 << snap.bits
+        if snap.index is not None:
+            lookup_part = "C index (table + pairs)"
+            lookup_size = snap.index.nbytes
+        else:
+            lookup_part, lookup_size = "table list", sys.getsizeof(snap.table)
         parts = {
-            "table list": sys.getsizeof(snap.table),
+            lookup_part: lookup_size,
             "points array": int(snap.points.nbytes),
             "owners array": int(snap.owners.nbytes),
         }
         parts["rest"] = mine_b - sum(parts.values())
         for part, size in parts.items():
-            extra = f" ({len(snap.table):,} entries)" if part == "table list" else ""
+            extra = f" ({buckets:,} buckets)" if part == lookup_part else ""
             rows.append(
                 [
                     f"  hashring {part}",

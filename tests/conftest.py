@@ -97,25 +97,52 @@ def http_servers() -> Iterator[list[HttpServer]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Rendezvous scoring paths (hashring/_placement/scores.py): the C scorer of the optional
-# extension module and the pure-Python fallback, chosen when a scoring is built.
+# The optional C extension modules' two paths each: the C code and the pure-Python fallback
+# it replaces when the module is missing. The "native" case fails where
+# HASHRING_REQUIRE_NATIVE=1 (CI) and the module was not built; elsewhere an install without a
+# C compiler skips it, and the "python" case still runs.
 #
 #   rendezvous_path   function  "native" or "python": scorings built in the test use that path
+#   ring_path         function  "native" or "python": HashRings built in the test use that path
+#                               (a ring keeps the path it was built with)
 # --------------------------------------------------------------------------------------------
+
+
+def _native_or_skip(module: str, compiled: object) -> None:
+    """Fail or skip the "native" case of a path fixture whose C ``module`` is missing."""
+    if compiled is None:
+        if os.environ.get("HASHRING_REQUIRE_NATIVE") == "1":
+            pytest.fail(f"{module} is not built")
+        pytest.skip(f"{module} is not built (optional C extension)")
 
 
 @pytest.fixture(params=["native", "python"])
 def rendezvous_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Rendezvous and Maglev scorings built inside the test score in C ("native", skipped
-    when the extension module was not built: tests/test_native_build.py requires it where
-    HASHRING_REQUIRE_NATIVE=1) or with Python integers and numpy ("python", the fallback
-    when the module is missing)."""
+    """Rendezvous and Maglev scorings built inside the test score in C ("native") or with
+    Python integers and numpy ("python", the fallback when the module is missing)."""
     compiled = scores.NATIVE
-    if request.param == "native" and compiled is None:
-        pytest.skip("the C extension hashring._placement._rendezvous_native is not built")
-    if request.param == "python":
+    if request.param == "native":
+        _native_or_skip("hashring._placement._rendezvous_native", compiled)
+    else:
         scores.NATIVE = None
     try:
         yield str(request.param)
     finally:
         scores.NATIVE = compiled
+
+
+@pytest.fixture(params=["native", "python"])
+def ring_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """HashRings built inside the test look up through the C index ("native") or the
+    Python bucket table ("python")."""
+    from hashring._placement import ring as ring_module
+
+    native = ring_module._NATIVE
+    if request.param == "native":
+        _native_or_skip("hashring._placement._ring_native", native)
+    else:
+        ring_module._NATIVE = None
+    try:
+        yield str(request.param)
+    finally:
+        ring_module._NATIVE = native

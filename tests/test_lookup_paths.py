@@ -2,8 +2,9 @@
 
 ``test_placement_pinned`` pins a few hundred answers; these properties reach the corners
 the pinned keys may miss: jump's float loop against :func:`jump` over many bucket counts,
-the ring's bucket walk against a bisect at and between points, and rendezvous's top-byte
-comparison when two nodes share a seed (an exact tie) among many nodes.
+the ring's bucket walk (the C index and the Python table) against a bisect at and between
+points, and rendezvous's top-byte comparison when two nodes share a seed (an exact tie)
+among many nodes.
 """
 
 from __future__ import annotations
@@ -83,28 +84,40 @@ def test_the_compiled_jump_is_jump(key: int, buckets: int) -> None:
     assert jump_module._JUMP_C(key, buckets) == jump(key, buckets)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     nodes=st.integers(1, 60),
     hash_name=st.sampled_from(["mmh3", "ketama"]),
     picks=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=40),
 )
-def test_ring_bucket_walk_is_a_bisect(nodes: int, hash_name: str, picks: list[int]) -> None:
-    """owner_at (bucket index and walk) answers as a bisect of the sorted points, at the
-    points themselves, one either side, and the circle's ends."""
+def test_ring_bucket_walk_is_a_bisect(
+    ring_path: str, nodes: int, hash_name: str, picks: list[int]
+) -> None:
+    """owner_at (bucket index and walk) and the lookup's entry points (the C index's, or
+    their Python equivalents) answer as a bisect of the sorted points, at the points
+    themselves, one either side, and the circle's ends; a signed position (mmh3's) as its
+    unsigned form, and a digest by its first four bytes, little-endian."""
     ring = HashRing([f"node-{i}" for i in range(nodes)], vnodes=8, hash=hash_name)
     snapshot = ring._snapshot
+    assert (snapshot.index is not None) == (ring_path == "native")
     points = snapshot.points.tolist()
     positions = [*picks, 0, MASK32, *points[:: max(1, len(points) // 40)]]
     positions += [min(MASK32, p + 1) for p in positions] + [max(0, p - 1) for p in positions]
     for position in positions:
         expected = snapshot.names[snapshot.owners[bisect_left(points, position)]]
         assert snapshot.owner_at(position) == expected
+        assert snapshot.owner_of_position(position) == expected
+        signed = position - (1 << 32) if position >= 1 << 31 else position
+        assert snapshot.owner_of_position(signed) == expected
+        digest = position.to_bytes(4, "little") + b"rest of the digest"[:12]
+        assert snapshot.owner_of_digest(digest) == expected
 
 
-def test_ketama_single_lookup_is_the_md5_of_the_key() -> None:
+def test_ketama_single_lookup_is_the_md5_of_the_key(ring_path: str) -> None:
     """ketama get_node places by the first four bytes, little-endian, of hashlib's MD5
-    (whichever MD5 implementation the lookup itself uses)."""
+    (whichever MD5 implementation the lookup itself uses), through either lookup path."""
     ring = HashRing([f"node-{i}" for i in range(30)], hash="ketama")
     snapshot = ring._snapshot
     points = snapshot.points.tolist()

@@ -5,8 +5,10 @@ of :data:`KEYS` (``get_node``) and the first three nodes of the preference lists
 :data:`PREFERENCE_KEYS` keys (``get_nodes``), as indices into the sorted node names
 (little-endian uint16, zlib, base64). The
 answers were computed by the code of commit 5419244, before the lookups were made faster:
-a lookup may get faster, it may never answer differently. Regenerate only for a deliberate,
-announced change of placement (``python tests/test_placement_pinned.py --write``).
+a lookup may get faster, it may never answer differently. Each check runs twice
+(``ring_path``): the rings through the C index and through the Python table.
+Regenerate only for a deliberate, announced change of placement
+(``python tests/test_placement_pinned.py --write``).
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def test_every_configuration_is_pinned() -> None:
 
 
 @pytest.mark.parametrize("label", sorted(CONFIGS))
-def test_single_lookups_answer_as_pinned(label: str) -> None:
+def test_single_lookups_answer_as_pinned(label: str, ring_path: str) -> None:
     """get_node and get_nodes give the pinned owners and preference lists."""
     got = answers(CONFIGS[label]())
     for part in ("owners", "preferences"):
@@ -166,7 +168,7 @@ def test_single_lookups_answer_as_pinned(label: str) -> None:
 
 
 @pytest.mark.parametrize("label", sorted(CONFIGS))
-def test_batch_lookups_answer_as_pinned(label: str) -> None:
+def test_batch_lookups_answer_as_pinned(label: str, ring_path: str) -> None:
     """get_node_many gives the pinned owners, for the whole batch and for each part of it."""
     placement = CONFIGS[label]()
     names = sorted(placement.nodes)
@@ -178,7 +180,7 @@ def test_batch_lookups_answer_as_pinned(label: str) -> None:
 
 
 @pytest.mark.parametrize("label", sorted(CONFIGS))
-def test_batch_indices_answer_as_pinned(label: str) -> None:
+def test_batch_indices_answer_as_pinned(label: str, ring_path: str) -> None:
     """get_index_many gives the pinned owners as positions among the sorted node names."""
     placement = CONFIGS[label]()
     index, names = placement.get_index_many(KEYS)

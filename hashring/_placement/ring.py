@@ -19,6 +19,16 @@ Lookup structures (one immutable snapshot, swapped in one assignment)
     ``get_node`` is therefore one hash and one list index for most keys. A membership
     change copies the table (a C-speed pointer copy), merges the changed node's points with
     numpy, and recomputes only the table entries whose owner can have changed.
+
+The C accelerator (``_ring_native``, optional)
+    Where the extension module ``hashring._placement._ring_native`` was built (``_NATIVE``
+    is its ``RingIndex``, chosen once at import), each snapshot holds instead a
+    ``RingIndex``: the same bucket table as compact ``uint32`` entries (the owner's index,
+    or the index of the bucket's first point) beside the (point, owner) pairs, built in C
+    from ``points`` and ``owners`` with the snapshot and never changed after. ``get_node``
+    is then the hash and one C call (:meth:`HashRing._get_node_native`,
+    :meth:`HashRing._get_node_digest_native`), and the batch paths place every position in
+    one C pass. A ring keeps the path it was built with; answers are the same bit for bit.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import struct
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -55,8 +65,21 @@ MAX_POINTS = 1 << 24
 """Most points a ring may hold (16,777,216: 100,000 nodes at 160 vnodes fit). Checked before
 any point is hashed, so an oversized ``vnodes`` or weight fails at once."""
 
+if TYPE_CHECKING:
+    from ._ring_native import RingIndex
+
+try:  # the C lookup index (hashring/_placement/_ring_native.c), when it could be built
+    from ._ring_native import RingIndex as _RingIndex
+except ImportError:  # pragma: no cover - an install whose optional C build failed
+    _RingIndex = None  # type: ignore[assignment,misc]
+_NATIVE: type[RingIndex] | None = _RingIndex
+"""The C lookup index type, or None (then every ring uses the Python table). Read once per
+ring, at construction: a test sets it to None to run the Python path beside the C one."""
+
 U64Array = npt.NDArray[np.uint64]
 _unpack_u32 = struct.Struct("<I").unpack_from
+_NO_TABLE: Table = [None]
+"""The table of a snapshot that has a native index: every bucket defers to ``owner_at``."""
 
 
 class _Snapshot:
@@ -67,9 +90,12 @@ class _Snapshot:
         "bits",
         "counts",
         "empty",
+        "index",
         "key_hash",
         "names",
         "names_obj",
+        "native_owner_at",
+        "native_owner_of_digest",
         "owners",
         "owners_view",
         "padded",
@@ -92,6 +118,7 @@ class _Snapshot:
         table: Table,
         bits: int,
         key_hash: Callable[[Key], int],
+        index: RingIndex | None = None,
     ) -> None:
         self.weights = weights
         self.counts = counts
@@ -104,11 +131,46 @@ class _Snapshot:
         self.owners_view = owners.data
         self.table = table
         self.bits = bits
-        self.shift = 32 - bits
+        self.shift = 32 - bits if index is None else 32  # 32: [None][0] (or [-1]) is None
         self.padded_view = padded.data
         self.empty = not self.points.size  # no point: every lookup raises EmptyRingError
         self.batch_index: tuple[npt.NDArray[np.intp], int, memoryview] | None = None
         self.key_hash = key_hash  # here, not on the ring: a slot is the cheapest read
+        self.index = index
+        # What the C-index lookups call: the index's bound methods (which do not refer
+        # back to this snapshot: a snapshot referring to itself would outlive its last use
+        # until a garbage collection), or a stand-in that refuses.
+        self.native_owner_at: Callable[[int], str]
+        self.native_owner_of_digest: Callable[[bytes], str]
+        if index is not None:
+            self.native_owner_at = index.owner_at
+            self.native_owner_of_digest = index.owner_of_digest
+        else:
+            self.native_owner_at = self.native_owner_of_digest = _Unindexed(
+                _empty_error(self) if self.empty else None
+            )
+
+    def owner_of_position(self, position: int) -> str:
+        """Owner of ``position`` (-2**31 to 2**32 - 1, taken modulo 2**32: mmh3's signed
+        hash or an unsigned position) through the C index when the snapshot has one, else
+        the Python table; both answer alike. O(1) expected.
+
+        Raises:
+            EmptyRingError: the snapshot holds no point.
+        """
+        if self.index is not None:
+            return self.index.owner_at(position)
+        owner = self.table[position >> self.shift]
+        if owner is not None:
+            return owner
+        return self.owner_at(position & MASK32)
+
+    def owner_of_digest(self, digest: bytes) -> str:
+        """Owner of the position in the first 4 bytes (little-endian) of ``digest``, as
+        :meth:`owner_of_position`."""
+        if self.index is not None:
+            return self.index.owner_of_digest(digest)
+        return self.owner_of_position(_unpack_u32(digest)[0])
 
     def owner_at(self, position: int) -> str:
         """Owner of an unsigned 32-bit ``position``.
@@ -156,6 +218,24 @@ class _Snapshot:
             index[behind] += 1
             behind = behind[padded[index[behind]] < positions[behind]]
         return index
+
+
+class _Unindexed:
+    """``native_owner_at`` and ``native_owner_of_digest`` of a snapshot without a C index.
+
+    A ring on the C index publishes such a snapshot only when it holds no point: calls
+    raise its EmptyRingError. Holds the error's message, never the snapshot.
+    """
+
+    __slots__ = ("message",)
+
+    def __init__(self, error: EmptyRingError | None) -> None:
+        self.message = None if error is None else str(error)
+
+    def __call__(self, position: object) -> str:
+        if self.message is None:
+            raise RuntimeError("this ring snapshot has no C index: use owner_of_position")
+        raise EmptyRingError(self.message)
 
 
 def _empty_error(snapshot: _Snapshot) -> EmptyRingError:
@@ -246,8 +326,13 @@ class HashRing(NodeSet[_Snapshot]):
         self._vnodes = vnodes
         self._key_hash = self._scheme.key_hash
         self._key_digest = self._scheme.key_digest
+        self._native = _NATIVE
         if self._key_digest is not None:  # ketama: the digest inlined (see _get_node_digest)
-            self.get_node = self._get_node_digest  # type: ignore[method-assign]
+            self.get_node = (  # type: ignore[method-assign]
+                self._get_node_digest if self._native is None else self._get_node_digest_native
+            )
+        elif self._native is not None:
+            self.get_node = self._get_node_native  # type: ignore[method-assign]
         self._snapshot = _empty_snapshot()
         self._init_nodes(nodes, hash_tags)
 
@@ -309,6 +394,43 @@ class HashRing(NodeSet[_Snapshot]):
             return owner
         return snapshot.owner_at(position)
 
+    def _get_node_native(self, key: Key) -> str:
+        """:meth:`get_node` through the snapshot's C index (installed as ``get_node`` by the
+        constructor when ``_ring_native`` is built): the same key handling as
+        :meth:`get_node`, then one C call from the hash to the owner's name."""
+        snapshot = self._snapshot
+        if key.__class__ is str and key.isascii():
+            if "{" in key and self._hash_tags:
+                key = hash_tag(key)
+        elif key.__class__ is bytes:
+            if b"{" in key and self._hash_tags:
+                key = hash_tag(key)
+        else:  # non-ASCII str, bytes-like, or a wrong type
+            key = self._routing_key(key)
+        return snapshot.native_owner_at(snapshot.key_hash(key))
+
+    def _get_node_digest_native(self, key: Key) -> str:
+        """:meth:`_get_node_digest` through the snapshot's C index: the same key handling,
+        then one C call from the MD5 digest to the owner's name."""
+        snapshot = self._snapshot
+        data: Any = key
+        if type(data) is str:
+            if "{" in data and self._hash_tags:
+                data = hash_tag(data)
+            try:
+                data = data.encode()
+            except UnicodeEncodeError:
+                data = self._routing_key(key)  # raises KeyEncodingError, with the message
+        elif type(data) is bytes:
+            if b"{" in data and self._hash_tags:
+                data = hash_tag(data)
+        else:
+            data = self._routing_key(data)
+            if type(data) is not bytes:
+                data = str.encode(data)
+        digest: Any = self._key_digest
+        return snapshot.native_owner_of_digest(digest(data).digest())
+
     def get_nodes(self, key: Key, n: int | None = None) -> list[str]:
         """Return the preference list of ``key``: ``n`` distinct nodes, owner first.
 
@@ -357,7 +479,10 @@ class HashRing(NodeSet[_Snapshot]):
         snapshot = self._snapshot
         if not snapshot.points.size:
             raise _empty_error(snapshot)
-        index = snapshot.point_indices(self._scheme.hash_many(routed))
+        positions = self._scheme.hash_many(routed)
+        if snapshot.index is not None:
+            return snapshot.index.owners_of(positions)
+        index = snapshot.point_indices(positions)
         owners: list[str] = snapshot.names_obj[snapshot.owners[index]].tolist()
         return owners
 
@@ -366,7 +491,12 @@ class HashRing(NodeSet[_Snapshot]):
         snapshot = self._snapshot
         if not snapshot.points.size:
             raise _empty_error(snapshot)
-        index = snapshot.point_indices(self._scheme.hash_many(routed))
+        positions = self._scheme.hash_many(routed)
+        if snapshot.index is not None:
+            owners = np.empty(positions.size, dtype=np.intp)
+            snapshot.index.fill_indices(positions, owners)
+            return owners, snapshot.names
+        index = snapshot.point_indices(positions)
         return snapshot.owners[index].astype(np.intp), snapshot.names
 
     # -------------------------------------------------------------- inspection
@@ -431,8 +561,32 @@ class HashRing(NodeSet[_Snapshot]):
             expected = np.sort(self._scheme.node_points([(name, snapshot.counts[name])]))
             require(np.array_equal(mine, expected), f"node {name!r} holds exactly its points")
         require(snapshot.bits == table_bits(size, snapshot.bits), "table size fits points")
-        rebuilt = build_table(snapshot.points, snapshot.owners, snapshot.names_obj, snapshot.bits)
-        require(snapshot.table == rebuilt, "bucket table matches a full rebuild")
+        if snapshot.index is None:
+            rebuilt = build_table(
+                snapshot.points, snapshot.owners, snapshot.names_obj, snapshot.bits
+            )
+            require(snapshot.table == rebuilt, "bucket table matches a full rebuild")
+        else:
+            require(size > 0, "only a ring with points has a native index")
+            self._check_native(snapshot, snapshot.index)
+
+    def _check_native(self, snapshot: _Snapshot, index: RingIndex) -> None:
+        """The C index holds this snapshot's points, owners and names, and its bucket table
+        matches one computed with numpy. O(points + 2**bits)."""
+        require = self._require
+        size = snapshot.points.size
+        require(index.names is snapshot.names, "the index names the snapshot's nodes")
+        require(index.size == size and index.bits == snapshot.bits, "index sizes")
+        pairs = np.frombuffer(index.pairs(), dtype=np.uint32).reshape(-1, 2)
+        require(np.array_equal(pairs[:, 0], snapshot.padded), "index points are the points")
+        require(np.array_equal(pairs[:, 1], snapshot.owners), "index owners are the owners")
+        shift = 32 - snapshot.bits
+        per_bucket = np.bincount(snapshot.points >> shift, minlength=1 << snapshot.bits)
+        first = np.cumsum(per_bucket) - per_bucket
+        expected = np.where(per_bucket > 0, first, snapshot.owners[first] | np.uint32(1 << 31))
+        entries = np.frombuffer(index.entries(), dtype=np.uint32)
+        require(np.array_equal(entries, expected), "index table matches a numpy rebuild")
+        require(snapshot.table is _NO_TABLE, "no Python table beside the index")
 
     # ------------------------------------------------------------------ private
 
@@ -467,8 +621,15 @@ class HashRing(NodeSet[_Snapshot]):
         points = padded[:-1]
         names_obj = np.array(names, dtype=object)
         bits = table_bits(points.size, before.bits)
+        if self._native is not None and bits:  # the C index replaces the Python table
+            index = self._native(padded, owners, names, bits)
+            self._snapshot = _Snapshot(
+                weights, counts, names, names_obj, padded, owners, _NO_TABLE, bits,
+                self._key_hash, index,
+            )  # fmt: skip
+            return
         table = None
-        if bits and bits == before.bits:
+        if bits and bits == before.bits and before.index is None:
             table = patch_table(
                 before.table, bits, touched, before.points, points, owners, names_obj
             )
