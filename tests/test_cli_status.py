@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hashring import load_topology
-from hashring._topology.clients import client_name, marker_key
+from hashring._topology.clients import client_name, done_key, marker_key
 from tests.cli_runs import run_checked
 from tests.redis_servers import RedisServerFactory
 
@@ -47,6 +47,7 @@ def test_status_counts_keys_and_client_versions(
         "previous": old_version,
         "marker": marker,
         "marker_set_on": [],
+        "done_on": [],
     }
     rows = {row["node"]: row for row in report["nodes"]}
     assert rows["n0"]["keys"] == 25
@@ -61,6 +62,10 @@ def test_status_counts_keys_and_client_versions(
     servers[1].client().set(marker, "1")  # as hashring migrate --apply sets it
     again = json.loads(run_checked("status", "--config", str(new), "--format", "json").text)
     assert again["migration"]["marker_set_on"] == ["n1"]
+    assert again["migration"]["done_on"] == []
+    servers[1].client().set(done_key(marker), "1")  # as its pass over n1 ends
+    done = run_checked("status", "--config", str(new))
+    assert "keys moved away from every node of: n1 (done marker)" in done.text
 
 
 def test_unreachable_node_is_a_row_and_exit_1(

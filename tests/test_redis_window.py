@@ -141,20 +141,32 @@ def test_pull_moves_once_keeps_ttl_and_reports_nokey(
     redis_server_factory: RedisServerFactory,
 ) -> None:
     """A pull moves the value and its TTL; a second pull finds NOKEY; a key already on the
-    destination is BUSYKEY and stays on both."""
+    destination is BUSYKEY and stays on both. Asked for a done marker, the same round trip
+    says whether it is on the old owner, and a BUSYKEY then leaves the connection usable."""
     old_server, new_server, destination = pair(redis_server_factory)
     old, new = old_server.client(), new_server.client()
     old.set("k", "v", px=600_000)
-    assert pull(old, destination, ["k"], timeout_ms=5000) is True
+    assert pull(old, destination, ["k"], timeout_ms=5000) == (True, False)
     assert old.exists("k") == 0
     assert new.get("k") == b"v"
     assert 0 < new.pttl("k") <= 600_000
-    assert pull(old, destination, ["k"], timeout_ms=5000) is False
+    assert pull(old, destination, ["k"], timeout_ms=5000) == (False, False)
     old.set("both", "old")
     new.set("both", "new")
     with pytest.raises(redis.ResponseError, match="BUSYKEY"):
         pull(old, destination, ["both"], timeout_ms=5000)
     assert (old.get("both"), new.get("both")) == (b"old", b"new")
+    old.set("j", "w")
+    assert pull(old, destination, ["j"], timeout_ms=5000, done="d") == (True, False)
+    old.set("d", "1")
+    assert pull(old, destination, ["j"], timeout_ms=5000, done="d") == (False, True)
+    single = old_server.client(max_connections=1)
+    with pytest.raises(redis.ResponseError, match="BUSYKEY"):
+        pull(single, destination, ["both"], timeout_ms=5000, done="d")
+    [kept] = single.connection_pool._available_connections  # both replies read: not dropped
+    assert kept._sock is not None
+    assert single.get("both") == b"old"
+    assert new.get("d") is None  # the done marker is the old owner's own
 
 
 def test_racing_pulls_and_a_delete_never_resurrect(
@@ -174,7 +186,7 @@ def test_racing_pulls_and_a_delete_never_resurrect(
         client = old_server.client()
         start.wait()
         for key in keys:
-            if pull(client, destination, [key], timeout_ms=5000):
+            if pull(client, destination, [key], timeout_ms=5000)[0]:
                 with lock:
                     moved[0] += 1
 
@@ -235,8 +247,9 @@ def test_the_asyncio_gate_and_pull_answer_as_the_sync_ones(
             await client.set(MARKER, "1")
             assert not (await gated_call_async(client, MARKER, ("SET", "s", "x"))).ran
             destination = Destination(c.host, c.port)
-            assert await pull_async(client, destination, ["s"], timeout_ms=5000)
-            assert not await pull_async(client, destination, ["s"], timeout_ms=5000)
+            assert await pull_async(client, destination, ["s"], timeout_ms=5000) == (True, False)
+            done = await pull_async(client, destination, ["s"], timeout_ms=5000, done=MARKER)
+            assert done == (False, True)
             return got
         finally:
             await client.aclose()

@@ -23,7 +23,7 @@ from hashring.adapters.redis import (
 from hashring.adapters.redis._window_routes import MOVED_REMEMBERED, Window
 
 from hashring import Placement, load_topology
-from hashring._topology.clients import marker_key
+from hashring._topology.clients import done_key, marker_key
 from tests.redis_servers import RedisServer, RedisServerFactory
 
 pytestmark = pytest.mark.redis
@@ -391,3 +391,75 @@ def test_many_keys_are_told_staying_or_moving_in_one_batch(
     assert client.mset({**{k: "t" for k in staying}, moving: "m"}) is True
     assert flow.on_old(moving).get(moving) == b"m"  # gated: its old owner
     assert client.mget([*staying, moving]) == [b"t"] * 40 + [b"m"]
+
+
+def _calls(node: redis.Redis, command: str) -> int:
+    """How many times ``node`` ran ``command`` (INFO commandstats)."""
+    stats = node.info("commandstats").get(f"cmdstat_{command}")
+    return int(stats["calls"]) if stats else 0
+
+
+def test_migrate_sets_the_done_marker_where_its_pass_left_nothing_and_clears_it(
+    flow: Flow,
+) -> None:
+    """After a pass that moved everything, every old owner holds the window's done marker
+    (never moved: it is node-local); clearing the marker clears it too."""
+    keys = flow.moving(30)
+    for key in keys:
+        flow.on_old(key).set(key, "v")
+    flow.migrate()
+    done = done_key(flow.marker)
+    assert {name for name, node in flow.direct.items() if node.exists(done)} == {"n0", "n1", "n2"}
+    assert all(flow.on_new(key).get(key) == b"v" for key in keys)
+    with MigrationSession(flow.window, flow.window) as session:
+        assert session.clear_marker(flow.marker) == ["n0", "n1", "n2"]
+    assert not any(node.exists(done) or node.exists(flow.marker) for node in flow.direct.values())
+
+
+def test_a_node_whose_pass_kept_a_conflict_gets_no_done_marker(flow: Flow) -> None:
+    """With --on-conflict skip, a key on both owners stays on its old one: that node is not
+    done (its keys still need the window's rules); the others are."""
+    [key] = flow.moving(1)
+    flow.on_old(key).set(key, "old")
+    flow.on_new(key).set(key, "new")
+    kept = flow.old.get_node(key)
+    with MigrationSession(flow.old_topology, flow.window) as session:
+        session.set_marker(flow.marker, flow.old_topology.nodes)
+        result = session.migrate(allow_volatile=True, on_conflict="skip")
+    assert result.conflicts_total == 1
+    done = done_key(flow.marker)
+    assert {n for n, node in flow.direct.items() if node.exists(done)} == {"n0", "n1", "n2"} - {
+        kept
+    }
+
+
+@pytest.mark.parametrize("learn", ["read", "pull"])
+def test_once_the_done_marker_is_seen_moving_keys_go_straight_to_their_new_owner(
+    flow: Flow, client: ShardedRedis, learn: str
+) -> None:
+    """A read of a moving key on its old owner, or a pull from it, sees the done marker in
+    the same round trip; from then on keys moving away from that node are read and written
+    on their new owner alone: their old owner gets no EXISTS, GET or MIGRATE."""
+    keys = flow.moving(40)
+    source = flow.old.get_node(keys[0])
+    same = [k for k in keys if flow.old.get_node(k) == source]
+    assert len(same) >= 4
+    for key in same:
+        flow.on_old(key).set(key, "v")
+    flow.migrate()  # every key moved; the done markers set
+    window = client._members.window
+    assert source not in window.done
+    first = same[0]
+    if learn == "read":
+        assert client.get(first) == b"v"  # asked on the old owner first: absent, then new
+    else:
+        assert client.set(first, "w") is True  # pulled (NOKEY): the done marker seen
+    assert source in window.done
+    old_node = flow.direct[source]
+    before = {c: _calls(old_node, c) for c in ("exists", "get", "migrate", "set")}
+    for key in same[1:]:
+        assert client.set(key, "x") is True  # no pull
+        assert client.get(key) == b"x"
+    assert {c: _calls(old_node, c) for c in ("exists", "get", "migrate", "set")} == before
+    assert all(flow.on_new(key).get(key) == b"x" for key in same[1:])
+    assert client.mget(same[1:]) == [b"x"] * len(same[1:])  # multi-key reads too

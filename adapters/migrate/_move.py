@@ -5,7 +5,7 @@ replica-backed destinations made to ``WAIT``, the pace kept by a token bucket.""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import redis
 
@@ -92,6 +92,7 @@ class _Mover:
         self._timeout_ms = timeout_ms
         self._wait_on = wait_on
         self._scripted = scripted
+        self._left: dict[str, int] = {}  # per source: misplaced keys its pass left there
 
     def run(
         self,
@@ -103,11 +104,15 @@ class _Mover:
         with_bytes: bool,
         progress: Progress | None,
         moved_progress: Progress | None = None,
+        finished: Callable[[str], None] | None = None,
     ) -> MigrationResult:
         """Move the misplaced keys of every page; count. O(keys) time, O(batch) memory.
 
         ``progress(n)`` is called with the keys scanned after every page,
-        ``moved_progress(n)`` with the keys moved after every round trip that moved some.
+        ``moved_progress(n)`` with the keys moved after every round trip that moved some,
+        ``finished(source)`` after the last page of a source (the pages of one source come
+        together) when its pass left none of its misplaced keys there (none failed, no
+        conflict kept on it).
 
         Raises:
             MigrationError: a node is unreachable, a destination refused ``MIGRATE`` for
@@ -118,7 +123,11 @@ class _Mover:
         bucket = _TokenBucket(rate)
         per_send = batch if rate is None else max(1, min(batch, int(rate / 10)))
         scanned = in_place = 0
+        current: str | None = None
         for source, keys, moves in pages:
+            if source != current:
+                self._finish(current, finished)
+                current = source
             scanned += len(keys)
             in_place += len(keys) - sum(len(group) for group in moves.values())
             for owner, group in moves.items():
@@ -139,6 +148,7 @@ class _Mover:
                     moved_progress(sum(tally.moved.values()) - moved_before)
             if progress is not None:
                 progress(len(keys))
+        self._finish(current, finished)
         return MigrationResult(
             on_conflict=on_conflict,
             scanned=scanned,
@@ -151,6 +161,11 @@ class _Mover:
             bytes=_sorted_pairs(tally.bytes) if with_bytes else None,
             seconds=time.perf_counter() - start,
         )
+
+    def _finish(self, source: str | None, finished: Callable[[str], None] | None) -> None:
+        """Tell ``finished`` that the pass over ``source`` is over, unless it left keys."""
+        if source is not None and finished is not None and not self._left.get(source):
+            finished(source)
 
     def _send(
         self,
@@ -281,11 +296,15 @@ class _Mover:
         tally.failed += len(left) - len(busy)
         if on_conflict == "replace":
             tally.failed += len(busy)  # not a conflict: REPLACE was asked and did not happen
+            self._left[source] = self._left.get(source, 0) + len(left)
             return set(left)
         _Tally.add(tally.conflicts, pair, len(busy))
+        kept = len(left)
         if busy and on_conflict == "keep-destination":
             if owner in self._wait_on:  # the copies kept must be durable before these go
                 _wait_for_replica(links, owner, self._timeout_ms)
             with links.talking_to(source):
                 links.clients[source].unlink(*busy)
+            kept -= len(busy)
+        self._left[source] = self._left.get(source, 0) + kept
         return set(left)

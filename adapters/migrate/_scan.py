@@ -31,7 +31,8 @@ def _pages(
     links: _Links, placement: Placement, old_names: frozenset[str], batch: int
 ) -> Iterator[_Page]:
     """Every node's keys, one ``SCAN COUNT batch`` page at a time, routed with
-    ``get_node_many``. Memory: one page. O(keys) over the whole iteration.
+    ``get_node_many``; at least one page per node (empty for a node without keys), so a
+    consumer sees every node's pass end. Memory: one page. O(keys) over the whole iteration.
 
     A migration window's markers (``hashring:migrating:<version>``) belong to the node they
     are on: they are never listed, so never moved, planned or verified.
@@ -47,18 +48,20 @@ def _pages(
     for source in sorted(links.clients, key=lambda name: (name in old_names, name)):
         client = links.clients[source]
         cursor = 0
+        listed = False
         while True:
             with links.talking_to(source):
                 cursor, keys = cast(
                     tuple[int, list[bytes]], client.scan(cursor=cursor, count=batch)
                 )
             keys = [key for key in keys if not key.startswith(_MARKER)]  # node-local
-            if keys:
+            if keys or (cursor == 0 and not listed):  # a node without keys: one empty page
                 moves: dict[str, list[bytes]] = {}
-                for key, owner in zip(keys, get_node_many(keys), strict=True):
+                for key, owner in zip(keys, get_node_many(keys) if keys else (), strict=True):
                     if owner != source:
                         moves.setdefault(owner, []).append(key)
                 yield _Page(source, keys, moves)
+                listed = True
             if cursor == 0:
                 break
 

@@ -13,6 +13,7 @@ from hashring import (
     Topology,
     VolatileDestinationError,
 )
+from hashring._topology.clients import done_key
 
 from ._connections import _Links, _nodes
 from ._durability import Durability, _durability
@@ -67,6 +68,7 @@ class MigrationSession:
         self._placement: Placement = new.placement()
         self._timeout_ms = timeout_ms
         self._arrivals = _Arrivals()
+        self._window: tuple[str, frozenset[str]] | None = None  # (marker, nodes): set_marker
         try:
             self._links.connect()
         except BaseException:
@@ -147,20 +149,23 @@ class MigrationSession:
         """Set the migration window's ``marker`` on each of ``nodes`` (the old owners), so
         window clients stop writing moving keys there and pull them instead (see
         ``hashring.adapters.redis._window``). Idempotent; the marker never expires. One round
-        trip per node; returns the nodes, sorted.
+        trip per node; returns the nodes, sorted. A later :meth:`migrate` then sets the
+        window's done marker (``<marker>:done``) on each of them once its pass over that
+        node left none of the keys that move away from it behind.
 
         Raises:
             MigrationError: a node is unreachable or refuses the write.
         """
-        done = sorted(set(nodes))
-        for name in done:
+        marked = sorted(set(nodes))
+        for name in marked:
             with self._links.talking_to(name, "setting the window's marker on"):
                 self._links.clients[name].set(marker, b"1")
-        return done
+        self._window = (marker, frozenset(marked))
+        return marked
 
     def clear_marker(self, marker: str) -> list[str]:
-        """Delete ``marker`` from every node; returns the nodes that held it, sorted. One
-        round trip per node.
+        """Delete ``marker`` and its done marker from every node; returns the nodes that held
+        the marker, sorted. Two round trips per node.
 
         Raises:
             MigrationError: a node is unreachable or refuses the delete.
@@ -168,8 +173,10 @@ class MigrationSession:
         held = []
         for name in sorted(self._links.clients):
             with self._links.talking_to(name, "clearing the window's marker on"):
-                if self._links.clients[name].delete(marker):
+                client = self._links.clients[name]
+                if client.delete(marker):
                     held.append(name)
+                client.delete(done_key(marker))
         return held
 
     # ------------------------------------------------------------------ operations
@@ -300,6 +307,7 @@ class MigrationSession:
                 with_bytes=with_bytes,
                 progress=progress,
                 moved_progress=moved_progress,
+                finished=self._finished,
             )
         except MigrationError as exc:
             at_risk = {d.node: self._arrivals.count(d.node) for d in volatile}
@@ -311,6 +319,19 @@ class MigrationSession:
                 f"{exc}; keys moved so far to volatile destinations ({risk}) are lost if "
                 "those restarted"
             ) from exc.__cause__
+
+    def _finished(self, source: str) -> None:
+        """The pass over ``source`` left no key that moves away from it: on an old owner of
+        a window whose marker this session set, set the window's done marker (window
+        clients then send those keys straight to their new owner).
+
+        Raises:
+            MigrationError: the node is unreachable or refuses the write.
+        """
+        if self._window is None or source not in self._window[1]:
+            return
+        with self._links.talking_to(source, "setting the window's done marker on"):
+            self._links.clients[source].set(done_key(self._window[0]), b"1")
 
     def _pages(self, batch: int) -> Iterator[_Page]:
         """Every node's keys a ``SCAN`` page at a time, routed (what every operation reads)."""

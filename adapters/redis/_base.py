@@ -584,7 +584,8 @@ class ShardedBase(Generic[C]):
 
     def _stays(self, keys: list[Any], members: Members[C]) -> bool:
         """Whether a command's ``keys`` during ``members``' migration window keep their
-        owner (as placed under both topologies) or are remembered moved for good: then it
+        owner (as placed under both topologies), move away from a node where the migration
+        has finished (its done marker seen), or are remembered moved for good: then it
         runs as outside a window. Two lookups per key (batched from SMALL_BATCH keys), no
         lists of routes.
 
@@ -595,15 +596,21 @@ class ShardedBase(Generic[C]):
         if window.has_moved(keys):
             return True
         routed = _routed(self._encoder_of(members), keys)
-        new, old = members.placement, window.previous._members.placement
+        new, old, done = members.placement, window.previous._members.placement, window.done
         if len(routed) >= SMALL_BATCH:  # many keys: the placements' batch paths
-            return bool(new.get_node_many(routed) == old.get_node_many(routed))
-        return all(new.get_node(key) == old.get_node(key) for key in routed)
+            owners, sources = new.get_node_many(routed), old.get_node_many(routed)
+            return owners == sources or all(
+                o == s or s in done for o, s in zip(owners, sources, strict=True)
+            )
+        return all(
+            (source := old.get_node(key)) == new.get_node(key) or source in done for key in routed
+        )
 
     def _window_route(self, keys: list[Any], members: Members[C]) -> tuple[str, str | None]:
         """Where a command of one key goes during ``members``' migration window, from the
         two lookups that tell whether the key moves: ``(node, None)`` when it stays (placed
-        alike under both topologies, or remembered moved for good), ``node`` chosen as
+        alike under both topologies, moving away from a node where the migration has
+        finished, or remembered moved for good), ``node`` chosen as
         :meth:`_owner` chooses it; ``(owner, source)`` when it moves, its owner placed under
         each topology (no health fallback, nothing claimed: the caller routes a moving key
         its own way). O(1) for most placements.
@@ -618,7 +625,7 @@ class ShardedBase(Generic[C]):
         placement = members.placement
         owner = placement.get_node(routed[0])
         source = window.previous._members.placement.get_node(routed[0])
-        if owner != source:
+        if owner != source and source not in window.done:
             return owner, source
         return usable_owners(placement, self._health, routed, [owner])[0], None
 
@@ -637,12 +644,17 @@ class ShardedBase(Generic[C]):
         self, keys: list[Any], members: Members[C], health: HealthTracker
     ) -> tuple[list[str], list[str]]:
         """Each key's owner under ``members`` (with ``health``'s fallbacks) and under the
-        previous topology of their window (as placed). O(keys) lookups."""
+        previous topology of their window (as placed; the owner itself when that node's
+        migration has finished: the key is where it goes). O(keys) lookups."""
         window: Window = members.window
         previous: Members[C] = window.previous._members
         encoder = self._encoder_of(members)
         owners = route_owners(members.placement, health, encoder, keys)
-        return owners, route_owners(previous.placement, PLACEMENT_ONLY, encoder, keys)
+        sources = route_owners(previous.placement, PLACEMENT_ONLY, encoder, keys)
+        done = window.done
+        if done:  # keys moving away from a node where the migration finished stay
+            sources = [o if s in done else s for o, s in zip(owners, sources, strict=True)]
+        return owners, sources
 
     def _route_one_key_many(
         self, table: CommandTable, commands: Sequence[tuple[Any, ...]], members: Members[C]

@@ -117,15 +117,21 @@ def _look_for_marker(window: Window, route: Route, old: redis.Redis, what: str) 
 
 
 def _pull_to(window: Window, route: Route, old: redis.Redis, new: redis.Redis) -> None:
-    """Pull ``route``'s keys from ``old`` to their new owner (client ``new``).
+    """Pull ``route``'s keys from ``old`` to their new owner (client ``new``), looking for
+    the window's done marker on ``old`` in the same round trip until it is seen there.
 
     Raises:
         redis.exceptions.RedisError: from the old owner (BUSYKEY explained).
     """
+    source = route.source
+    done = None if source in window.done else window.done_marker
+    destination = window.destination(route.node, new)
     try:
-        pull(old, window.destination(route.node, new), route.keys, timeout_ms=PULL_TIMEOUT_MS)
+        _, finished = pull(old, destination, route.keys, timeout_ms=PULL_TIMEOUT_MS, done=done)
     except redis.exceptions.ResponseError as error:
         raise conflict(error, route) from None
+    if finished and source is not None:
+        window.done.add(source)
 
 
 class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
@@ -931,7 +937,7 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         if window is not None and fallback is not None:
             source = fallback._owner(read.keys, fallback._members)
         old_first = window is not None and source is not None and window.old_first(source)
-        looking = None if window is None or source in window.started else window  # marker
+        looking = None if window is None or source in window.done else window  # markers
         rounds = alone(read, old_first=old_first)
         side = next(rounds)
         try:
@@ -959,8 +965,9 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
     def _seen_alone(self, read: Read, window: Window | None = None) -> Seen:
         """What this client's owner of ``read``'s one key holds: its presence and the read's
         answer; given the migration ``window`` this client is the previous topology of,
-        whether its marker is on that node too, remembered in ``window.started`` (no
-        extra round trip: ``_window.exists_and_read``), the outcome recorded for health.
+        whether its marker and its done marker are on that node too (each asked until seen
+        there), remembered in ``window.started`` and ``window.done`` (no extra round trip:
+        ``_window.exists_and_read``), the outcome recorded for health.
 
         Raises:
             NodeRemovedError: the read kept being routed to nodes being removed.
@@ -972,21 +979,18 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
             slot = members.slots.get(node)
             if slot is None or not slot.enter():
                 continue
+            marker, done = (None, None) if window is None else window.markers(node)
             try:
                 try:
-                    started, present, answer = exists_and_read(
-                        slot.client,
-                        read.keys[0],
-                        read.args,
-                        read.options,
-                        None if window is None else window.marker,
+                    started, finished, present, answer = exists_and_read(
+                        slot.client, read.keys[0], read.args, read.options, marker, done
                     )
                 except CONNECTION_ERRORS:
                     self._outcome(node, slot, False)
                     raise
                 self._outcome(node, slot, True)
-                if started and window is not None:
-                    window.started.add(node)
+                if window is not None:
+                    window.saw(node, started, finished)
             finally:
                 self._leave(slot)
             return Seen((present,), answer)

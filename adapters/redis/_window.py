@@ -181,9 +181,11 @@ async def gated_call_async(
     )
 
 
-def _asks(marker: str | None, key: Any, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+def _asks(
+    marker: str | None, done: str | None, key: Any, args: Sequence[Any]
+) -> list[tuple[Any, ...]]:
     """The commands of :func:`exists_and_read`'s round trip."""
-    asks: list[tuple[Any, ...]] = [] if marker is None else [("EXISTS", marker)]
+    asks = [("EXISTS", name) for name in (marker, done) if name is not None]
     return [*asks, ("EXISTS", key), tuple(args)]
 
 
@@ -193,13 +195,14 @@ def exists_and_read(
     args: Sequence[Any],
     options: dict[str, Any],
     marker: str | None = None,
-) -> tuple[bool, bool, Any]:
+    done: str | None = None,
+) -> tuple[bool, bool, bool, Any]:
     """``EXISTS key`` and the one-key read ``args`` pipelined on one connection of
-    ``client`` (one round trip), with ``EXISTS marker`` ahead of them when a window's
-    ``marker`` is given: whether the marker is there (False when not asked), whether the
-    key is, and the read's answer parsed as ``client.execute_command(*args, **options)``
-    would (its error reply returned, not raised). What a read of a moving key asks each
-    side in a migration window.
+    ``client`` (one round trip), with ``EXISTS marker`` and ``EXISTS done`` ahead of them
+    when a window's ``marker`` or done marker is given: whether the marker is there, whether
+    the done marker is (each False when not asked), whether the key is, and the read's
+    answer parsed as ``client.execute_command(*args, **options)`` would (its error reply
+    returned, not raised). What a read of a moving key asks each side in a migration window.
 
     Raises:
         redis.RedisError: the node cannot be reached (the connection is dropped).
@@ -207,9 +210,10 @@ def exists_and_read(
     pool = client.connection_pool
     connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
     try:
-        connection.send_packed_command(pack_commands(connection, _asks(marker, key, args)))
+        connection.send_packed_command(pack_commands(connection, _asks(marker, done, key, args)))
         # EXISTS answers an integer: no response callback to apply.
         started = marker is not None and bool(connection.read_response())
+        finished = done is not None and bool(connection.read_response())
         present = bool(connection.read_response())
         try:
             answer = client.parse_response(connection, args[0], **options)  # type: ignore[no-untyped-call]
@@ -220,7 +224,7 @@ def exists_and_read(
         raise
     finally:
         pool.release(connection)
-    return started, present, answer
+    return started, finished, present, answer
 
 
 async def exists_and_read_async(
@@ -229,7 +233,8 @@ async def exists_and_read_async(
     args: Sequence[Any],
     options: dict[str, Any],
     marker: str | None = None,
-) -> tuple[bool, bool, Any]:
+    done: str | None = None,
+) -> tuple[bool, bool, bool, Any]:
     """:func:`exists_and_read` for a ``redis.asyncio`` client.
 
     Raises:
@@ -238,8 +243,11 @@ async def exists_and_read_async(
     pool = client.connection_pool
     connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        await connection.send_packed_command(pack_commands(connection, _asks(marker, key, args)))
+        await connection.send_packed_command(
+            pack_commands(connection, _asks(marker, done, key, args))
+        )
         started = marker is not None and bool(await connection.read_response())
+        finished = done is not None and bool(await connection.read_response())
         present = bool(await connection.read_response())
         try:
             answer = await client.parse_response(connection, args[0], **options)
@@ -250,7 +258,7 @@ async def exists_and_read_async(
         raise
     finally:
         await pool.release(connection)
-    return started, present, answer
+    return started, finished, present, answer
 
 
 def _moved(answer: Any) -> bool:
@@ -266,30 +274,72 @@ def _distinct(client: Any, keys: Sequence[Any]) -> list[bytes]:
 
 
 def pull(
-    old: redis.Redis, destination: Destination, keys: Sequence[Any], *, timeout_ms: int
-) -> bool:
+    old: redis.Redis,
+    destination: Destination,
+    keys: Sequence[Any],
+    *,
+    timeout_ms: int,
+    done: str | None = None,
+) -> tuple[bool, bool]:
     """Move ``keys`` from the old owner to ``destination`` with one ``MIGRATE`` sent to the
-    old owner (values and TTLs kept; the source copy deleted once the destination has it).
-    Returns True when at least one key moved, False when none was there (``NOKEY``). A key
-    named twice is sent once. One round trip, plus the transfer between the servers.
+    old owner (values and TTLs kept; the source copy deleted once the destination has it),
+    with ``EXISTS done`` ahead of it on the same connection when a window's done marker is
+    given. Returns whether at least one key moved (False when none was there: ``NOKEY``)
+    and whether the done marker is there (False when not asked). A key named twice is sent
+    once. One round trip, plus the transfer between the servers.
 
     Raises:
         redis.ResponseError: ``BUSYKEY``: a key exists on the destination too (nothing of
             that key moved; the caller decides); or another refusal (IOERR: the old owner
             cannot reach the destination).
-        redis.RedisError: the old owner cannot be reached.
+        redis.RedisError: the old owner cannot be reached (the connection is dropped).
     """
     command = migrate_command(destination, _distinct(old, keys), timeout_ms=timeout_ms)
-    return _moved(old.execute_command(*command))  # type: ignore[no-untyped-call]
+    if done is None:
+        return _moved(old.execute_command(*command)), False  # type: ignore[no-untyped-call]
+    pool = old.connection_pool
+    connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
+    try:
+        connection.send_packed_command(pack_commands(connection, [("EXISTS", done), command]))
+        finished = bool(connection.read_response())
+        answer = _read(connection)  # the last reply: an error leaves the connection usable
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    if isinstance(answer, redis.ResponseError):
+        raise answer
+    return _moved(answer), finished
 
 
 async def pull_async(
-    old: aioredis.Redis, destination: Destination, keys: Sequence[Any], *, timeout_ms: int
-) -> bool:
+    old: aioredis.Redis,
+    destination: Destination,
+    keys: Sequence[Any],
+    *,
+    timeout_ms: int,
+    done: str | None = None,
+) -> tuple[bool, bool]:
     """:func:`pull` for a ``redis.asyncio`` client.
 
     Raises:
         redis.ResponseError, redis.RedisError: as :func:`pull`.
     """
     command = migrate_command(destination, _distinct(old, keys), timeout_ms=timeout_ms)
-    return _moved(await old.execute_command(*command))  # type: ignore[no-untyped-call]
+    if done is None:
+        return _moved(await old.execute_command(*command)), False  # type: ignore[no-untyped-call]
+    pool = old.connection_pool
+    connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await connection.send_packed_command(pack_commands(connection, [("EXISTS", done), command]))
+        finished = bool(await connection.read_response())
+        answer = await _aread(connection)  # the last reply: an error leaves it usable
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+    if isinstance(answer, redis.ResponseError):
+        raise answer
+    return _moved(answer), finished

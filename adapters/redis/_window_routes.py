@@ -43,6 +43,14 @@ runs the final topology), so later writes skip the gate's round trip there; and 
 it pulled, or found on their new owner, once the marker was set on their old one: such a
 key never goes back (nothing writes a moving key on its old owner after the marker), so
 its reads and writes go to its new owner directly, at the cost of a key outside a window.
+
+Once ``hashring migrate`` has finished its pass over an old owner, leaving behind none of
+the keys that move away from it, it sets the window's done marker there
+(``hashring:migrating:<version>:done``). A client looks for it in the round trips it sends
+that node anyway (a read of a moving key there, a pull), and from then on every key moving
+away from that node is read and written on its new owner as a key that stays: the window
+costs nothing more for them, which is most keys soon after a move and all of them once it
+has finished.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ from typing import Any
 
 import redis
 
-from hashring._topology.clients import marker_key
+from hashring._topology.clients import done_key, marker_key
 from hashring._topology.moves import Destination
 
 from ._commands import (
@@ -115,8 +123,14 @@ class Window:
     """The client of the previous topology (a ``ShardedRedis`` or ``AsyncShardedRedis``)."""
     marker: str
     """``hashring:migrating:<window version>``."""
+    done_marker: str = ""
+    """``hashring:migrating:<window version>:done``: set on an old owner once every key
+    moving away from it has moved (``hashring._topology.clients.done_key``)."""
     started: set[str] = field(default_factory=set)
     """The old owners on which the marker was seen: the migration has started there."""
+    done: set[str] = field(default_factory=set)
+    """The old owners on which the done marker was seen: the keys moving away from them are
+    on their new owners for good, and go there as keys that stay do."""
     _moved: set[Any] = field(default_factory=set)
     _found: dict[str, list[int]] = field(default_factory=dict)
     _destinations: dict[str, Destination] = field(default_factory=dict)
@@ -132,6 +146,22 @@ class Window:
             return True
         found = self._found.get(source)
         return found is not None and found[0] >= found[1]
+
+    def markers(self, node: str) -> tuple[str | None, str | None]:
+        """The markers a round trip to the old owner ``node`` should look for: the marker
+        until it was seen there, the done marker until it was. O(1)."""
+        return (
+            None if node in self.started else self.marker,
+            None if node in self.done else self.done_marker,
+        )
+
+    def saw(self, node: str, started: bool, finished: bool) -> None:
+        """Remember what a look at the old owner ``node`` found: its marker (the migration
+        has started there), its done marker (it has finished there). O(1)."""
+        if started:
+            self.started.add(node)
+        if finished:
+            self.done.add(node)
 
     def found(self, source: str, on_old: bool) -> None:
         """Count where a read found a key moving from ``source`` (recent reads weigh most:
@@ -166,7 +196,8 @@ class Window:
     def of(cls, previous: Any, version: str) -> Window:
         """The window of the topology ``version`` whose previous topology runs on
         ``previous``. O(1)."""
-        return cls(previous, marker_key(version))
+        marker = marker_key(version)
+        return cls(previous, marker, done_key(marker))
 
     def destination(self, node: str, client: Any) -> Destination:
         """Where pulls to ``node`` (its ready client ``client``) go, read once. O(1).

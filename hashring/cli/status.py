@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
-from .._topology.clients import marker_key
+from .._topology.clients import done_key, marker_key
 from .._topology.config import Topology, load_topology
 from .._topology.urls import redact_url
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, escape
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             "previous": previous.version,
             "marker": marker,
             "marker_set_on": [row["node"] for row in rows if row["marker"]],
+            "done_on": [row["node"] for row in rows if row["done"]],
         },
         "nodes": rows,
     }
@@ -109,8 +110,8 @@ def _which(version: str, topology: Topology) -> str:
 
 
 def _look(name: str, url: str, marker: str | None) -> dict[str, Any]:
-    """One node's row: keys, memory, client versions, whether the window's ``marker`` is set
-    (None outside a window); ``error`` says why it is missing."""
+    """One node's row: keys, memory, client versions, whether the window's ``marker`` and
+    its done marker are set (None outside a window); ``error`` says why it is missing."""
     if TYPE_CHECKING:
         from adapters.migrate import live_clients
     else:
@@ -130,6 +131,7 @@ def _look(name: str, url: str, marker: str | None) -> dict[str, Any]:
         "maxmemory": None,
         "versions": Counter(),
         "marker": None,
+        "done": None,
         "error": None,
     }
     try:
@@ -147,6 +149,7 @@ def _look(name: str, url: str, marker: str | None) -> dict[str, Any]:
         row["versions"] = Counter(c.version for c in live_clients({name: client}))
         if marker is not None:
             row["marker"] = bool(client.exists(marker))
+            row["done"] = bool(client.exists(done_key(marker)))
     except (redis.RedisError, OSError) as exc:
         secret = urlsplit(url).password
         text = f"{type(exc).__name__}: {exc}"
@@ -165,6 +168,8 @@ def _text(report: dict[str, Any]) -> str:
     if migration is not None:
         set_on = ", ".join(escape(node) for node in migration["marker_set_on"]) or "no node yet"
         lines.append(f"window marker {migration['marker']}: set on {set_on}")
+        done_on = ", ".join(escape(node) for node in migration["done_on"]) or "no node yet"
+        lines.append(f"keys moved away from every node of: {done_on} (done marker)")
     table = []
     for row in report["nodes"]:
         clients = ", ".join(
