@@ -166,8 +166,8 @@ async def _pull_to(window: Window, route: Route, old: aioredis.Redis, new: aiore
         )
     except redis.exceptions.ResponseError as error:
         raise conflict(error, route) from None
-    if finished and source is not None:
-        window.done.add(source)
+    if source is not None:
+        window.saw(source, False, finished)
 
 
 class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands):  # type: ignore[misc]
@@ -376,7 +376,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
                     if source is not None:  # the key moves
                         if alone_read(command):
                             return await self._fall_back(command, Read(args, keys, options))
-                        if not migrating:  # a write (SORT, movablekeys, may read)
+                        if not migrating:  # a write (commands that may read: below)
                             answer = await self._window_write(
                                 command, args, keys, options, members, (node, source)
                             )

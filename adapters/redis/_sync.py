@@ -130,8 +130,8 @@ def _pull_to(window: Window, route: Route, old: redis.Redis, new: redis.Redis) -
         _, finished = pull(old, destination, route.keys, timeout_ms=PULL_TIMEOUT_MS, done=done)
     except redis.exceptions.ResponseError as error:
         raise conflict(error, route) from None
-    if finished and source is not None:
-        window.done.add(source)
+    if source is not None:
+        window.saw(source, False, finished)
 
 
 class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
@@ -353,7 +353,7 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
                     if source is not None:  # the key moves
                         if alone_read(command):
                             return self._fall_back(command, Read(args, keys, options))
-                        if not migrating:  # a write (SORT, movablekeys, may read)
+                        if not migrating:  # a write (commands that may read: below)
                             answer = self._window_write(
                                 command, args, keys, options, members, (node, source)
                             )
