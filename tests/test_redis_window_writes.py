@@ -463,3 +463,35 @@ def test_once_the_done_marker_is_seen_moving_keys_go_straight_to_their_new_owner
     assert {c: _calls(old_node, c) for c in ("exists", "get", "migrate", "set")} == before
     assert all(flow.on_new(key).get(key) == b"x" for key in same[1:])
     assert client.mget(same[1:]) == [b"x"] * len(same[1:])  # multi-key reads too
+
+
+def test_the_async_client_learns_the_done_marker_and_skips_the_old_owner(flow: Flow) -> None:
+    """AsyncShardedRedis: a pull sees the done marker; later writes and reads of keys moving
+    away from that node go to their new owner alone."""
+    keys = flow.moving(40)
+    source = flow.old.get_node(keys[0])
+    same = [k for k in keys if flow.old.get_node(k) == source]
+    for key in same:
+        flow.on_old(key).set(key, "v")
+    flow.migrate()
+    old_node = flow.direct[source]
+
+    async def scenario() -> tuple[bool, dict[str, int], list[Any]]:
+        client = AsyncShardedRedis.from_config(flow.path)
+        try:
+            assert await client.set(same[0], "w") is True  # a pull: NOKEY, done marker seen
+            learned = source in client._members.window.done
+            before = {c: _calls(old_node, c) for c in ("exists", "get", "migrate", "set")}
+            got = []
+            for key in same[1:]:
+                got.append(await client.set(key, "x"))
+                got.append(await client.get(key))
+            after = {c: _calls(old_node, c) - n for c, n in before.items()}
+            return learned, after, got
+        finally:
+            await client.aclose()
+
+    learned, calls, got = asyncio.run(scenario())
+    assert learned
+    assert calls == {"exists": 0, "get": 0, "migrate": 0, "set": 0}
+    assert got == [True, b"x"] * (len(same) - 1)
