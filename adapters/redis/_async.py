@@ -125,18 +125,6 @@ async def _close_all(clients: list[aioredis.Redis]) -> None:
 
 
 # redis-py's own async mixins disagree on command_info; nothing of ours is involved.
-def _enter(members: Members[aioredis.Redis], node: Any, which: str) -> Slot[aioredis.Redis]:
-    """A lease on ``node``'s slot (the caller gives it back).
-
-    Raises:
-        NodeRemovedError: the node has been removed.
-    """
-    slot = members.slots.get(node)
-    if slot is None or not slot.enter():
-        raise NodeRemovedError(f"node {node!r} {which}has been removed")
-    return slot
-
-
 async def _look_for_marker(window: Window, route: Route, old: aioredis.Redis, what: str) -> None:
     """The sync client's ``_look_for_marker`` on a ``redis.asyncio`` client.
 
@@ -686,15 +674,18 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         return self._plan_for(command, args, keys, members)
 
     @staticmethod
-    def _enter(members: Members[aioredis.Redis], node: str) -> Slot[aioredis.Redis]:
-        """Lease ``node``'s slot (give it back with :meth:`_leave`).
+    def _enter(
+        members: Members[aioredis.Redis], node: str, which: str = ""
+    ) -> Slot[aioredis.Redis]:
+        """Lease ``node``'s slot (give it back with :meth:`_leave`); ``which`` qualifies the
+        node in the error ("of the previous topology ").
 
         Raises:
             NodeRemovedError: the node has been removed.
         """
         slot = members.slots.get(node)
         if slot is None or not slot.enter():
-            raise NodeRemovedError(f"node {node!r} has been removed")
+            raise NodeRemovedError(f"node {node!r} {which}has been removed")
         return slot
 
     @staticmethod
@@ -868,7 +859,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         """
         source, previous = route.source, window.previous
         assert source is not None
-        slot = _enter(previous._members, source, "of the previous topology ")
+        slot = self._enter(previous._members, source, "of the previous topology ")
         try:
             old = slot.client
             if needs_marker(command, args):
@@ -895,10 +886,11 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         """
         window = members.window
         for route in self._moving(keys, members):
-            previous = window.previous
-            new = _enter(members, route.node, "")
+            previous, source = window.previous, route.source
+            assert source is not None  # a moving route has one
+            new = self._enter(members, route.node)
             try:
-                old = _enter(previous._members, route.source, "of the previous topology ")
+                old = self._enter(previous._members, source, "of the previous topology ")
                 try:
                     await _look_for_marker(window, route, old.client, what)
                     await _pull_to(window, route, old.client, new.client)

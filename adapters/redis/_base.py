@@ -596,15 +596,11 @@ class ShardedBase(Generic[C]):
         if window.has_moved(keys):
             return True
         routed = _routed(self._encoder_of(members), keys)
-        new, old, done = members.placement, window.previous._members.placement, window.done
+        new, old, moves = members.placement, window.previous._members.placement, window.moves
         if len(routed) >= SMALL_BATCH:  # many keys: the placements' batch paths
             owners, sources = new.get_node_many(routed), old.get_node_many(routed)
-            return owners == sources or all(
-                o == s or s in done for o, s in zip(owners, sources, strict=True)
-            )
-        return all(
-            (source := old.get_node(key)) == new.get_node(key) or source in done for key in routed
-        )
+            return owners == sources or not any(map(moves, owners, sources))
+        return not any(moves(new.get_node(key), old.get_node(key)) for key in routed)
 
     def _window_route(self, keys: list[Any], members: Members[C]) -> tuple[str, str | None]:
         """Where a command of one key goes during ``members``' migration window, from the
@@ -625,7 +621,7 @@ class ShardedBase(Generic[C]):
         placement = members.placement
         owner = placement.get_node(routed[0])
         source = window.previous._members.placement.get_node(routed[0])
-        if owner != source and source not in window.done:
+        if window.moves(owner, source):
             return owner, source
         return usable_owners(placement, self._health, routed, [owner])[0], None
 
@@ -651,9 +647,8 @@ class ShardedBase(Generic[C]):
         encoder = self._encoder_of(members)
         owners = route_owners(members.placement, health, encoder, keys)
         sources = route_owners(previous.placement, PLACEMENT_ONLY, encoder, keys)
-        done = window.done
-        if done:  # keys moving away from a node where the migration finished stay
-            sources = [o if s in done else s for o, s in zip(owners, sources, strict=True)]
+        if window.done:  # keys moving away from a node where the migration finished stay
+            sources = [s if window.moves(o, s) else o for o, s in zip(owners, sources, strict=True)]
         return owners, sources
 
     def _route_one_key_many(

@@ -123,9 +123,9 @@ class Window:
     """The client of the previous topology (a ``ShardedRedis`` or ``AsyncShardedRedis``)."""
     marker: str
     """``hashring:migrating:<window version>``."""
-    done_marker: str = ""
-    """``hashring:migrating:<window version>:done``: set on an old owner once every key
-    moving away from it has moved (``hashring._topology.clients.done_key``)."""
+    done_marker: str = field(init=False)
+    """``hashring:migrating:<window version>:done``, from the marker: set on an old owner
+    once every key moving away from it has moved (``hashring._topology.clients.done_key``)."""
     started: set[str] = field(default_factory=set)
     """The old owners on which the marker was seen: the migration has started there."""
     done: set[str] = field(default_factory=set)
@@ -146,6 +146,15 @@ class Window:
             return True
         found = self._found.get(source)
         return found is not None and found[0] >= found[1]
+
+    def __post_init__(self) -> None:
+        self.done_marker = done_key(self.marker)
+
+    def moves(self, owner: str, source: str) -> bool:
+        """Whether a key placed on ``owner`` by the new topology and on ``source`` by the
+        previous one still moves: the two differ and the migration has not finished on
+        ``source`` (its done marker not seen). O(1)."""
+        return owner != source and source not in self.done
 
     def markers(self, node: str) -> tuple[str | None, str | None]:
         """The markers a round trip to the old owner ``node`` should look for: the marker
@@ -196,8 +205,7 @@ class Window:
     def of(cls, previous: Any, version: str) -> Window:
         """The window of the topology ``version`` whose previous topology runs on
         ``previous``. O(1)."""
-        marker = marker_key(version)
-        return cls(previous, marker, done_key(marker))
+        return cls(previous, marker_key(version))
 
     def destination(self, node: str, client: Any) -> Destination:
         """Where pulls to ``node`` (its ready client ``client``) go, read once. O(1).
