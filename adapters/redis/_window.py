@@ -32,7 +32,8 @@ gated; the caller refuses them during the window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,37 @@ async def _aread(connection: Any) -> Any:
         return exc
 
 
+@contextmanager
+def _borrowed(client: redis.Redis) -> Iterator[Any]:
+    """One connection of ``client``'s pool for a few pipelined commands, given back after,
+    and disconnected first when anything escapes the block (replies may be left unread: the
+    connection is out of step; error replies the block reads and keeps are its own). Yields
+    redis-py's untyped Connection."""
+    pool = client.connection_pool
+    connection: Any = pool.get_connection()
+    try:
+        yield connection
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+
+
+@asynccontextmanager
+async def _aborrowed(client: aioredis.Redis) -> AsyncIterator[Any]:
+    """:func:`_borrowed` for a ``redis.asyncio`` client."""
+    pool = client.connection_pool
+    connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        yield connection
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+
+
 def gated_call(old: redis.Redis, marker: str, args: Sequence[Any], **options: Any) -> Gated:
     """Run ``args`` (a command and its arguments) on the old owner unless it holds
     ``marker``: WATCH and EXISTS in one round trip, then MULTI, the command and EXEC in one
@@ -127,24 +159,17 @@ def gated_call(old: redis.Redis, marker: str, args: Sequence[Any], **options: An
             the server sends it.
         redis.RedisError: the node cannot be reached (the connection is dropped).
     """
-    pool = old.connection_pool
-    connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
-    try:
-        connection.send_packed_command(connection.pack_commands(_watch(marker)))
+    with _borrowed(old) as connection:
+        connection.send_packed_command(pack_commands(connection, _watch(marker)))
         connection.read_response()
         if connection.read_response():
             connection.send_command("UNWATCH")
             connection.read_response()
             return Gated(False)
-        connection.send_packed_command(connection.pack_commands(_transaction(args)))
+        connection.send_packed_command(pack_commands(connection, _transaction(args)))
         connection.read_response()
         queued = _read(connection)
         executed = _read(connection)
-    except BaseException:
-        connection.disconnect()
-        raise
-    finally:
-        pool.release(connection)
     return _outcome(
         queued if isinstance(queued, BaseException) else None, executed, old, args, options
     )
@@ -158,24 +183,17 @@ async def gated_call_async(
     Raises:
         redis.ResponseError, redis.RedisError: as :func:`gated_call`.
     """
-    pool = old.connection_pool
-    connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
-    try:
-        await connection.send_packed_command(connection.pack_commands(_watch(marker)))
+    async with _aborrowed(old) as connection:
+        await connection.send_packed_command(pack_commands(connection, _watch(marker)))
         await connection.read_response()
         if await connection.read_response():
             await connection.send_command("UNWATCH")
             await connection.read_response()
             return Gated(False)
-        await connection.send_packed_command(connection.pack_commands(_transaction(args)))
+        await connection.send_packed_command(pack_commands(connection, _transaction(args)))
         await connection.read_response()
         queued = await _aread(connection)
         executed = await _aread(connection)
-    except BaseException:
-        await connection.disconnect()
-        raise
-    finally:
-        await pool.release(connection)
     return _outcome(
         queued if isinstance(queued, BaseException) else None, executed, old, args, options
     )
@@ -207,9 +225,7 @@ def exists_and_read(
     Raises:
         redis.RedisError: the node cannot be reached (the connection is dropped).
     """
-    pool = client.connection_pool
-    connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
-    try:
+    with _borrowed(client) as connection:
         connection.send_packed_command(pack_commands(connection, _asks(marker, done, key, args)))
         # EXISTS answers an integer: no response callback to apply.
         started = marker is not None and bool(connection.read_response())
@@ -219,11 +235,6 @@ def exists_and_read(
             answer = client.parse_response(connection, args[0], **options)  # type: ignore[no-untyped-call]
         except redis.ResponseError as error:
             answer = error
-    except BaseException:
-        connection.disconnect()
-        raise
-    finally:
-        pool.release(connection)
     return started, finished, present, answer
 
 
@@ -240,9 +251,7 @@ async def exists_and_read_async(
     Raises:
         redis.RedisError: the node cannot be reached (the connection is dropped).
     """
-    pool = client.connection_pool
-    connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
-    try:
+    async with _aborrowed(client) as connection:
         await connection.send_packed_command(
             pack_commands(connection, _asks(marker, done, key, args))
         )
@@ -253,11 +262,6 @@ async def exists_and_read_async(
             answer = await client.parse_response(connection, args[0], **options)
         except redis.ResponseError as error:
             answer = error
-    except BaseException:
-        await connection.disconnect()
-        raise
-    finally:
-        await pool.release(connection)
     return started, finished, present, answer
 
 
@@ -297,17 +301,10 @@ def pull(
     command = migrate_command(destination, _distinct(old, keys), timeout_ms=timeout_ms)
     if done is None:
         return _moved(old.execute_command(*command)), False  # type: ignore[no-untyped-call]
-    pool = old.connection_pool
-    connection: Any = pool.get_connection()  # redis-py's Connection: untyped methods
-    try:
+    with _borrowed(old) as connection:
         connection.send_packed_command(pack_commands(connection, [("EXISTS", done), command]))
         finished = bool(connection.read_response())
         answer = _read(connection)  # the last reply: an error leaves the connection usable
-    except BaseException:
-        connection.disconnect()
-        raise
-    finally:
-        pool.release(connection)
     if isinstance(answer, redis.ResponseError):
         raise answer
     return _moved(answer), finished
@@ -329,17 +326,10 @@ async def pull_async(
     command = migrate_command(destination, _distinct(old, keys), timeout_ms=timeout_ms)
     if done is None:
         return _moved(await old.execute_command(*command)), False  # type: ignore[no-untyped-call]
-    pool = old.connection_pool
-    connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
-    try:
+    async with _aborrowed(old) as connection:
         await connection.send_packed_command(pack_commands(connection, [("EXISTS", done), command]))
         finished = bool(await connection.read_response())
         answer = await _aread(connection)  # the last reply: an error leaves it usable
-    except BaseException:
-        await connection.disconnect()
-        raise
-    finally:
-        await pool.release(connection)
     if isinstance(answer, redis.ResponseError):
         raise answer
     return _moved(answer), finished
