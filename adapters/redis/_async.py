@@ -146,7 +146,7 @@ async def _pull_to(window: Window, route: Route, old: aioredis.Redis, new: aiore
         redis.exceptions.RedisError: from the old owner (BUSYKEY explained).
     """
     source = route.source
-    done = None if source in window.done else window.done_marker
+    done = None if source is None else window.markers(source)[1]
     destination = window.destination(route.node, new)
     try:
         _, finished = await pull_async(

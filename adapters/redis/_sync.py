@@ -118,13 +118,14 @@ def _look_for_marker(window: Window, route: Route, old: redis.Redis, what: str) 
 
 def _pull_to(window: Window, route: Route, old: redis.Redis, new: redis.Redis) -> None:
     """Pull ``route``'s keys from ``old`` to their new owner (client ``new``), looking for
-    the window's done marker on ``old`` in the same round trip until it is seen there.
+    the window's done marker on ``old`` in the same round trip when ``Window.markers`` says
+    to (until it is seen there, at most once every ``MARKER_LOOK_INTERVAL`` seconds).
 
     Raises:
         redis.exceptions.RedisError: from the old owner (BUSYKEY explained).
     """
     source = route.source
-    done = None if source in window.done else window.done_marker
+    done = None if source is None else window.markers(source)[1]
     destination = window.destination(route.node, new)
     try:
         _, finished = pull(old, destination, route.keys, timeout_ms=PULL_TIMEOUT_MS, done=done)

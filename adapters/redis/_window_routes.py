@@ -47,7 +47,9 @@ its reads and writes go to its new owner directly, at the cost of a key outside 
 Once ``hashring migrate`` has finished its pass over an old owner, leaving behind none of
 the keys that move away from it, it sets the window's done marker there
 (``hashring:migrating:<version>:done``). A client looks for it in the round trips it sends
-that node anyway (a read of a moving key there, a pull), and from then on every key moving
+that node anyway (a read of a moving key there, a pull; at most once every
+:data:`MARKER_LOOK_INTERVAL` seconds per node, so most such reads carry no extra command),
+and from then on every key moving
 away from that node is read and written on its new owner as a key that stays: the window
 costs nothing more for them, which is most keys soon after a move and all of them once it
 has finished.
@@ -56,6 +58,7 @@ has finished.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +80,7 @@ from ._commands import (
 from ._errors import UnsupportedCommandError
 
 __all__ = [
+    "MARKER_LOOK_INTERVAL",
     "MOVED_REMEMBERED",
     "PULL_TIMEOUT_MS",
     "Route",
@@ -96,6 +100,10 @@ MOVED_REMEMBERED = 1 << 17
 """Keys a client remembers as moved for good during one window (about 10 MB at most)."""
 
 _REMEMBERED_TYPES = frozenset({str, bytes, int})
+
+MARKER_LOOK_INTERVAL = 0.05
+"""Seconds between two looks for a window's markers on one old owner, piggybacked on the
+round trips a client sends it anyway (:meth:`Window.markers`)."""
 
 PULL_TIMEOUT_MS = 5_000
 """``MIGRATE``'s timeout for a pull: the longest the old owner may wait on the new one at any
@@ -134,6 +142,7 @@ class Window:
     _moved: set[Any] = field(default_factory=set)
     _found: dict[str, list[int]] = field(default_factory=dict)
     _destinations: dict[str, Destination] = field(default_factory=dict)
+    _looked: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def old_first(self, source: str) -> bool:
@@ -158,11 +167,18 @@ class Window:
 
     def markers(self, node: str) -> tuple[str | None, str | None]:
         """The markers a round trip to the old owner ``node`` should look for: the marker
-        until it was seen there, the done marker until it was. O(1)."""
-        return (
-            None if node in self.started else self.marker,
-            None if node in self.done else self.done_marker,
-        )
+        until it was seen there, the done marker until it was; asked at most once every
+        :data:`MARKER_LOOK_INTERVAL` seconds per node (``(None, None)`` in between: what
+        they tell only saves round trips later, so a look more or less changes no answer,
+        and most reads of moving keys carry no extra command). O(1); races only add a look.
+        """
+        if node in self.done:
+            return None, None
+        now = time.monotonic()
+        if now - self._looked.get(node, -MARKER_LOOK_INTERVAL) < MARKER_LOOK_INTERVAL:
+            return None, None
+        self._looked[node] = now
+        return None if node in self.started else self.marker, self.done_marker
 
     def saw(self, node: str, started: bool, finished: bool) -> None:
         """Remember what a look at the old owner ``node`` found: its marker (the migration
