@@ -615,13 +615,11 @@ class ShardedBase(Generic[C]):
             InvalidKeyError, KeyEncodingError: a key the placement refuses.
         """
         window: Window = members.window
-        if window.has_moved(keys):
-            return self._owner(keys, members), None
         routed = _routed(self._encoder_of(members), keys)
         placement = members.placement
         owner = placement.get_node(routed[0])
         source = window.previous._members.placement.get_node(routed[0])
-        if window.moves(owner, source):
+        if window.moves(owner, source) and not window.has_moved(keys):
             return owner, source
         return usable_owners(placement, self._health, routed, [owner])[0], None
 
