@@ -360,6 +360,24 @@ def test_reads_of_moving_keys_learn_that_the_migration_started(
     assert flow.on_old(key).exists(key) == 0
 
 
+def test_a_client_looks_for_the_markers_at_most_once_per_interval_per_node() -> None:
+    """Window.markers: both markers on the first look at a node, nothing more on that node
+    until MARKER_LOOK_INTERVAL has passed (other nodes are looked at meanwhile), only the
+    done marker once the marker was seen, nothing once the done marker was."""
+    window = Window.of(None, "0123456789abcdef")
+    assert window.markers("n0") == (window.marker, window.done_marker)
+    assert window.markers("n0") == (None, None)  # looked at just now
+    assert window.markers("n1") == (window.marker, window.done_marker)
+    window.saw("n0", True, False)
+    wait_until(lambda: window.markers("n0") != (None, None), "the next look at n0")
+    assert window.markers("n0") == (None, None)
+    wait_until(lambda: window.markers("n0") == (None, window.done_marker), "a look after it")
+    window.saw("n1", True, True)
+    assert window.markers("n1") == (None, None)
+    assert not window.moves("n3", "n1")
+    assert window.moves("n3", "n0")
+
+
 def test_a_client_remembers_a_bounded_number_of_moved_keys() -> None:
     window = Window.of(None, "0123456789abcdef")
     window.note_moved(["a", b"b", 7, bytearray(b"c")])
