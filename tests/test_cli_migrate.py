@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import random
 import signal
 import subprocess
@@ -255,6 +256,7 @@ def interrupt_when(cluster: Cluster, moved: int, sig: int) -> tuple[int, str]:
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=default_sigint,  # only signal.signal: safe before exec
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # a crash prints its tracebacks
     )
     try:
         deadline = time.monotonic() + 30
@@ -275,7 +277,7 @@ def test_interrupted_mid_way_then_rerun_finishes_without_loss(cluster: Cluster) 
     start = time.monotonic()
     before = cluster.dump()
     status, stderr = interrupt_when(cluster, 200, signal.SIGINT)
-    assert status == 130
+    assert status == 130, stderr
     assert stderr.startswith("hashring: interrupted: ")
     assert stderr.count("\n") == 1
     assert "keys moved so far" in stderr
