@@ -522,3 +522,38 @@ def test_the_async_client_learns_the_done_marker_and_skips_the_old_owner(flow: F
     assert learned
     assert calls == {"exists": 0, "get": 0, "migrate": 0, "set": 0}
     assert got == [True, b"x"] * (len(same) - 1)
+
+
+@pytest.mark.parametrize("health", [False, True])
+def test_reads_of_moving_keys_answer_alike_with_health_tracking_on_or_off(
+    flow: Flow, health: bool
+) -> None:
+    """A read of a moving key goes where the window placed it (owner and source not looked
+    up again), or, with health tracking on, where the tracker sends it: the same answers
+    either way, sync and async, for a key still on its old owner, one another client pulled
+    to its new owner, and one that is nowhere."""
+    on_old, pulled, nowhere = flow.moving(3)
+    for key in (on_old, pulled):
+        flow.on_old(key).set(key, "old")
+    flow.start_migration()
+    other = ShardedRedis.from_config(flow.path)
+    try:
+        assert other.set(pulled, "new") is True  # pulled to its new owner first
+    finally:
+        other.close()
+    expected = [b"old", b"new", None] * 2
+    client = ShardedRedis.from_config(flow.path, health=health)
+    try:
+        got = [client.get(key) for key in (on_old, pulled, nowhere) * 2]
+    finally:
+        client.close()
+    assert got == expected
+
+    async def scenario() -> list[Any]:
+        made = AsyncShardedRedis.from_config(flow.path, health=health)
+        try:
+            return [await made.get(key) for key in (on_old, pulled, nowhere) * 2]
+        finally:
+            await made.aclose()
+
+    assert asyncio.run(scenario()) == expected

@@ -363,7 +363,9 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
                     node, source = self._window_route(keys, members)
                     if source is not None:  # the key moves
                         if alone_read(command):
-                            return await self._fall_back(command, Read(args, keys, options))
+                            return await self._fall_back(
+                                command, Read(args, keys, options), (members, node, source)
+                            )
                         if not migrating:  # a write (commands that may read: below)
                             answer = await self._window_write(
                                 command, args, keys, options, members, (node, source)
@@ -929,10 +931,16 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
             await self._leave(slot)
         return reads_only(answer)
 
-    async def _fall_back(self, command: Command, read: Read) -> Any:
+    async def _fall_back(
+        self,
+        command: Command,
+        read: Read,
+        placed: tuple[Members[aioredis.Redis], str, str] | None = None,
+    ) -> Any:
         """A read-only command with keys while ``read_fallback`` is set, as
         ``ShardedRedis._fall_back``: round 1 on the new owners (each key's EXISTS pipelined
-        ahead of the read), then the rounds ``_fallback.resolve`` asks.
+        ahead of the read), then the rounds ``_fallback.resolve`` asks. ``placed``: a read
+        of one key placed in a window (see ``ShardedRedis._fall_back_alone``).
 
         Raises:
             UnsupportedCommandError: a blocking read (XREAD ... BLOCK), before sending.
@@ -940,20 +948,23 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         """
         refuse_blocking(command, read.args)
         if len(read.keys) == 1:
-            return await self._fall_back_alone(read)
+            return await self._fall_back_alone(read, placed)
         [value] = await self._settle([resolve(command, read, (await self._round([read]))[0])])
         if isinstance(value, Exception):
             raise value
         return value
 
-    async def _fall_back_alone(self, read: Read) -> Any:
+    async def _fall_back_alone(
+        self, read: Read, placed: tuple[Members[aioredis.Redis], str, str] | None = None
+    ) -> Any:
         """A read of one key while ``read_fallback`` is set: ``EXISTS`` and the read on its
         new owner, then on its old owner, then the new one again, one round trip each,
         until ``_fallback.alone`` says which answer stands (at most three). In a migration
         window, the old owner first when ``Window.old_first`` says such keys are more
         likely there (always before the client has seen the marker there, which it then
         looks at in the same round trip), then the new one (at most two). A previous
-        topology that is gone (the window ended under the read) holds nothing.
+        topology that is gone (the window ended under the read) holds nothing. ``placed``
+        as ``ShardedRedis._fall_back_alone`` takes it.
 
         Raises:
             redis.exceptions.RedisError: the standing round's error reply, or a node could
@@ -961,9 +972,15 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         """
         fallback = self.read_fallback  # None: the window ended since the read began
         window: Window | None = self._members.window
-        source = None
-        if window is not None and fallback is not None:
+        source = owner = None
+        if placed is not None:
+            members, owner, source = placed
+            window = members.window
+            if self._health.enabled or self._members is not members:
+                owner = None
+        elif window is not None and fallback is not None:
             source = fallback._owner(read.keys, fallback._members)
+        asked = None if fallback is None or fallback._health.enabled else source
         old_first = window is not None and source is not None and window.old_first(source)
         looking = None if window is None or source in window.done else window  # markers
         rounds = alone(read, old_first=old_first)
@@ -971,14 +988,14 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         try:
             while True:
                 if side == NEW:
-                    seen = await self._seen_alone(read)
+                    seen = await self._seen_alone(read, None, owner)
                     if seen.present[0] and window is not None and source in window.started:
                         window.note_moved(read.keys)  # found moved, once it could move
                 elif fallback is None:
                     seen = absent([read])[0]
                 else:
                     try:
-                        seen = await fallback._seen_alone(read, looking)
+                        seen = await fallback._seen_alone(read, looking, asked)
                     except NodeRemovedError:  # its clients retired: the window ended
                         seen = absent([read])[0]
                 if seen.present[0] and window is not None and source is not None:
@@ -990,7 +1007,9 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
             if fallback is not None:
                 fallback._health.release()  # its probe claims end with this command
 
-    async def _seen_alone(self, read: Read, window: Window | None = None) -> Seen:
+    async def _seen_alone(
+        self, read: Read, window: Window | None = None, node: str | None = None
+    ) -> Seen:
         """What this client's owner of ``read``'s one key holds: its presence and the read's
         answer; given the migration ``window`` this client is the previous topology of,
         whether its marker and its done marker are on that node too (each asked until seen
@@ -1003,22 +1022,23 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
         """
         for _ in range(REROUTE_ATTEMPTS):
             members = self._members
-            node = self._owner(read.keys, members)
-            slot = members.slots.get(node)
+            asked = self._owner(read.keys, members) if node is None else node
+            node = None  # a placed node serves the first attempt only
+            slot = members.slots.get(asked)
             if slot is None or not slot.enter():
                 continue
-            marker, done = (None, None) if window is None else window.markers(node)
+            marker, done = (None, None) if window is None else window.markers(asked)
             try:
                 try:
                     started, finished, present, answer = await exists_and_read_async(
                         slot.client, read.keys[0], read.args, read.options, marker, done
                     )
                 except CONNECTION_ERRORS:
-                    self._outcome(node, slot, False)
+                    self._outcome(asked, slot, False)
                     raise
-                self._outcome(node, slot, True)
+                self._outcome(asked, slot, True)
                 if window is not None:
-                    window.saw(node, started, finished)
+                    window.saw(asked, started, finished)
             finally:
                 await self._leave(slot)
             return Seen((present,), answer)
