@@ -56,7 +56,9 @@ order:
 * ``hashring migrate --from old.toml --to window.toml --apply --allow-volatile-destination
   --format json`` runs (``--migrate-rate`` adds ``--rate``). The move starts when the
   window's marker (``hashring:migrating:<version>``) appears on ``n0`` (polled every 2 ms:
-  the CLI sets it after its wait for clients, just before it moves the first key) and
+  after its wait for clients the CLI sets it on each old node just before its pass over that
+  node, and ``n0`` is the first old node it passes, after ``n3``, which holds no key to
+  move) and
   lasts the ``elapsed_seconds`` the CLI reports; only the intervals wholly inside that span
   count;
 * 3 s of the window after the move, then the final topology (4 nodes, no ``[migration]``)

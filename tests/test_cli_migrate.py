@@ -386,8 +386,8 @@ def test_engine_counts_keys_deleted_between_scan_and_migrate(cluster: Cluster) -
     deleted: list[bytes] = []
     pages = session._pages
 
-    def deleting_pages(batch: int) -> Any:
-        for page in pages(batch):
+    def deleting_pages(batch: int, *starting: Any) -> Any:
+        for page in pages(batch, *starting):
             for group in page.moves.values():
                 doomed = group[::3]
                 cluster.clients[page.source].delete(*doomed)

@@ -557,3 +557,77 @@ def test_reads_of_moving_keys_answer_alike_with_health_tracking_on_or_off(
             await made.aclose()
 
     assert asyncio.run(scenario()) == expected
+
+
+def test_migrate_marks_each_old_owner_just_before_its_pass(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    """mark_passes sets nothing; migrate sets the marker on each old owner before its first
+    SCAN, in pass order (new nodes first, then the old ones by name). Meanwhile a window
+    client writes a key moving away from a node not reached yet there, through the gate (the
+    pass then moves it), and pulls one moving away from a node already marked."""
+    keys = flow.moving(60)
+    for key in keys:
+        flow.on_old(key).set(key, "v")
+    by_source: dict[str, list[str]] = {}
+    for key in keys:
+        by_source.setdefault(flow.old.get_node(key), []).append(key)
+    early, late = by_source["n0"][0], by_source["n2"][0]
+    marked: list[tuple[str, ...]] = []
+    wrote: list[tuple[bool, bool]] = []
+
+    def look(_: int) -> None:
+        now = tuple(name for name, node in sorted(flow.direct.items()) if node.exists(flow.marker))
+        if now == ("n0",) and not wrote:  # during n0's pass: n2 not reached yet
+            client.set(late, "gated")
+            client.set(early, "pulled")
+            wrote.append(
+                (bool(flow.on_old(late).exists(late)), bool(flow.on_new(early).exists(early)))
+            )
+        marked.append(now)
+
+    with MigrationSession(flow.old_topology, flow.window) as session:
+        assert session.mark_passes(flow.marker, flow.old_topology.nodes) == ["n0", "n1", "n2"]
+        assert not any(node.exists(flow.marker) for node in flow.direct.values())
+        session.migrate(allow_volatile=True, batch=5, progress=look)
+    assert marked[0] == ()  # n3's pass: new nodes first, no marker yet
+    assert list(dict.fromkeys(marked)) == [(), ("n0",), ("n0", "n1"), ("n0", "n1", "n2")]
+    assert wrote == [(True, True)]  # written on n2 through the gate; pulled from n0
+    assert flow.on_new(late).get(late) == b"gated"  # moved by n2's pass
+    assert flow.on_new(early).get(early) == b"pulled"
+    assert not any(flow.on_old(key).exists(key) for key in keys)
+
+
+def test_a_transaction_marks_its_keys_old_owner_once_the_migration_started_elsewhere(
+    flow: Flow, client: ShardedRedis
+) -> None:
+    """The marker is on one old owner only (its pass has begun): a transaction, a WATCH and
+    a blocking command on keys moving from another old owner set the marker there
+    themselves, pull the keys and run; the async client too."""
+    keys = flow.moving(60)
+    sources = sorted({flow.old.get_node(key) for key in keys})
+    first, other = sources[0], sources[1]
+    key, watched, listed, key_async = [k for k in keys if flow.old.get_node(k) == other][:4]
+    flow.on_old(key).set(key, "5")
+    flow.on_old(listed).rpush(listed, "x")
+    with MigrationSession(flow.old_topology, flow.window) as session:
+        session.set_marker(flow.marker, [first])
+    assert not flow.direct[other].exists(flow.marker)
+    assert client.pipeline().incr(key).incr(key).execute() == [6, 7]
+    assert flow.direct[other].exists(flow.marker)  # set by the client
+    assert flow.on_new(key).get(key) == b"7"
+    assert flow.on_old(key).exists(key) == 0
+    assert client.transaction(lambda pipe: pipe.multi(), watched) == []
+    assert client.blpop([listed], timeout=1) == (listed.encode(), b"x")
+
+    async def scenario() -> list[Any]:
+        made = AsyncShardedRedis.from_config(flow.path)
+        try:
+            flow.direct[other].delete(flow.marker)  # as if not reached: the client sets it
+            return await made.pipeline().set(key_async, "a").get(key_async).execute()
+        finally:
+            await made.aclose()
+
+    assert asyncio.run(scenario()) == [True, b"a"]
+    assert flow.direct[other].exists(flow.marker)
+    assert flow.on_new(key_async).get(key_async) == b"a"

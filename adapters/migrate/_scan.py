@@ -4,7 +4,7 @@ topology, and the plan (misplaced keys per pair) counted from the pages."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, cast
 
 from hashring import InvalidOptionError, Placement
@@ -28,11 +28,17 @@ class _Page(NamedTuple):
 
 
 def _pages(
-    links: _Links, placement: Placement, old_names: frozenset[str], batch: int
+    links: _Links,
+    placement: Placement,
+    old_names: frozenset[str],
+    batch: int,
+    starting: Callable[[str], None] | None = None,
 ) -> Iterator[_Page]:
     """Every node's keys, one ``SCAN COUNT batch`` page at a time, routed with
     ``get_node_many``; at least one page per node (empty for a node without keys), so a
     consumer sees every node's pass end. Memory: one page. O(keys) over the whole iteration.
+    ``starting(node)`` is called before the first ``SCAN`` of each node (a migration
+    window's marker is set there: see ``MigrationSession.mark_passes``).
 
     A migration window's markers (``hashring:migrating:<version>``) belong to the node they
     are on: they are never listed, so never moved, planned or verified.
@@ -47,6 +53,8 @@ def _pages(
     get_node_many = placement.get_node_many
     for source in sorted(links.clients, key=lambda name: (name in old_names, name)):
         client = links.clients[source]
+        if starting is not None:
+            starting(source)
         cursor = 0
         listed = False
         while True:

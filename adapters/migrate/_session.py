@@ -146,22 +146,47 @@ class MigrationSession:
         )
 
     def set_marker(self, marker: str, nodes: Iterable[str]) -> list[str]:
-        """Set the migration window's ``marker`` on each of ``nodes`` (the old owners), so
-        window clients stop writing moving keys there and pull them instead (see
-        ``hashring.adapters.redis._window``). Idempotent; the marker never expires. One round
-        trip per node; returns the nodes, sorted. A later :meth:`migrate` then sets the
-        window's done marker (``<marker>:done``) on each of them once its pass over that
-        node left none of the keys that move away from it behind.
+        """Set the migration window's ``marker`` on each of ``nodes`` (the old owners) now,
+        so window clients stop writing moving keys there and pull them instead (see
+        ``hashring.adapters.redis._window``), and remember the window as
+        :meth:`mark_passes` does. Idempotent; the marker never expires. One round trip per
+        node; returns the nodes, sorted.
 
         Raises:
             MigrationError: a node is unreachable or refuses the write.
         """
-        marked = sorted(set(nodes))
+        marked = self.mark_passes(marker, nodes)
         for name in marked:
-            with self._links.talking_to(name, "setting the window's marker on"):
-                self._links.clients[name].set(marker, b"1")
+            self._mark(name)
+        return marked
+
+    def mark_passes(self, marker: str, nodes: Iterable[str]) -> list[str]:
+        """Remember a migration window's ``marker`` for ``nodes`` (the old owners) without
+        setting it yet: a later :meth:`migrate` sets it on each of them just before its
+        pass over that node (before the node's first ``SCAN``), and the window's done
+        marker (``<marker>:done``) once that pass left none of the keys that move away from
+        it behind. Until its pass, window clients keep writing a node's moving keys there
+        (gated), where they stay until the pass moves them, instead of pulling them one by
+        one; a command that cannot be gated sets the marker itself once the migration has
+        started on another node (``hashring.adapters.redis._window_routes``). Only after
+        no client of the old topology is left (:meth:`wait_for_clients`). Sends nothing;
+        returns the nodes, sorted. O(nodes).
+        """
+        marked = sorted(set(nodes))
         self._window = (marker, frozenset(marked))
         return marked
+
+    def _mark(self, source: str) -> None:
+        """Set the remembered window's marker on ``source`` if it is one of its old owners
+        (one round trip; nothing otherwise).
+
+        Raises:
+            MigrationError: the node is unreachable or refuses the write.
+        """
+        if self._window is None or source not in self._window[1]:
+            return
+        with self._links.talking_to(source, "setting the window's marker on"):
+            self._links.clients[source].set(self._window[0], b"1")
 
     def clear_marker(self, marker: str) -> list[str]:
         """Delete ``marker`` and its done marker from every node; returns the nodes that held
@@ -242,7 +267,9 @@ class MigrationSession:
         First checks :meth:`durability` of every node of the new topology and refuses
         volatile ones (before anything moves) unless ``allow_volatile``.
 
-        One ``SCAN`` page at a time per node; its misplaced keys go out as one ``MIGRATE``
+        In a migration window (:meth:`mark_passes` or :meth:`set_marker` called first),
+        sets the window's marker on each old owner before its pass and the done marker
+        after it. One ``SCAN`` page at a time per node; its misplaced keys go out as one ``MIGRATE``
         per destination, pipelined in one round trip (with ``rate``, one ``MIGRATE`` of at
         most ``rate / 10`` keys per round trip, paced by a token bucket so that at most
         ``rate`` keys per second are sent on average). Safe to interrupt at any point and
@@ -300,7 +327,7 @@ class MigrationSession:
         )
         try:
             return mover.run(
-                self._pages(batch),
+                self._pages(batch, self._mark),
                 batch=batch,
                 rate=rate,
                 on_conflict=on_conflict,
@@ -322,8 +349,8 @@ class MigrationSession:
 
     def _finished(self, source: str) -> None:
         """The pass over ``source`` left no key that moves away from it: on an old owner of
-        a window whose marker this session set, set the window's done marker (window
-        clients then send those keys straight to their new owner).
+        a window this session remembers (:meth:`mark_passes`), set the window's done marker
+        (window clients then send those keys straight to their new owner).
 
         Raises:
             MigrationError: the node is unreachable or refuses the write.
@@ -333,9 +360,10 @@ class MigrationSession:
         with self._links.talking_to(source, "setting the window's done marker on"):
             self._links.clients[source].set(done_key(self._window[0]), b"1")
 
-    def _pages(self, batch: int) -> Iterator[_Page]:
-        """Every node's keys a ``SCAN`` page at a time, routed (what every operation reads)."""
-        return _pages(self._links, self._placement, self._old_names, batch)
+    def _pages(self, batch: int, starting: Callable[[str], None] | None = None) -> Iterator[_Page]:
+        """Every node's keys a ``SCAN`` page at a time, routed (what every operation reads);
+        ``starting(node)`` before each node's first ``SCAN``."""
+        return _pages(self._links, self._placement, self._old_names, batch, starting)
 
 
 # --------------------------------------------------------------------------- one-call API

@@ -129,14 +129,42 @@ async def _look_for_marker(window: Window, route: Route, old: aioredis.Redis, wh
     """The sync client's ``_look_for_marker`` on a ``redis.asyncio`` client.
 
     Raises:
-        UnsupportedCommandError: the migration has not started there (nothing else sent).
+        UnsupportedCommandError: the migration has started nowhere, or the marker cannot be
+            set (nothing else sent).
     """
     source = route.source
     assert source is not None
     if source not in window.started:
         if not await old.exists(window.marker):
-            raise not_started(what, route)
+            if not await _started_elsewhere(window):
+                raise not_started(what, route)
+            try:
+                await old.set(window.marker, b"1")
+            except redis.exceptions.ResponseError as error:  # NOPERM, a read-only node ...
+                raise not_started(what, route) from error
         window.started.add(source)
+
+
+async def _started_elsewhere(window: Window) -> bool:
+    """The sync client's ``_started_elsewhere`` on ``redis.asyncio`` clients.
+
+    Raises:
+        NodeRemovedError: the previous topology's clients were retired (the window ended).
+        redis.exceptions.RedisError: an old owner could not be reached.
+    """
+    if window.started:
+        return True
+    previous = window.previous
+    members = previous._members
+    for node in sorted(members.slots):
+        slot = previous._enter(members, node, "of the previous topology ")
+        try:
+            if await slot.client.exists(window.marker):
+                window.started.add(node)
+                return True
+        finally:
+            await previous._leave(slot)
+    return False
 
 
 async def _pull_to(window: Window, route: Route, old: aioredis.Redis, new: aioredis.Redis) -> None:

@@ -104,16 +104,48 @@ def _one(answers: list[Any]) -> Any:
 def _look_for_marker(window: Window, route: Route, old: redis.Redis, what: str) -> None:
     """Make sure the migration has started on ``route``'s old owner ``old`` (its marker
     seen once by this client, or now with EXISTS), for ``what``, which cannot be gated.
+    When it has started on another old owner only (``hashring migrate`` marks each node as
+    its pass reaches it), start it on ``old`` now: set the marker there (gated writes then
+    abort and pull instead, as once the pass has begun). One round trip, more the first
+    time (:func:`_started_elsewhere`).
 
     Raises:
-        UnsupportedCommandError: it has not (nothing else sent).
+        UnsupportedCommandError: the migration has started nowhere, or the marker cannot be
+            set (nothing else sent).
     """
     source = route.source
     assert source is not None
     if source not in window.started:
         if not old.exists(window.marker):
-            raise not_started(what, route)
+            if not _started_elsewhere(window):
+                raise not_started(what, route)
+            try:
+                old.set(window.marker, b"1")
+            except redis.exceptions.ResponseError as error:  # NOPERM, a read-only node ...
+                raise not_started(what, route) from error
         window.started.add(source)
+
+
+def _started_elsewhere(window: Window) -> bool:
+    """Whether the migration has started on any old owner: its marker seen there by this
+    client, or found now (``EXISTS`` on each old owner until one holds it; remembered).
+    ``hashring migrate`` sets the first marker only once no client of the previous topology
+    is left, so from then on any window client may set it on another old owner.
+
+    Raises:
+        NodeRemovedError: the previous topology's clients were retired (the window ended).
+        redis.exceptions.RedisError: an old owner could not be reached.
+    """
+    if window.started:
+        return True
+    previous = window.previous
+    members = previous._members
+    for node in sorted(members.slots):
+        with previous._leased(members, node) as client:
+            if client.exists(window.marker):
+                window.started.add(node)
+                return True
+    return False
 
 
 def _pull_to(window: Window, route: Route, old: redis.Redis, new: redis.Redis) -> None:

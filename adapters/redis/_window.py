@@ -9,8 +9,10 @@ twice and the migration would have to drop one acknowledged write. So until the 
 starts, T1 clients write such keys where T0 clients do, on O, gated by the window's marker
 (``hashring:migrating:<version>``, :func:`marker_key`): :func:`gated_call` WATCHes the
 marker, finds it absent, and runs the command in MULTI/EXEC, which the server aborts if the
-marker appeared meanwhile. ``hashring migrate`` sets the marker on every old owner only once
-no T0 client is connected (``CLIENT LIST``), then moves keys.
+marker appeared meanwhile. ``hashring migrate`` waits until no T0 client is connected
+(``CLIENT LIST``), then sets the marker on each old owner just before its pass over that
+node: a node not reached yet keeps its moving keys (written there through the gate) until
+its pass moves them, so they are not pulled one by one meanwhile.
 
 Why the pull. Once the marker is set, a T1 write on K first pulls K from O to N
 (:func:`pull`: ``MIGRATE ... KEYS K`` sent to O, neither ``COPY`` nor ``REPLACE``), then

@@ -23,12 +23,14 @@ write of moving keys,        ``MIGRATE ... KEYS`` from the old owner to the new 
 once the marker is set       keys that are there move, with their TTLs; one round trip),
                              then the command on the new owner: a delete or an overwrite
                              after the pull cannot be undone by the migration
-blocking commands (BLPOP,    cannot run inside MULTI; before the marker they are refused
-XREADGROUP ... BLOCK, ...)   (UnsupportedCommandError, nothing sent); once it is set,
-and MULTI-less commands      pulled and run on the new owner as above
-transactions and WATCH on    the same: refused before the marker (nothing sent); once it
-moving keys                  is set, the keys are pulled, then watched and run on the new
-                             owner
+blocking commands (BLPOP,    cannot run inside MULTI: pulled and run on the new owner once
+XREADGROUP ... BLOCK, ...)   the marker is set there; before it, if the marker is on
+and MULTI-less commands      another old owner (the migration has started), the client
+                             sets it on theirs first; if it is on none, refused
+                             (UnsupportedCommandError, nothing sent)
+transactions and WATCH on    the same (set the marker if the migration has started
+moving keys                  elsewhere, else refused); then the keys are pulled, watched
+                             and run on the new owner
 pipelines that write         their commands run one at a time, in order, each as above
                              (a pipeline without ``transaction`` promises no atomicity)
 reads                        one key: the old owner first until the marker is seen there

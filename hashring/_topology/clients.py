@@ -54,8 +54,8 @@ def client_name(version: str) -> str:
 
 
 def marker_key(version: str) -> str:
-    """The marker a migration to the window topology ``version`` sets on every old owner
-    (see ``hashring.adapters.redis._window``). O(1)."""
+    """The marker a migration to the window topology ``version`` sets on each old owner as
+    its pass over that node starts (see ``hashring.adapters.redis._window``). O(1)."""
     return MARKER_PREFIX + version
 
 

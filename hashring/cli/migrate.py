@@ -147,7 +147,8 @@ deleted from lost keys; these are all of them)::
       },                                   # connections left on another version (--force)
       "window": null | {                   # --apply into or out of a migration window
         "marker": str,                     # hashring:migrating:<window version>
-        "set_on": [str],                   # into a window: the old topology's nodes
+        "set_on": [str],                   # into a window: the old topology's nodes (each
+                                           # marked as the run's pass over it starts)
         "cleared_on": [str]                # out of one: the nodes that held the marker
       }
     }
@@ -157,12 +158,14 @@ deleted from lost keys; these are all of them)::
 
 Migration windows. When NEW.toml is a window (its ``[migration] previous`` names OLD.toml,
 checked: another previous is exit 2), ``--apply``, once every client runs the window, sets
-the window's marker ``hashring:migrating:<version>`` on every node of OLD before it moves a
-key: from then on the window's clients pull a moving key to its new owner before writing it,
-instead of writing it on its old owner (``hashring.adapters.redis._window_routes``). Once
-every key has moved, it prints the final step. Moving out of a window (``--from window.toml
---to final.toml``), ``--apply`` clears that marker from every node once every client runs
-the final topology. Markers are never moved, planned or verified.
+the window's marker ``hashring:migrating:<version>`` on each node of OLD just before its pass
+over that node (before the node's first SCAN): from then on the window's clients pull a key
+moving away from that node to its new owner before writing it, instead of writing it there
+(``hashring.adapters.redis._window_routes``); a node not reached yet keeps its moving keys,
+written there, until its pass moves them. After the pass it sets the done marker
+(``<marker>:done``) there. Once every key has moved, it prints the final step. Moving out
+of a window (``--from window.toml --to final.toml``), ``--apply`` clears that marker from
+every node once every client runs the final topology. Markers are never moved, planned or verified.
 
 Clients switch first. A client of the old topology that writes while keys move writes
 keys the run has already passed: they are stranded on the old owner. Hashring clients name
@@ -331,7 +334,8 @@ def _seconds(text: str) -> float:
 
 def _window_marker(session: Any, old: Topology, new: Topology) -> dict[str, Any] | None:
     """After the clients' wait, before any key moves: into a migration window (``new`` has
-    ``[migration]``), set its marker on every node of the old topology; out of one (``old``
+    ``[migration]``), have its marker set on each node of the old topology as the move's
+    pass over that node starts (``MigrationSession.mark_passes``); out of one (``old``
     has it, ``new`` not), clear the old window's marker from every node. The report's
     ``window`` object, or None.
 
@@ -340,7 +344,11 @@ def _window_marker(session: Any, old: Topology, new: Topology) -> dict[str, Any]
     """
     if new.previous is not None:
         marker = marker_key(new.version)
-        return {"marker": marker, "set_on": session.set_marker(marker, old.nodes), "cleared_on": []}
+        return {
+            "marker": marker,
+            "set_on": session.mark_passes(marker, old.nodes),
+            "cleared_on": [],
+        }
     if old.previous is not None:
         marker = marker_key(old.version)
         return {"marker": marker, "set_on": [], "cleared_on": session.clear_marker(marker)}
@@ -481,7 +489,10 @@ def run(args: argparse.Namespace) -> int:
         print(text(report))
         window = report.get("window")
         if window and window["set_on"]:
-            print(f"window: marker {window['marker']} set on {', '.join(window['set_on'])}")
+            print(
+                f"window: marker {window['marker']} set on each of "
+                f"{', '.join(window['set_on'])} as the pass over it began"
+            )
             if status == EXIT_OK:
                 print(
                     "next: publish the final topology (this window's file without [migration]) "
