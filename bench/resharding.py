@@ -7,6 +7,7 @@ Run by hand (not part of the test run)::
     .venv/bin/python bench/resharding.py --quick          # about a minute
     .venv/bin/python bench/resharding.py --part switch    # (a) only; --part load: (b) and (c)
     .venv/bin/python bench/resharding.py --clients 8      # client processes of (b)
+    .venv/bin/python bench/resharding.py --part load --migrate-rate 5000 --repeat 3
 
 The script starts its own 5 ``redis-server`` processes on free loopback ports (through
 ``tests/redis_servers.py``: never port 6379, no persistence) and stops them at the end, also
@@ -71,7 +72,10 @@ seconds per second, summed) and their CPU per operation. Target: ops/s while key
 before the window) and the final topology's (after it): the two steady phases bracket the
 move in time, so a drift of the shared machine's speed over the run cancels instead of
 counting for or against the window (on this machine one steady phase measured 0.79x to
-1.14x of another with no window involved). The ratios to each of the two are printed too.
+1.14x of another with no window involved; drift is not always linear, so ``--repeat N`` runs
+the ShardedRedis passes N times, each from freshly loaded data, and judges the target on the
+median of their ratios, the median run detailing the other rows). The ratios to each of the
+two are printed too.
 On a machine
 whose CPUs are all busy, ops/s = cores got / CPU per operation: the first says how much CPU
 the migrator (and anything else running) took from the clients, the second what the window
@@ -663,71 +667,64 @@ def handled_rate(report: dict[str, Any]) -> float:
     return float(handled / report["elapsed_seconds"])
 
 
-def run_load_part(
+@dataclass
+class Cycle:
+    """One pass of (b) on ShardedRedis: its phases, in order, and the migration under load."""
+
+    windows: list[Window]
+    loaded: Migration
+
+    @property
+    def on_old(self) -> Window:
+        return self.windows[0]
+
+    @property
+    def during(self) -> Window:
+        return self.windows[2]
+
+    @property
+    def on_final(self) -> Window:
+        return self.windows[4]
+
+    @property
+    def reference(self) -> float:
+        """Ops/s without a migration: the mean of the old and the final topology's."""
+        return (self.on_old.mean + self.on_final.mean) / 2
+
+    @property
+    def ratio(self) -> float:
+        """Ops/s while keys move over :attr:`reference`."""
+        return self.during.mean / self.reference
+
+
+def sharded_cycle(
     ctx: multiprocessing.context.BaseContext,
     servers: list[RedisServer],
     workdir: Path,
-    quick: bool,
     n_clients: int,
     rate: float | None,
-) -> tuple[list[Any], list[Any], list[Target], list[str]]:
-    cold = QUICK_COLD_KEYS if quick else COLD_KEYS
-    steady = QUICK_STEADY_SECONDS if quick else STEADY_SECONDS
-    window_seconds = QUICK_WINDOW_SECONDS if quick else WINDOW_SECONDS
-    urls = [s.url for s in servers]
+    cold: int,
+    steady: float,
+    window_seconds: float,
+    marker: str,
+    notes: list[str],
+) -> Cycle:
+    """(b) on ShardedRedis once, from freshly loaded data: clients following the file on
+    the old topology, the window, the move, after it, the final topology. Problems are
+    added to ``notes``.
+
+    Raises:
+        RuntimeError: the migration under load failed or did not report.
+    """
     old_path, window_path, followed = (
         workdir / "old.toml",
         workdir / "window.toml",
         workdir / "cluster.toml",
     )
-    old_path.write_text(topology_text(urls[:-1]), encoding="utf-8")
-    window_text = topology_text(urls, previous="old.toml")
-    window_path.write_text(window_text, encoding="utf-8")
+    window_text = window_path.read_text(encoding="utf-8")
+    final_text = (workdir / "final.toml").read_text(encoding="utf-8")
     window_version = load_topology(window_path).version
-    final_text = topology_text(urls)
-    (workdir / "final.toml").write_text(final_text, encoding="utf-8")
     final_version = load_topology(workdir / "final.toml").version
-    marker = marker_key(window_version)
-    notes: list[str] = []
-
-    # (c) without load: migrate the data set with no client running.
-    load_data(servers, old_path, HOT_KEYS, cold)
-    quiet = migrate_cli(old_path, window_path, marker, servers[0], rate)
-    if quiet.status != 0 or quiet.report["misplaced"] or quiet.marker_seen is None:
-        raise RuntimeError(
-            f"the migration without load failed: exit {quiet.status}, misplaced "
-            f"{quiet.report['misplaced']}, marker seen: {quiet.marker_seen is not None}"
-        )
-    load_data(servers, old_path, HOT_KEYS, cold)
-    load_plain(servers[0], HOT_KEYS)
-
-    # (b) plain redis-py to one node; then the same clients while keys move on the same
-    # servers (db 0, not theirs): the control, what a move costs any client on this
-    # machine (the CPU the migrator and the servers' MIGRATEs take), sharded or not.
-    plain_url = f"redis://{servers[0].host}:{servers[0].port}/1"
-    with fleet(ctx, run_load, [ClientSpec("plain", plain_url)] * n_clients, (HOT_KEYS,)) as c:
-        c.pump(TICK)
-        span = c.run_for(steady)
-        control: list[Migration] = []
-        mover = threading.Thread(
-            target=lambda: control.append(
-                migrate_cli(old_path, window_path, marker, servers[0], rate)
-            ),
-            daemon=True,
-        )
-        mover.start()
-        c.wait_until(lambda: not mover.is_alive(), MIGRATE_TIMEOUT, "hashring migrate")
-    plain_ticks = per_interval(c.messages, n_clients)
-    plain = window("plain redis-py, n0 only", plain_ticks, *span)
-    if not control or control[0].marker_seen is None:
-        raise RuntimeError("the control migration did not report or set no marker")
-    started = control[0].marker_seen
-    plain_moving = window(
-        "plain redis-py, n0 only, while keys move (control)",
-        plain_ticks,
-        started,
-        started + control[0].report["elapsed_seconds"],
-    )
     load_data(servers, old_path, HOT_KEYS, cold)
 
     # (b) ShardedRedis following the file: old topology, window, migration, after it.
@@ -772,18 +769,12 @@ def run_load_part(
         )
     ticks = per_interval(c.messages, n_clients)
     moving = (loaded.marker_seen, loaded.marker_seen + loaded.report["elapsed_seconds"])
-    on_old = window("ShardedRedis, old topology (3 nodes)", ticks, *old_span)
-    during = window("ShardedRedis, window topology, while keys move", ticks, *moving)
-    on_final = window("ShardedRedis, final topology (4 nodes)", ticks, *final_span)
-    reference = (on_old.mean + on_final.mean) / 2
     windows = [
-        plain,
-        plain_moving,
-        on_old,
+        window("ShardedRedis, old topology (3 nodes)", ticks, *old_span),
         window("ShardedRedis, window topology, before the move", ticks, *window_span),
-        during,
+        window("ShardedRedis, window topology, while keys move", ticks, *moving),
         window("ShardedRedis, window topology, after the move", ticks, *after_span),
-        on_final,
+        window("ShardedRedis, final topology (4 nodes)", ticks, *final_span),
     ]
     stale = [
         m for m in c.of("tick") if moving[0] <= m[2] * TICK < moving[1] and m[5] != window_version
@@ -797,29 +788,114 @@ def run_load_part(
             f"{failed:,} ShardedRedis operations failed over the whole run (counted in the "
             f"intervals above only when inside a window); first errors: {'; '.join(first)}"
         )
-    if not during.ticks:
+    if not windows[2].ticks:
         notes.append(
             f"the move lasted {loaded.report['elapsed_seconds']:.2f} s: no whole interval of "
             f"{TICK:g} s inside it; use more cold keys"
         )
+    return Cycle(windows, loaded)
 
-    load_rows = [
-        [
-            w.what,
+
+def run_load_part(
+    ctx: multiprocessing.context.BaseContext,
+    servers: list[RedisServer],
+    workdir: Path,
+    quick: bool,
+    n_clients: int,
+    rate: float | None,
+    repeat: int = 1,
+) -> tuple[list[Any], list[Any], list[Target], list[str]]:
+    """(c), the control of (b), then ``repeat`` passes of (b) on ShardedRedis (the target is
+    judged on the median of their ratios): the rows of (b), of (c), the targets, notes.
+
+    Raises:
+        RuntimeError: a migration failed or did not report.
+    """
+    cold = QUICK_COLD_KEYS if quick else COLD_KEYS
+    steady = QUICK_STEADY_SECONDS if quick else STEADY_SECONDS
+    window_seconds = QUICK_WINDOW_SECONDS if quick else WINDOW_SECONDS
+    urls = [s.url for s in servers]
+    old_path, window_path = workdir / "old.toml", workdir / "window.toml"
+    old_path.write_text(topology_text(urls[:-1]), encoding="utf-8")
+    window_path.write_text(topology_text(urls, previous="old.toml"), encoding="utf-8")
+    (workdir / "final.toml").write_text(topology_text(urls), encoding="utf-8")
+    marker = marker_key(load_topology(window_path).version)
+    notes: list[str] = []
+
+    # (c) without load: migrate the data set with no client running.
+    load_data(servers, old_path, HOT_KEYS, cold)
+    quiet = migrate_cli(old_path, window_path, marker, servers[0], rate)
+    if quiet.status != 0 or quiet.report["misplaced"] or quiet.marker_seen is None:
+        raise RuntimeError(
+            f"the migration without load failed: exit {quiet.status}, misplaced "
+            f"{quiet.report['misplaced']}, marker seen: {quiet.marker_seen is not None}"
+        )
+    load_data(servers, old_path, HOT_KEYS, cold)
+    load_plain(servers[0], HOT_KEYS)
+
+    # (b) plain redis-py to one node; then the same clients while keys move on the same
+    # servers (db 0, not theirs): the control, what a move costs any client on this
+    # machine (the CPU the migrator and the servers' MIGRATEs take), sharded or not.
+    plain_url = f"redis://{servers[0].host}:{servers[0].port}/1"
+    with fleet(ctx, run_load, [ClientSpec("plain", plain_url)] * n_clients, (HOT_KEYS,)) as c:
+        c.pump(TICK)
+        span = c.run_for(steady)
+        control: list[Migration] = []
+        mover = threading.Thread(
+            target=lambda: control.append(
+                migrate_cli(old_path, window_path, marker, servers[0], rate)
+            ),
+            daemon=True,
+        )
+        mover.start()
+        c.wait_until(lambda: not mover.is_alive(), MIGRATE_TIMEOUT, "hashring migrate")
+    plain_ticks = per_interval(c.messages, n_clients)
+    plain = window("plain redis-py, n0 only", plain_ticks, *span)
+    if not control or control[0].marker_seen is None:
+        raise RuntimeError("the control migration did not report or set no marker")
+    started = control[0].marker_seen
+    plain_moving = window(
+        "plain redis-py, n0 only, while keys move (control)",
+        plain_ticks,
+        started,
+        started + control[0].report["elapsed_seconds"],
+    )
+    cycles = [
+        sharded_cycle(
+            ctx, servers, workdir, n_clients, rate, cold, steady, window_seconds, marker, notes
+        )
+        for _ in range(repeat)
+    ]
+    # the cycle whose ratio is the median (the lower middle one of an even count) details
+    # the target; every cycle's phases are shown
+    cycle = sorted(cycles, key=lambda c: c.ratio)[(len(cycles) - 1) // 2]
+    ratio = statistics.median(c.ratio for c in cycles)
+    on_old, during, on_final = cycle.on_old, cycle.during, cycle.on_final
+
+    def row(w: Window, what: str, of: Cycle) -> list[Any]:
+        return [
+            what,
             len(w.ticks),
             f"{w.mean:,.0f}",
             f"{w.slowest:,.0f}",
-            times(w.mean / on_old.mean),
-            times(w.mean / reference),
+            times(w.mean / of.on_old.mean),
+            times(w.mean / of.reference),
             times(w.mean / plain.mean),
             f"{w.cores:.2f}",
             f"{w.cpu_per_op * 1e6:,.0f}",
             w.errors,
         ]
-        for w in windows
-    ]
+
+    load_rows = [row(plain, plain.what, cycle), row(plain_moving, plain_moving.what, cycle)]
+    for number, each in enumerate(cycles, 1):
+        tag = f" [{number}]" if len(cycles) > 1 else ""
+        load_rows += [row(w, w.what + tag, each) for w in each.windows]
     migrate_rows: list[Any] = []
-    for label, run in (("no client load", quiet), (f"{n_clients} clients running", loaded)):
+    runs = [("no client load", quiet)] + [
+        (f"{n_clients} clients running" + (f" [{i}]" if len(cycles) > 1 else ""), c.loaded)
+        for i, c in enumerate(cycles, 1)
+    ]
+    for label, run in runs:
         report = run.report
         migrate_rows.append(
             [
@@ -835,17 +911,22 @@ def run_load_part(
                 f"{run.cpu:.2f} s",
             ]
         )
-    ratio = during.mean / reference
-    quiet_rate, loaded_rate = quiet.report["keys_per_second"], loaded.report["keys_per_second"]
+    quiet_rate = quiet.report["keys_per_second"]
+    loaded_rate = cycle.loaded.report["keys_per_second"]
+    each_ratio = ", ".join(times(c.ratio) for c in cycles)
+    shown = times(ratio) + (f" (median of {each_ratio})" if len(cycles) > 1 else "")
+    scope = f"; {len(cycles)} runs, median" if len(cycles) > 1 else ""
+    detail = " (the median run)" if len(cycles) > 1 else ""
     targets: list[Target] = [
         (
             f"(b) ops/s while keys move >= {TARGET:g}x ops/s without a migration (mean of "
-            f"the old topology before it and the final one after it; {n_clients} clients)",
-            times(ratio),
+            f"the old topology before it and the final one after it; {n_clients} clients"
+            f"{scope})",
+            shown,
             None if ratio != ratio else ratio >= TARGET,
         ),
         (
-            "(b) ops/s while keys move vs the old topology alone / the final one alone",
+            f"(b) ops/s while keys move vs the old topology alone / the final one alone{detail}",
             f"{times(during.mean / on_old.mean)} / {times(during.mean / on_final.mean)}",
             None,
         ),
@@ -860,23 +941,23 @@ def run_load_part(
             None,
         ),
         (
-            "(b) ops/s while keys move vs plain redis-py, 1 node",
+            f"(b) ops/s while keys move vs plain redis-py, 1 node{detail}",
             times(during.mean / plain.mean),
             None,
         ),
         (
-            "(b) ops/s on the old topology vs plain redis-py, 1 node",
+            f"(b) ops/s on the old topology vs plain redis-py, 1 node{detail}",
             times(on_old.mean / plain.mean),
             None,
         ),
         (
-            "(b) client CPU per operation while keys move vs on the old topology",
+            f"(b) client CPU per operation while keys move vs on the old topology{detail}",
             f"{times(during.cpu_per_op / on_old.cpu_per_op)} "
             f"({during.cpu_per_op * 1e6:,.0f} vs {on_old.cpu_per_op * 1e6:,.0f} µs)",
             None,
         ),
         (
-            "(c) migration keys moved/s under client load vs without",
+            f"(c) migration keys moved/s under client load vs without{detail}",
             f"{times(loaded_rate / quiet_rate)} ({loaded_rate:,.0f} vs {quiet_rate:,.0f})",
             None,
         ),
@@ -909,7 +990,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="hashring migrate --rate (keys/s) for (b) and (c); default: no limit",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="passes of (b) on ShardedRedis, each from freshly loaded data (default 1); the "
+        "target is judged on the median of their ratios",
+    )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     signal.signal(signal.SIGTERM, exit_on_signal)
     ctx = forkserver()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -947,7 +1037,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.part in ("all", "load"):
             load_rows, migrate_rows, found, notes = run_load_part(
-                ctx, data, workdir, args.quick, args.clients, args.migrate_rate
+                ctx, data, workdir, args.quick, args.clients, args.migrate_rate, args.repeat
             )
             targets += found
             print(
