@@ -301,11 +301,10 @@ def pull(
         redis.RedisError: the old owner cannot be reached (the connection is dropped).
     """
     command = migrate_command(destination, _distinct(old, keys), timeout_ms=timeout_ms)
-    if done is None:
-        return _moved(old.execute_command(*command)), False  # type: ignore[no-untyped-call]
-    with _borrowed(old) as connection:
-        connection.send_packed_command(pack_commands(connection, [("EXISTS", done), command]))
-        finished = bool(connection.read_response())
+    asks = [command] if done is None else [("EXISTS", done), command]
+    with _borrowed(old) as connection:  # on the connection: no retry, as with a done marker
+        connection.send_packed_command(pack_commands(connection, asks))
+        finished = done is not None and bool(connection.read_response())
         answer = _read(connection)  # the last reply: an error leaves the connection usable
     if isinstance(answer, redis.ResponseError):
         raise answer
@@ -326,11 +325,10 @@ async def pull_async(
         redis.ResponseError, redis.RedisError: as :func:`pull`.
     """
     command = migrate_command(destination, _distinct(old, keys), timeout_ms=timeout_ms)
-    if done is None:
-        return _moved(await old.execute_command(*command)), False  # type: ignore[no-untyped-call]
+    asks = [command] if done is None else [("EXISTS", done), command]
     async with _aborrowed(old) as connection:
-        await connection.send_packed_command(pack_commands(connection, [("EXISTS", done), command]))
-        finished = bool(await connection.read_response())
+        await connection.send_packed_command(pack_commands(connection, asks))
+        finished = done is not None and bool(await connection.read_response())
         answer = await _aread(connection)  # the last reply: an error leaves it usable
     if isinstance(answer, redis.ResponseError):
         raise answer
