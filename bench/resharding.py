@@ -649,6 +649,20 @@ def migrate_cli(
     return Migration(report, finished.returncode, seen[0] if seen else None, cpu)
 
 
+def migrate_meanwhile(
+    clients: Fleet, old: Path, new: Path, marker: str, watch: RedisServer, rate: float | None
+) -> Migration | None:
+    """:func:`migrate_cli` in a thread while ``clients`` keep reporting (their reports
+    pumped until it ends); its result, or None if it raised."""
+    result: list[Migration] = []
+    mover = threading.Thread(
+        target=lambda: result.append(migrate_cli(old, new, marker, watch, rate)), daemon=True
+    )
+    mover.start()
+    clients.wait_until(lambda: not mover.is_alive(), MIGRATE_TIMEOUT, "hashring migrate")
+    return result[0] if result else None
+
+
 def _children_cpu() -> float:
     """CPU seconds of this process's waited-for children (the migrate command: the client
     processes are the forkserver's children, the servers are waited for at the end)."""
@@ -739,24 +753,15 @@ def sharded_cycle(
             lambda: running(c, window_version), SWITCH_TIMEOUT, "the clients to run the window"
         )
         window_span = c.run_for(window_seconds)
-        result: list[Migration] = []
-        migrator = threading.Thread(
-            target=lambda: result.append(
-                migrate_cli(old_path, window_path, marker, servers[0], rate)
-            ),
-            daemon=True,
-        )
-        migrator.start()
-        c.wait_until(lambda: not migrator.is_alive(), MIGRATE_TIMEOUT, "hashring migrate")
+        loaded = migrate_meanwhile(c, old_path, window_path, marker, servers[0], rate)
         after_span = c.run_for(window_seconds)
         replace(followed, final_text)
         c.wait_until(
             lambda: running(c, final_version), SWITCH_TIMEOUT, "the clients to run the final"
         )
         final_span = c.run_for(steady)
-    if not result:
+    if loaded is None:
         raise RuntimeError("hashring migrate under load did not report")
-    loaded = result[0]
     if loaded.marker_seen is None or loaded.report["misplaced"]:
         raise RuntimeError(
             f"the migration under load failed: exit {loaded.status}, misplaced "
@@ -840,25 +845,17 @@ def run_load_part(
     with fleet(ctx, run_load, [ClientSpec("plain", plain_url)] * n_clients, (HOT_KEYS,)) as c:
         c.pump(TICK)
         span = c.run_for(steady)
-        control: list[Migration] = []
-        mover = threading.Thread(
-            target=lambda: control.append(
-                migrate_cli(old_path, window_path, marker, servers[0], rate)
-            ),
-            daemon=True,
-        )
-        mover.start()
-        c.wait_until(lambda: not mover.is_alive(), MIGRATE_TIMEOUT, "hashring migrate")
+        control = migrate_meanwhile(c, old_path, window_path, marker, servers[0], rate)
     plain_ticks = per_interval(c.messages, n_clients)
     plain = window("plain redis-py, n0 only", plain_ticks, *span)
-    if not control or control[0].marker_seen is None:
+    if control is None or control.marker_seen is None:
         raise RuntimeError("the control migration did not report or set no marker")
-    started = control[0].marker_seen
+    started = control.marker_seen
     plain_moving = window(
         "plain redis-py, n0 only, while keys move (control)",
         plain_ticks,
         started,
-        started + control[0].report["elapsed_seconds"],
+        started + control.report["elapsed_seconds"],
     )
     cycles = [
         sharded_cycle(
