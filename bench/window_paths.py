@@ -42,9 +42,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from _measure import exit_on_signal, times
 from _servers import redis_servers
@@ -62,45 +62,32 @@ MARKER_LOOK = 0.06
 """Seconds to let a client's next read look for the markers again (``MARKER_LOOK_INTERVAL``)."""
 
 
-def paths(
-    old: ShardedRedis, window: ShardedRedis, stay: list[str], gated: list[str], fresh: Iterator[str]
-) -> dict[str, tuple[Callable[[str], Any], list[str]]]:
-    """Each path's operation and the keys it draws from (a pull takes the next fresh key)."""
-    return {
-        "old topology: GET": (old.get, stay),
-        "old topology: SET": (lambda k: old.set(k, "s"), stay),
-        "window, a key that stays: GET": (window.get, stay),
-        "read, old owner not reached yet": (window.get, gated),
-        "write, old owner not reached yet (gated)": (lambda k: window.set(k, "g"), gated),
-        "write, old owner being passed (pull, write)": (
-            lambda _: window.set(next(fresh), "p"),
-            stay,
-        ),
-    }
+class Case(NamedTuple):
+    """One path: the operation timed on each key drawn from ``keys``, ``count`` operations per
+    round, and what runs untimed ahead of each of its rounds."""
+
+    operation: Callable[[str], Any]
+    keys: list[str]
+    count: int = PER_ROUND
+    before: Callable[[], None] | None = None
 
 
-def measure(
-    cases: dict[str, tuple[Callable[[str], Any], list[str]]],
-    rounds: int,
-    rng: random.Random,
-    before: dict[str, Callable[[], None]],
-) -> dict[str, list[float]]:
+def measure(cases: dict[str, Case], rounds: int, rng: random.Random) -> dict[str, list[float]]:
     """Thread CPU seconds per operation of each case, per round, the cases in a new random
-    order each round; ``before[name]`` runs ahead of a case's round, untimed."""
+    order each round."""
     found: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         order = list(cases)
         rng.shuffle(order)
         for name in order:
-            operation, keys = cases[name]
-            count = PER_ROUND // 8 if "pull" in name else PER_ROUND
-            sample = [keys[rng.randrange(len(keys))] for _ in range(count)]
-            if name in before:
-                before[name]()
+            case = cases[name]
+            sample = [case.keys[rng.randrange(len(case.keys))] for _ in range(case.count)]
+            if case.before is not None:
+                case.before()
             start = time.thread_time()
             for key in sample:
-                operation(key)
-            found[name].append((time.thread_time() - start) / count)
+                case.operation(key)
+            found[name].append((time.thread_time() - start) / case.count)
     return found
 
 
@@ -146,14 +133,26 @@ def run(rounds: int) -> list[list[Any]]:
                 state._moved.clear()
                 state._found["n0"] = [1 << 20, 0]
 
-            cases = paths(old, window, stay, gated, iter(fresh))
-            cases["read, old owner being passed, key where asked first"] = (window.get, on_old)
-            cases["read, old owner being passed, key on the other side"] = (window.get, pulled)
-            before = {
-                "read, old owner being passed, key where asked first": old_first,
-                "read, old owner being passed, key on the other side": old_first,
+            fresh_keys = iter(fresh)  # a pull takes the next key: each is pulled once
+            cases = {
+                "old topology: GET": Case(old.get, stay),
+                "old topology: SET": Case(lambda k: old.set(k, "s"), stay),
+                "window, a key that stays: GET": Case(window.get, stay),
+                "read, old owner not reached yet": Case(window.get, gated),
+                "read, old owner being passed, key where asked first": Case(
+                    window.get, on_old, before=old_first
+                ),
+                "read, old owner being passed, key on the other side": Case(
+                    window.get, pulled, before=old_first
+                ),
+                "write, old owner not reached yet (gated)": Case(
+                    lambda k: window.set(k, "g"), gated
+                ),
+                "write, old owner being passed (pull, write)": Case(
+                    lambda _: window.set(next(fresh_keys), "p"), stay, count=PER_ROUND // 8
+                ),
             }
-            found = measure(cases, rounds, rng, before)
+            found = measure(cases, rounds, rng)
         finally:
             for client in (old, window, other):
                 client.close()
