@@ -33,7 +33,7 @@ import pytest
 from hashring.adapters.migrate import ON_CONFLICT, MigrationSession
 from redis_servers import RedisServer, RedisServerFactory, free_port
 
-from hashring import HashRing, load_topology
+from hashring import HashRing, InvalidOptionError, load_topology
 from hashring.cli import main
 from hashring.cli._migrate_report import POLICY_TEXT
 
@@ -46,10 +46,13 @@ TOP_KEYS = {
     "schema", "mode", "from", "to", "nodes", "options", "scanned", "in_place", "to_move",
     "moved", "conflicts", "missing", "failed", "pairs", "verification", "misplaced",
     "elapsed_seconds", "keys_per_second", "durability", "lost", "deleted", "plan", "clients",
-    "window",
+    "window", "rested_seconds",
 }  # fmt: skip
 PAIR_KEYS = {"from", "to", "keys", "moved", "conflicts", "bytes"}
-OPTION_KEYS = {"batch", "rate", "timeout_ms", "on_conflict", "bytes", "allow_volatile_destination"}
+OPTION_KEYS = {
+    "batch", "rate", "max_busy", "timeout_ms", "on_conflict", "bytes",
+    "allow_volatile_destination",
+}  # fmt: skip
 VERIFICATION_KEYS = {
     "scanned", "misplaced", "elapsed_seconds", "pairs", "checked", "expired", "lost",
     "lost_by_node", "restarted", "deleted", "deleted_by_node", "evicted",
@@ -403,6 +406,66 @@ def test_engine_counts_keys_deleted_between_scan_and_migrate(cluster: Cluster) -
     assert len(cluster.dump()) == len(keys) - len(deleted)
 
 
+def test_max_busy_rests_in_proportion_to_the_work_and_moves_everything(cluster: Cluster) -> None:
+    """Engine API: with ``max_busy=0.25`` the pass sleeps at least 3 s for every second it
+    works (each rest is at least (1 - 0.25) / 0.25 times the work before it), its work and
+    rests add up to no more than its wall time, and every key still moves; without it, it
+    never rests."""
+    keys = load(cluster, 3_000, ttl_share=0)
+    before = cluster.dump()
+    with MigrationSession(load_topology(cluster.old), load_topology(cluster.new)) as session:
+        paced = session.migrate(batch=100, max_busy=0.25)
+        assert paced.moved_total == paced.to_move > 0
+        assert paced.worked_seconds > 0
+        assert paced.rested_seconds >= 3 * paced.worked_seconds * 0.999
+        assert paced.worked_seconds + paced.rested_seconds <= paced.seconds * 1.001
+        assert session.verify().misplaced == 0
+    assert_same_data(before, cluster.dump(), 60_000)
+    with MigrationSession(load_topology(cluster.new), load_topology(cluster.old)) as session:
+        back = session.migrate(batch=100, max_busy=1)  # 1: works all the time, no rests
+        assert back.moved_total == back.to_move > 0
+        assert back.rested_seconds == 0
+        assert back.worked_seconds <= back.seconds
+    assert {key.decode() for key in cluster.dump()} == set(keys)
+
+
+@pytest.mark.parametrize("value", [0, -0.5, 1.5, float("nan"), float("inf"), True, "0.5"])
+def test_max_busy_outside_0_to_1_is_refused_before_anything_moves(
+    cluster: Cluster, value: Any
+) -> None:
+    load(cluster, 200, ttl_share=0)
+    before = cluster.dump()
+    with (
+        MigrationSession(load_topology(cluster.old), load_topology(cluster.new)) as session,
+        pytest.raises(InvalidOptionError, match="max_busy"),
+    ):
+        session.migrate(max_busy=value)
+    assert cluster.dump() == before
+
+
+def test_cli_max_busy_reports_its_rests(cluster: Cluster) -> None:
+    """``--max-busy 0.5``: the JSON options carry it, the pass rested (at least as long as
+    it worked, so more than nothing), the text says so; the dry run's duration at the
+    measured rate is scaled by it."""
+    load(cluster, 2_000, ttl_share=0)
+    dry = migrate_json(*cluster.files, "--max-busy", "0.5")
+    plain = migrate_json(*cluster.files)
+    assert dry["rested_seconds"] is None
+    assert dry["options"]["max_busy"] == 0.5
+    [paced_rate] = [d for d in dry["plan"]["duration"] if "--max-busy" in d["source"]]
+    [measured] = plain["plan"]["duration"]
+    assert paced_rate["rate"] == pytest.approx(measured["rate"] * 0.5)
+    report = migrate_json(*cluster.files, "--apply", "--batch", "100", "--max-busy", "0.5")
+    assert report["options"]["max_busy"] == 0.5
+    assert report["misplaced"] == 0
+    assert report["moved"] == report["to_move"] > 0
+    assert 0 < report["rested_seconds"] < report["elapsed_seconds"]
+    back = migrate("--from", str(cluster.new), "--to", str(cluster.old), "--apply")
+    assert "resting" not in back.stdout
+    text = migrate(*cluster.files, "--apply", "--batch", "100", "--max-busy", "0.5").stdout
+    assert "s of it resting to keep the pace" in text
+
+
 def test_destination_with_credentials_gets_auth2_and_they_are_never_shown(
     cluster: Cluster,
 ) -> None:
@@ -541,7 +604,16 @@ def test_two_names_for_one_database_exit_2(
 def test_bad_flags_exit_2(tmp_path: Path) -> None:
     """argparse's complaints are one line too, naming the flag."""
     good = write(tmp_path / "good.toml", nodes_toml({"a": "redis://127.0.0.1:1/0"}))
-    for flags in (["--batch", "0"], ["--rate", "-1"], ["--on-conflict", "merge"], []):
+    for flags in (
+        ["--batch", "0"],
+        ["--rate", "-1"],
+        ["--max-busy", "0"],
+        ["--max-busy", "1.5"],
+        ["--max-busy", "nan"],
+        ["--max-busy", "most"],
+        ["--on-conflict", "merge"],
+        [],
+    ):
         args = ["--from", good, *flags] if flags else ["--from", good]
         result = migrate(*args, check=2)
         one_line_error(result, "hashring: error: ", flags[0] if flags else "--to")

@@ -1,6 +1,7 @@
 """Moving keys: each page's misplaced keys sent to their source server as pipelined
 ``MIGRATE``\\ s (with their TTLs read for the loss check), conflicts resolved by policy,
-replica-backed destinations made to ``WAIT``, the pace kept by a token bucket."""
+replica-backed destinations made to ``WAIT``, the pace kept by a token bucket and by rests
+(:class:`_Pace`)."""
 
 from __future__ import annotations
 
@@ -23,28 +24,57 @@ from ._verify import _Arrivals
 _PTTL_SCRIPT = "local t = {} for i, k in ipairs(KEYS) do t[i] = redis.call('PTTL', k) end return t"
 
 
-class _TokenBucket:
-    """``take(n)`` waits so that on average at most ``rate`` keys pass per second.
+class _Pace:
+    """How fast a move pass goes: at most ``rate`` keys per second on average (a token
+    bucket) and working at most ``busy`` of its wall time (rests in between).
 
-    The bucket holds at most a tenth of a second of keys; a take larger than what is in the
-    bucket goes through at once and the debt is paid by sleeping, so any batch size works.
+    :meth:`take` before each round trip that sends ``n`` keys: the bucket holds at most a
+    tenth of a second of keys; a take larger than what is in it goes through at once and the
+    debt is paid by sleeping, so any batch size works. :meth:`rest` after each round trip
+    and each page: it sleeps ``worked * (1 - busy) / busy``, ``worked`` being the time
+    since the previous rest ended, waits of :meth:`take` left out (the scan of the page,
+    the round trip, the pass's own computing). A source server spends only part of that
+    time on the pass's commands (``SCAN``, ``MIGRATE``, which blocks the source until its
+    destination answers), so it serves its clients at least ``1 - busy`` of the time.
     """
 
-    def __init__(self, rate: float | None) -> None:
+    def __init__(self, rate: float | None, busy: float | None) -> None:
         self._rate = rate
         self._capacity = 0.0 if rate is None else max(1.0, rate / 10)
         self._tokens = self._capacity
-        self._last = time.monotonic()
+        self._last = self._since = time.perf_counter()
+        self._factor = 0.0 if busy is None else (1.0 - busy) / busy
+        self._worked = 0.0  # since the last rest, before the current stretch
+        self.worked = 0.0
+        """Seconds of work so far (rests and the bucket's waits left out)."""
+        self.rested = 0.0
+        """Seconds slept so far, by rests and by the bucket."""
 
     def take(self, n: int) -> None:
         if self._rate is None:
             return
-        now = time.monotonic()
+        now = time.perf_counter()
         self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
         self._last = now
         self._tokens -= n
         if self._tokens < 0:
-            time.sleep(-self._tokens / self._rate)
+            self._worked += now - self._since
+            self._since = self._sleep(-self._tokens / self._rate)
+
+    def rest(self) -> None:
+        now = time.perf_counter()
+        worked = self._worked + now - self._since
+        self._worked = 0.0
+        self.worked += worked
+        self._since = self._sleep(worked * self._factor) if self._factor else now
+
+    def _sleep(self, seconds: float) -> float:
+        """Sleep ``seconds``, counted in :attr:`rested`; the time it ended."""
+        start = time.perf_counter()
+        time.sleep(seconds)
+        end = time.perf_counter()
+        self.rested += end - start
+        return end
 
 
 def _chunks(keys: list[bytes], size: int) -> Iterator[list[bytes]]:
@@ -100,6 +130,7 @@ class _Mover:
         *,
         batch: int,
         rate: float | None,
+        busy: float | None = None,
         on_conflict: OnConflict,
         with_bytes: bool,
         progress: Progress | None,
@@ -120,7 +151,7 @@ class _Mover:
         """
         start = time.perf_counter()
         tally = _Tally()
-        bucket = _TokenBucket(rate)
+        pace = _Pace(rate, busy)
         per_send = batch if rate is None else max(1, min(batch, int(rate / 10)))
         scanned = in_place = 0
         current: str | None = None
@@ -141,13 +172,15 @@ class _Mover:
                     for chunk in _chunks(group, per_send)
                 ]
             for send in sends:
-                bucket.take(sum(len(chunk) for _, chunk in send))
+                pace.take(sum(len(chunk) for _, chunk in send))
                 moved_before = sum(tally.moved.values())
                 self._send(source, send, on_conflict, with_bytes, tally)
                 if moved_progress is not None:
                     moved_progress(sum(tally.moved.values()) - moved_before)
+                pace.rest()
             if progress is not None:
                 progress(len(keys))
+            pace.rest()
         self._finish(current, finished)
         return MigrationResult(
             on_conflict=on_conflict,
@@ -160,6 +193,8 @@ class _Mover:
             failed=tally.failed,
             bytes=_sorted_pairs(tally.bytes) if with_bytes else None,
             seconds=time.perf_counter() - start,
+            worked_seconds=pace.worked,
+            rested_seconds=pace.rested,
         )
 
     def _finish(self, source: str | None, finished: Callable[[str], None] | None) -> None:

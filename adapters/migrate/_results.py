@@ -134,6 +134,12 @@ class MigrationResult:
     """``MEMORY USAGE`` totals of the moved keys per pair, when asked for."""
     seconds: float = 0.0
     """Wall time of the pass."""
+    worked_seconds: float = 0.0
+    """Of :attr:`seconds`, the time the pass worked: scanning, its round trips and its own
+    computing (not its rests)."""
+    rested_seconds: float = 0.0
+    """Of :attr:`seconds`, the time the pass slept to keep its pace (``rate`` and
+    ``max_busy``); 0.0 without either."""
 
     @property
     def to_move(self) -> int:

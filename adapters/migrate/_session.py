@@ -257,6 +257,7 @@ class MigrationSession:
         progress: Progress | None = None,
         allow_volatile: bool = False,
         moved_progress: Progress | None = None,
+        max_busy: float | None = None,
     ) -> MigrationResult:
         """Move every misplaced key to its owner under the new topology.
 
@@ -272,14 +273,22 @@ class MigrationSession:
         after it. One ``SCAN`` page at a time per node; its misplaced keys go out as one ``MIGRATE``
         per destination, pipelined in one round trip (with ``rate``, one ``MIGRATE`` of at
         most ``rate / 10`` keys per round trip, paced by a token bucket so that at most
-        ``rate`` keys per second are sent on average). Safe to interrupt at any point and
-        to re-run: the server deletes a source copy only after the destination acknowledged
-        it, and a re-run moves what is left. Counts moved, conflicting and missing keys.
-        O(keys) time, O(batch) memory.
+        ``rate`` keys per second are sent on average; with ``max_busy``, a rest after each
+        round trip and each page, so that the pass works at most that share of its wall
+        time). Safe to interrupt at any point and to re-run: the server deletes a source
+        copy only after the destination acknowledged it, and a re-run moves what is left.
+        Counts moved, conflicting and missing keys. O(keys) time, O(batch) memory.
 
         Args:
             batch: ``SCAN COUNT`` and the most keys in one ``MIGRATE``.
             rate: the most keys sent to ``MIGRATE`` per second (None: unlimited).
+            max_busy: the largest share of its wall time the pass works, in (0, 1]: after
+                working ``t`` seconds (a page's ``SCAN``, a round trip of MIGRATEs,
+                its own computing) it sleeps ``t * (1 - max_busy) / max_busy``. A source
+                server is blocked by the pass's commands (``MIGRATE`` waits for its
+                destination) only within that work, so it serves its clients at least
+                ``1 - max_busy`` of the time, whatever the keys' sizes and the servers'
+                speed. None (or 1): no rests.
             on_conflict: ``"keep-destination"``, ``"replace"`` or ``"skip"`` (see the package).
             with_bytes: also sum ``MEMORY USAGE`` of the moved keys per pair.
             progress: called with the number of keys scanned after every page.
@@ -293,9 +302,17 @@ class MigrationSession:
                 another reason than a conflict (out of memory, authentication, timeout), or
                 no replica of a replica-backed destination acknowledged a batch: keys moved
                 so far stay moved; re-run to finish.
-            InvalidOptionError: a bad ``batch``, ``rate`` or ``on_conflict``.
+            InvalidOptionError: a bad ``batch``, ``rate``, ``max_busy`` or ``on_conflict``.
         """
         _check_batch(batch)
+        if max_busy is not None and (
+            isinstance(max_busy, bool)
+            or not isinstance(max_busy, (int, float))
+            or not 0 < max_busy <= 1
+        ):
+            raise InvalidOptionError(
+                f"max_busy must be a share of time in (0, 1], got {max_busy!r}"
+            )
         if rate is not None and (
             isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1e12
         ):
@@ -330,6 +347,7 @@ class MigrationSession:
                 self._pages(batch, self._mark),
                 batch=batch,
                 rate=rate,
+                busy=max_busy,
                 on_conflict=on_conflict,
                 with_bytes=with_bytes,
                 progress=progress,
@@ -401,6 +419,7 @@ def migrate(
     with_bytes: bool = False,
     progress: Progress | None = None,
     allow_volatile: bool = False,
+    max_busy: float | None = None,
 ) -> MigrationResult:
     """Move every key that is not on its owner under ``new`` to that owner (no verification:
     call :func:`verify` after it, which then checks locations only; for the loss check run
@@ -421,6 +440,7 @@ def migrate(
             with_bytes=with_bytes,
             progress=progress,
             allow_volatile=allow_volatile,
+            max_busy=max_busy,
         )
 
 

@@ -29,6 +29,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "batch": args.batch,
         "rate": args.rate,
+        "max_busy": args.max_busy,
         "timeout_ms": args.timeout,
         "on_conflict": args.on_conflict,
         "bytes": bool(args.bytes),
@@ -111,6 +112,7 @@ def dry_run_report(
         "lost": None,
         "deleted": None,
         "elapsed_seconds": round(plan.seconds, 6),
+        "rested_seconds": None,
         "keys_per_second": round(plan.keys_per_second, 1),
     }
 
@@ -154,6 +156,7 @@ def apply_report(
         "lost": check.lost_total,
         "deleted": check.deleted_total,
         "elapsed_seconds": round(result.seconds, 6),
+        "rested_seconds": round(result.rested_seconds, 6),
         "keys_per_second": round(result.keys_per_second, 1),
     }
 
@@ -228,7 +231,9 @@ def text(report: dict[str, Any]) -> str:
         f"({policy}: {POLICY_TEXT[policy]}); missing {report['missing']:,} (expired or "
         f"deleted mid-way); failed {report['failed']:,}"
     )
-    lines.append(f"elapsed {seconds:.2f} s ({rate:,.0f} keys/s moved)")
+    rested = report["rested_seconds"]
+    resting = f", {rested:.2f} s of it resting to keep the pace" if rested else ""
+    lines.append(f"elapsed {seconds:.2f} s ({rate:,.0f} keys/s moved{resting})")
     check = report["verification"]
     lines.append(
         f"verification: scanned {check['scanned']:,} keys in {check['elapsed_seconds']:.2f} s: "

@@ -194,10 +194,12 @@ def plan_move(
     after: Placement,
     *,
     rate: float | None = None,
+    busy: float | None = None,
 ) -> MovePlan:
     """The plan: which sampled keys ``after`` places on another node than the one they were
     found on, scaled to the live counts. ``rate`` adds a duration at that many keys/s (the
-    measured :data:`MEASURED_RATE` is always given). O(sample) time and memory."""
+    measured :data:`MEASURED_RATE` is always given, scaled by ``busy``, the share of its
+    time the move works: ``hashring migrate --max-busy``). O(sample) time and memory."""
     sampled = live.sampled()
     strata = {node: (max(live.live[node], sampled[node]), sampled[node]) for node in sampled}
     owners = after.get_node_many(live.keys) if live.keys else []
@@ -223,7 +225,10 @@ def plan_move(
         key=lambda row: (-row[2], row[0], row[1]),
     )
     duration = [] if rate is None else [(rate, keys.estimate / rate, "--rate")]
-    duration.append((MEASURED_RATE, keys.estimate / MEASURED_RATE, MEASURED_RATE_SOURCE))
+    measured, source = MEASURED_RATE, MEASURED_RATE_SOURCE
+    if busy is not None and busy < 1:
+        measured, source = measured * busy, f"{source}, x {busy:g} for --max-busy"
+    duration.append((measured, keys.estimate / measured, source))
     incoming: dict[str, float] = {}
     outgoing: dict[str, float] = {}
     for a, b, _, pair_bytes, _ in pairs:

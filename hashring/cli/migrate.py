@@ -52,7 +52,13 @@ and deletes the stale source copy (only once the destination was seen to hold th
 both copies, which then count as misplaced.
 
 ``--rate`` limits the keys sent to ``MIGRATE`` per second (a token bucket, on average;
-with it each round trip carries at most rate/10 keys); ``--timeout`` is ``MIGRATE``'s own
+with it each round trip carries at most rate/10 keys). ``--max-busy F`` (in (0, 1]) makes
+the pass rest after each round trip and each page, so that it works at most F of its wall
+time: a source server is blocked by the pass's commands (``MIGRATE`` holds it until the
+destination answers) only within that work, so it serves its clients at least 1 - F of the
+time, whatever the keys' sizes; the pace adapts, where ``--rate`` counts keys of any size
+alike. Both may be given. The dry run's duration at the measured rate is scaled by F.
+``--timeout`` is ``MIGRATE``'s own
 timeout in ms (the longest a source may wait on a destination at any moment).
 
 Requirements: every node has a ``url``; a node name in both files has the same URL in
@@ -99,7 +105,8 @@ deleted from lost keys; these are all of them)::
       "mode": "dry-run" | "apply",
       "from": str, "to": str,              # the topology files, as given
       "nodes": {name: url},                # every node scanned, URL redacted, sorted
-      "options": {"batch": int, "rate": float | null, "timeout_ms": int,
+      "options": {"batch": int, "rate": float | null, "max_busy": float | null,
+                  "timeout_ms": int,
                   "on_conflict": "keep-destination" | "replace" | "skip", "bytes": bool,
                   "allow_volatile_destination": bool},
       "durability": {name: {               # every node of the new topology, sorted
@@ -137,6 +144,8 @@ deleted from lost keys; these are all of them)::
       "lost": int | null,                  # --apply: verification.lost; null in a dry run
       "deleted": int | null,               # --apply: verification.deleted; null in a dry run
       "elapsed_seconds": float,            # the plan or move pass (not the verification)
+      "rested_seconds": float | null,      # --apply: of those, slept to keep the pace
+                                           # (--rate, --max-busy); null in a dry run
       "keys_per_second": float,            # dry run: scanned/s; --apply: moved/s
       "plan": null | PLAN,                 # dry run: hashring.cli._plan's object (null when
                                            # the nodes hold no key); --apply: null
@@ -154,7 +163,8 @@ deleted from lost keys; these are all of them)::
     }
 
 (``plan`` was added to version 1 with the planning figures, ``clients`` with the wait,
-``window`` with the markers.)
+``window`` with the markers, ``options.max_busy`` and ``rested_seconds`` with
+``--max-busy``.)
 
 Migration windows. When NEW.toml is a window (its ``[migration] previous`` names OLD.toml,
 checked: another previous is exit 2), ``--apply``, once every client runs the window, sets
@@ -263,6 +273,15 @@ def register(subparsers: Any) -> None:
         help="most keys moved per second, on average (default unlimited)",
     )
     parser.add_argument(
+        "--max-busy",
+        type=_share,
+        default=None,
+        metavar="F",
+        help="largest share of its time the move works, in (0, 1]: it rests after each "
+        "round trip so that each source server serves its clients at least 1-F of the time, "
+        "whatever the keys' sizes (default 1: no rests; 0.1 for a store under live load)",
+    )
+    parser.add_argument(
         "--timeout",
         type=positive_int,
         default=5000,
@@ -329,6 +348,19 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r:.40} is not a number of seconds") from None
     if not 0 <= value <= MAX_WAIT:
         raise argparse.ArgumentTypeError(f"{text:.40} must be from 0 to {MAX_WAIT:,.0f} seconds")
+    return value
+
+
+def _share(text: str) -> float:
+    """``--max-busy``'s type: a share of time above 0 and at most 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not a number") from None
+    if not 0 < value <= 1:  # NaN too
+        raise argparse.ArgumentTypeError(
+            f"{text:.40} must be a share of time above 0 and at most 1 (0.1: 10%)"
+        )
     return value
 
 
@@ -433,7 +465,11 @@ def run(args: argparse.Namespace) -> int:
                         batch=args.batch, with_bytes=args.bytes, progress=bar.update
                     )
                 live = sample_live_nodes(old, args.sample, new, also=new, empty_ok=True)
-                move = plan_move(live, new.placement(), rate=args.rate) if live.keys else None
+                move = (
+                    plan_move(live, new.placement(), rate=args.rate, busy=args.max_busy)
+                    if live.keys
+                    else None
+                )
                 report = dry_run_report(args, nodes, durability, plan)
                 report["plan"] = None if move is None else plan_json(move)
                 report["clients"] = None
@@ -457,6 +493,7 @@ def run(args: argparse.Namespace) -> int:
                         result = session.migrate(
                             batch=args.batch,
                             rate=args.rate,
+                            max_busy=args.max_busy,
                             on_conflict=args.on_conflict,
                             with_bytes=args.bytes,
                             progress=scanned,
