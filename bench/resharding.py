@@ -1040,7 +1040,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--migrate-max-busy",
         type=float,
         default=None,
-        help="hashring migrate --max-busy (a share of time in (0, 1]) for (b) and (c), "
+        help="hashring migrate --max-busy (a share of time, 0.01 to 1) for (b) and (c), "
         f"instead of the default pace (--max-busy {DEFAULT_BUSY:g}); 1: not paced",
     )
     parser.add_argument(

@@ -429,17 +429,28 @@ def test_max_busy_rests_in_proportion_to_the_work_and_moves_everything(cluster: 
     assert {key.decode() for key in cluster.dump()} == set(keys)
 
 
-@pytest.mark.parametrize("value", [0, -0.5, 1.5, float("nan"), float("inf"), True, "0.5"])
-def test_max_busy_outside_0_to_1_is_refused_before_anything_moves(
-    cluster: Cluster, value: Any
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        *[
+            ("max_busy", v)
+            for v in (0, -0.5, 0.009, 1e-300, 1.5, float("nan"), float("inf"), True, "0.5")
+        ],
+        *[("rate", v) for v in (0, -1, 0.009, 1e-300, 1.1e12, float("nan"), True, "10")],
+    ],
+)
+def test_a_pace_out_of_bounds_is_refused_before_anything_moves(
+    cluster: Cluster, option: str, value: Any
 ) -> None:
+    """A ``max_busy`` below MIN_BUSY or a ``rate`` below MIN_RATE would sleep for days, or
+    overflow ``time.sleep`` (1e-300): both are refused, as are values of no meaning."""
     load(cluster, 200, ttl_share=0)
     before = cluster.dump()
     with (
         MigrationSession(load_topology(cluster.old), load_topology(cluster.new)) as session,
-        pytest.raises(InvalidOptionError, match="max_busy"),
+        pytest.raises(InvalidOptionError, match=option),
     ):
-        session.migrate(max_busy=value)
+        session.migrate(**{option: value})
     assert cluster.dump() == before
 
 
@@ -607,7 +618,10 @@ def test_bad_flags_exit_2(tmp_path: Path) -> None:
     for flags in (
         ["--batch", "0"],
         ["--rate", "-1"],
+        ["--rate", "1e-300"],
+        ["--rate", "inf"],
         ["--max-busy", "0"],
+        ["--max-busy", "1e-300"],
         ["--max-busy", "1.5"],
         ["--max-busy", "nan"],
         ["--max-busy", "most"],

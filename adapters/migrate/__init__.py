@@ -119,6 +119,8 @@ from ._live_clients import LiveClient, live_clients, wait_for_clients
 from ._results import (
     DEFAULT_BATCH,
     DEFAULT_TIMEOUT_MS,
+    MIN_BUSY,
+    MIN_RATE,
     ON_CONFLICT,
     MigrationPlan,
     MigrationResult,
@@ -131,6 +133,8 @@ from ._session import MigrationSession, migrate, plan_migration, verify
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_TIMEOUT_MS",
+    "MIN_BUSY",
+    "MIN_RATE",
     "ON_CONFLICT",
     "WAIT_CHANNEL",
     "Durability",

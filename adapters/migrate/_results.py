@@ -26,6 +26,11 @@ DEFAULT_BATCH = 1000
 """Keys per ``SCAN COUNT`` and the most keys in one ``MIGRATE``."""
 DEFAULT_TIMEOUT_MS = 5000
 """``MIGRATE``'s (and ``WAIT``'s) timeout in milliseconds."""
+MIN_RATE = 0.01
+"""The lowest ``rate`` a move takes, in keys per second: a wait of at most 100 s per key
+(lower ones would wait for days, or overflow ``time.sleep``)."""
+MIN_BUSY = 0.01
+"""The lowest ``max_busy`` a move takes: rests of at most 99 times the work before them."""
 
 Progress = Callable[[int], object]
 """Called with the number of keys just scanned, after every ``SCAN`` page."""

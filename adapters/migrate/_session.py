@@ -22,6 +22,8 @@ from ._move import _Mover, _scripted
 from ._results import (
     DEFAULT_BATCH,
     DEFAULT_TIMEOUT_MS,
+    MIN_BUSY,
+    MIN_RATE,
     ON_CONFLICT,
     MigrationPlan,
     MigrationResult,
@@ -281,14 +283,15 @@ class MigrationSession:
 
         Args:
             batch: ``SCAN COUNT`` and the most keys in one ``MIGRATE``.
-            rate: the most keys sent to ``MIGRATE`` per second (None: unlimited).
-            max_busy: the largest share of its wall time the pass works, in (0, 1]: after
-                working ``t`` seconds (a page's ``SCAN``, a round trip of MIGRATEs,
-                its own computing) it sleeps ``t * (1 - max_busy) / max_busy``. A source
-                server is blocked by the pass's commands (``MIGRATE`` waits for its
-                destination) only within that work, so it serves its clients at least
-                ``1 - max_busy`` of the time, whatever the keys' sizes and the servers'
-                speed. None (or 1): no rests.
+            rate: the most keys sent to ``MIGRATE`` per second, at least :data:`MIN_RATE`
+                (None: unlimited).
+            max_busy: the largest share of its wall time the pass works, from
+                :data:`MIN_BUSY` to 1: after working ``t`` seconds (a page's ``SCAN``, a
+                round trip of MIGRATEs, its own computing) it sleeps ``t * (1 - max_busy)
+                / max_busy``. A source server is blocked by the pass's commands
+                (``MIGRATE`` waits for its destination) only within that work, so it
+                serves its clients at least ``1 - max_busy`` of the time, whatever the
+                keys' sizes and the servers' speed. None (or 1): no rests.
             on_conflict: ``"keep-destination"``, ``"replace"`` or ``"skip"`` (see the package).
             with_bytes: also sum ``MEMORY USAGE`` of the moved keys per pair.
             progress: called with the number of keys scanned after every page.
@@ -305,20 +308,8 @@ class MigrationSession:
             InvalidOptionError: a bad ``batch``, ``rate``, ``max_busy`` or ``on_conflict``.
         """
         _check_batch(batch)
-        if max_busy is not None and (
-            isinstance(max_busy, bool)
-            or not isinstance(max_busy, (int, float))
-            or not 0 < max_busy <= 1
-        ):
-            raise InvalidOptionError(
-                f"max_busy must be a share of time in (0, 1], got {max_busy!r}"
-            )
-        if rate is not None and (
-            isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1e12
-        ):
-            raise InvalidOptionError(
-                f"rate must be a positive number of keys per second, got {rate!r}"
-            )
+        _check_pace("max_busy", max_busy, MIN_BUSY, 1.0, "a share of time")
+        _check_pace("rate", rate, MIN_RATE, 1e12, "a number of keys per second")
         if on_conflict not in ON_CONFLICT:
             raise InvalidOptionError(
                 f"on_conflict must be one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}"
@@ -459,3 +450,12 @@ def verify(
     """
     with MigrationSession(old, new) as session:
         return session.verify(batch=batch, progress=progress)
+
+
+def _check_pace(name: str, value: object, low: float, high: float, what: str) -> None:
+    """Raises InvalidOptionError unless ``value`` is None or an int or float from ``low``
+    to ``high`` (``what`` says what it is)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise InvalidOptionError(f"{name} must be {what} from {low:g} to {high:g}, got {value!r}")

@@ -51,15 +51,15 @@ and deletes the stale source copy (only once the destination was seen to hold th
 ``replace`` overwrites it with the source's value (``MIGRATE REPLACE``); ``skip`` leaves
 both copies, which then count as misplaced.
 
-``--rate`` limits the keys sent to ``MIGRATE`` per second (a token bucket, on average;
-with it each round trip carries at most rate/10 keys). ``--max-busy F`` (in (0, 1]) makes
-the pass rest after each round trip and each page, so that it works at most F of its wall
-time: a source server is blocked by the pass's commands (``MIGRATE`` holds it until the
-destination answers) only within that work, so it serves its clients at least 1 - F of the
-time, whatever the keys' sizes; the pace adapts, where ``--rate`` counts keys of any size
-alike. Both may be given. The dry run's duration at the measured rate is scaled by F.
-``--timeout`` is ``MIGRATE``'s own
-timeout in ms (the longest a source may wait on a destination at any moment).
+``--rate`` limits the keys sent to ``MIGRATE`` per second (0.01 to 1e12; a token bucket,
+on average; with it each round trip carries at most rate/10 keys). ``--max-busy F`` (0.01
+to 1) makes the pass rest after each round trip and each page, so that it works at most F
+of its wall time: a source server is blocked by the pass's commands (``MIGRATE`` holds it
+until the destination answers) only within that work, so it serves its clients at least
+1 - F of the time, whatever the keys' sizes; the pace adapts, where ``--rate`` counts keys
+of any size alike. Both may be given. The dry run's duration at the measured rate is scaled
+by F. ``--timeout`` is ``MIGRATE``'s own timeout in ms (the longest a source may wait on a
+destination at any moment).
 
 Requirements: every node has a ``url``; a node name in both files has the same URL in
 both; nodes of the new topology are ``redis://host:port/db`` URLs reachable FROM the source
@@ -207,7 +207,6 @@ from ._common import (
     UsageError,
     escape,
     key_count,
-    positive_float,
     positive_int,
     progress,
     renumbering_message,
@@ -267,7 +266,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--rate",
-        type=positive_float,
+        type=_rate,
         default=None,
         metavar="KEYS_PER_SEC",
         help="most keys moved per second, on average (default unlimited)",
@@ -277,7 +276,7 @@ def register(subparsers: Any) -> None:
         type=_share,
         default=None,
         metavar="F",
-        help="largest share of its time the move works, in (0, 1]: it rests after each "
+        help="largest share of its time the move works, 0.01 to 1: it rests after each "
         "round trip so that each source server serves its clients at least 1-F of the time, "
         "whatever the keys' sizes (default 1: no rests; 0.1 for a store under live load)",
     )
@@ -352,15 +351,46 @@ def _seconds(text: str) -> float:
 
 
 def _share(text: str) -> float:
-    """``--max-busy``'s type: a share of time above 0 and at most 1."""
+    """``--max-busy``'s type: a share of time from the engine's ``MIN_BUSY`` to 1.
+
+    Raises:
+        argparse.ArgumentTypeError: another value (argparse makes it one usage line).
+        UsageError: redis-py is not installed.
+    """
+    return _within(text, _minimums()[1], 1.0, "a share of time")
+
+
+def _rate(text: str) -> float:
+    """``--rate``'s type: keys per second from the engine's ``MIN_RATE`` to 1e12.
+
+    Raises:
+        argparse.ArgumentTypeError: another value (argparse makes it one usage line).
+        UsageError: redis-py is not installed.
+    """
+    return _within(text, _minimums()[0], 1e12, "a number of keys per second")
+
+
+def _minimums() -> tuple[float, float]:
+    """The engine's ``MIN_RATE`` and ``MIN_BUSY``, imported when ``migrate`` parses its
+    flags (as :func:`_on_conflict` does)."""
+    try:
+        if TYPE_CHECKING:
+            from adapters.migrate import MIN_BUSY, MIN_RATE
+        else:
+            from hashring.adapters.migrate import MIN_BUSY, MIN_RATE
+    except ImportError as exc:  # pragma: no cover - redis-py comes with the redis extra
+        raise _needs_redis(exc) from None
+    return MIN_RATE, MIN_BUSY
+
+
+def _within(text: str, low: float, high: float, what: str) -> float:
+    """``text`` as a number from ``low`` to ``high``, else an argparse error naming ``what``."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r:.40} is not a number") from None
-    if not 0 < value <= 1:  # NaN too
-        raise argparse.ArgumentTypeError(
-            f"{text:.40} must be a share of time above 0 and at most 1 (0.1: 10%)"
-        )
+    if not low <= value <= high:  # NaN too
+        raise argparse.ArgumentTypeError(f"{text:.40} must be {what} from {low:g} to {high:g}")
     return value
 
 
