@@ -58,7 +58,9 @@ of its wall time: a source server is blocked by the pass's commands (``MIGRATE``
 until the destination answers) only within that work, so it serves its clients at least
 1 - F of the time, whatever the keys' sizes; the pace adapts, where ``--rate`` counts keys
 of any size alike. Both may be given. The dry run's duration at the measured rate is scaled
-by F. ``--timeout`` is ``MIGRATE``'s own timeout in ms (the longest a source may wait on a
+by F, an optimistic figure: short stretches of work between rests run slower (in
+``bench/resharding.py``, ``--max-busy 0.1`` moved keys at 0.05x to 0.07x of the unpaced
+rate). ``--timeout`` is ``MIGRATE``'s own timeout in ms (the longest a source may wait on a
 destination at any moment).
 
 Requirements: every node has a ``url``; a node name in both files has the same URL in
