@@ -999,18 +999,7 @@ class AsyncShardedRedis(Surface, ShardedBase[aioredis.Redis], AsyncCoreCommands)
                 not be reached.
         """
         fallback = self.read_fallback  # None: the window ended since the read began
-        window: Window | None = self._members.window
-        source = owner = None
-        if placed is not None:
-            members, owner, source = placed
-            window = members.window
-            if self._health.enabled or self._members is not members:
-                owner = None
-        elif window is not None and fallback is not None:
-            source = fallback._owner(read.keys, fallback._members)
-        asked = None if fallback is None or fallback._health.enabled else source
-        old_first = window is not None and source is not None and window.old_first(source)
-        looking = None if window is None or source in window.done else window  # markers
+        window, source, owner, asked, old_first, looking = self._alone_read(read, fallback, placed)
         rounds = alone(read, old_first=old_first)
         side = next(rounds)
         try:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from hashring import (
     ConfigError,
@@ -189,6 +189,24 @@ def _made_by(
         return connect(name, target, options)  # a ready client, or refused there
 
     return connecting
+
+
+class AloneRead(NamedTuple):
+    """Where a read of one key asks while ``read_fallback`` is set
+    (:meth:`ShardedBase._alone_read`)."""
+
+    window: Window | None
+    """The migration window it runs in (None: a fallback outside one)."""
+    source: str | None
+    """The key's owner under the previous topology (None: not known)."""
+    owner: str | None
+    """The node to ask on the new side (None: route afresh)."""
+    asked: str | None
+    """The node to ask on the old side (None: route afresh)."""
+    old_first: bool
+    """Whether the old side is asked first."""
+    looking: Window | None
+    """The window whose markers the old side's round trip looks for (None: none)."""
 
 
 def _window(fallback: Any, topology: Topology) -> Window | None:
@@ -622,6 +640,33 @@ class ShardedBase(Generic[C]):
         if window.moves(owner, source) and not window.has_moved(keys):
             return owner, source
         return usable_owners(placement, self._health, routed, [owner])[0], None
+
+    def _alone_read(
+        self, read: Read, fallback: Any, placed: tuple[Members[C], str, str] | None
+    ) -> AloneRead:
+        """Where a read of one key asks while ``fallback`` (this client's ``read_fallback``,
+        read once by the caller; None: the window ended since the read began) is set.
+        ``placed``: the members it was routed on in a window, its owner under them and under
+        the previous topology, as :meth:`_window_route` placed them, not looked up again
+        unless health tracking may send the read elsewhere (or the topology changed since).
+        Without it, the key's previous owner is looked up when a window runs. No I/O.
+
+        Raises:
+            InvalidKeyError, KeyEncodingError: a key the placement refuses.
+        """
+        window: Window | None = self._members.window
+        source = owner = None
+        if placed is not None:
+            members, owner, source = placed
+            window = members.window
+            if self._health.enabled or self._members is not members:
+                owner = None
+        elif window is not None and fallback is not None:
+            source = fallback._owner(read.keys, fallback._members)
+        asked = None if fallback is None or fallback._health.enabled else source
+        old_first = window is not None and source is not None and window.old_first(source)
+        looking = None if window is None or source in window.done else window  # markers
+        return AloneRead(window, source, owner, asked, old_first, looking)
 
     def _moving(self, keys: list[Any], members: Members[C]) -> list[Route]:
         """The routes of ``keys`` that move in ``members``' migration window (none outside

@@ -971,26 +971,15 @@ class ShardedRedis(Surface, ShardedBase[redis.Redis], CoreCommands):
         topology that is gone (the window ended under the read) holds nothing.
 
         ``placed``: the members it was routed on in a window, its owner under them and under
-        the previous topology, as :meth:`_window_route` placed them (not looked up again,
-        unless health tracking may send the read elsewhere).
+        the previous topology, as :meth:`_window_route` placed them; where each side is asked
+        is :meth:`_alone_read`'s (shared with the async client).
 
         Raises:
             redis.exceptions.RedisError: the standing round's error reply, or a node could
                 not be reached.
         """
         fallback = self.read_fallback  # None: the window ended since the read began
-        window: Window | None = self._members.window
-        source = owner = None
-        if placed is not None:
-            members, owner, source = placed
-            window = members.window
-            if self._health.enabled or self._members is not members:
-                owner = None
-        elif window is not None and fallback is not None:
-            source = fallback._owner(read.keys, fallback._members)
-        asked = None if fallback is None or fallback._health.enabled else source
-        old_first = window is not None and source is not None and window.old_first(source)
-        looking = None if window is None or source in window.done else window  # markers
+        window, source, owner, asked, old_first, looking = self._alone_read(read, fallback, placed)
         rounds = alone(read, old_first=old_first)
         side = next(rounds)
         try:
